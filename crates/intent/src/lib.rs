@@ -1,0 +1,327 @@
+//! Turns one HTTP request into the intents SudoMode judges (SPEC §4).
+//!
+//! The proxy builds a [`RawRequest`] from what the agent sent; [`Mapper::map`]
+//! normalises it (§4.8), decodes the body (§4.1) and runs the custom, built-in
+//! and generic mappers (§4.2–4.7). Everything here is pure: no I/O.
+
+mod aws;
+mod custom;
+mod decode;
+mod generic;
+mod llm;
+mod normalize;
+mod postgrest;
+mod s3;
+mod sql;
+mod sql_tables;
+mod stripe;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::decode::Body;
+
+pub use crate::decode::{parse_args, parse_form, scalar};
+pub use crate::normalize::normalize_path;
+pub use crate::sql::{Flavor as SqlFlavor, sql_intents};
+
+/// What the agent sent, before any normalisation.
+#[derive(Debug, Clone)]
+pub struct RawRequest<'a> {
+    /// Method as sent (any case).
+    pub method: &'a str,
+    /// `http` or `https`.
+    pub scheme: &'a str,
+    /// Host as sent (may have upper case, trailing dot); no port.
+    pub host: &'a str,
+    pub port: u16,
+    /// Origin-form target, e.g. `/v1/charges?expand[]=x` (may be un-normalised).
+    pub path_and_query: &'a str,
+    pub headers: &'a http::HeaderMap,
+    /// Body bytes exactly as sent (possibly Content-Encoded).
+    pub body: &'a [u8],
+}
+
+/// The request as judged: normalised per SPEC §4.8. Serialised into the
+/// audit and exposed to CEL as `request`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NormalizedRequest {
+    /// Upper case, after method-override headers / `_method`.
+    pub method: String,
+    pub scheme: String,
+    /// Lower case, no trailing dot.
+    pub host: String,
+    pub port: u16,
+    /// Percent-decoded where safe, dot segments resolved, `//` collapsed.
+    pub path: String,
+    /// Raw query values (first value per key), for CEL `request.query`.
+    pub query: BTreeMap<String, String>,
+    /// Lower-case header names; credential headers redacted to `[redacted]`.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl NormalizedRequest {
+    /// `scheme://host[:port]path[?query]` with default ports dropped; the URL
+    /// shown to operators and used for the retry key.
+    pub fn url(&self, raw_query: &str) -> String {
+        let default = matches!(
+            (self.scheme.as_str(), self.port),
+            ("https", 443) | ("http", 80)
+        );
+        let mut s = format!("{}://{}", self.scheme, self.host);
+        if !default {
+            s.push_str(&format!(":{}", self.port));
+        }
+        s.push_str(&self.path);
+        if !raw_query.is_empty() {
+            s.push('?');
+            s.push_str(raw_query);
+        }
+        s
+    }
+}
+
+/// One thing the agent is trying to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub resource: String,
+    pub action: String,
+    /// Always a JSON object.
+    pub args: serde_json::Value,
+}
+
+/// Result of mapping: the normalised request and at least one intent
+/// (several for multi-statement SQL).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapped {
+    pub request: NormalizedRequest,
+    pub intents: Vec<Intent>,
+}
+
+/// Why a request cannot be judged; the proxy answers these fail-closed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum IntentError {
+    /// Body (or its decompressed form) exceeds the cap → 413 `too_large`.
+    #[error("request body exceeds the {limit}-byte limit")]
+    TooLarge { limit: usize },
+    /// Cannot be parsed or mapped safely → 400 `bad_request`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A custom mapping in the configuration is invalid (startup error).
+    #[error("invalid custom intent #{index}: {message}")]
+    InvalidCustom { index: usize, message: String },
+}
+
+/// `intents:` entry from sudomode.yaml (SPEC §4.7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomIntent {
+    #[serde(rename = "match")]
+    pub matcher: CustomMatch,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+    /// JSON pointer to the SQL text: the request maps to SQL intents.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// Treat matching requests as PostgREST.
+    #[serde(default)]
+    pub postgrest: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomMatch {
+    /// Host glob.
+    pub host: String,
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Path template: `{name}` captures one segment into args, `*` any suffix.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+/// Maps requests to intents. Built once from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Mapper {
+    custom: Vec<custom::Compiled>,
+    max_body_bytes: usize,
+}
+
+impl Mapper {
+    /// Validates and compiles the custom mappings (§4.7).
+    pub fn new(custom: Vec<CustomIntent>, max_body_bytes: usize) -> Result<Self, IntentError> {
+        let custom = custom
+            .into_iter()
+            .enumerate()
+            .map(|(index, c)| custom::Compiled::new(index, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            custom,
+            max_body_bytes,
+        })
+    }
+
+    /// Normalises, decodes and maps one request; at least one intent on success.
+    pub fn map(&self, req: &RawRequest<'_>) -> Result<Mapped, IntentError> {
+        let bytes = decode::decode_content(req.headers, req.body, self.max_body_bytes)?;
+        let body = Body::new(bytes, decode::content_kind(req.headers));
+        let request = normalize::normalize(req, &body)?;
+        let (raw_path, raw_query) = normalize::split_target(req.path_and_query);
+        let ctx = Ctx {
+            req: &request,
+            headers: req.headers,
+            raw_path,
+            raw_query,
+            body: &body,
+        };
+        let intents = self.intents(&ctx)?;
+        if intents.is_empty() {
+            return Err(IntentError::BadRequest("request maps to no intent".into()));
+        }
+        Ok(Mapped { request, intents })
+    }
+
+    fn intents(&self, ctx: &Ctx<'_>) -> Result<Vec<Intent>, IntentError> {
+        for c in &self.custom {
+            if let Some(intents) = c.try_map(ctx)? {
+                return Ok(intents);
+            }
+        }
+        let host = ctx.req.host.as_str();
+        // Host-specific mappers come before AWS: a forged SigV4 header must
+        // not move a Neon or OpenAI call into the `aws.*` namespace.
+        if host == "api.stripe.com" {
+            return stripe::map(ctx).map(|i| vec![i]);
+        }
+        if let Some(intents) = sql::builtin(ctx)? {
+            return Ok(intents);
+        }
+        if host.ends_with(".supabase.co") && ctx.req.path.starts_with("/rest/v1/") {
+            return postgrest::map(ctx).map(|i| vec![i]);
+        }
+        if let Some(i) = llm::map(ctx)? {
+            return Ok(vec![i]);
+        }
+        if let Some(i) = aws::map(ctx)? {
+            return Ok(vec![i]);
+        }
+        generic::map(ctx).map(|i| vec![i])
+    }
+}
+
+/// Everything a mapper may look at for one request.
+pub(crate) struct Ctx<'a> {
+    pub req: &'a NormalizedRequest,
+    /// Original headers (unredacted: SigV4 scope, `Prefer`, `X-Amz-Target`).
+    pub headers: &'a http::HeaderMap,
+    /// Path exactly as sent, for protocols whose keys are literal (S3).
+    pub raw_path: &'a str,
+    pub raw_query: &'a str,
+    pub body: &'a Body<'a>,
+}
+
+impl Ctx<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Query string decoded per §4.1.
+    pub fn query_args(&self) -> Result<Value, IntentError> {
+        decode::parse_form(self.raw_query.as_bytes())
+    }
+
+    pub fn method(&self) -> &str {
+        &self.req.method
+    }
+}
+
+/// Adds `from`'s keys to `into`; a key present in both with a different
+/// value is refused, since the upstream's precedence is unknown.
+pub(crate) fn merge_strict(into: &mut Map<String, Value>, from: Value) -> Result<(), IntentError> {
+    let Value::Object(from) = from else {
+        return Ok(());
+    };
+    for (k, v) in from {
+        match into.get(&k) {
+            Some(existing) if *existing != v => {
+                return Err(IntentError::BadRequest(format!(
+                    "parameter {k:?} appears in both the query and the body with different values"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                into.insert(k, v);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub struct Req {
+        pub method: String,
+        pub host: String,
+        pub target: String,
+        pub headers: http::HeaderMap,
+        pub body: Vec<u8>,
+    }
+
+    pub fn req(
+        method: &str,
+        host: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Req {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        Req {
+            method: method.into(),
+            host: host.into(),
+            target: target.into(),
+            headers: h,
+            body: body.to_vec(),
+        }
+    }
+
+    pub fn map_with(mapper: &Mapper, r: &Req) -> Result<Mapped, IntentError> {
+        mapper.map(&RawRequest {
+            method: &r.method,
+            scheme: "https",
+            host: &r.host,
+            port: 443,
+            path_and_query: &r.target,
+            headers: &r.headers,
+            body: &r.body,
+        })
+    }
+
+    pub fn map(r: &Req) -> Result<Mapped, IntentError> {
+        map_with(&Mapper::new(Vec::new(), 1 << 20).unwrap(), r)
+    }
+
+    pub fn one(r: &Req) -> Intent {
+        let mut m = map(r).unwrap();
+        assert_eq!(m.intents.len(), 1, "{:?}", m.intents);
+        m.intents.remove(0)
+    }
+}

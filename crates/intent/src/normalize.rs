@@ -1,0 +1,311 @@
+//! Request normalisation (SPEC §4.8): host, path, method overrides, query and
+//! redacted headers, so that what is judged is never easier to pass than what
+//! the upstream executes.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::decode::{Body, Kind};
+use crate::{IntentError, NormalizedRequest, RawRequest};
+
+/// Headers that carry credentials. Beyond the usual ones: Supabase
+/// `apikey`, Azure `api-key`, Google `x-goog-api-key`, GitLab
+/// `private-token`, and Neon's connection string (it embeds the password).
+const REDACTED: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-amz-security-token",
+    "apikey",
+    "api-key",
+    "x-goog-api-key",
+    "private-token",
+    "x-auth-token",
+    "neon-connection-string",
+];
+
+const OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+const KNOWN_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+fn bad(msg: impl Into<String>) -> IntentError {
+    IntentError::BadRequest(msg.into())
+}
+
+/// Splits an origin-form target into (path, query) at the first `?`.
+pub fn split_target(target: &str) -> (&str, &str) {
+    let target = target.split_once('#').map_or(target, |(t, _)| t);
+    target.split_once('?').unwrap_or((target, ""))
+}
+
+pub fn normalize(req: &RawRequest<'_>, body: &Body<'_>) -> Result<NormalizedRequest, IntentError> {
+    let (raw_path, raw_query) = split_target(req.path_and_query);
+    let query = query_map(raw_query);
+    let method = effective_method(req, raw_query, body)?;
+    Ok(NormalizedRequest {
+        method,
+        scheme: req.scheme.to_ascii_lowercase(),
+        host: normalize_host(req.host),
+        port: req.port,
+        path: normalize_path(raw_path),
+        query,
+        headers: header_map(req.headers),
+    })
+}
+
+pub fn normalize_host(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn query_map(raw_query: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw_query.as_bytes()) {
+        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    out
+}
+
+fn header_map(headers: &http::HeaderMap) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let name = name.as_str().to_ascii_lowercase();
+        let value = if REDACTED.contains(&name.as_str()) {
+            "[redacted]".to_string()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        out.entry(name)
+            .and_modify(|v| {
+                if value != "[redacted]" {
+                    v.push_str(", ");
+                    v.push_str(&value);
+                }
+            })
+            .or_insert(value);
+    }
+    out
+}
+
+/// The method the upstream framework may execute: overrides from headers,
+/// `_method` in the query, a form body or a JSON body all count; if they
+/// disagree nobody can say what runs, so the request is refused.
+fn effective_method(
+    req: &RawRequest<'_>,
+    raw_query: &str,
+    body: &Body<'_>,
+) -> Result<String, IntentError> {
+    let mut overrides: Vec<String> = Vec::new();
+    for h in OVERRIDE_HEADERS {
+        for v in req.headers.get_all(*h) {
+            let v = v
+                .to_str()
+                .map_err(|_| bad(format!("unreadable {h} header")))?;
+            overrides.extend(v.split(',').map(|s| s.trim().to_string()));
+        }
+    }
+    for (k, v) in url::form_urlencoded::parse(raw_query.as_bytes()) {
+        if k == "_method" {
+            overrides.push(v.trim().to_string());
+        }
+    }
+    overrides.extend(body_method(
+        body,
+        req.headers.contains_key(http::header::CONTENT_TYPE),
+    ));
+    let mut chosen: Option<String> = None;
+    for o in overrides {
+        let o = o.to_ascii_uppercase();
+        if !KNOWN_METHODS.contains(&o.as_str()) {
+            return Err(bad(format!("unknown method override {o:?}")));
+        }
+        match &chosen {
+            Some(c) if *c != o => return Err(bad("conflicting method overrides")),
+            _ => chosen = Some(o),
+        }
+    }
+    let original = req.method.to_ascii_uppercase();
+    match chosen {
+        // An upstream that ignores the override runs the original write;
+        // judging it as a read would be easier to pass than what runs.
+        Some(o) if o != original && is_safe(&o) && !is_safe(&original) => Err(bad(format!(
+            "method override {o} on a {original} request cannot be judged safely"
+        ))),
+        Some(o) => Ok(o),
+        None => Ok(original),
+    }
+}
+
+fn is_safe(m: &str) -> bool {
+    matches!(m, "GET" | "HEAD" | "OPTIONS")
+}
+
+/// `_method` in a body that a framework reads as a form (form type, or no
+/// type at all as Rack does) or as JSON (Laravel merges JSON input).
+fn body_method(body: &Body<'_>, typed: bool) -> Vec<String> {
+    if body.is_empty() {
+        return Vec::new();
+    }
+    let from_form = || {
+        url::form_urlencoded::parse(&body.bytes)
+            .filter(|(k, _)| k == "_method")
+            .map(|(_, v)| v.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    match body.kind {
+        Kind::Form => from_form(),
+        Kind::Json => match body.json_ref().ok().and_then(|v| v.get("_method")) {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(other) => vec![other.to_string()],
+            None => Vec::new(),
+        },
+        Kind::Other if !typed => from_form(),
+        Kind::Other => Vec::new(),
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes escapes of unreserved characters and `/` (an upstream that
+/// decodes `%2F` would route on it, and resolving `..` after it is the
+/// stricter reading); other escapes stay, with upper-case hex, so `%25`
+/// cannot be decoded twice. `\` counts as `/` because WHATWG URL parsers and
+/// IIS route it that way. Then dot segments are resolved and `//` collapsed.
+pub fn normalize_path(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|x| hex(*x)),
+                bytes.get(i + 2).and_then(|x| hex(*x)),
+            )
+        {
+            let c = h * 16 + l;
+            if c.is_ascii_alphanumeric() || b"-._~/".contains(&c) {
+                decoded.push(c as char);
+            } else if c == b'\\' {
+                decoded.push('/');
+            } else {
+                decoded.push_str(&format!("%{c:02X}"));
+            }
+            i += 3;
+            continue;
+        }
+        if b == b'\\' {
+            decoded.push('/');
+        } else if b.is_ascii() {
+            decoded.push(b as char);
+        } else {
+            // Non-ASCII bytes are escaped so the judged path stays ASCII.
+            decoded.push_str(&format!("%{b:02X}"));
+        }
+        i += 1;
+    }
+    resolve_dots(&decoded)
+}
+
+fn resolve_dots(path: &str) -> String {
+    let trailing = path.ends_with('/')
+        || path.ends_with("/.")
+        || path.ends_with("/..")
+        || path == "."
+        || path == "..";
+    let mut out: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut s = String::with_capacity(path.len() + 1);
+    for seg in &out {
+        s.push('/');
+        s.push_str(seg);
+    }
+    if s.is_empty() || trailing {
+        s.push('/');
+    }
+    s
+}
+
+/// Fully percent-decoded segments of a normalised path, for mappers that
+/// need names (tables, functions, captures).
+pub fn decoded_segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        for (raw, want) in [
+            ("/v1/charges", "/v1/charges"),
+            ("//v1//charges", "/v1/charges"),
+            ("/v1/./charges", "/v1/charges"),
+            ("/v1/customers/../charges", "/v1/charges"),
+            ("/v1/customers/%2e%2e/x", "/v1/x"),
+            ("/v1/customers/%2E%2E/x", "/v1/x"),
+            ("/v1/customers/.%2e/x", "/v1/x"),
+            ("/v1/customers%2F..%2Fcharges", "/v1/charges"),
+            ("/v1/customers%2fcus_1", "/v1/customers/cus_1"),
+            ("/v1/%63harges", "/v1/charges"),
+            ("/../../etc", "/etc"),
+            ("/a\\..\\b", "/b"),
+            ("/a%5c..%5cb", "/b"),
+            ("/a%20b", "/a%20b"),
+            ("/a%2520", "/a%2520"),
+            ("/a%3a", "/a%3A"),
+            ("/a%zz", "/a%zz"),
+            ("/a%2", "/a%2"),
+            ("/a/", "/a/"),
+            ("/a/.", "/a/"),
+            ("", "/"),
+            ("/", "/"),
+            ("/é", "/%C3%A9"),
+        ] {
+            assert_eq!(normalize_path(raw), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(normalize_host("API.Stripe.COM."), "api.stripe.com");
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(split_target("/a?b=1?c"), ("/a", "b=1?c"));
+        assert_eq!(split_target("/a"), ("/a", ""));
+    }
+
+    #[test]
+    fn segments_decode() {
+        assert_eq!(decoded_segments("/a/b%20c/"), vec!["a", "b c"]);
+    }
+}

@@ -1,0 +1,511 @@
+//! SQL over HTTP (SPEC §4.4): Neon, libSQL/Turso and D1 bodies, and the
+//! statement analysis (verb, tables, WHERE) done with a real SQL parser.
+
+use serde_json::{Value, json};
+use sqlparser::ast::{Query, SetExpr, Statement};
+use sqlparser::dialect::{Dialect, GenericDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
+
+use crate::normalize::decoded_segments;
+use crate::{Ctx, Intent, IntentError};
+
+/// One intent per statement is judged per rule; a request with more is not
+/// a client, it is an attempt to exhaust the judge.
+const MAX_STATEMENTS: usize = 1000;
+
+/// Which grammar the server speaks, so the statement split matches its own
+/// (`$$…$$` is a string to Postgres, not to SQLite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Postgres,
+    Sqlite,
+    /// Unknown server: try both.
+    Any,
+}
+
+fn bad(msg: impl Into<String>) -> IntentError {
+    IntentError::BadRequest(msg.into())
+}
+
+/// Verbs ranked by harm: a statement that nests several (a CTE with a
+/// DELETE inside a SELECT) is judged as the most harmful.
+fn rank(verb: &str) -> u8 {
+    match verb {
+        "select" => 0,
+        "explain" | "show" | "set" | "begin" | "start" | "commit" | "rollback" | "savepoint"
+        | "release" => 1,
+        "insert" => 3,
+        "create" => 4,
+        "update" | "merge" | "copy" | "call" | "execute" | "replace" => 5,
+        "grant" | "revoke" => 6,
+        "alter" => 7,
+        "delete" => 8,
+        "truncate" => 9,
+        "drop" => 10,
+        _ => 2,
+    }
+}
+
+const KNOWN_VERBS: &[&str] = &[
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "drop",
+    "truncate",
+    "alter",
+    "create",
+    "grant",
+    "revoke",
+    "merge",
+    "copy",
+    "call",
+    "execute",
+    "explain",
+    "set",
+    "show",
+    "begin",
+    "start",
+    "commit",
+    "rollback",
+    "savepoint",
+    "release",
+    "vacuum",
+    "analyze",
+    "pragma",
+    "attach",
+    "detach",
+    "lock",
+    "comment",
+    "prepare",
+    "deallocate",
+    "discard",
+    "listen",
+    "notify",
+    "unlisten",
+    "reindex",
+    "cluster",
+    "refresh",
+    "use",
+    "declare",
+    "fetch",
+    "close",
+    "kill",
+    "replace",
+];
+
+fn own_verb(s: &Statement) -> (String, bool) {
+    match s {
+        Statement::Query(q) => match q.body.as_ref() {
+            // `SELECT … INTO t` creates a table.
+            SetExpr::Select(sel) if sel.into.is_some() => {
+                ("create".into(), sel.selection.is_some())
+            }
+            SetExpr::Select(sel) => ("select".into(), sel.selection.is_some()),
+            _ => ("select".into(), false),
+        },
+        Statement::Insert(_) => ("insert".into(), false),
+        Statement::Update(u) => ("update".into(), u.selection.is_some()),
+        Statement::Delete(d) => ("delete".into(), d.selection.is_some()),
+        other => {
+            let text = other.to_string();
+            let first = text
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let verb = if KNOWN_VERBS.contains(&first.as_str()) {
+                first
+            } else {
+                "other".into()
+            };
+            (verb, false)
+        }
+    }
+}
+
+/// How deep nested statements are followed; the parser's own recursion
+/// limit keeps real inputs far below this.
+const MAX_WALK_DEPTH: usize = 64;
+
+/// Every statement nested where Postgres allows data-modifying ones (CTEs,
+/// INSERT sources, set operations, EXPLAIN ANALYZE), outermost first.
+fn walk_stmt(s: &Statement, depth: usize, acc: &mut Vec<(String, bool)>) {
+    if depth > MAX_WALK_DEPTH {
+        return;
+    }
+    acc.push(own_verb(s));
+    match s {
+        Statement::Query(q) => walk_query(q, depth + 1, acc),
+        Statement::Insert(i) => {
+            if let Some(src) = &i.source {
+                walk_query(src, depth + 1, acc);
+            }
+        }
+        // Judged as what it explains: EXPLAIN ANALYZE executes it.
+        Statement::Explain { statement, .. } => walk_stmt(statement, depth + 1, acc),
+        _ => {}
+    }
+}
+
+fn walk_query(q: &Query, depth: usize, acc: &mut Vec<(String, bool)>) {
+    if depth > MAX_WALK_DEPTH {
+        return;
+    }
+    if let Some(with) = &q.with {
+        for cte in &with.cte_tables {
+            walk_query(&cte.query, depth + 1, acc);
+        }
+    }
+    walk_set(&q.body, depth + 1, acc);
+}
+
+fn walk_set(b: &SetExpr, depth: usize, acc: &mut Vec<(String, bool)>) {
+    if depth > MAX_WALK_DEPTH {
+        return;
+    }
+    match b {
+        SetExpr::Query(q) => walk_query(q, depth + 1, acc),
+        SetExpr::SetOperation { left, right, .. } => {
+            walk_set(left, depth + 1, acc);
+            walk_set(right, depth + 1, acc);
+        }
+        SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => {
+            walk_stmt(s, depth + 1, acc);
+        }
+        _ => {}
+    }
+}
+
+fn analyze(stmt: &Statement, text: &str) -> (String, bool, Vec<String>) {
+    let mut all = Vec::new();
+    walk_stmt(stmt, 0, &mut all);
+    let mut best: Option<(u8, String, bool)> = None;
+    for (verb, has_where) in all {
+        let r = rank(&verb);
+        if best.as_ref().is_none_or(|(br, ..)| r > *br) {
+            best = Some((r, verb, has_where));
+        }
+    }
+    let (_, verb, has_where) = best.unwrap_or((2, "other".into(), false));
+    (verb, has_where, crate::sql_tables::tables(text))
+}
+
+fn intent(action: &str, sql: &str, tables: Vec<String>, has_where: bool, database: &str) -> Intent {
+    Intent {
+        resource: "sql".into(),
+        action: action.into(),
+        args: json!({"sql": sql, "tables": tables, "has_where": has_where, "database": database}),
+    }
+}
+
+fn parse(sql: &str, flavor: Flavor) -> Option<Vec<Statement>> {
+    let dialects: Vec<Box<dyn Dialect>> = match flavor {
+        Flavor::Postgres => vec![Box::new(PostgreSqlDialect {}), Box::new(GenericDialect)],
+        Flavor::Sqlite => vec![Box::new(SQLiteDialect {}), Box::new(GenericDialect)],
+        Flavor::Any => {
+            vec![
+                Box::new(PostgreSqlDialect {}),
+                Box::new(SQLiteDialect {}),
+                Box::new(GenericDialect),
+            ]
+        }
+    };
+    dialects
+        .iter()
+        .find_map(|d| Parser::parse_sql(d.as_ref(), sql).ok())
+}
+
+/// One intent per statement of `sql`; `unparsed` when no dialect accepts it.
+pub fn sql_intents(sql: &str, database: &str, flavor: Flavor) -> Result<Vec<Intent>, IntentError> {
+    let Some(stmts) = parse(sql, flavor) else {
+        return Ok(vec![intent("unparsed", sql, Vec::new(), false, database)]);
+    };
+    if stmts.len() > MAX_STATEMENTS {
+        return Err(bad(format!("more than {MAX_STATEMENTS} SQL statements")));
+    }
+    if stmts.is_empty() {
+        return Ok(vec![intent("other", sql, Vec::new(), false, database)]);
+    }
+    Ok(stmts
+        .iter()
+        .map(|s| {
+            let text = s.to_string();
+            let (verb, has_where, tables) = analyze(s, &text);
+            intent(&verb, &text, tables, has_where, database)
+        })
+        .collect())
+}
+
+/// Intents for several SQL texts sent in one request.
+pub(crate) fn many(
+    texts: &[String],
+    database: &str,
+    flavor: Flavor,
+) -> Result<Vec<Intent>, IntentError> {
+    let mut out = Vec::new();
+    for t in texts {
+        out.extend(sql_intents(t, database, flavor)?);
+        if out.len() > MAX_STATEMENTS {
+            return Err(bad(format!("more than {MAX_STATEMENTS} SQL statements")));
+        }
+    }
+    if out.is_empty() {
+        out.push(intent("other", "", Vec::new(), false, database));
+    }
+    Ok(out)
+}
+
+/// Every string under an `sql` key, anywhere (Hrana pipelines, batches,
+/// `store_sql`), plus legacy `statements` entries; `true` in the second slot
+/// when a statement refers to SQL stored by an earlier request (`sql_id`).
+fn collect_sql(v: &Value, out: &mut Vec<String>, stored_ref: &mut bool) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("sql", Value::String(s)) => out.push(s.clone()),
+                    ("sql_id", Value::Number(_)) if !m.contains_key("sql") => *stored_ref = true,
+                    ("statements", Value::Array(items)) => {
+                        for it in items {
+                            match it {
+                                Value::String(s) => out.push(s.clone()),
+                                Value::Object(o) => {
+                                    if let Some(Value::String(q)) = o.get("q") {
+                                        out.push(q.clone());
+                                    }
+                                    collect_sql(it, out, stored_ref);
+                                }
+                                other => collect_sql(other, out, stored_ref),
+                            }
+                        }
+                    }
+                    _ => collect_sql(v, out, stored_ref),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_sql(x, out, stored_ref)),
+        _ => {}
+    }
+}
+
+/// Neon, Turso and D1; `None` when the request is none of them.
+pub(crate) fn builtin(ctx: &Ctx<'_>) -> Result<Option<Vec<Intent>>, IntentError> {
+    let host = ctx.req.host.as_str();
+    let path = ctx.req.path.as_str();
+    if ctx.method() != "POST" {
+        return Ok(None);
+    }
+    if host.ends_with(".neon.tech") && path == "/sql" {
+        let body = ctx.body.json()?;
+        let mut texts = Vec::new();
+        match (body.get("query"), body.get("queries")) {
+            (Some(Value::String(q)), _) => texts.push(q.clone()),
+            (_, Some(Value::Array(qs))) => {
+                for q in qs {
+                    match q.get("query") {
+                        Some(Value::String(s)) => texts.push(s.clone()),
+                        _ => return Err(bad("Neon batch entry without a query")),
+                    }
+                }
+            }
+            _ => return Err(bad("Neon request without a query")),
+        }
+        return many(&texts, host, Flavor::Postgres).map(Some);
+    }
+    let turso = host.ends_with(".turso.io")
+        && matches!(
+            path,
+            "/" | "/v1/execute" | "/v1/batch" | "/v2/pipeline" | "/v3/pipeline"
+        );
+    let segs = decoded_segments(path);
+    let d1 = host == "api.cloudflare.com"
+        && segs.len() == 8
+        && segs.first().is_some_and(|s| s == "client")
+        && segs.get(2).is_some_and(|s| s == "accounts")
+        && segs.get(4).is_some_and(|s| s == "d1")
+        && segs.get(5).is_some_and(|s| s == "database")
+        && segs.get(7).is_some_and(|s| s == "query" || s == "raw");
+    if !turso && !d1 {
+        return Ok(None);
+    }
+    let body = ctx.body.json()?;
+    let mut texts = Vec::new();
+    let mut stored_ref = false;
+    collect_sql(&body, &mut texts, &mut stored_ref);
+    if d1 && texts.is_empty() {
+        return Err(bad("D1 request without sql"));
+    }
+    let mut intents = many(&texts, host, Flavor::Sqlite)?;
+    if texts.is_empty() {
+        intents.clear();
+    }
+    if stored_ref {
+        // SQL stored on the server earlier cannot be judged from here.
+        intents.push(intent("unparsed", "", Vec::new(), false, host));
+    }
+    if intents.is_empty() {
+        intents.push(intent("other", "", Vec::new(), false, host));
+    }
+    if d1 {
+        let db = segs.get(6).cloned().unwrap_or_default();
+        for i in &mut intents {
+            if let Value::Object(m) = &mut i.args {
+                m.insert("database_id".into(), Value::String(db.clone()));
+            }
+        }
+    }
+    Ok(Some(intents))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{map, req};
+
+    fn verbs(sql: &str) -> Vec<(String, bool, Value)> {
+        sql_intents(sql, "db", Flavor::Any)
+            .unwrap()
+            .into_iter()
+            .map(|i| {
+                (
+                    i.action,
+                    i.args["has_where"].as_bool().unwrap(),
+                    i.args["tables"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn statements() {
+        let v = verbs("SELECT 1; DROP TABLE users");
+        assert_eq!(v.len(), 2);
+        assert_eq!((v[0].0.as_str(), v[1].0.as_str()), ("select", "drop"));
+        assert_eq!(v[1].2, json!(["users"]));
+        assert_eq!(
+            verbs("DELETE FROM t WHERE id = 1")[0],
+            ("delete".into(), true, json!(["t"]))
+        );
+        assert_eq!(
+            verbs("delete from t")[0],
+            ("delete".into(), false, json!(["t"]))
+        );
+        assert_eq!(verbs("UPDATE t SET a = 1")[0].0, "update");
+        assert_eq!(verbs("INSERT INTO t (a) SELECT a FROM u")[0].0, "insert");
+        assert_eq!(verbs("TRUNCATE t")[0].0, "truncate");
+        assert_eq!(verbs("ALTER TABLE t ADD COLUMN c int")[0].0, "alter");
+        assert_eq!(verbs("CREATE TABLE t (a int)")[0].0, "create");
+        assert_eq!(verbs("GRANT ALL ON t TO bob")[0].0, "grant");
+        assert_eq!(verbs("REVOKE ALL ON t FROM bob")[0].0, "revoke");
+        assert_eq!(verbs("SELECT * INTO t2 FROM t")[0].0, "create");
+        assert_eq!(verbs("not sql at all")[0].0, "unparsed");
+        assert_eq!(verbs("")[0].0, "other");
+    }
+
+    #[test]
+    fn hidden_writes_are_found() {
+        let v = verbs("WITH x AS (DELETE FROM users RETURNING *) SELECT * FROM x");
+        assert_eq!((v.len(), v[0].0.as_str(), v[0].1), (1, "delete", false));
+        assert!(v[0].2.as_array().unwrap().contains(&json!("users")));
+        // Comments and strings do not split statements.
+        let v = verbs("SELECT 'a; DROP TABLE t' /* ; DROP TABLE u */ -- ; DROP TABLE v\n");
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].0, "select");
+        assert_eq!(verbs("EXPLAIN ANALYZE DELETE FROM t")[0].0, "delete");
+    }
+
+    #[test]
+    fn neon() {
+        let m = map(&req(
+            "POST",
+            "ep-x.us-east-2.aws.neon.tech",
+            "/sql",
+            &[("content-type", "application/json")],
+            br#"{"query":"SELECT 1; DROP TABLE users","params":[]}"#,
+        ))
+        .unwrap();
+        assert_eq!(m.intents.len(), 2);
+        assert_eq!(m.intents[1].action, "drop");
+        assert_eq!(
+            m.intents[1].args["database"],
+            "ep-x.us-east-2.aws.neon.tech"
+        );
+        assert!(map(&req("POST", "ep-x.neon.tech", "/sql", &[], b"{nope")).is_err());
+        assert!(
+            map(&req(
+                "POST",
+                "ep-x.neon.tech",
+                "/sql",
+                &[],
+                br#"{"sql":"x"}"#
+            ))
+            .is_err()
+        );
+        // Not the SQL endpoint: generic.
+        assert_eq!(
+            map(&req("GET", "ep-x.neon.tech", "/sql", &[], b""))
+                .unwrap()
+                .intents[0]
+                .resource,
+            "http.ep-x.neon.tech"
+        );
+    }
+
+    #[test]
+    fn turso_and_d1() {
+        let body = br#"{"requests":[{"type":"execute","stmt":{"sql":"SELECT * FROM a"}},{"type":"batch","batch":{"steps":[{"stmt":{"sql":"DELETE FROM b"}}]}},{"type":"close"}]}"#;
+        let m = map(&req("POST", "db-org.turso.io", "/v2/pipeline", &[], body)).unwrap();
+        let acts: Vec<_> = m.intents.iter().map(|i| i.action.as_str()).collect();
+        assert_eq!(acts, ["select", "delete"]);
+        let m = map(&req(
+            "POST",
+            "db-org.turso.io",
+            "/v2/pipeline",
+            &[],
+            br#"{"requests":[{"type":"close"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(m.intents[0].action, "other");
+        let m = map(&req(
+            "POST",
+            "db-org.turso.io",
+            "/v2/pipeline",
+            &[],
+            br#"{"requests":[{"type":"execute","stmt":{"sql_id":1}}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(m.intents[0].action, "unparsed");
+        let m = map(&req(
+            "POST",
+            "api.cloudflare.com",
+            "/client/v4/accounts/acc/d1/database/dbid/query",
+            &[],
+            br#"{"sql":"DROP TABLE x"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                m.intents[0].action.as_str(),
+                &m.intents[0].args["database_id"]
+            ),
+            ("drop", &json!("dbid"))
+        );
+        assert!(
+            map(&req(
+                "POST",
+                "api.cloudflare.com",
+                "/client/v4/accounts/acc/d1/database/dbid/query",
+                &[],
+                br#"{"q":1}"#
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn too_many_statements() {
+        let sql = "SELECT 1;".repeat(MAX_STATEMENTS + 1);
+        assert!(sql_intents(&sql, "db", Flavor::Postgres).is_err());
+    }
+}

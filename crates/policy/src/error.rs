@@ -1,0 +1,146 @@
+//! Load and validation errors: each names `file:line:col`, the rule and the problem.
+
+use std::fmt;
+
+/// One problem found while loading a policy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyError {
+    /// The file as given (or the source name for in-memory policies).
+    pub file: String,
+    /// 1-based; 0 when unknown (e.g. the file could not be read).
+    pub line: usize,
+    /// 1-based; 0 when unknown.
+    pub column: usize,
+    /// What is wrong, naming the rule when there is one.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file,
+                self.line,
+                self.column.max(1),
+                self.message
+            )
+        }
+    }
+}
+
+/// Every problem found in a load (never empty). `Display` prints one
+/// `file:line:col: message` per line, as `sudomode policy check` does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(transparent)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl PolicyErrors {
+    pub fn iter(&self) -> impl Iterator<Item = &PolicyError> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Parses a duration: an integer followed by `ms`, `s`, `m`, `h` or `d`
+/// (`500ms`, `30s`, `10m`, `2h`, `7d`), as in the configuration file.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!(
+            "bad duration {text:?}: expected a number and a unit (500ms, 30s, 10m, 2h, 7d)"
+        ));
+    }
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {text:?}: number too large"))?;
+    let ms_per = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "bad duration {text:?}: unit must be ms, s, m, h or d (500ms, 30s, 10m, 2h, 7d)"
+            ));
+        }
+    };
+    let ms = n
+        .checked_mul(ms_per)
+        .ok_or_else(|| format!("bad duration {text:?}: too large"))?;
+    if ms == 0 {
+        return Err(format!("bad duration {text:?}: must be greater than zero"));
+    }
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        for bad in [
+            "",
+            "10",
+            "m",
+            "1.5h",
+            "10 minutes",
+            "0s",
+            "-1s",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn display() {
+        let e = PolicyErrors(vec![
+            PolicyError {
+                file: "a.yaml".into(),
+                line: 3,
+                column: 5,
+                message: "x".into(),
+            },
+            PolicyError {
+                file: "b.yaml".into(),
+                line: 0,
+                column: 0,
+                message: "y".into(),
+            },
+        ]);
+        assert_eq!(e.to_string(), "a.yaml:3:5: x\nb.yaml: y");
+    }
+}

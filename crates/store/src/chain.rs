@@ -1,0 +1,551 @@
+//! Canonical JSON, event hashing, redaction and chain verification.
+//!
+//! **Canonical form.** An event is a JSON object; its canonical JSON is the object with keys
+//! sorted by code point at every depth, no whitespace, UTF-8, strings escaped as serde_json
+//! does (only `"`, `\` and control characters; `\b \f \n \r \t` short forms, others
+//! `\u00xx`), numbers as serde_json writes them (integers in decimal; floats in shortest
+//! round-trip form, which agrees with Python's `json.dumps` for magnitudes between 1e-4 and
+//! 1e16 — keep audit floats in that range or send them as strings). That is exactly
+//! `json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` in Python.
+//!
+//! `hash` = lower-case hex SHA-256 of the canonical JSON of the event **without** its `hash`
+//! key; `prev_hash` is the previous event's `hash`, 64 zeros for `seq` 1.
+//!
+//! **Nulls.** `request_id`, `agent` and `operator` are always present, `null` when absent, so
+//! every event has the same top-level shape; type-specific fields are hashed exactly as given
+//! (a `null` field stays `null`). Exported lines are stored canonical (keys sorted, `hash`
+//! included), so a verifier needs nothing but the lines.
+//!
+//! **Redaction** happens before hashing: any object key named (case-insensitive, `_` = `-`)
+//! `authorization`, `proxy-authorization`, `cookie`, `set-cookie`, `x-api-key` or
+//! `x-amz-security-token` has its value replaced by `"[redacted]"` at any depth, as does the
+//! value of `[name, value]` pairs and `{"name", "value"}` objects naming those headers; and
+//! any string containing a configured secret becomes `"[redacted]"`.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::model::{AuditEvent, NewEvent, VerifyReport};
+
+/// `prev_hash` of the first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Replacement for redacted values.
+pub const REDACTED: &str = "[redacted]";
+
+/// Top-level names the store sets itself; `NewEvent::fields` may not use them.
+pub const RESERVED_FIELDS: [&str; 8] = [
+    "seq",
+    "time",
+    "type",
+    "request_id",
+    "agent",
+    "operator",
+    "prev_hash",
+    "hash",
+];
+
+const SENSITIVE_HEADERS: [&str; 6] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-amz-security-token",
+];
+
+/// `value` with object keys sorted recursively (by code point).
+pub fn canonicalize(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(canonical_map(map)),
+        Value::Array(items) => Value::Array(items.into_iter().map(canonicalize).collect()),
+        other => other,
+    }
+}
+
+fn canonical_map(map: Map<String, Value>) -> Map<String, Value> {
+    let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries
+        .into_iter()
+        .map(|(k, v)| (k, canonicalize(v)))
+        .collect()
+}
+
+/// Canonical JSON text of `value` (see the module doc).
+pub fn canonical_json(value: &Value) -> String {
+    canonicalize(value.clone()).to_string()
+}
+
+/// Hex SHA-256 of the canonical JSON of `event` minus any `hash` key.
+pub fn event_hash(event: &Value) -> String {
+    let mut v = event.clone();
+    if let Value::Object(map) = &mut v {
+        map.remove("hash");
+    }
+    hex::encode(Sha256::digest(canonical_json(&v).as_bytes()))
+}
+
+/// Event time text: RFC3339 UTC with exactly six fractional digits
+/// (`2026-11-23T21:13:25.807080Z`), so times of the same width sort as text.
+pub(crate) fn format_time(t: OffsetDateTime) -> String {
+    const FMT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    let t = t.to_offset(time::UtcOffset::UTC);
+    // Formatting only fails for years outside 0..=9999; fall back to plain RFC3339 then.
+    t.format(FMT)
+        .or_else(|_| t.format(&Rfc3339))
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// Whether `name` is a credential header name.
+pub fn is_sensitive_name(name: &str) -> bool {
+    SENSITIVE_HEADERS.iter().any(|h| {
+        h.len() == name.len()
+            && h.bytes().zip(name.bytes()).all(|(a, b)| {
+                let b = if b == b'_' { b'-' } else { b };
+                a == b.to_ascii_lowercase()
+            })
+    })
+}
+
+/// Scrubs credential headers and secret values (see the module doc).
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    /// A redactor for these secret values (empty strings are ignored).
+    pub fn new(secrets: Vec<String>) -> Self {
+        Redactor {
+            secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
+        }
+    }
+
+    /// The string, or `[redacted]` when it contains a secret.
+    pub fn redact_str(&self, s: &mut String) {
+        if self.secrets.iter().any(|sec| s.contains(sec.as_str())) {
+            *s = REDACTED.to_string();
+        }
+    }
+
+    /// Redacts `value` in place, recursively.
+    pub fn redact(&self, value: &mut Value) {
+        match value {
+            Value::String(s) => self.redact_str(s),
+            Value::Array(items) => {
+                let pair_named = items.len() == 2
+                    && matches!(&items[0], Value::String(n) if is_sensitive_name(n));
+                for (i, item) in items.iter_mut().enumerate() {
+                    if pair_named && i == 1 {
+                        *item = Value::String(REDACTED.to_string());
+                    } else {
+                        self.redact(item);
+                    }
+                }
+            }
+            Value::Object(map) => self.redact_map(map),
+            _ => {}
+        }
+    }
+
+    /// Redacts an object's values in place, recursively.
+    pub fn redact_map(&self, map: &mut Map<String, Value>) {
+        let named = matches!(map.get("name"), Some(Value::String(n)) if is_sensitive_name(n));
+        for (k, v) in map.iter_mut() {
+            if is_sensitive_name(k) || (named && k == "value") {
+                *v = Value::String(REDACTED.to_string());
+            } else {
+                self.redact(v);
+            }
+        }
+    }
+}
+
+/// Checks a new event before it is queued.
+pub(crate) fn validate(ev: &NewEvent) -> Result<(), String> {
+    if ev.kind.is_empty() {
+        return Err("event type is empty".into());
+    }
+    if let Some(k) = ev
+        .fields
+        .keys()
+        .find(|k| RESERVED_FIELDS.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "event field {k:?} is reserved (event type {:?})",
+            ev.kind
+        ));
+    }
+    Ok(())
+}
+
+/// Top-level entries the writer fills in at seal time, in sorted key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Agent,
+    Hash,
+    Operator,
+    PrevHash,
+    RequestId,
+    Seq,
+    Time,
+    Type,
+}
+
+const SLOTS: [(&str, Slot); 8] = [
+    ("agent", Slot::Agent),
+    ("hash", Slot::Hash),
+    ("operator", Slot::Operator),
+    ("prev_hash", Slot::PrevHash),
+    ("request_id", Slot::RequestId),
+    ("seq", Slot::Seq),
+    ("time", Slot::Time),
+    ("type", Slot::Type),
+];
+
+/// One piece of an event's canonical text: pre-rendered `"key":value` pairs of its fields
+/// (already comma-joined), or a slot.
+#[derive(Debug)]
+enum Piece {
+    Fields(String),
+    Slot(Slot),
+}
+
+/// An event validated, redacted and canonicalised on the caller's thread, with its
+/// canonical text laid out in key order, so the writer only fills the slots and hashes.
+#[derive(Debug)]
+pub(crate) struct PreparedEvent {
+    kind: String,
+    request_id: Option<String>,
+    agent: Option<String>,
+    operator: Option<String>,
+    fields: Map<String, Value>,
+    pieces: Vec<Piece>,
+    fixed_len: usize,
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    out.push_str(&Value::from(s).to_string());
+}
+
+fn push_json_opt(out: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => push_json_str(out, s),
+        None => out.push_str("null"),
+    }
+}
+
+impl PreparedEvent {
+    /// `ev` must already be validated (no reserved field names) and redacted.
+    pub(crate) fn new(ev: NewEvent) -> Self {
+        let fields = canonical_map(ev.fields);
+        let mut pieces: Vec<Piece> = Vec::with_capacity(2 * SLOTS.len() + 1);
+        let mut slots = SLOTS.iter().peekable();
+        let mut run = String::new();
+        let flush = |run: &mut String, pieces: &mut Vec<Piece>| {
+            if !run.is_empty() {
+                pieces.push(Piece::Fields(std::mem::take(run)));
+            }
+        };
+        for (k, v) in &fields {
+            while let Some((_, slot)) = slots.next_if(|(name, _)| *name < k.as_str()) {
+                flush(&mut run, &mut pieces);
+                pieces.push(Piece::Slot(*slot));
+            }
+            if !run.is_empty() {
+                run.push(',');
+            }
+            push_json_str(&mut run, k);
+            run.push(':');
+            run.push_str(&v.to_string());
+        }
+        flush(&mut run, &mut pieces);
+        pieces.extend(slots.map(|(_, slot)| Piece::Slot(*slot)));
+        let fixed_len = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Fields(s) => s.len() + 1,
+                Piece::Slot(_) => 24,
+            })
+            .sum();
+        PreparedEvent {
+            kind: ev.kind,
+            request_id: ev.request_id,
+            agent: ev.agent,
+            operator: ev.operator,
+            fields,
+            pieces,
+            fixed_len,
+        }
+    }
+
+    /// The request this event concerns.
+    pub(crate) fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// Hash and canonical line (hash included) of this event at `seq`.
+    pub(crate) fn seal(&self, seq: u64, time: &str, prev_hash: &str) -> (String, String) {
+        let mut text = String::with_capacity(self.fixed_len + 256);
+        // Byte offset where `,"hash":"…"` goes: "agent" sorts before it and "operator" after,
+        // so it is never the first or last entry.
+        let mut hash_at = 0;
+        text.push('{');
+        for piece in &self.pieces {
+            let slot = match piece {
+                Piece::Fields(s) => {
+                    if text.len() > 1 {
+                        text.push(',');
+                    }
+                    text.push_str(s);
+                    continue;
+                }
+                Piece::Slot(Slot::Hash) => {
+                    hash_at = text.len();
+                    continue;
+                }
+                Piece::Slot(slot) => *slot,
+            };
+            if text.len() > 1 {
+                text.push(',');
+            }
+            match slot {
+                Slot::Agent => {
+                    text.push_str("\"agent\":");
+                    push_json_opt(&mut text, self.agent.as_deref());
+                }
+                Slot::Operator => {
+                    text.push_str("\"operator\":");
+                    push_json_opt(&mut text, self.operator.as_deref());
+                }
+                Slot::PrevHash => {
+                    text.push_str("\"prev_hash\":");
+                    push_json_str(&mut text, prev_hash);
+                }
+                Slot::RequestId => {
+                    text.push_str("\"request_id\":");
+                    push_json_opt(&mut text, self.request_id.as_deref());
+                }
+                Slot::Seq => {
+                    text.push_str("\"seq\":");
+                    text.push_str(&seq.to_string());
+                }
+                Slot::Time => {
+                    text.push_str("\"time\":");
+                    push_json_str(&mut text, time);
+                }
+                Slot::Type => {
+                    text.push_str("\"type\":");
+                    push_json_str(&mut text, &self.kind);
+                }
+                Slot::Hash => {}
+            }
+        }
+        text.push('}');
+        let hash = hex::encode(Sha256::digest(text.as_bytes()));
+        let mut line = String::with_capacity(text.len() + 76);
+        line.push_str(&text[..hash_at]);
+        line.push_str(",\"hash\":\"");
+        line.push_str(&hash);
+        line.push('"');
+        line.push_str(&text[hash_at..]);
+        (hash, line)
+    }
+
+    /// The stored event, once sealed.
+    pub(crate) fn into_event(
+        self,
+        seq: u64,
+        time: String,
+        prev_hash: String,
+        hash: String,
+    ) -> AuditEvent {
+        AuditEvent {
+            seq,
+            time,
+            kind: self.kind,
+            request_id: self.request_id,
+            agent: self.agent,
+            operator: self.operator,
+            fields: self.fields,
+            prev_hash,
+            hash,
+        }
+    }
+}
+
+/// Incremental chain verifier, fed one event at a time in sequence order.
+#[derive(Debug)]
+pub(crate) struct ChainVerifier {
+    from_genesis: bool,
+    last_seq: Option<u64>,
+    last_hash: String,
+    events: u64,
+    first_bad: Option<(u64, String)>,
+}
+
+impl ChainVerifier {
+    /// `from_genesis`: the first event must be seq 1 with 64-zero `prev_hash`; otherwise the
+    /// first event's `prev_hash` and seq are trusted as the anchor (partial exports).
+    pub(crate) fn new(from_genesis: bool) -> Self {
+        ChainVerifier {
+            from_genesis,
+            last_seq: None,
+            last_hash: GENESIS_HASH.to_string(),
+            events: 0,
+            first_bad: None,
+        }
+    }
+
+    fn expected_seq(&self) -> u64 {
+        self.last_seq.map_or(1, |s| s + 1)
+    }
+
+    fn bad(&mut self, seq: u64, why: String) {
+        if self.first_bad.is_none() {
+            self.first_bad = Some((seq, why));
+        }
+    }
+
+    /// Feeds one event's JSON text.
+    pub(crate) fn feed_line(&mut self, line: &str) {
+        match serde_json::from_str::<Value>(line) {
+            Ok(v) => self.feed(&v),
+            Err(e) => {
+                self.events += 1;
+                let seq = self.expected_seq();
+                self.bad(seq, format!("event after seq {seq} is not JSON: {e}"));
+                self.last_seq = Some(seq);
+            }
+        }
+    }
+
+    /// Feeds one parsed event.
+    pub(crate) fn feed(&mut self, v: &Value) {
+        self.events += 1;
+        let expected = self.expected_seq();
+        let seq = v.get("seq").and_then(Value::as_u64);
+        let prev = v.get("prev_hash").and_then(Value::as_str);
+        let hash = v.get("hash").and_then(Value::as_str);
+        let (Some(seq), Some(prev), Some(hash)) = (seq, prev, hash) else {
+            self.bad(
+                expected,
+                format!("event {expected} lacks seq, prev_hash or hash"),
+            );
+            self.last_seq = Some(expected);
+            return;
+        };
+        let anchor = self.last_seq.is_none() && !self.from_genesis;
+        if !anchor && seq != expected {
+            let why = if seq > expected {
+                format!("events {expected}..{} are missing", seq - 1)
+            } else {
+                format!("seq {seq} follows {}", expected - 1)
+            };
+            self.bad(expected, why);
+        } else if !anchor && prev != self.last_hash {
+            self.bad(
+                seq,
+                format!("event {seq}: prev_hash does not match event {}", seq - 1),
+            );
+        }
+        let computed = event_hash(v);
+        if computed != hash {
+            self.bad(seq, format!("event {seq}: hash does not match its content"));
+        }
+        self.last_seq = Some(seq);
+        self.last_hash = hash.to_string();
+    }
+
+    /// The report.
+    pub(crate) fn finish(self) -> VerifyReport {
+        let (first_bad_seq, problem) = match self.first_bad {
+            Some((s, p)) => (Some(s), Some(p)),
+            None => (None, None),
+        };
+        VerifyReport {
+            ok: first_bad_seq.is_none(),
+            events: self.events,
+            head_hash: self.last_hash,
+            first_bad_seq,
+            problem,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sealed_line_is_the_canonical_form() {
+        let ev = NewEvent::new("request.decided")
+            .request("r1")
+            .field("zeta", json!({"b": 1, "a": [2.5, "x\u{1}"]}))
+            .field("Alpha", "é")
+            .field("hashish", true)
+            .field("ha", json!(null))
+            .field("zz", json!([]))
+            .field("operatorz", 1)
+            .field("", 0);
+        let p = PreparedEvent::new(ev);
+        let (hash, line) = p.seal(7, "2026-01-01T00:00:00Z", GENESIS_HASH);
+        let v: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(line, canonical_json(&v));
+        assert_eq!(hash, event_hash(&v));
+        assert_eq!(v["hash"], json!(hash));
+        assert_eq!(v["operator"], Value::Null);
+        assert_eq!(v["seq"], json!(7));
+        // No fields at all.
+        let (hash, line) =
+            PreparedEvent::new(NewEvent::new("server.started")).seal(1, "t", GENESIS_HASH);
+        let v: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(line, canonical_json(&v));
+        assert_eq!(hash, event_hash(&v));
+    }
+
+    #[test]
+    fn sorts_keys_recursively_despite_preserve_order() {
+        let v = json!({"b": 1, "a": {"d": [ {"z": 1, "y": 2} ], "c": null}});
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn sensitive_names() {
+        assert!(is_sensitive_name("Authorization"));
+        assert!(is_sensitive_name("X-AMZ-Security-Token"));
+        assert!(is_sensitive_name("x_api_key"));
+        assert!(!is_sensitive_name("authorizations"));
+        assert!(!is_sensitive_name("content-type"));
+    }
+
+    #[test]
+    fn redacts_pairs_and_name_value_objects() {
+        let r = Redactor::new(vec!["sk_live_123".into(), String::new()]);
+        let mut v = json!({
+            "headers": [["Cookie", "a=b"], ["Accept", "x"]],
+            "h2": [{"name": "x-api-key", "value": "k"}],
+            "note": "key is sk_live_123!",
+            "ok": "fine"
+        });
+        r.redact(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "headers": [["Cookie", "[redacted]"], ["Accept", "x"]],
+                "h2": [{"name": "x-api-key", "value": "[redacted]"}],
+                "note": "[redacted]",
+                "ok": "fine"
+            })
+        );
+    }
+}

@@ -1,0 +1,342 @@
+//! SudoMode's store: request records and the append-only, hash-chained audit log, in redb.
+//!
+//! One writer thread owns every write. Callers hand it [`Batch`]es through a bounded queue;
+//! it folds whatever is queued into one redb transaction and one fsync (group commit), then
+//! answers each caller. [`Store::commit`] resolves once the batch is durable;
+//! [`Store::commit_batched`] only enqueues. Reads use redb read transactions on the caller's
+//! thread and see every commit that has resolved (read-your-writes).
+//!
+//! Ids: use [`new_request_id`] (UUIDv7 text). Requests are keyed by id, so descending key
+//! order is newest first and a listing cursor is simply the last id returned.
+//!
+//! Canonical form, hashing, null handling and redaction: see [`chain`].
+
+pub mod chain;
+mod error;
+mod model;
+mod query;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, oneshot};
+
+pub use chain::{GENESIS_HASH, REDACTED, Redactor, canonical_json, event_hash};
+pub use error::StoreError;
+pub use model::{
+    Approval, AuditEvent, Batch, Committed, Durability, Filter, NewEvent, RequestRecord, Stats,
+    Status, StoreOptions, VerifyReport,
+};
+pub use query::{DEFAULT_LIMIT, MAX_LIMIT, verify_lines, verify_lines_partial};
+
+use writer::{AtomicStats, Msg, Prepared, Writer};
+
+/// seq → canonical JSON line of the event (hash included).
+pub(crate) const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("audit_events");
+/// (request_id, seq) → (): events of one request.
+pub(crate) const EVENTS_BY_REQUEST: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("audit_by_request");
+/// id → JSON of the [`RequestRecord`].
+pub(crate) const REQUESTS: TableDefinition<&str, &str> = TableDefinition::new("requests");
+/// id → (): requests that are pending, or approved with the retry grant unused.
+pub(crate) const OPEN_REQUESTS: TableDefinition<&str, ()> = TableDefinition::new("open_requests");
+/// `status:<s>` / `decision:<d>` → number of requests.
+pub(crate) const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
+
+/// A new request id: a UUIDv7 string (sorts by creation time).
+pub fn new_request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Handle to the store; cheap to clone. The last clone dropped stops the writer (after
+/// committing what is queued) and releases the file.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: Arc<Database>,
+    path: PathBuf,
+    tx: Sender<Msg>,
+    permits: Arc<Semaphore>,
+    redactor: RwLock<Arc<Redactor>>,
+    pub(crate) stats: Arc<AtomicStats>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed, with its parent directory) the store at `path` and starts
+    /// the writer. Fails with [`StoreError::Locked`] when another process has it open.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen
+            | redb::DatabaseError::LockProtocolMismatch => StoreError::Locked {
+                path: path.to_path_buf(),
+            },
+            redb::DatabaseError::Storage(redb::StorageError::Io(source)) => StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => StoreError::storage(format!("opening {}: {other}", path.display())),
+        })?;
+        let db = Arc::new(db);
+        let (head_seq, head_hash, last_time) = init_tables(&db)?;
+        let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(AtomicStats::default());
+        let writer = Writer {
+            db: db.clone(),
+            rx,
+            stats: stats.clone(),
+            durability: opts.durability,
+            flush_interval: opts.flush_interval,
+            max_group: opts.max_group.max(1),
+            head_seq,
+            head_hash,
+            last_time,
+            dirty_since: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("sudomode-store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                path: path.to_path_buf(),
+                tx,
+                permits: Arc::new(Semaphore::new(
+                    opts.queue_capacity.clamp(1, Semaphore::MAX_PERMITS),
+                )),
+                redactor: RwLock::new(Arc::new(Redactor::new(opts.secrets))),
+                stats,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Replaces the secret values that must never be written: from now on any string in an
+    /// event or record containing one is stored as `"[redacted]"`.
+    pub fn set_secrets(&self, secrets: Vec<String>) {
+        let r = Arc::new(Redactor::new(secrets));
+        // A poisoned lock only means a panic elsewhere mid-assignment of an Arc: the value
+        // inside is still a whole Arc, so taking it is sound.
+        *self
+            .inner
+            .redactor
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = r;
+    }
+
+    fn redactor(&self) -> Arc<Redactor> {
+        self.inner
+            .redactor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Validates, redacts, canonicalises and serialises a batch on the caller's thread, so
+    /// the writer only hashes and inserts.
+    fn prepare(&self, batch: Batch) -> Result<Prepared, StoreError> {
+        let r = self.redactor();
+        let mut events = Vec::with_capacity(batch.events.len());
+        for mut ev in batch.events {
+            chain::validate(&ev).map_err(StoreError::Invalid)?;
+            r.redact_map(&mut ev.fields);
+            for s in [&mut ev.request_id, &mut ev.agent, &mut ev.operator]
+                .into_iter()
+                .flatten()
+            {
+                r.redact_str(s);
+            }
+            events.push(chain::PreparedEvent::new(ev));
+        }
+        let mut upserts = Vec::with_capacity(batch.upserts.len());
+        for mut rec in batch.upserts {
+            if rec.id.is_empty() {
+                return Err(StoreError::Invalid("request id is empty".into()));
+            }
+            redact_record(&r, &mut rec);
+            let json =
+                serde_json::to_string(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            upserts.push((rec, json));
+        }
+        Ok(Prepared { events, upserts })
+    }
+
+    async fn enqueue(
+        &self,
+        batch: Prepared,
+        reply: Option<writer::CommitReply>,
+    ) -> Result<(), StoreError> {
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.inner
+            .tx
+            .send(Msg::Commit {
+                batch,
+                reply,
+                _permit: permit,
+            })
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Appends the batch's events and upserts its records atomically; resolves once they are
+    /// on disk (fsync'd), with the seqs assigned. Waits while the queue is full.
+    pub async fn commit(&self, batch: Batch) -> Result<Committed, StoreError> {
+        let batch = self.prepare(batch)?;
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(batch, Some(tx)).await?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues the batch and returns without waiting for the commit (it lands within
+    /// `flush_interval`, durably). Waits only while the queue is full; never drops.
+    pub async fn commit_batched(&self, batch: Batch) -> Result<(), StoreError> {
+        let batch = self.prepare(batch)?;
+        self.enqueue(batch, None).await
+    }
+
+    /// Resolves once everything queued before it is committed and durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Msg::Flush(tx))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Commits and fsyncs everything queued, then stops the writer; later writes fail with
+    /// [`StoreError::Closed`]. Reads keep working until the last clone is dropped.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.inner.permits.close();
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(Msg::Shutdown(Some(tx))).is_err() {
+            return Ok(()); // already stopped
+        }
+        let result = rx.await.unwrap_or(Ok(()));
+        self.inner.join();
+        result
+    }
+
+    /// Writer counters (commits, fsyncs, events, …).
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+}
+
+impl Inner {
+    fn join(&self) {
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            // The writer answers Shutdown as its last act, so this does not wait on I/O.
+            if h.join().is_err() {
+                tracing::error!("audit store writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.permits.close();
+        let _ = self.tx.send(Msg::Shutdown(None));
+        self.join();
+    }
+}
+
+fn redact_record(r: &Redactor, rec: &mut RequestRecord) {
+    for s in [
+        &mut rec.agent,
+        &mut rec.method,
+        &mut rec.url,
+        &mut rec.resource,
+        &mut rec.action,
+        &mut rec.reason,
+    ] {
+        r.redact_str(s);
+    }
+    for s in [
+        &mut rec.rule,
+        &mut rec.rejected_by,
+        &mut rec.rejected_reason,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        r.redact_str(s);
+    }
+    for a in &mut rec.approvals {
+        r.redact_str(&mut a.operator);
+        if let Some(reason) = &mut a.reason {
+            r.redact_str(reason);
+        }
+    }
+    r.redact(&mut rec.args);
+    for i in &mut rec.intents {
+        r.redact(i);
+    }
+}
+
+/// Creates missing tables and reads the chain head: (last seq, last hash, last time).
+fn init_tables(db: &Database) -> Result<(u64, String, OffsetDateTime), StoreError> {
+    let needs_init = {
+        let rtx = db.begin_read()?;
+        rtx.open_table(EVENTS).is_err()
+            || rtx.open_table(EVENTS_BY_REQUEST).is_err()
+            || rtx.open_table(REQUESTS).is_err()
+            || rtx.open_table(OPEN_REQUESTS).is_err()
+            || rtx.open_table(COUNTS).is_err()
+    };
+    if needs_init {
+        let wtx = db.begin_write()?;
+        wtx.open_table(EVENTS)?;
+        wtx.open_table(EVENTS_BY_REQUEST)?;
+        wtx.open_table(REQUESTS)?;
+        wtx.open_table(OPEN_REQUESTS)?;
+        wtx.open_table(COUNTS)?;
+        wtx.commit()?;
+    }
+    let rtx = db.begin_read()?;
+    let events = rtx.open_table(EVENTS)?;
+    match events.last()? {
+        None => Ok((0, GENESIS_HASH.to_string(), OffsetDateTime::UNIX_EPOCH)),
+        Some((k, v)) => {
+            let ev: AuditEvent = serde_json::from_str(v.value())
+                .map_err(|e| StoreError::corrupt("audit_events", e))?;
+            let t = OffsetDateTime::parse(&ev.time, &time::format_description::well_known::Rfc3339)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            Ok((k.value(), ev.hash, t))
+        }
+    }
+}

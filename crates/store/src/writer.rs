@@ -1,0 +1,356 @@
+//! The single writer thread: drains the queue into one redb write transaction per group,
+//! commits (fsync) once, then answers every waiter — group commit.
+//!
+//! Ordering: batches are applied in queue order, so seqs follow the order in which `commit`
+//! calls reached the queue. A failed group fails every batch in it and leaves the chain head
+//! where it was (redb transactions are atomic). In `Batched` durability, groups holding only
+//! `commit_batched` work commit with `redb::Durability::None` and an empty durable commit
+//! follows within `flush_interval`; a group with any strict waiter is always fsync'd (which
+//! also makes every earlier non-durable commit durable).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use redb::{Database, ReadableTable, Table};
+use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use crate::chain::{PreparedEvent, format_time};
+use crate::error::StoreError;
+use crate::model::{Committed, Durability, RequestRecord, Stats};
+use crate::{COUNTS, EVENTS, EVENTS_BY_REQUEST, OPEN_REQUESTS, REQUESTS};
+
+/// Reply channel of a strict commit.
+pub(crate) type CommitReply = oneshot::Sender<Result<Committed, StoreError>>;
+
+/// A batch validated, redacted and serialised on the caller's thread.
+pub(crate) struct Prepared {
+    pub(crate) events: Vec<PreparedEvent>,
+    /// Records with their JSON.
+    pub(crate) upserts: Vec<(RequestRecord, String)>,
+}
+
+/// A message to the writer.
+pub(crate) enum Msg {
+    /// Write a batch; `reply` is `None` for `commit_batched`.
+    Commit {
+        batch: Prepared,
+        reply: Option<CommitReply>,
+        _permit: OwnedSemaphorePermit,
+    },
+    /// Make everything queued before it durable, then answer.
+    Flush(oneshot::Sender<Result<(), StoreError>>),
+    /// Commit everything queued, make it durable, answer and stop.
+    Shutdown(Option<oneshot::Sender<Result<(), StoreError>>>),
+}
+
+/// Shared counters behind [`Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct AtomicStats {
+    commits: AtomicU64,
+    fsyncs: AtomicU64,
+    batches: AtomicU64,
+    events: AtomicU64,
+    upserts: AtomicU64,
+    failed_commits: AtomicU64,
+}
+
+impl AtomicStats {
+    pub(crate) fn snapshot(&self) -> Stats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            commits: l(&self.commits),
+            fsyncs: l(&self.fsyncs),
+            batches: l(&self.batches),
+            events: l(&self.events),
+            upserts: l(&self.upserts),
+            failed_commits: l(&self.failed_commits),
+        }
+    }
+
+    fn add(a: &AtomicU64, n: u64) {
+        a.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Writer configuration and state; lives on the writer thread.
+pub(crate) struct Writer {
+    pub(crate) db: Arc<Database>,
+    pub(crate) rx: Receiver<Msg>,
+    pub(crate) stats: Arc<AtomicStats>,
+    pub(crate) durability: Durability,
+    pub(crate) flush_interval: Duration,
+    pub(crate) max_group: usize,
+    pub(crate) head_seq: u64,
+    pub(crate) head_hash: String,
+    pub(crate) last_time: OffsetDateTime,
+    /// Set while non-durable commits await a flush: when the first of them happened.
+    pub(crate) dirty_since: Option<Instant>,
+}
+
+type Pending = (Prepared, Option<CommitReply>, OwnedSemaphorePermit);
+
+impl Writer {
+    /// Runs until `Shutdown` or until every sender is gone.
+    pub(crate) fn run(mut self) {
+        let mut shutdown_reply = None;
+        let mut stopping = false;
+        while !stopping {
+            let first = match self.dirty_since {
+                Some(since) => {
+                    let wait = self.flush_interval.saturating_sub(since.elapsed());
+                    match self.rx.recv_timeout(wait) {
+                        Ok(m) => m,
+                        Err(RecvTimeoutError::Timeout) => {
+                            // Timer flush; on failure the next timeout retries.
+                            let _ = self.flush();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match self.rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
+            let mut group = vec![first];
+            while group.len() < self.max_group {
+                match self.rx.try_recv() {
+                    Ok(m) => group.push(m),
+                    Err(_) => break,
+                }
+            }
+            let mut commits: Vec<Pending> = Vec::new();
+            for msg in group {
+                match msg {
+                    Msg::Commit {
+                        batch,
+                        reply,
+                        _permit,
+                    } => commits.push((batch, reply, _permit)),
+                    Msg::Flush(reply) => {
+                        self.commit_group(std::mem::take(&mut commits), true);
+                        let _ = reply.send(self.flush());
+                    }
+                    Msg::Shutdown(reply) => {
+                        stopping = true;
+                        shutdown_reply = reply;
+                    }
+                }
+            }
+            if stopping {
+                // Take whatever raced in behind the shutdown too: never drop a batch.
+                while let Ok(m) = self.rx.try_recv() {
+                    if let Msg::Commit {
+                        batch,
+                        reply,
+                        _permit,
+                    } = m
+                    {
+                        commits.push((batch, reply, _permit));
+                    }
+                }
+            }
+            self.commit_group(commits, false);
+            // Under constant load the queue never idles long enough for the timer below.
+            if self
+                .dirty_since
+                .is_some_and(|t| t.elapsed() >= self.flush_interval)
+            {
+                let _ = self.flush();
+            }
+        }
+        let result = self.flush();
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Makes earlier non-durable commits durable with an empty fsync'd commit.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.dirty_since.is_none() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        txn.commit()?;
+        AtomicStats::add(&self.stats.commits, 1);
+        AtomicStats::add(&self.stats.fsyncs, 1);
+        self.dirty_since = None;
+        Ok(())
+    }
+
+    /// Writes `group` in one transaction and answers its waiters. `force_durable` for barriers.
+    fn commit_group(&mut self, group: Vec<Pending>, force_durable: bool) {
+        if group.is_empty() {
+            return;
+        }
+        let durable = force_durable
+            || self.durability == Durability::Strict
+            || group.iter().any(|(_, reply, _)| reply.is_some())
+            || self
+                .dirty_since
+                .is_some_and(|t| t.elapsed() >= self.flush_interval);
+        let saved = (self.head_seq, self.head_hash.clone(), self.last_time);
+        let mut batches = Vec::with_capacity(group.len());
+        let mut replies = Vec::with_capacity(group.len());
+        for (batch, reply, permit) in group {
+            batches.push((batch, reply.is_some()));
+            replies.push((reply, permit));
+        }
+        let n_batches = batches.len() as u64;
+        let n_events: u64 = batches.iter().map(|b| b.0.events.len() as u64).sum();
+        let n_upserts: u64 = batches.iter().map(|b| b.0.upserts.len() as u64).sum();
+        match self.write(batches, durable) {
+            Ok(results) => {
+                let s = &self.stats;
+                AtomicStats::add(&s.commits, 1);
+                AtomicStats::add(&s.fsyncs, u64::from(durable));
+                AtomicStats::add(&s.batches, n_batches);
+                AtomicStats::add(&s.events, n_events);
+                AtomicStats::add(&s.upserts, n_upserts);
+                if durable {
+                    self.dirty_since = None;
+                } else if self.dirty_since.is_none() {
+                    self.dirty_since = Some(Instant::now());
+                }
+                for ((reply, _permit), committed) in replies.into_iter().zip(results) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(committed));
+                    }
+                }
+            }
+            Err(e) => {
+                (self.head_seq, self.head_hash, self.last_time) = saved;
+                AtomicStats::add(&self.stats.failed_commits, 1);
+                let msg = e.to_string();
+                tracing::error!(error = %msg, batches = n_batches, "audit store group commit failed");
+                for (reply, _permit) in replies {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(StoreError::Commit(msg.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_time(&mut self) -> String {
+        let now = OffsetDateTime::now_utc();
+        if now > self.last_time {
+            self.last_time = now;
+        }
+        format_time(self.last_time)
+    }
+
+    /// Writes the batches in one transaction. `bool`: build the stored events for a waiter.
+    fn write(
+        &mut self,
+        batches: Vec<(Prepared, bool)>,
+        durable: bool,
+    ) -> Result<Vec<Committed>, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)?;
+        }
+        let mut out = Vec::with_capacity(batches.len());
+        {
+            let mut events = txn.open_table(EVENTS)?;
+            let mut by_req = txn.open_table(EVENTS_BY_REQUEST)?;
+            let mut requests = txn.open_table(REQUESTS)?;
+            let mut open = txn.open_table(OPEN_REQUESTS)?;
+            let mut counts = txn.open_table(COUNTS)?;
+            let mut deltas = Deltas::new();
+            for (batch, wanted) in batches {
+                let mut committed = Committed::default();
+                for ev in batch.events {
+                    let seq = self.head_seq + 1;
+                    let time = self.next_time();
+                    let (hash, line) = ev.seal(seq, &time, &self.head_hash);
+                    events.insert(seq, line.as_str())?;
+                    if let Some(rid) = ev.request_id() {
+                        by_req.insert((rid, seq), ())?;
+                    }
+                    let prev = std::mem::replace(&mut self.head_hash, hash.clone());
+                    self.head_seq = seq;
+                    committed.seqs.push(seq);
+                    if wanted {
+                        committed.events.push(ev.into_event(seq, time, prev, hash));
+                    }
+                }
+                for (rec, json) in &batch.upserts {
+                    upsert(&mut requests, &mut open, &mut deltas, rec, json)?;
+                }
+                out.push(committed);
+            }
+            apply_deltas(&mut counts, deltas)?;
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+}
+
+/// Counter keys in the `counts` table.
+pub(crate) fn status_key(s: &str) -> String {
+    format!("status:{s}")
+}
+
+pub(crate) fn decision_key(d: &str) -> String {
+    format!("decision:{d}")
+}
+
+/// Count changes within one transaction, applied once at its end.
+type Deltas = std::collections::HashMap<String, i64>;
+
+fn apply_deltas(counts: &mut Table<&str, u64>, deltas: Deltas) -> Result<(), StoreError> {
+    for (key, d) in deltas {
+        if d == 0 {
+            continue;
+        }
+        let cur = counts.get(key.as_str())?.map_or(0, |g| g.value());
+        let new = cur.saturating_add_signed(d);
+        counts.insert(key.as_str(), new)?;
+    }
+    Ok(())
+}
+
+fn bump(deltas: &mut Deltas, status: &str, decision: &str, by: i64) {
+    for key in [status_key(status), decision_key(decision)] {
+        *deltas.entry(key).or_insert(0) += by;
+    }
+}
+
+fn upsert(
+    requests: &mut Table<&str, &str>,
+    open: &mut Table<&str, ()>,
+    deltas: &mut Deltas,
+    rec: &RequestRecord,
+    json: &str,
+) -> Result<(), StoreError> {
+    // (existed, decoded old record)
+    let (existed, old) = match requests.insert(rec.id.as_str(), json)? {
+        Some(g) => match serde_json::from_str::<RequestRecord>(g.value()) {
+            Ok(r) => (true, Some(r)),
+            Err(e) => {
+                tracing::error!(id = %rec.id, error = %e, "undecodable stored request replaced");
+                (true, None)
+            }
+        },
+        None => (false, None),
+    };
+    if let Some(old) = &old {
+        bump(deltas, old.status.as_str(), &old.decision, -1);
+    }
+    bump(deltas, rec.status.as_str(), &rec.decision, 1);
+    // An undecodable old row may have been open: clear the index to be safe.
+    let was_open = existed && old.as_ref().is_none_or(RequestRecord::is_open);
+    if rec.is_open() {
+        if !was_open {
+            open.insert(rec.id.as_str(), ())?;
+        }
+    } else if was_open {
+        open.remove(rec.id.as_str())?;
+    }
+    Ok(())
+}

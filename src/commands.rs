@@ -1,0 +1,124 @@
+//! The small commands: init, ca, env, exec.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::Config;
+use crate::proxy::ca::{self, CaPaths};
+
+const STARTER_CONFIG: &str = include_str!("../examples/sudomode.yaml");
+const STARTER_POLICY: &str = include_str!("../policies/default.yaml");
+
+/// `sudomode init [DIR]`: never overwrites an existing file.
+pub fn init(dir: &Path) -> Result<ExitCode> {
+    std::fs::create_dir_all(dir.join("policies")).with_context(|| format!("creating {}", dir.display()))?;
+    for (rel, text) in [("sudomode.yaml", STARTER_CONFIG), ("policies/default.yaml", STARTER_POLICY)] {
+        let path = dir.join(rel);
+        if path.exists() {
+            println!("kept     {} (already exists)", path.display());
+        } else {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            println!("created  {}", path.display());
+        }
+    }
+    let certs = dir.join("certs");
+    let created = ca::init(&certs)?;
+    let paths = CaPaths::new(&certs);
+    println!("{}  {}", if created { "created " } else { "kept    " }, paths.cert.display());
+    println!("\nNext: cd {} && sudomode run", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn ca_init(config: &Config) -> Result<ExitCode> {
+    let created = ca::init(&config.ca_dir)?;
+    let paths = CaPaths::new(&config.ca_dir);
+    println!("{} {}", if created { "created" } else { "exists:" }, paths.cert.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `name:token` for `--agent NAME`.
+pub fn agent_token(config: &Config, name: &str) -> Result<(String, String)> {
+    match config.agents.iter().find(|a| a.name == name) {
+        Some(a) => Ok((a.name.clone(), a.token.clone())),
+        None => bail!("no agent named `{name}` in {}", config.name()),
+    }
+}
+
+/// The variables of SPEC §3, as (name, value) pairs.
+pub fn env_vars(config: &Config, agent: Option<(String, String)>) -> Vec<(String, String)> {
+    let userinfo = agent
+        .map(|(n, t)| format!("{}:{}@", pct(&n), pct(&t)))
+        .unwrap_or_default();
+    let proxy = format!("http://{userinfo}{}", config.proxy_listen);
+    let paths = CaPaths::new(&config.ca_dir);
+    let bundle = paths.bundle.display().to_string();
+    let ca = paths.cert.display().to_string();
+    let no_proxy = config.dashboard_listen.to_string();
+    let mut v = Vec::new();
+    for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        v.push((k.to_string(), proxy.clone()));
+    }
+    for k in ["NO_PROXY", "no_proxy"] {
+        v.push((k.to_string(), no_proxy.clone()));
+    }
+    for k in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+        v.push((k.to_string(), bundle.clone()));
+    }
+    v.push(("NODE_EXTRA_CA_CERTS".into(), ca));
+    v.push(("AWS_CA_BUNDLE".into(), bundle.clone()));
+    v.push(("GIT_SSL_CAINFO".into(), bundle));
+    v
+}
+
+pub fn env_lines(config: &Config, agent: Option<(String, String)>) -> String {
+    let vars = env_vars(config, agent);
+    let get = |k: &str| {
+        vars.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| shell_quote(v))
+            .unwrap_or_default()
+    };
+    let line = |keys: &[&str]| {
+        let parts: Vec<String> = keys.iter().map(|k| format!("{k}={}", get(k))).collect();
+        format!("export {}\n", parts.join(" "))
+    };
+    [
+        line(&["HTTP_PROXY", "HTTPS_PROXY"]),
+        line(&["http_proxy", "https_proxy"]),
+        line(&["NO_PROXY", "no_proxy"]),
+        line(&["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"]),
+        line(&["NODE_EXTRA_CA_CERTS", "AWS_CA_BUNDLE", "GIT_SSL_CAINFO"]),
+    ]
+    .concat()
+}
+
+/// `sudomode exec -- CMD`: exits with CMD's status.
+pub fn exec(config: &Config, agent: Option<(String, String)>, cmd: &[String]) -> Result<ExitCode> {
+    let Some((program, args)) = cmd.split_first() else { bail!("exec needs a command after --") };
+    let status = std::process::Command::new(program)
+        .args(args)
+        .envs(env_vars(config, agent))
+        .status()
+        .with_context(|| format!("cannot run `{program}`"))?;
+    let code = status.code().unwrap_or(1);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/:@%=,".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}

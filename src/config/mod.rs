@@ -1,0 +1,383 @@
+//! `sudomode.yaml`: discovery, parsing, secret references and validation (SPEC §2).
+//!
+//! Parse → expand `${env:…}`/`${file:…}` → validate → a resolved [`Config`]
+//! whose paths are absolute. No I/O beyond reading the file and secret files.
+
+mod secrets;
+mod units;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use units::{parse_duration, parse_size};
+
+/// Why the configuration cannot be used. Exit code 2; never shows a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}:{line}:{col}: {message}")]
+    Syntax { file: String, line: usize, col: usize, message: String },
+    #[error("{file}: {key}: {message}")]
+    Invalid { file: String, key: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Approver,
+    Viewer,
+}
+
+impl Role {
+    pub fn can_decide(self) -> bool {
+        matches!(self, Role::Admin | Role::Approver)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Approver => "approver",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    pub name: String,
+    pub token: String,
+    pub role: Role,
+    #[serde(default)]
+    pub slack_user_id: Option<String>,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("slack_user_id", &self.slack_user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentCred {
+    pub name: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for AgentCred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentCred").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    Strict,
+    Batched,
+}
+
+/// The file as written; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    proxy: RawProxy,
+    dashboard: RawDashboard,
+    operators: Vec<Operator>,
+    agents: Vec<AgentCred>,
+    ca: RawCa,
+    store: RawStore,
+    audit: RawAudit,
+    policies: Option<Vec<String>>,
+    hold: RawHold,
+    upstream: RawUpstream,
+    intents: Vec<sudomode_intent::CustomIntent>,
+    credentials: Vec<serde_json::Value>,
+    slack: Option<serde_json::Value>,
+    webhooks: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawProxy {
+    listen: Option<String>,
+    max_body_bytes: Option<serde_json::Value>,
+    tunnel_hosts: Vec<String>,
+    idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDashboard {
+    listen: Option<String>,
+    public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCa {
+    dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAudit {
+    durability: Option<Durability>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHold {
+    timeout: Option<String>,
+    retry_window: Option<String>,
+    max_pending_per_agent: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpstream {
+    ca_files: Vec<String>,
+    resolve: BTreeMap<String, String>,
+    connect_timeout: Option<String>,
+    timeout: Option<String>,
+}
+
+/// The resolved configuration the application runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any (None = built-in defaults).
+    pub file: Option<PathBuf>,
+    pub proxy_listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub tunnel_hosts: Vec<String>,
+    pub idle_timeout: Duration,
+    pub dashboard_listen: SocketAddr,
+    pub public_url: Option<String>,
+    pub operators: Vec<Operator>,
+    pub agents: Vec<AgentCred>,
+    pub ca_dir: PathBuf,
+    pub store_path: PathBuf,
+    pub durability: Durability,
+    /// Policy files/directories; `policies_explicit` is false when defaulted.
+    pub policies: Vec<PathBuf>,
+    pub policies_explicit: bool,
+    pub hold_timeout: Duration,
+    pub retry_window: Duration,
+    pub max_pending_per_agent: usize,
+    pub upstream_ca_files: Vec<PathBuf>,
+    pub resolve: BTreeMap<String, SocketAddr>,
+    pub connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub intents: Vec<sudomode_intent::CustomIntent>,
+    pub credentials: Vec<serde_json::Value>,
+    pub slack: Option<serde_json::Value>,
+    pub webhooks: Vec<serde_json::Value>,
+}
+
+impl Config {
+    /// Config discovery (SPEC §1): `-c FILE`, else `$SUDOMODE_CONFIG`, else
+    /// `./sudomode.yaml` if present, else built-in defaults.
+    pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let from_env = std::env::var_os("SUDOMODE_CONFIG").map(PathBuf::from);
+        let path = explicit.map(Path::to_path_buf).or(from_env).or_else(|| {
+            let p = PathBuf::from("sudomode.yaml");
+            p.exists().then_some(p)
+        });
+        match path {
+            Some(p) => Config::load(&p),
+            None => {
+                let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+                Config::resolve(RawConfig::default(), None, &cwd, "<defaults>")
+            }
+        }
+    }
+
+    /// Reads and resolves one config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        Config::parse(&text, Some(abs), &base, &file)
+    }
+
+    /// Parses config text; `base` resolves relative paths and `${file:…}`.
+    pub fn parse(
+        text: &str,
+        file: Option<PathBuf>,
+        base: &Path,
+        name: &str,
+    ) -> Result<Config, ConfigError> {
+        // Typed parse of the raw text first: it reports unknown keys and type
+        // errors with line and column, before any secret is expanded.
+        if !text.trim().is_empty() {
+            serde_yaml::from_str::<RawConfig>(text).map_err(|e| syntax(name, &e))?;
+        }
+        let mut value: serde_json::Value = if text.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_yaml::from_str(text).map_err(|e| syntax(name, &e))?
+        };
+        if value.is_null() {
+            value = serde_json::Value::Object(Default::default());
+        }
+        secrets::expand(&mut value, base, "").map_err(|(key, message)| ConfigError::Invalid {
+            file: name.to_string(),
+            key,
+            message,
+        })?;
+        let raw: RawConfig = serde_json::from_value(value).map_err(|e| ConfigError::Invalid {
+            file: name.to_string(),
+            key: "(root)".into(),
+            message: e.to_string(),
+        })?;
+        Config::resolve(raw, file, base, name)
+    }
+
+    fn resolve(
+        raw: RawConfig,
+        file: Option<PathBuf>,
+        base: &Path,
+        name: &str,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: name.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let addr = |key: &str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
+            let s = v.unwrap_or_else(|| default.to_string());
+            s.parse()
+                .map_err(|_| invalid(key, format!("`{s}` is not an address like 127.0.0.1:8080")))
+        };
+        let dur = |key: &str, v: Option<String>, default: &str| -> Result<Duration, ConfigError> {
+            let s = v.unwrap_or_else(|| default.to_string());
+            parse_duration(&s).map_err(|m| invalid(key, m))
+        };
+        let path = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+        };
+        let max_body_bytes = match raw.proxy.max_body_bytes {
+            None => 10 * 1024 * 1024,
+            Some(serde_json::Value::Number(n)) => n
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| invalid("proxy.max_body_bytes", "must be a positive size".into()))?,
+            Some(serde_json::Value::String(s)) => {
+                parse_size(&s).map_err(|m| invalid("proxy.max_body_bytes", m))?
+            }
+            Some(_) => return Err(invalid("proxy.max_body_bytes", "must be a size like 10MiB".into())),
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (i, op) in raw.operators.iter().enumerate() {
+            if op.name.is_empty() || op.token.len() < 8 {
+                return Err(invalid(
+                    &format!("operators[{i}]"),
+                    "needs a name and a token of at least 8 characters".into(),
+                ));
+            }
+            if !seen.insert(op.name.clone()) {
+                return Err(invalid(&format!("operators[{i}].name"), format!("duplicate operator `{}`", op.name)));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, a) in raw.agents.iter().enumerate() {
+            if a.name.is_empty() || a.name.contains(':') || a.token.is_empty() {
+                return Err(invalid(
+                    &format!("agents[{i}]"),
+                    "needs a name (without `:`) and a non-empty token".into(),
+                ));
+            }
+            if !seen.insert(a.name.clone()) {
+                return Err(invalid(&format!("agents[{i}].name"), format!("duplicate agent `{}`", a.name)));
+            }
+        }
+        let mut resolve = BTreeMap::new();
+        for (k, v) in raw.upstream.resolve {
+            let target: SocketAddr = v.parse().map_err(|_| {
+                invalid(&format!("upstream.resolve.{k}"), format!("`{v}` is not an ip:port"))
+            })?;
+            if !k.contains(':') {
+                return Err(invalid(&format!("upstream.resolve.{k}"), "key must be host:port".into()));
+            }
+            resolve.insert(k.to_ascii_lowercase(), target);
+        }
+        if let Some(url) = &raw.dashboard.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("dashboard.public_url", "must start with http:// or https://".into()));
+        }
+        let (policies, policies_explicit) = match raw.policies {
+            Some(list) => (list.iter().map(|p| path(p)).collect(), true),
+            None => (vec![path("policies")], false),
+        };
+        Ok(Config {
+            file,
+            proxy_listen: addr("proxy.listen", raw.proxy.listen, "127.0.0.1:8080")?,
+            max_body_bytes,
+            tunnel_hosts: raw.proxy.tunnel_hosts,
+            idle_timeout: dur("proxy.idle_timeout", raw.proxy.idle_timeout, "60s")?,
+            dashboard_listen: addr("dashboard.listen", raw.dashboard.listen, "127.0.0.1:8081")?,
+            public_url: raw.dashboard.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            operators: raw.operators,
+            agents: raw.agents,
+            ca_dir: path(raw.ca.dir.as_deref().unwrap_or("certs")),
+            store_path: path(raw.store.path.as_deref().unwrap_or("data/sudomode.redb")),
+            durability: raw.audit.durability.unwrap_or(Durability::Strict),
+            policies,
+            policies_explicit,
+            hold_timeout: dur("hold.timeout", raw.hold.timeout, "10m")?,
+            retry_window: dur("hold.retry_window", raw.hold.retry_window, "10m")?,
+            max_pending_per_agent: raw.hold.max_pending_per_agent.unwrap_or(100),
+            upstream_ca_files: raw.upstream.ca_files.iter().map(|p| path(p)).collect(),
+            resolve,
+            connect_timeout: dur("upstream.connect_timeout", raw.upstream.connect_timeout, "10s")?,
+            upstream_timeout: dur("upstream.timeout", raw.upstream.timeout, "120s")?,
+            intents: raw.intents,
+            credentials: raw.credentials,
+            slack: raw.slack,
+            webhooks: raw.webhooks,
+        })
+    }
+
+    /// Base URL of the dashboard for links (agent errors, Slack).
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.dashboard_listen))
+    }
+
+    /// Name of the config for messages.
+    pub fn name(&self) -> String {
+        self.file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<defaults>".into())
+    }
+}
+
+fn syntax(name: &str, e: &serde_yaml::Error) -> ConfigError {
+    let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    ConfigError::Syntax { file: name.to_string(), line, col, message: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,39 @@
+//! Policy hot reload (SPEC §5.5): poll the policy files' fingerprint; load a
+//! changed policy, keep the last good one when the change is invalid.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::state::State;
+
+const POLL: Duration = Duration::from_millis(500);
+
+pub async fn watch(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let paths = state.config.policies.clone();
+    let mut last = sudomode_policy::fingerprint(&paths).ok();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = sudomode_policy::fingerprint(&paths).ok();
+        if now == last {
+            continue;
+        }
+        last = now;
+        match crate::app::load_policy(&state.config) {
+            Ok(policy) => {
+                tracing::info!(version = %policy.version(), "policy reloaded");
+                state.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                state.engine.replace(policy);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy change refused; the last good policy stays in force");
+                state.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

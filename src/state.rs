@@ -1,0 +1,95 @@
+//! Everything a request needs, built once at start-up and shared.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::forward::{Dialer, Forwarder};
+use crate::metrics::Metrics;
+use crate::proxy::auth::AgentAuth;
+use crate::proxy::ca::Ca;
+use crate::proxy::pipeline::{Ctx, builtin_denial};
+use crate::proxy::reply::{AgentError, ErrorType};
+
+pub struct State {
+    pub config: Config,
+    pub ca: Ca,
+    pub auth: AgentAuth,
+    pub dialer: Dialer,
+    pub forwarder: Forwarder,
+    pub engine: Engine,
+    pub metrics: Metrics,
+    tunnel_hosts: GlobSet,
+    /// Guard verdicts per `host:port`, so steady traffic does not pay a DNS
+    /// lookup per request; the dialer re-checks every address it connects to.
+    guard_cache: moka::future::Cache<(String, u16), Result<(), String>>,
+}
+
+impl State {
+    pub fn new(
+        config: Config,
+        ca: Ca,
+        dialer: Dialer,
+        forwarder: Forwarder,
+        engine: Engine,
+    ) -> Result<Self, String> {
+        let mut b = GlobSetBuilder::new();
+        for g in &config.tunnel_hosts {
+            let glob = GlobBuilder::new(&g.to_ascii_lowercase())
+                .literal_separator(false)
+                .build()
+                .map_err(|e| format!("proxy.tunnel_hosts: `{g}`: {e}"))?;
+            b.add(glob);
+        }
+        let tunnel_hosts = b.build().map_err(|e| format!("proxy.tunnel_hosts: {e}"))?;
+        Ok(Self {
+            auth: AgentAuth::new(config.agents.clone()),
+            config,
+            ca,
+            dialer,
+            forwarder,
+            engine,
+            metrics: Metrics::default(),
+            tunnel_hosts,
+            guard_cache: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+        })
+    }
+
+    pub fn is_tunnel_host(&self, host: &str) -> bool {
+        self.tunnel_hosts.is_match(host)
+    }
+
+    /// Refuses own listeners and metadata addresses by the IPs the target
+    /// resolves to (SPEC §13.3, §13.8).
+    pub async fn check_target(&self, ctx: &Ctx) -> Result<(), AgentError> {
+        let key = (ctx.target.host.clone(), ctx.target.port);
+        let dialer = self.dialer.clone();
+        let verdict = self
+            .guard_cache
+            .get_with(key, async move {
+                match dialer.addresses(&ctx.target.host, ctx.target.port).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(e.to_string()),
+                    // Resolution failures surface later as upstream errors.
+                    Err(_) => Ok(()),
+                }
+            })
+            .await;
+        match verdict {
+            Ok(()) => Ok(()),
+            Err(reason) => {
+                let mut err = builtin_denial(ctx, &reason);
+                err.kind = ErrorType::Denied;
+                Err(err)
+            }
+        }
+    }
+}
+
+pub type Shared = Arc<State>;

@@ -1,0 +1,335 @@
+//! Shared integration-test harness: a test CA, stand-in upstreams (HTTPS with
+//! h2 + HTTP/1.1, or plain HTTP) that record what they receive, SudoMode
+//! started as the real binary on port 0 in a temp dir, and proxied clients.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use serde_json::{Value, json};
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A CA for stand-in upstreams (what the "real" internet would present).
+pub struct TestCa {
+    issuer: Issuer<'static, KeyPair>,
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new(cn: &str) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = p.self_signed(&key).unwrap();
+        let pem = cert.pem();
+        TestCa { issuer: Issuer::new(p, key), pem }
+    }
+
+    /// (cert chain DER, key DER) for the given names.
+    pub fn leaf(&self, names: &[&str]) -> (Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+    }
+}
+
+/// What a stand-in upstream received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub uri: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A stand-in upstream. `/sse` streams two events, the second only after
+/// `release_sse` is called; everything else echoes the request as JSON.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    pub cert_der: Option<Vec<u8>>,
+    sse_gate: Arc<tokio::sync::Notify>,
+}
+
+impl Upstream {
+    pub async fn https(ca: &TestCa, names: &[&str]) -> Upstream {
+        let (chain, key) = ca.leaf(names);
+        let cert_der = chain[0].to_vec();
+        let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap();
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self::start(Some(Arc::new(cfg)), Some(cert_der)).await
+    }
+
+    pub async fn http() -> Upstream {
+        Self::start(None, None).await
+    }
+
+    async fn start(tls: Option<Arc<rustls::ServerConfig>>, cert_der: Option<Vec<u8>>) -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sse_gate = Arc::new(tokio::sync::Notify::new());
+        let (rec, gate) = (received.clone(), sse_gate.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (rec, gate, tls) = (rec.clone(), gate.clone(), tls.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| upstream_handler(req, rec.clone(), gate.clone()));
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(cfg) => {
+                            let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(stream).await else { return };
+                            let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
+                });
+            }
+        });
+        Upstream { addr, received, cert_der, sse_gate }
+    }
+
+    pub fn release_sse(&self) {
+        self.sse_gate.notify_one();
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+type UpBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn upstream_handler(
+    req: hyper::Request<hyper::body::Incoming>,
+    rec: Arc<Mutex<Vec<Received>>>,
+    gate: Arc<tokio::sync::Notify>,
+) -> Result<hyper::Response<UpBody>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let r = Received {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        version: format!("{:?}", parts.version),
+        headers: headers.clone(),
+        body: body.clone(),
+    };
+    rec.lock().unwrap().push(r.clone());
+    if parts.uri.path() == "/sse" {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: first\n\n")))).await;
+            gate.notified().await;
+            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: second\n\n")))).await;
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let resp = hyper::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(StreamBody::new(stream).boxed())
+            .unwrap();
+        return Ok(resp);
+    }
+    let echo = json!({
+        "method": r.method, "uri": r.uri, "version": r.version,
+        "headers": headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "body": String::from_utf8_lossy(&body),
+    });
+    Ok(hyper::Response::builder()
+        .header("content-type", "application/json")
+        .header("x-upstream", "stand-in")
+        .body(Full::new(Bytes::from(echo.to_string())).boxed())
+        .unwrap())
+}
+
+pub const ALLOW_ALL: &str = "rules:\n  - name: allow_all\n    resource: \"*\"\n    decision: ALLOW\n    reason: test policy\n";
+
+/// A running SudoMode binary in its own temp dir.
+pub struct SudoMode {
+    pub dir: tempfile::TempDir,
+    pub proxy: SocketAddr,
+    pub dashboard: SocketAddr,
+    pub child: Child,
+    pub stderr_path: PathBuf,
+}
+
+pub struct Options<'a> {
+    pub policy: &'a str,
+    /// Extra top-level YAML appended to the config.
+    pub extra: &'a str,
+    /// `host:port` → upstream address.
+    pub resolve: Vec<(String, SocketAddr)>,
+    pub ca_files: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options { policy: ALLOW_ALL, extra: "", resolve: vec![], ca_files: vec![], env: vec![] }
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sudomode")
+}
+
+impl SudoMode {
+    pub fn start(opts: Options<'_>) -> SudoMode {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, opts)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, opts: Options<'_>) -> SudoMode {
+        std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+        std::fs::write(dir.path().join("policies/test.yaml"), opts.policy).unwrap();
+        let mut ca_files = opts.ca_files.clone();
+        for (i, pem) in ca_files.iter_mut().enumerate() {
+            let p = dir.path().join(format!("upstream-ca-{i}.pem"));
+            std::fs::write(&p, &pem).unwrap();
+            *pem = p.display().to_string();
+        }
+        let mut yaml = String::new();
+        yaml.push_str("upstream:\n  connect_timeout: 3s\n  timeout: 20s\n");
+        yaml.push_str(&format!("  ca_files: {}\n", serde_json::to_string(&ca_files).unwrap()));
+        let resolve: BTreeMap<String, String> = opts.resolve.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        yaml.push_str(&format!("  resolve: {}\n", serde_json::to_string(&resolve).unwrap()));
+        yaml.push_str(opts.extra);
+        std::fs::write(dir.path().join("sudomode.yaml"), yaml).unwrap();
+        let stderr_path = dir.path().join("stderr.log");
+        let mut child = Command::new(bin())
+            .args(["run", "-c", "sudomode.yaml", "--proxy-listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env("SUDOMODE_LOG", "info,sudomode=debug")
+            .envs(opts.env.iter().cloned())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut proxy, mut dashboard) = (None, None);
+        while proxy.is_none() || dashboard.is_none() {
+            let Some(Ok(line)) = lines.next() else {
+                let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                panic!("sudomode exited early: {err}");
+            };
+            let addr = |l: &str| l.rsplit("://").next().map(|a| a.trim().parse::<SocketAddr>().unwrap());
+            if line.trim_start().starts_with("proxy:") {
+                proxy = addr(&line);
+            } else if line.trim_start().starts_with("dashboard:") {
+                dashboard = addr(&line);
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        SudoMode { dir, proxy: proxy.unwrap(), dashboard: dashboard.unwrap(), child, stderr_path }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.path("certs/ca.pem")).unwrap()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.proxy)
+    }
+
+    pub fn dashboard_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.dashboard, path)
+    }
+
+    /// A client that goes through the proxy and trusts only SudoMode's CA.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().unwrap()
+    }
+
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        install_crypto();
+        let ca = reqwest::Certificate::from_pem(self.ca_pem().as_bytes()).unwrap();
+        reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(self.proxy_url()).unwrap())
+            .tls_certs_only([ca])
+            .timeout(Duration::from_secs(30))
+    }
+
+    /// A client for the dashboard listener (no proxy).
+    pub fn api(&self) -> reqwest::Client {
+        install_crypto();
+        reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for SudoMode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON error body SudoMode answers with.
+pub async fn error_body(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    (status, v)
+}
+
+pub fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
