@@ -8,7 +8,10 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use sudomode_store::NewEvent;
+
+use crate::audit::Recorder;
+use crate::config::{Config, Operator, Role};
 use crate::engine::Engine;
 use crate::forward::{Dialer, Forwarder};
 use crate::proxy::ca::Ca;
@@ -46,6 +49,18 @@ impl Running {
         for t in self.tasks {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
         }
+        let pending = self.state.holds.pending_count() as u64;
+        if let Err(e) = self
+            .state
+            .recorder
+            .event(NewEvent::new("server.stopped").field("pending_requests", pending))
+            .await
+        {
+            tracing::error!(error = %e, "recording server.stopped failed");
+        }
+        if let Err(e) = self.state.recorder.store().close().await {
+            tracing::error!(error = %e, "closing the store failed");
+        }
     }
 }
 
@@ -60,6 +75,25 @@ pub async fn start(config: Config) -> Result<Running> {
     let mapper = sudomode_intent::Mapper::new(config.intents.clone(), config.max_body_bytes)
         .map_err(|e| ConfigProblem(format!("{}: intents: {e}", config.name())))?;
     let ca = Ca::load_or_create(&config.ca_dir).context("certificate authority")?;
+    let injector = credentials(&config)?;
+    let mut config = config;
+    ensure_admin(&mut config)?;
+    let mut secrets = injector.secrets();
+    secrets.extend(config.operators.iter().map(|o| o.token.clone()));
+    secrets.extend(config.agents.iter().map(|a| a.token.clone()));
+    let store = sudomode_store::Store::open(
+        &config.store_path,
+        sudomode_store::StoreOptions {
+            durability: match config.durability {
+                crate::config::Durability::Strict => sudomode_store::Durability::Strict,
+                crate::config::Durability::Batched => sudomode_store::Durability::Batched,
+            },
+            secrets,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening the store {}", config.store_path.display()))?;
+    let recorder = Arc::new(Recorder::new(store, config.durability));
     let proxy_listener = TcpListener::bind(config.proxy_listen)
         .await
         .with_context(|| format!("binding proxy.listen {}", config.proxy_listen))?;
@@ -68,7 +102,6 @@ pub async fn start(config: Config) -> Result<Running> {
         .with_context(|| format!("binding dashboard.listen {}", config.dashboard_listen))?;
     let proxy_addr = proxy_listener.local_addr()?;
     let dashboard_addr = dash_listener.local_addr()?;
-    let mut config = config;
     // Links and the guard use the real addresses (port 0 in tests).
     config.proxy_listen = proxy_addr;
     config.dashboard_listen = dashboard_addr;
@@ -81,7 +114,26 @@ pub async fn start(config: Config) -> Result<Running> {
     let tls = crate::forward::tls::client_config(&config.upstream_ca_files).map_err(ConfigProblem)?;
     let forwarder = Forwarder::new(dialer.clone(), tls, config.upstream_timeout, config.idle_timeout);
     let engine = Engine::new(mapper, policy);
-    let state = Arc::new(State::new(config, ca, dialer, forwarder, engine).map_err(ConfigProblem)?);
+    let state = Arc::new(State::new(config, ca, dialer, forwarder, engine, recorder, injector).map_err(ConfigProblem)?);
+    let restored = state.holds.restore().context("restoring pending requests")?;
+    let policy = state.engine.policy();
+    state
+        .recorder
+        .event(policy_loaded(&policy))
+        .await
+        .context("recording policy.loaded")?;
+    state
+        .recorder
+        .event(
+            NewEvent::new("server.started")
+                .field("version", env!("CARGO_PKG_VERSION"))
+                .field("proxy", proxy_addr.to_string())
+                .field("dashboard", dashboard_addr.to_string())
+                .field("policy_version", policy.version().to_string())
+                .field("restored_open_requests", restored as u64),
+        )
+        .await
+        .context("recording server.started")?;
 
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -92,10 +144,12 @@ pub async fn start(config: Config) -> Result<Running> {
         let shutdown = async move {
             let _ = dash_rx.changed().await;
         };
-        if let Err(e) = axum::serve(dash_listener, router).with_graceful_shutdown(shutdown).await {
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(dash_listener, app).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %e, "dashboard listener failed");
         }
     }));
+    tasks.push(tokio::spawn(crate::hold::sweeper(state.holds.clone(), rx.clone())));
     tasks.push(tokio::spawn(crate::reload::watch(state.clone(), rx)));
     Ok(Running { proxy_addr, dashboard_addr, state, shutdown: tx, tasks })
 }
@@ -140,4 +194,66 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `policy.loaded`: the exact policy text that makes decisions is traceable
+/// by its SHA-256.
+pub fn policy_loaded(policy: &sudomode_policy::Policy) -> NewEvent {
+    NewEvent::new("policy.loaded")
+        .field("version", policy.version().to_string())
+        .field("files", serde_json::json!(policy.files()))
+        .field("rules", policy.rules().len() as u64)
+}
+
+/// Credentials from the config; errors name the entry, never a value.
+fn credentials(config: &Config) -> Result<sudomode_credentials::Injector> {
+    let mut specs = Vec::new();
+    for (i, v) in config.credentials.iter().enumerate() {
+        let spec: sudomode_credentials::CredentialSpec = serde_json::from_value(v.clone())
+            .map_err(|e| ConfigProblem(format!("{}: credentials[{i}]: {e}", config.name())))?;
+        specs.push(spec);
+    }
+    sudomode_credentials::Injector::new(specs)
+        .map_err(|e| ConfigProblem(format!("{}: credentials: {e}", config.name())).into())
+}
+
+/// `SUDOMODE_ADMIN_TOKEN` adds operator `admin`; with no operator at all a
+/// random admin token is generated once, kept next to the store (0600) and
+/// printed the first time.
+fn ensure_admin(config: &mut Config) -> Result<()> {
+    if let Ok(token) = std::env::var("SUDOMODE_ADMIN_TOKEN")
+        && !token.is_empty()
+    {
+        config.operators.retain(|o| o.name != "admin");
+        config.operators.push(Operator { name: "admin".into(), token, role: Role::Admin, slack_user_id: None });
+        return Ok(());
+    }
+    if !config.operators.is_empty() {
+        return Ok(());
+    }
+    let dir = config.store_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("admin-token");
+    let token = match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+        _ => {
+            let mut bytes = [0u8; 24];
+            getrandom(&mut bytes)?;
+            let token = hex::encode(bytes);
+            crate::proxy::ca::write_private(&path, format!("{token}\n").as_bytes())?;
+            println!("Generated an admin token for the dashboard (shown once; stored in {}):", path.display());
+            println!("  {token}");
+            token
+        }
+    };
+    config.operators.push(Operator { name: "admin".into(), token, role: Role::Admin, slack_user_id: None });
+    Ok(())
+}
+
+fn getrandom(buf: &mut [u8]) -> Result<()> {
+    use rustls::crypto::SecureRandom;
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(buf)
+        .map_err(|_| anyhow::anyhow!("no system randomness"))
 }

@@ -1,14 +1,17 @@
 //! `sudomode` command line: parse, load config, hand over to the app.
 
 mod app;
+mod audit;
 mod commands;
 mod config;
 mod dashboard;
 mod engine;
 mod forward;
+mod hold;
 mod ids;
 mod metrics;
 mod proxy;
+mod records;
 mod reload;
 mod state;
 

@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
+use sudomode_credentials::Injector;
+
+use crate::audit::Recorder;
 use crate::config::Config;
+use crate::hold::Holds;
 use crate::engine::Engine;
 use crate::forward::{Dialer, Forwarder};
 use crate::metrics::Metrics;
@@ -22,6 +26,11 @@ pub struct State {
     pub forwarder: Forwarder,
     pub engine: Engine,
     pub metrics: Metrics,
+    pub recorder: Arc<Recorder>,
+    pub holds: Arc<Holds>,
+    pub injector: Injector,
+    /// Last policy reload error (shown in the API and dashboard).
+    pub reload_error: std::sync::Mutex<Option<String>>,
     tunnel_hosts: GlobSet,
     /// Guard verdicts per `host:port`, so steady traffic does not pay a DNS
     /// lookup per request; the dialer re-checks every address it connects to.
@@ -35,6 +44,8 @@ impl State {
         dialer: Dialer,
         forwarder: Forwarder,
         engine: Engine,
+        recorder: Arc<Recorder>,
+        injector: Injector,
     ) -> Result<Self, String> {
         let mut b = GlobSetBuilder::new();
         for g in &config.tunnel_hosts {
@@ -47,12 +58,16 @@ impl State {
         let tunnel_hosts = b.build().map_err(|e| format!("proxy.tunnel_hosts: {e}"))?;
         Ok(Self {
             auth: AgentAuth::new(config.agents.clone()),
-            config,
             ca,
             dialer,
             forwarder,
             engine,
             metrics: Metrics::default(),
+            holds: Arc::new(Holds::new(recorder.clone(), config.retry_window, config.max_pending_per_agent)),
+            recorder,
+            injector,
+            reload_error: std::sync::Mutex::new(None),
+            config,
             tunnel_hosts,
             guard_cache: moka::future::Cache::builder()
                 .max_capacity(10_000)
@@ -92,4 +107,18 @@ impl State {
     }
 }
 
-pub type Shared = Arc<State>;
+impl State {
+    pub fn set_reload_error(&self, e: Option<String>) {
+        match self.reload_error.lock() {
+            Ok(mut g) => *g = e,
+            Err(p) => *p.into_inner() = e,
+        }
+    }
+
+    pub fn last_reload_error(&self) -> Option<String> {
+        match self.reload_error.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}

@@ -105,7 +105,7 @@ fn ca_params() -> Result<CertificateParams, CaError> {
 
 /// Writes a file readable only by its owner; the mode is set at creation so
 /// the key is never briefly world-readable.
-fn write_private(path: &Path, data: &[u8]) -> Result<(), CaError> {
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), CaError> {
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]

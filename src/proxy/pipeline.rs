@@ -9,14 +9,17 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use sudomode_intent::{IntentError, RawRequest};
-use sudomode_policy::{Decision, Verdict};
+use sudomode_policy::Verdict;
+use sudomode_store::{NewEvent, RequestRecord, Status};
 
 use super::auth::AgentName;
 use super::intercept::normalise_host;
 use super::reply::{AgentError, ErrorType, REQUEST_ID};
 use super::ProxyBody;
 use crate::forward::strip_hop_by_hop;
+use crate::hold::{Entry, HoldError, Outcome};
 use crate::ids::RequestId;
+use crate::records::{Draft, decided_event, new_record};
 use crate::state::State;
 
 /// Where the request goes: the CONNECT authority, or the absolute URI's.
@@ -48,16 +51,25 @@ pub struct Ctx {
 
 pub async fn handle(state: Arc<State>, agent: AgentName, target: Target, req: Request<Incoming>) -> Response<ProxyBody> {
     let ctx = Ctx { id: RequestId::new(), agent, target, started: Instant::now() };
+    let method = req.method().to_string();
     let mut resp = match run(&state, &ctx, req).await {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            // Refused before judgement (unparsable, too large, forbidden
+            // address): still a decision, so still in the audit.
+            record_early_refusal(&state, &ctx, &method, &e).await;
+            e.into_response()
+        }
     };
-    if let Ok(v) = HeaderValue::from_str(ctx.id.as_str()) {
+    if !resp.headers().contains_key(REQUEST_ID)
+        && let Ok(v) = HeaderValue::from_str(ctx.id.as_str())
+    {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
 }
 
+/// Phases up to judgement; refusals here are returned unrecorded.
 async fn run(state: &Arc<State>, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<ProxyBody>, AgentError> {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -75,19 +87,187 @@ async fn run(state: &Arc<State>, ctx: &Ctx, req: Request<Incoming>) -> Result<Re
         body: &body,
     };
     let judged = state.engine.judge(&ctx.agent.0, &raw).map_err(|e| intent_error(ctx, e))?;
-    let decision = judged.decision;
-    let intent = &judged.mapped.intents[decision.intent_index.min(judged.mapped.intents.len() - 1)];
+    let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let url = judged.mapped.request.url(raw_query);
+    let record = new_record(&Draft {
+        id: ctx.id.as_str(),
+        agent: &ctx.agent.0,
+        method: &judged.mapped.request.method,
+        url: &url,
+        intents: &judged.mapped.intents,
+        decision: &judged.decision,
+        policy_version: &judged.policy_version,
+        body: &body,
+        hold_timeout: state.config.hold_timeout,
+    });
+    let event = decided_event(&record, &judged.decision, serde_json::to_value(&judged.mapped.request).ok());
+    log_decision(ctx, &record);
+    state.metrics.decided(judged.decision.verdict);
+    let upstream = Upstream { parts, path_and_query, body };
+    Ok(match judged.decision.verdict {
+        Verdict::Allow => allow(state, ctx, record, event, upstream).await,
+        Verdict::Deny => deny(state, ctx, record, event).await,
+        Verdict::RequireApproval => hold(state, ctx, record, event, upstream).await,
+    })
+}
+
+/// The request as it will be sent, kept byte for byte.
+struct Upstream {
+    parts: http::request::Parts,
+    path_and_query: String,
+    body: Bytes,
+}
+
+fn log_decision(ctx: &Ctx, r: &RequestRecord) {
     tracing::info!(
-        request_id = %ctx.id, agent = %ctx.agent, method = %judged.mapped.request.method,
-        host = %ctx.target.host, resource = %intent.resource, action = %intent.action,
-        decision = decision.verdict.as_str(), rule = decision.rule.as_ref().map(|r| r.0.as_str()).unwrap_or("-"),
-        "decided"
+        request_id = %ctx.id, agent = %ctx.agent, method = %r.method, host = %ctx.target.host,
+        resource = %r.resource, action = %r.action, decision = %r.decision,
+        rule = r.rule.as_deref().unwrap_or("-"), "decided"
     );
-    state.metrics.decided(decision.verdict);
-    match decision.verdict {
-        Verdict::Allow => forward(state, ctx, parts, path_and_query, body).await,
-        Verdict::Deny => Err(refusal(ErrorType::Denied, ctx, &decision, &intent.resource, &intent.action, state)),
-        Verdict::RequireApproval => Err(refusal(ErrorType::Denied, ctx, &decision, &intent.resource, &intent.action, state)),
+}
+
+/// A decision that could not be recorded is never acted on (fail closed).
+fn audit_unavailable(ctx: &Ctx, e: &sudomode_store::StoreError) -> Response<ProxyBody> {
+    tracing::error!(request_id = %ctx.id, error = %e, "audit write failed; request refused");
+    AgentError::new(ErrorType::Denied, ctx.id.as_str(), "the audit log could not record this decision, so the request was not sent")
+        .status(http::StatusCode::SERVICE_UNAVAILABLE)
+        .into_response()
+}
+
+async fn allow(state: &Arc<State>, ctx: &Ctx, record: RequestRecord, event: NewEvent, up: Upstream) -> Response<ProxyBody> {
+    if let Err(e) = state.recorder.decision(vec![event], Some(record.clone())).await {
+        return audit_unavailable(ctx, &e);
+    }
+    forward(state, ctx, record, up).await
+}
+
+async fn deny(state: &Arc<State>, ctx: &Ctx, record: RequestRecord, event: NewEvent) -> Response<ProxyBody> {
+    if let Err(e) = state.recorder.decision(vec![event], Some(record.clone())).await {
+        return audit_unavailable(ctx, &e);
+    }
+    refusal(ErrorType::Denied, ctx.id.as_str(), &record, state).into_response()
+}
+
+async fn hold(state: &Arc<State>, ctx: &Ctx, record: RequestRecord, event: NewEvent, up: Upstream) -> Response<ProxyBody> {
+    let entry = match state.holds.enter(record.clone(), event, false).await {
+        Ok(e) => e,
+        Err(HoldError::Store(e)) => return audit_unavailable(ctx, &e),
+        Err(e) => return AgentError::new(ErrorType::Denied, ctx.id.as_str(), e.to_string()).into_response(),
+    };
+    let (id, mut rx) = match entry {
+        Entry::Grant { record } => {
+            tracing::info!(request_id = %record.id, "identical retry forwarded under an earlier approval");
+            return with_id(forward(state, ctx, record.clone(), up).await, &record.id);
+        }
+        Entry::OverCap { pending } => {
+            let mut err = refusal(ErrorType::Denied, ctx.id.as_str(), &record, state);
+            err.message = format!(
+                "{} {} needs approval, but agent `{}` already has {pending} requests waiting (hold.max_pending_per_agent); wait for those to be decided",
+                record.resource, record.action, record.agent
+            );
+            let ev = NewEvent::new("request.decided")
+                .request(ctx.id.as_str())
+                .agent(ctx.agent.0.clone())
+                .field("decision", "DENY")
+                .field("rule", "sudomode.builtin")
+                .field("reason", err.message.clone());
+            let mut denied = record;
+            denied.status = Status::Denied;
+            denied.decision = "DENY".into();
+            denied.rule = Some("sudomode.builtin".into());
+            denied.reason = err.message.clone();
+            denied.expires_at = None;
+            if let Err(e) = state.recorder.decision(vec![ev], Some(denied)).await {
+                return audit_unavailable(ctx, &e);
+            }
+            return err.into_response();
+        }
+        Entry::Wait { id, rx, joined } => {
+            if joined {
+                tracing::info!(request_id = %id, joined = %ctx.id, "identical pending request joined");
+            }
+            (id, rx)
+        }
+    };
+    let started = Instant::now();
+    let outcome = loop {
+        let current = rx.borrow_and_update().clone();
+        if current != Outcome::Pending {
+            break current;
+        }
+        if rx.changed().await.is_err() {
+            // Registry dropped the entry without an outcome: read the record.
+            break Outcome::Expired;
+        }
+    };
+    state.metrics.hold_seconds.observe(started.elapsed());
+    let resp = match outcome {
+        Outcome::Approved => match state.holds.claim(&id).await {
+            Ok(Some(approved)) => forward(state, ctx, approved, up).await,
+            Ok(None) => AgentError::new(
+                ErrorType::Denied,
+                &id,
+                "this request was approved and has already been forwarded once (an approval forwards exactly one request)",
+            )
+            .into_response(),
+            Err(HoldError::Store(e)) => audit_unavailable(ctx, &e),
+            Err(e) => AgentError::new(ErrorType::Denied, &id, e.to_string()).into_response(),
+        },
+        Outcome::Rejected { by, reason } => {
+            let mut err = refusal(ErrorType::Rejected, &id, &record, state);
+            err.message = format!(
+                "{} {} was rejected by {by}{}; it was not sent",
+                record.resource,
+                record.action,
+                reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            );
+            err.reason = reason.or(Some(record.reason.clone()));
+            err.into_response()
+        }
+        Outcome::Expired | Outcome::Pending => {
+            let mut err = refusal(ErrorType::Expired, &id, &record, state);
+            err.message = format!(
+                "{} {} was not approved within the approval window; it was not sent. Ask an operator, then retry",
+                record.resource, record.action
+            );
+            err.into_response()
+        }
+    };
+    with_id(resp, &id)
+}
+
+fn with_id(mut resp: Response<ProxyBody>, id: &str) -> Response<ProxyBody> {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}
+
+async fn record_early_refusal(state: &State, ctx: &Ctx, method: &str, e: &AgentError) {
+    let url = format!("{}://{}", ctx.target.scheme, ctx.target.authority());
+    let rule = e.rule.clone().unwrap_or_else(|| "sudomode.builtin".into());
+    let decision = sudomode_policy::Decision::builtin_deny(e.message.clone());
+    let intents = [sudomode_intent::Intent {
+        resource: format!("http.{}", ctx.target.host),
+        action: method.to_ascii_lowercase(),
+        args: serde_json::json!({}),
+    }];
+    let mut record = new_record(&Draft {
+        id: ctx.id.as_str(),
+        agent: &ctx.agent.0,
+        method,
+        url: &url,
+        intents: &intents,
+        decision: &decision,
+        policy_version: state.engine.policy().version(),
+        body: &[],
+        hold_timeout: state.config.hold_timeout,
+    });
+    record.rule = Some(rule);
+    let event = decided_event(&record, &decision, None).field("error_type", e.kind.as_str());
+    state.metrics.decided(Verdict::Deny);
+    if let Err(err) = state.recorder.decision(vec![event], Some(record)).await {
+        tracing::error!(request_id = %ctx.id, error = %err, "recording a refusal failed");
     }
 }
 
@@ -144,47 +324,78 @@ fn intent_error(ctx: &Ctx, e: IntentError) -> AgentError {
     AgentError::new(kind, ctx.id.as_str(), format!("{e}; the request was not sent"))
 }
 
-fn refusal(kind: ErrorType, ctx: &Ctx, d: &Decision, resource: &str, action: &str, state: &State) -> AgentError {
-    let rule = d.rule.as_ref().map(|r| r.0.clone());
-    let message = match d.verdict {
-        Verdict::RequireApproval => format!(
-            "{resource} {action} needs an operator's approval ({}); it was not sent",
-            d.reason
-        ),
+fn refusal(kind: ErrorType, id: &str, r: &RequestRecord, state: &State) -> AgentError {
+    let message = match r.decision.as_str() {
+        "REQUIRE_APPROVAL" => format!("{} {} needs an operator's approval ({})", r.resource, r.action, r.reason),
         _ => format!(
-            "{resource} {action} was denied by {}: {}",
-            rule.as_deref().map(|r| format!("rule `{r}`")).unwrap_or_else(|| "the default".into()),
-            d.reason
+            "{} {} was denied by {}: {}",
+            r.resource,
+            r.action,
+            r.rule.as_deref().map(|x| format!("rule `{x}`")).unwrap_or_else(|| "the default (no rule matched)".into()),
+            r.reason
         ),
     };
-    let mut err = AgentError::new(kind, ctx.id.as_str(), message);
-    err.resource = Some(resource.to_string());
-    err.action = Some(action.to_string());
-    err.rule = rule;
-    err.reason = Some(d.reason.clone());
-    err.approval_url = Some(format!("{}/#/requests/{}", state.config.public_url(), ctx.id));
+    let mut err = AgentError::new(kind, id, message);
+    err.resource = Some(r.resource.clone());
+    err.action = Some(r.action.clone());
+    err.rule = r.rule.clone();
+    err.reason = Some(r.reason.clone());
+    err.approval_url = Some(format!("{}/#/requests/{}", state.config.public_url(), r.id));
     err
 }
 
-async fn forward(
-    state: &Arc<State>,
-    ctx: &Ctx,
-    mut parts: http::request::Parts,
-    path_and_query: String,
-    body: Bytes,
-) -> Result<Response<ProxyBody>, AgentError> {
+/// Sends the exact request upstream (credentials injected for their hosts
+/// only) and records how it ended.
+async fn forward(state: &Arc<State>, ctx: &Ctx, mut record: RequestRecord, up: Upstream) -> Response<ProxyBody> {
+    let Upstream { mut parts, path_and_query, body } = up;
+    let request_bytes = body.len() as u64;
     let uri = format!("{}://{}{}", ctx.target.scheme, ctx.target.authority(), path_and_query);
-    parts.uri = uri.parse().map_err(|_| {
-        AgentError::new(ErrorType::BadRequest, ctx.id.as_str(), "the request target is not a valid URL")
-    })?;
-    let req = Request::from_parts(parts, Full::new(body));
-    let started = Instant::now();
-    match state.forwarder.send(req).await {
-        Ok(resp) => {
-            state.metrics.upstream(started.elapsed());
-            Ok(resp.map(|b| b.map_err(|e| Box::new(e) as super::BoxError).boxed()))
+    let result = match uri.parse() {
+        Ok(u) => {
+            parts.uri = u;
+            match state.injector.apply(&ctx.target.host, &mut parts, &body) {
+                Ok(_) => {
+                    let started = Instant::now();
+                    let sent = state.forwarder.send(Request::from_parts(parts, Full::new(body))).await;
+                    state.metrics.upstream(started.elapsed());
+                    sent.map_err(|e| AgentError::new(ErrorType::UpstreamError, &record.id, e.to_string()).status(e.status()))
+                }
+                Err(e) if e.is_bad_request() => Err(AgentError::new(ErrorType::BadRequest, &record.id, e.to_string())),
+                Err(e) => Err(AgentError::new(ErrorType::UpstreamError, &record.id, e.to_string())),
+            }
         }
-        Err(e) => Err(AgentError::new(ErrorType::UpstreamError, ctx.id.as_str(), e.to_string()).status(e.status())),
+        Err(_) => Err(AgentError::new(ErrorType::BadRequest, &record.id, "the request target is not a valid URL")),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    record.completed_at = Some(now);
+    let duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(resp) => {
+            record.status = Status::Completed;
+            record.upstream_status = Some(resp.status().as_u16());
+            let event = NewEvent::new("request.forwarded")
+                .request(record.id.clone())
+                .agent(record.agent.clone())
+                .field("upstream_status", resp.status().as_u16())
+                .field("duration_ms", (duration_ms * 1000.0).round() / 1000.0)
+                .field("request_bytes", request_bytes);
+            if let Err(e) = state.recorder.queued(vec![event], Some(record)).await {
+                tracing::error!(error = %e, "recording request.forwarded failed");
+            }
+            resp.map(|b| b.map_err(|e| Box::new(e) as super::BoxError).boxed())
+        }
+        Err(err) => {
+            record.status = Status::Failed;
+            let event = NewEvent::new("request.failed")
+                .request(record.id.clone())
+                .agent(record.agent.clone())
+                .field("error", err.message.clone())
+                .field("error_type", err.kind.as_str());
+            if let Err(e) = state.recorder.queued(vec![event], Some(record)).await {
+                tracing::error!(error = %e, "recording request.failed failed");
+            }
+            err.into_response()
+        }
     }
 }
 

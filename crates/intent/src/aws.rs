@@ -38,7 +38,7 @@ fn parse_credential(cred: &str) -> Option<Scope> {
 /// request whose scope cannot be read is refused rather than guessed.
 pub(crate) fn credential_scope(ctx: &Ctx<'_>) -> Result<Option<Scope>, IntentError> {
     let mut found: Option<Scope> = None;
-    if let Some(auth) = ctx.header("authorization") {
+    if let Some(auth) = ctx.header_strict("authorization")? {
         let auth = auth.trim_start();
         if auth.starts_with("AWS4-") {
             let cred = auth
@@ -59,7 +59,7 @@ pub(crate) fn credential_scope(ctx: &Ctx<'_>) -> Result<Option<Scope>, IntentErr
             }
         }
     }
-    if let (Some(f), Some(set)) = (&mut found, ctx.header("x-amz-region-set"))
+    if let (Some(f), Some(set)) = (&mut found, ctx.header_strict("x-amz-region-set")?)
         && f.region.is_none()
     {
         f.region = Some(set.trim().to_string());
@@ -183,6 +183,7 @@ pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Option<Intent>, IntentError> {
     let (action, mut args) = match service.as_str() {
         "s3" | "s3-object-lambda" => s3::map(ctx, bucket)?,
         "lambda" if ctx.req.path.starts_with("/20") => lambda_rest(ctx)?,
+        "bedrock" if ctx.req.path.starts_with("/model/") => bedrock(ctx)?,
         _ => rpc(ctx)?,
     };
     args.insert("region".into(), Value::String(region));
@@ -201,7 +202,7 @@ fn valid_operation(op: &str) -> bool {
 /// place an operation can be named must agree.
 fn rpc(ctx: &Ctx<'_>) -> Result<(String, Map<String, Value>), IntentError> {
     let mut ops: Vec<String> = Vec::new();
-    if let Some(t) = ctx.header("x-amz-target") {
+    if let Some(t) = ctx.header_strict("x-amz-target")? {
         ops.push(t.rsplit('.').next().unwrap_or("").trim().to_string());
     }
     for (k, v) in url::form_urlencoded::parse(ctx.raw_query.as_bytes()) {
@@ -209,8 +210,14 @@ fn rpc(ctx: &Ctx<'_>) -> Result<(String, Map<String, Value>), IntentError> {
             ops.push(v.into_owned());
         }
     }
+    // Smithy RPC v2 (CBOR): `POST /service/{Service}/operation/{Operation}`.
+    let segs = decoded_segments(&ctx.req.path);
+    let cbor = matches!(segs.as_slice(), [s, _, o, _] if s == "service" && o == "operation");
+    if let (true, Some(op)) = (cbor, segs.get(3)) {
+        ops.push(op.clone());
+    }
     let mut args = Map::new();
-    if !ctx.body.is_empty() {
+    if !ctx.body.is_empty() && !cbor {
         let body = object(ctx.body.args()?);
         // `Action` names the operation only in query-protocol (form) bodies;
         // in a JSON body it would be an ordinary member.
@@ -241,6 +248,26 @@ fn rpc(ctx: &Ctx<'_>) -> Result<(String, Map<String, Value>), IntentError> {
         }
     };
     Ok((action, args))
+}
+
+/// Bedrock runtime: `/model/{modelId}/invoke|converse…`; prompts stay out of args.
+fn bedrock(ctx: &Ctx<'_>) -> Result<(String, Map<String, Value>), IntentError> {
+    let segs = decoded_segments(&ctx.req.path);
+    let op = match (segs.get(2).map(String::as_str), segs.len()) {
+        (Some("invoke"), 3) => "InvokeModel",
+        (Some("invoke-with-response-stream"), 3) => "InvokeModelWithResponseStream",
+        (Some("converse"), 3) => "Converse",
+        (Some("converse-stream"), 3) => "ConverseStream",
+        _ => "unknown",
+    };
+    let mut args = object(ctx.query_args()?);
+    if let Some(m) = segs.get(1) {
+        args.insert("model_id".into(), Value::String(m.clone()));
+    }
+    if op == "unknown" {
+        args.insert("path".into(), Value::String(ctx.req.path.clone()));
+    }
+    Ok((op.to_string(), args))
 }
 
 /// Lambda's REST API: `/2015-03-31/functions/{name}[/invocations|/code…]`.
@@ -466,6 +493,20 @@ mod tests {
             ))
             .is_err()
         );
+        // Two different targets: which one AWS reads is not ours to guess.
+        assert!(
+            map(&req(
+                "POST",
+                "dynamodb.us-east-1.amazonaws.com",
+                "/",
+                &[
+                    ("x-amz-target", "DynamoDB_20120810.ListTables"),
+                    ("x-amz-target", "DynamoDB_20120810.DeleteTable")
+                ],
+                b"{}"
+            ))
+            .is_err()
+        );
         // Aliased signing names are not refused.
         let a = auth("ses", "us-east-1");
         assert!(
@@ -507,6 +548,36 @@ mod tests {
         assert_eq!(
             (i.resource.as_str(), i.action.as_str()),
             ("aws.s3", "GetObject")
+        );
+    }
+
+    #[test]
+    fn bedrock_and_rpc_v2() {
+        let i = one(&req(
+            "POST",
+            "bedrock-runtime.us-west-2.amazonaws.com",
+            "/model/anthropic.claude-v2/invoke",
+            &[],
+            br#"{"prompt":"x"}"#,
+        ));
+        assert_eq!(
+            (i.resource.as_str(), i.action.as_str()),
+            ("aws.bedrock", "InvokeModel")
+        );
+        assert_eq!(
+            i.args,
+            json!({"model_id":"anthropic.claude-v2","region":"us-west-2"})
+        );
+        let i = one(&req(
+            "POST",
+            "monitoring.us-east-1.amazonaws.com",
+            "/service/GraniteServiceVersion20100801/operation/DeleteAlarms",
+            &[("content-type", "application/cbor")],
+            b"\xa1\x00",
+        ));
+        assert_eq!(
+            (i.resource.as_str(), i.action.as_str()),
+            ("aws.monitoring", "DeleteAlarms")
         );
     }
 

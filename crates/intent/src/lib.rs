@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::decode::Body;
 
-pub use crate::decode::{parse_args, parse_form, scalar};
+pub use crate::decode::{Kind as BodyKind, parse_args, parse_form, scalar};
 pub use crate::normalize::normalize_path;
 pub use crate::sql::{Flavor as SqlFlavor, sql_intents};
 
@@ -167,6 +167,15 @@ impl Mapper {
 
     /// Normalises, decodes and maps one request; at least one intent on success.
     pub fn map(&self, req: &RawRequest<'_>) -> Result<Mapped, IntentError> {
+        let mut types = req.headers.get_all(http::header::CONTENT_TYPE).iter();
+        if let Some(first) = types.next()
+            && types.any(|t| t != first)
+        {
+            // Which Content-Type the upstream honours decides how it reads the body.
+            return Err(IntentError::BadRequest(
+                "conflicting Content-Type headers".into(),
+            ));
+        }
         let bytes = decode::decode_content(req.headers, req.body, self.max_body_bytes)?;
         let body = Body::new(bytes, decode::content_kind(req.headers));
         let request = normalize::normalize(req, &body)?;
@@ -227,6 +236,26 @@ pub(crate) struct Ctx<'a> {
 impl Ctx<'_> {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A header that decides the mapping: unreadable or repeated with
+    /// different values is refused, since the upstream may read another copy.
+    pub fn header_strict(&self, name: &str) -> Result<Option<&str>, IntentError> {
+        let mut found: Option<&str> = None;
+        for v in self.headers.get_all(name) {
+            let v = v
+                .to_str()
+                .map_err(|_| IntentError::BadRequest(format!("unreadable {name} header")))?;
+            match found {
+                Some(f) if f != v => {
+                    return Err(IntentError::BadRequest(format!(
+                        "conflicting {name} headers"
+                    )));
+                }
+                _ => found = Some(v),
+            }
+        }
+        Ok(found)
     }
 
     /// Query string decoded per §4.1.

@@ -41,6 +41,13 @@ fn bad(msg: impl Into<String>) -> IntentError {
 /// Splits an origin-form target into (path, query) at the first `?`.
 pub fn split_target(target: &str) -> (&str, &str) {
     let target = target.split_once('#').map_or(target, |(t, _)| t);
+    // Absolute-form (`http://host/p`), as a plain-HTTP proxy request carries.
+    let target = match target.split_once("://") {
+        Some((scheme, rest)) if !target.starts_with('/') && !scheme.contains(['/', '?']) => {
+            rest.find(['/', '?']).map_or("/", |i| &rest[i..])
+        }
+        _ => target,
+    };
     target.split_once('?').unwrap_or((target, ""))
 }
 
@@ -302,6 +309,9 @@ mod tests {
     fn targets() {
         assert_eq!(split_target("/a?b=1?c"), ("/a", "b=1?c"));
         assert_eq!(split_target("/a"), ("/a", ""));
+        assert_eq!(split_target("http://h:80/a?b"), ("/a", "b"));
+        assert_eq!(split_target("http://h?b"), ("", "b"));
+        assert_eq!(split_target("https://h"), ("/", ""));
     }
 
     #[test]

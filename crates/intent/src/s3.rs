@@ -203,7 +203,7 @@ pub(crate) fn map(
     }
     let sub = keys.first().map(String::as_str).unwrap_or("");
     let method = ctx.method();
-    let copy = ctx.header("x-amz-copy-source");
+    let copy = ctx.header_strict("x-amz-copy-source")?;
     let query = ctx.query_args()?;
     let op: &str = if bucket.is_empty() {
         if method == "GET" { "ListBuckets" } else { "" }

@@ -7,6 +7,7 @@ use sqlparser::dialect::{Dialect, GenericDialect, PostgreSqlDialect, SQLiteDiale
 use sqlparser::parser::Parser;
 
 use crate::normalize::decoded_segments;
+use crate::sql_tables::Names;
 use crate::{Ctx, Intent, IntentError};
 
 /// One intent per statement is judged per rule; a request with more is not
@@ -177,7 +178,7 @@ fn walk_set(b: &SetExpr, depth: usize, acc: &mut Vec<(String, bool)>) {
     }
 }
 
-fn analyze(stmt: &Statement, text: &str) -> (String, bool, Vec<String>) {
+fn analyze(stmt: &Statement, text: &str) -> (String, bool, Names) {
     let mut all = Vec::new();
     walk_stmt(stmt, 0, &mut all);
     let mut best: Option<(u8, String, bool)> = None;
@@ -188,14 +189,20 @@ fn analyze(stmt: &Statement, text: &str) -> (String, bool, Vec<String>) {
         }
     }
     let (_, verb, has_where) = best.unwrap_or((2, "other".into(), false));
-    (verb, has_where, crate::sql_tables::tables(text))
+    (verb, has_where, crate::sql_tables::names(text))
 }
 
-fn intent(action: &str, sql: &str, tables: Vec<String>, has_where: bool, database: &str) -> Intent {
+fn intent(action: &str, sql: &str, names: Names, has_where: bool, database: &str) -> Intent {
     Intent {
         resource: "sql".into(),
         action: action.into(),
-        args: json!({"sql": sql, "tables": tables, "has_where": has_where, "database": database}),
+        args: json!({
+            "sql": sql,
+            "tables": names.tables,
+            "has_where": has_where,
+            "database": database,
+            "functions": names.functions,
+        }),
     }
 }
 
@@ -219,20 +226,32 @@ fn parse(sql: &str, flavor: Flavor) -> Option<Vec<Statement>> {
 /// One intent per statement of `sql`; `unparsed` when no dialect accepts it.
 pub fn sql_intents(sql: &str, database: &str, flavor: Flavor) -> Result<Vec<Intent>, IntentError> {
     let Some(stmts) = parse(sql, flavor) else {
-        return Ok(vec![intent("unparsed", sql, Vec::new(), false, database)]);
+        return Ok(vec![intent(
+            "unparsed",
+            sql,
+            Names::default(),
+            false,
+            database,
+        )]);
     };
     if stmts.len() > MAX_STATEMENTS {
         return Err(bad(format!("more than {MAX_STATEMENTS} SQL statements")));
     }
     if stmts.is_empty() {
-        return Ok(vec![intent("other", sql, Vec::new(), false, database)]);
+        return Ok(vec![intent(
+            "other",
+            sql,
+            Names::default(),
+            false,
+            database,
+        )]);
     }
     Ok(stmts
         .iter()
         .map(|s| {
             let text = s.to_string();
-            let (verb, has_where, tables) = analyze(s, &text);
-            intent(&verb, &text, tables, has_where, database)
+            let (verb, has_where, names) = analyze(s, &text);
+            intent(&verb, &text, names, has_where, database)
         })
         .collect())
 }
@@ -251,7 +270,7 @@ pub(crate) fn many(
         }
     }
     if out.is_empty() {
-        out.push(intent("other", "", Vec::new(), false, database));
+        out.push(intent("other", "", Names::default(), false, database));
     }
     Ok(out)
 }
@@ -342,10 +361,10 @@ pub(crate) fn builtin(ctx: &Ctx<'_>) -> Result<Option<Vec<Intent>>, IntentError>
     }
     if stored_ref {
         // SQL stored on the server earlier cannot be judged from here.
-        intents.push(intent("unparsed", "", Vec::new(), false, host));
+        intents.push(intent("unparsed", "", Names::default(), false, host));
     }
     if intents.is_empty() {
-        intents.push(intent("other", "", Vec::new(), false, host));
+        intents.push(intent("other", "", Names::default(), false, host));
     }
     if d1 {
         let db = segs.get(6).cloned().unwrap_or_default();

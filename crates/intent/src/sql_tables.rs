@@ -1,5 +1,6 @@
-//! Table names in one SQL statement, read from the lexer's tokens so that
-//! strings, comments and quoted identifiers are handled like the server does.
+//! Table and function names in one SQL statement, read from the lexer's
+//! tokens so that strings, comments and quoted identifiers are handled like
+//! the server does.
 
 use std::collections::HashSet;
 
@@ -22,14 +23,23 @@ fn read_name(toks: &[&Token], mut j: usize) -> (Option<String>, usize) {
     (Some(name), j)
 }
 
+/// What a statement names.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Names {
+    pub tables: Vec<String>,
+    /// Called functions (`pg_sleep`, `dblink_exec`…): a SELECT can still act.
+    pub functions: Vec<String>,
+}
+
 /// Tables named after FROM / JOIN / INTO / UPDATE / TABLE / TRUNCATE /
-/// USING (and after commas in those lists), read from the lexer's tokens of
-/// the canonical statement text, so strings and comments never count.
-/// Function arguments such as `EXTRACT(YEAR FROM d)` are skipped.
-pub(crate) fn tables(text: &str) -> Vec<String> {
+/// USING (and after commas in those lists, and GRANT/REVOKE … ON), read
+/// from the lexer's tokens of the canonical statement text, so strings and
+/// comments never count. Function arguments such as `EXTRACT(YEAR FROM d)`
+/// are skipped. Identifiers followed by `(` that are not tables are functions.
+pub(crate) fn names(text: &str) -> Names {
     let dialect = GenericDialect;
     let Ok(tokens) = Tokenizer::new(&dialect, text).tokenize() else {
-        return Vec::new();
+        return Names::default();
     };
     let toks: Vec<&Token> = tokens
         .iter()
@@ -65,8 +75,14 @@ pub(crate) fn tables(text: &str) -> Vec<String> {
         Keyword::VALUES,
         Keyword::SELECT,
     ];
+    let grant = matches!(toks.first(), Some(Token::Word(w))
+        if w.quote_style.is_none() && matches!(w.keyword, Keyword::GRANT | Keyword::REVOKE));
     let mut out: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
+    let mut functions: Vec<String> = Vec::new();
+    let mut seen_fn: HashSet<String> = HashSet::new();
+    // Index just after the last table name, so `INSERT INTO t (a)` is no call.
+    let mut table_end: Option<usize> = None;
     // One entry per open parenthesis: true when it holds function arguments.
     let mut parens: Vec<bool> = Vec::new();
     // Paren depths at which a comma continues a table list.
@@ -86,6 +102,19 @@ pub(crate) fn tables(text: &str) -> Vec<String> {
                         | Keyword::TRIM | Keyword::POSITION | Keyword::OVERLAY));
                 parens.push(is_fn);
                 expect = None;
+                if let Some(Token::Word(w)) = prev
+                    && (w.quote_style.is_some() || w.keyword == Keyword::NoKeyword)
+                    && table_end != Some(i)
+                {
+                    let f = if w.quote_style.is_some() {
+                        w.value.clone()
+                    } else {
+                        w.value.to_ascii_lowercase()
+                    };
+                    if seen_fn.insert(f.clone()) {
+                        functions.push(f);
+                    }
+                }
             }
             Token::RParen => {
                 parens.pop();
@@ -110,6 +139,20 @@ pub(crate) fn tables(text: &str) -> Vec<String> {
                 expect = Some(true);
                 table_fn_ok = matches!(w.keyword, Keyword::FROM | Keyword::JOIN | Keyword::USING);
             }
+            Token::Word(w) if grant && w.quote_style.is_none() && w.keyword == Keyword::ON => {
+                lists.push(depth);
+                expect = Some(false);
+                table_fn_ok = false;
+            }
+            // `… TO bob` / `REVOKE … FROM bob` name roles, not tables.
+            Token::Word(w)
+                if grant
+                    && w.quote_style.is_none()
+                    && matches!(w.keyword, Keyword::TO | Keyword::FROM) =>
+            {
+                lists.clear();
+                expect = None;
+            }
             Token::Word(w) if w.quote_style.is_none() && clause_end.contains(&w.keyword) => {
                 if lists.last() == Some(&depth) {
                     lists.pop();
@@ -127,8 +170,11 @@ pub(crate) fn tables(text: &str) -> Vec<String> {
                     let (name, next) = read_name(&toks, i);
                     if let Some(name) = name {
                         let is_fn = table_fn_ok && matches!(toks.get(next), Some(Token::LParen));
-                        if !is_fn && seen.insert(name.clone()) {
-                            out.push(name);
+                        if !is_fn {
+                            table_end = Some(next);
+                            if seen.insert(name.clone()) {
+                                out.push(name);
+                            }
                         }
                         i = next;
                         continue;
@@ -139,7 +185,10 @@ pub(crate) fn tables(text: &str) -> Vec<String> {
         }
         i += 1;
     }
-    out
+    Names {
+        tables: out,
+        functions,
+    }
 }
 
 #[cfg(test)]
@@ -149,7 +198,8 @@ mod tests {
 
     #[test]
     fn tables_from_tokens() {
-        let t = |sql: &str| json!(tables(sql));
+        let t = |sql: &str| json!(names(sql).tables);
+        let f = |sql: &str| json!(names(sql).functions);
         assert_eq!(
             t(
                 "SELECT a FROM s.t1 x JOIN \"T2\" ON x.id = \"T2\".id, t3 AS y WHERE a IN (SELECT b FROM t4)"
@@ -166,5 +216,17 @@ mod tests {
         );
         assert_eq!(t("TRUNCATE TABLE a"), json!(["a"]));
         assert_eq!(t("SELECT 'FROM x' FROM y"), json!(["y"]));
+        assert_eq!(t("GRANT SELECT ON TABLE a, b TO bob"), json!(["a", "b"]));
+        assert_eq!(
+            t("GRANT ALL ON ALL TABLES IN SCHEMA public TO bob"),
+            json!([])
+        );
+        assert_eq!(
+            f(
+                "SELECT dblink_exec('drop table t'), PG_SLEEP(1), count(*) FROM generate_series(1, 2)"
+            ),
+            json!(["dblink_exec", "pg_sleep", "generate_series"])
+        );
+        assert_eq!(f("INSERT INTO t (a) VALUES (my_fn('x'))"), json!(["my_fn"]));
     }
 }

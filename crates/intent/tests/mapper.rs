@@ -396,3 +396,15 @@ fn hostile_inputs_do_not_panic() {
         }
     }
 }
+
+#[test]
+fn conflicting_content_types_are_refused() {
+    let h = [
+        ("content-type", "application/json"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    assert!(matches!(
+        map("POST", "example.com", "/", &h, b"a=1"),
+        Err(IntentError::BadRequest(_))
+    ));
+}

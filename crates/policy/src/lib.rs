@@ -18,6 +18,8 @@ mod error;
 mod glob;
 mod info;
 mod load;
+mod locate;
+mod parse;
 mod reload;
 mod testing;
 #[cfg(test)]

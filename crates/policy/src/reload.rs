@@ -1,6 +1,6 @@
 //! Hot reload by polling (SPEC §5.5): no file-system notification dependency.
 //!
-//! ```ignore
+//! ```text
 //! let mut watcher = PolicyWatcher::new(paths.clone(), policy.version());
 //! loop {
 //!     sleep(500ms);

@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sudomode_intent::{Mapper, RawRequest};
 
+use crate::locate::ItemLoc;
+use crate::parse::FileCtx;
 use crate::{Policy, RuleName, Verdict};
 
 /// The request of a test case.
@@ -83,6 +85,148 @@ impl fmt::Display for TestReport {
         }
         write!(f, "{} passed, {} failed", self.passed(), self.failed())
     }
+}
+
+/// A `tests:` entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTest {
+    name: Option<String>,
+    request: Option<RawTestRequest>,
+    expect: Option<String>,
+    rule: Option<String>,
+    /// RFC 3339 time the test runs at (for conditions on `now`).
+    now: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTestRequest {
+    method: Option<String>,
+    url: Option<String>,
+    body: Option<serde_yaml::Value>,
+    headers: Option<std::collections::BTreeMap<String, String>>,
+    agent: Option<String>,
+}
+
+pub(crate) fn compile_test(
+    cx: &mut FileCtx<'_>,
+    index: usize,
+    rt: RawTest,
+    loc: &ItemLoc,
+) -> Option<PolicyTest> {
+    let before = cx.errors.len();
+    let name = rt.name.clone().unwrap_or_else(|| format!("#{}", index + 1));
+    let who = format!("test {name:?}");
+    if rt.name.is_none() {
+        cx.err(
+            (loc.line, loc.col),
+            format!("test #{}: missing `name`", index + 1),
+        );
+    }
+    let expect = match rt.expect.as_deref() {
+        None => {
+            cx.err(
+                (loc.line, loc.col),
+                format!("{who}: missing `expect` (ALLOW, DENY or REQUIRE_APPROVAL)"),
+            );
+            None
+        }
+        Some(e) => match Verdict::parse(e) {
+            Some(v) => Some(v),
+            None => {
+                cx.err(
+                    loc.field("expect"),
+                    format!("{who}: bad expect {e:?}: expected ALLOW, DENY or REQUIRE_APPROVAL"),
+                );
+                None
+            }
+        },
+    };
+    let now = match rt.now.as_deref() {
+        None => None,
+        Some(s) => {
+            match time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    cx.err(
+                        loc.field("now"),
+                        format!("{who}: `now` is not RFC 3339: {e}"),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let request = match rt.request {
+        None => {
+            cx.err(
+                (loc.line, loc.col),
+                format!("{who}: missing `request` ({{method, url, body?, headers?, agent?}})"),
+            );
+            None
+        }
+        Some(r) => {
+            let url = match r.url {
+                None => {
+                    cx.err(
+                        loc.field("request"),
+                        format!("{who}: request is missing `url`"),
+                    );
+                    None
+                }
+                Some(u) => match url::Url::parse(&u) {
+                    Ok(p) if matches!(p.scheme(), "http" | "https") && p.host_str().is_some() => {
+                        Some(u)
+                    }
+                    Ok(_) => {
+                        cx.err(
+                            loc.field("request"),
+                            format!("{who}: url {u:?} must be http(s) with a host"),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        cx.err(loc.field("request"), format!("{who}: bad url {u:?}: {e}"));
+                        None
+                    }
+                },
+            };
+            let body = match r.body {
+                None | Some(serde_yaml::Value::Null) => None,
+                Some(serde_yaml::Value::String(s)) => Some(s),
+                Some(other) => match serde_json::to_string(&other) {
+                    Ok(j) => Some(j),
+                    Err(e) => {
+                        cx.err(
+                            loc.field("request"),
+                            format!("{who}: body cannot be written as JSON: {e}"),
+                        );
+                        None
+                    }
+                },
+            };
+            url.map(|url| TestRequest {
+                method: r.method.unwrap_or_else(|| "GET".to_string()),
+                url,
+                body,
+                headers: r.headers.unwrap_or_default(),
+                agent: r.agent,
+            })
+        }
+    };
+    if cx.errors.len() != before {
+        return None;
+    }
+    Some(PolicyTest {
+        name,
+        file: cx.file.to_string(),
+        line: loc.line,
+        request: request?,
+        expect: expect?,
+        rule: rt.rule.map(RuleName),
+        now,
+    })
 }
 
 fn run_one(policy: &Policy, mapper: &Mapper, t: &PolicyTest) -> Result<String, String> {

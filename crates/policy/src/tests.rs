@@ -328,6 +328,32 @@ rules:
 }
 
 #[test]
+fn explain_multi_intent_marks_intents() {
+    let p = policy(
+        "rules:\n  - name: sel\n    resource: sql\n    action: select\n    decision: ALLOW\n  - name: drop\n    resource: sql\n    action: drop\n    decision: REQUIRE_APPROVAL\n",
+    );
+    let m = mapped(vec![
+        intent("sql", "select", json!({})),
+        intent("sql", "drop", json!({})),
+    ]);
+    let e = p.explain("a", &m, now());
+    assert_eq!(
+        (e.decision, e.full.intent_index),
+        (Verdict::RequireApproval, 1)
+    );
+    let v = serde_json::to_value(&e).unwrap();
+    assert_eq!(v["intents"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["considered"][0]["intent"], 0);
+    assert_eq!(
+        v["considered"][0]["why"],
+        "matchers match (no condition); decides ALLOW"
+    );
+    assert_eq!(v["considered"][1]["intent"], 1);
+    assert_eq!(v["considered"][2]["rule"], "drop");
+    assert!(e.to_text().contains("[1] ✔ drop"), "{}", e.to_text());
+}
+
+#[test]
 fn indexed_decide_agrees_with_explain() {
     let p = policy(
         r#"
@@ -435,8 +461,13 @@ fn unknown_field_has_location() {
     assert!(e.starts_with("test.yaml:4:"), "{e}");
     assert!(e.contains("unknown field `decison`"), "{e}");
     assert!(e.contains("rule \"a\": unknown field"), "{e}");
-    let e = load_err("rules:\n  - name: ok\n    resource: x\n    decision: ALLOW\n  - name: 'second'\n    resource: x\n    approvals: [1]\n    decision: ALLOW\n");
-    assert!(e.starts_with("test.yaml:7:") && e.contains("rule \"second\""), "{e}");
+    let e = load_err(
+        "rules:\n  - name: ok\n    resource: x\n    decision: ALLOW\n  - name: 'second'\n    resource: x\n    approvals: [1]\n    decision: ALLOW\n",
+    );
+    assert!(
+        e.starts_with("test.yaml:7:") && e.contains("rule \"second\""),
+        "{e}"
+    );
     let e = load_err("rulez: []\n");
     assert!(e.starts_with("test.yaml:1:") && e.contains("rulez"), "{e}");
 }
@@ -532,6 +563,12 @@ fn semantic_errors_name_file_line_rule() {
         "strings",
     );
     assert_err(
+        &format!("{head}  - name: r13\n    resource: x\n    condition:\n    decision: ALLOW\n"),
+        "test.yaml:7:5:",
+        "\"r13\"",
+        "`condition` is empty",
+    );
+    assert_err(
         &format!("{head}  - resource: x\n    decision: DENY\n"),
         "test.yaml:5:3:",
         "rule #2",
@@ -545,6 +582,17 @@ fn semantic_errors_name_file_line_rule() {
         "\"r12\"",
         "`approvals`",
     );
+}
+
+#[test]
+fn show_messages() {
+    // Not an assertion: prints what `policy check` would show (run with --nocapture).
+    let bad =
+        "rules:\n  - name: allow_read\n    resource: '*'\n    action: read\n    decison: ALLOW\n";
+    eprintln!("{}", load_err(bad));
+    let bad = "rules:\n  - name: a\n    resource: '*'\n    condition: args.amount > 50 and agent == 'x'\n    decision: ALLOW\n    timeout: 10m\n  - name: a\n    decision: Maybe\n  - name: c\n    resource: x\n    condition: args.amount >\n    decision: DENY\n";
+    eprintln!("{}", load_err(bad));
+    eprintln!("{}", load_err("rules:\n  - name: x\n    resource: *\n"));
 }
 
 #[test]

@@ -1,0 +1,395 @@
+//! Parsing one policy file: YAML into raw structs (unknown fields refused with their location), then compiled rules and tests.
+
+use serde::Deserialize;
+
+use crate::condition::Condition;
+use crate::error::{PolicyError, parse_duration};
+use crate::glob::{Glob, GlobList};
+use crate::locate::{ItemLoc, describe_yaml_error, locate_items};
+use crate::testing::{PolicyTest, RawTest, compile_test};
+use crate::{Mode, Rule, RuleName, Verdict};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    rules: Option<Vec<RawRule>>,
+    #[serde(default)]
+    tests: Option<Vec<RawTest>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<serde_yaml::Value>,
+    description: Option<String>,
+    resource: Option<serde_yaml::Value>,
+    action: Option<serde_yaml::Value>,
+    agent: Option<serde_yaml::Value>,
+    host: Option<serde_yaml::Value>,
+    method: Option<serde_yaml::Value>,
+    path: Option<serde_yaml::Value>,
+    /// `Some(Null)` for an empty `condition:` (refused), unlike a plain Option.
+    #[serde(default, deserialize_with = "present")]
+    condition: Option<serde_yaml::Value>,
+    decision: Option<serde_yaml::Value>,
+    reason: Option<String>,
+    approvals: Option<serde_yaml::Value>,
+    timeout: Option<serde_yaml::Value>,
+    mode: Option<serde_yaml::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_yaml::Value>, D::Error> {
+    serde_yaml::Value::deserialize(d).map(Some)
+}
+
+/// A string or a list of strings → globs.
+fn globs(v: &serde_yaml::Value, case_insensitive: bool) -> Result<GlobList, String> {
+    use serde_yaml::Value as Y;
+    let list: Vec<String> = match v {
+        Y::String(s) => vec![s.clone()],
+        Y::Sequence(seq) if !seq.is_empty() => {
+            let mut out = Vec::with_capacity(seq.len());
+            for item in seq {
+                match item {
+                    Y::String(s) => out.push(s.clone()),
+                    other => {
+                        return Err(format!(
+                            "list items must be strings, got {}",
+                            yaml_kind(other)
+                        ));
+                    }
+                }
+            }
+            out
+        }
+        Y::Sequence(_) => return Err("empty list".to_string()),
+        other => {
+            return Err(format!(
+                "must be a glob or a list of globs, got {}",
+                yaml_kind(other)
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for s in list {
+        out.push(Glob::new(&s, case_insensitive).map_err(|e| format!("bad glob: {e}"))?);
+    }
+    Ok(GlobList(out))
+}
+
+fn yaml_kind(v: &serde_yaml::Value) -> &'static str {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => "null",
+        Y::Bool(_) => "a boolean",
+        Y::Number(_) => "a number",
+        Y::String(_) => "a string",
+        Y::Sequence(_) => "a list",
+        Y::Mapping(_) => "a mapping",
+        Y::Tagged(_) => "a tagged value",
+    }
+}
+
+pub(crate) fn scalar_string(v: &serde_yaml::Value) -> Option<String> {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::String(s) => Some(s.clone()),
+        Y::Bool(b) => Some(b.to_string()),
+        Y::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Collects errors for one file.
+pub(crate) struct FileCtx<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) errors: &'a mut Vec<PolicyError>,
+}
+
+impl FileCtx<'_> {
+    pub(crate) fn err(&mut self, (line, column): (usize, usize), message: String) {
+        self.errors.push(PolicyError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message,
+        });
+    }
+}
+
+pub(crate) struct Parsed {
+    pub(crate) rules: Vec<Rule>,
+    /// Every named rule, valid or not: (name, line, column).
+    pub(crate) names: Vec<(String, usize, usize)>,
+    pub(crate) tests: Vec<(PolicyTest, (usize, usize))>,
+}
+
+pub(crate) fn parse_file(
+    env: &cel::Env,
+    file: &str,
+    text: &str,
+    errors: &mut Vec<PolicyError>,
+) -> Parsed {
+    let mut out = Parsed {
+        rules: Vec::new(),
+        names: Vec::new(),
+        tests: Vec::new(),
+    };
+    let mut cx = FileCtx { file, errors };
+    if text.trim().is_empty() {
+        cx.err(
+            (1, 1),
+            "empty policy file: expected a `rules:` list".to_string(),
+        );
+        return out;
+    }
+    let raw: RawFile = match serde_yaml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let (l, c) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            cx.err((l, c), describe_yaml_error(text, &e));
+            return out;
+        }
+    };
+    let (_, rule_locs) = locate_items(text, "rules");
+    let (_, test_locs) = locate_items(text, "tests");
+    let Some(raw_rules) = raw.rules else {
+        cx.err((1, 1), "missing `rules:` list".to_string());
+        return out;
+    };
+    for (i, rr) in raw_rules.into_iter().enumerate() {
+        let loc = rule_locs.get(i).cloned().unwrap_or_default();
+        let loc = if loc.line == 0 {
+            ItemLoc {
+                line: 1,
+                col: 1,
+                fields: vec![],
+            }
+        } else {
+            loc
+        };
+        if let Some(n) = rr.name.as_ref().and_then(scalar_string)
+            && !n.trim().is_empty()
+        {
+            out.names.push((n, loc.line, loc.col));
+        }
+        if let Some(rule) = compile_rule(env, &mut cx, i, rr, &loc) {
+            out.rules.push(rule);
+        }
+    }
+    for (i, rt) in raw.tests.unwrap_or_default().into_iter().enumerate() {
+        let loc = test_locs.get(i).cloned().unwrap_or_default();
+        let loc = if loc.line == 0 {
+            ItemLoc {
+                line: 1,
+                col: 1,
+                fields: vec![],
+            }
+        } else {
+            loc
+        };
+        if let Some(t) = compile_test(&mut cx, i, rt, &loc) {
+            out.tests.push((t, (loc.line, loc.col)));
+        }
+    }
+    out
+}
+
+fn compile_rule(
+    env: &cel::Env,
+    cx: &mut FileCtx<'_>,
+    index: usize,
+    rr: RawRule,
+    loc: &ItemLoc,
+) -> Option<Rule> {
+    let before = cx.errors.len();
+    let name = match rr.name.as_ref().and_then(scalar_string) {
+        Some(n) if !n.trim().is_empty() => n,
+        Some(_) => {
+            cx.err(
+                loc.field("name"),
+                format!("rule #{}: `name` is empty", index + 1),
+            );
+            format!("#{}", index + 1)
+        }
+        None => {
+            cx.err(
+                (loc.line, loc.col),
+                format!("rule #{}: missing `name`", index + 1),
+            );
+            format!("#{}", index + 1)
+        }
+    };
+    let who = format!("rule {name:?}");
+    let glob_field = |cx: &mut FileCtx<'_>, key: &str, v: &Option<serde_yaml::Value>, ci: bool| {
+        v.as_ref().and_then(|v| match globs(v, ci) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                cx.err(loc.field(key), format!("{who}: `{key}`: {e}"));
+                None
+            }
+        })
+    };
+    let resource = match &rr.resource {
+        None => {
+            cx.err(
+                (loc.line, loc.col),
+                format!("{who}: missing `resource` (use \"*\" for any)"),
+            );
+            None
+        }
+        Some(_) => glob_field(cx, "resource", &rr.resource, false),
+    };
+    let action = glob_field(cx, "action", &rr.action, false).unwrap_or_else(GlobList::any);
+    let agent = glob_field(cx, "agent", &rr.agent, false);
+    let host = glob_field(cx, "host", &rr.host, true);
+    let method = glob_field(cx, "method", &rr.method, true);
+    let path = glob_field(cx, "path", &rr.path, false);
+
+    let decision = match &rr.decision {
+        None => {
+            cx.err(
+                (loc.line, loc.col),
+                format!("{who}: missing `decision` (ALLOW, DENY or REQUIRE_APPROVAL)"),
+            );
+            None
+        }
+        Some(v) => {
+            match scalar_string(v).as_deref().and_then(Verdict::parse) {
+                Some(d) => Some(d),
+                None => {
+                    let shown = scalar_string(v).unwrap_or_else(|| yaml_kind(v).to_string());
+                    cx.err(
+                    loc.field("decision"),
+                    format!("{who}: bad decision {shown:?}: expected ALLOW, DENY or REQUIRE_APPROVAL"),
+                );
+                    None
+                }
+            }
+        }
+    };
+
+    let condition = match &rr.condition {
+        None => None,
+        Some(serde_yaml::Value::Null) => {
+            // An empty `condition:` would silently make the rule unconditional.
+            cx.err(
+                loc.field("condition"),
+                format!("{who}: `condition` is empty (remove it, or write a CEL expression)"),
+            );
+            None
+        }
+        Some(v) => match scalar_string(v) {
+            Some(src) if src.trim().is_empty() => {
+                cx.err(
+                    loc.field("condition"),
+                    format!("{who}: `condition` is empty (remove it, or write a CEL expression)"),
+                );
+                None
+            }
+            Some(src) => match Condition::compile(env, &src) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    cx.err(loc.field("condition"), format!("{who}: {e}"));
+                    None
+                }
+            },
+            None => {
+                cx.err(
+                    loc.field("condition"),
+                    format!(
+                        "{who}: `condition` must be a CEL expression string, got {}",
+                        yaml_kind(v)
+                    ),
+                );
+                None
+            }
+        },
+    };
+
+    let is_approval = decision == Some(Verdict::RequireApproval);
+    let mut approvals = 1u32;
+    if let Some(v) = &rr.approvals {
+        if decision.is_some() && !is_approval {
+            cx.err(
+                loc.field("approvals"),
+                format!("{who}: `approvals` only applies to REQUIRE_APPROVAL rules"),
+            );
+        } else {
+            match v.as_u64() {
+                Some(n) if (1..=100).contains(&n) => approvals = n as u32,
+                _ => cx.err(
+                    loc.field("approvals"),
+                    format!("{who}: `approvals` must be a whole number from 1 to 100"),
+                ),
+            }
+        }
+    }
+    let mut timeout = None;
+    let mut timeout_text = None;
+    if let Some(v) = &rr.timeout {
+        if decision.is_some() && !is_approval {
+            cx.err(
+                loc.field("timeout"),
+                format!("{who}: `timeout` only applies to REQUIRE_APPROVAL rules"),
+            );
+        } else {
+            match scalar_string(v).map(|s| (parse_duration(&s), s)) {
+                Some((Ok(d), s)) => {
+                    timeout = Some(d);
+                    timeout_text = Some(s);
+                }
+                Some((Err(e), _)) => cx.err(loc.field("timeout"), format!("{who}: `timeout`: {e}")),
+                None => cx.err(
+                    loc.field("timeout"),
+                    format!("{who}: `timeout` must be a duration such as 30s, 10m, 2h"),
+                ),
+            }
+        }
+    }
+    let mode = match &rr.mode {
+        None => Mode::Enforce,
+        Some(v) => match scalar_string(v)
+            .map(|s| s.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("enforce") => Mode::Enforce,
+            Some("report") => Mode::Report,
+            _ => {
+                let shown = scalar_string(v).unwrap_or_else(|| yaml_kind(v).to_string());
+                cx.err(
+                    loc.field("mode"),
+                    format!("{who}: bad mode {shown:?}: expected enforce or report"),
+                );
+                Mode::Enforce
+            }
+        },
+    };
+    if cx.errors.len() != before {
+        return None;
+    }
+    Some(Rule {
+        name: RuleName(name),
+        description: rr.description,
+        resource: resource?,
+        action,
+        agent,
+        host,
+        method,
+        path,
+        condition,
+        decision: decision?,
+        reason: rr.reason,
+        approvals: if is_approval { approvals } else { 0 },
+        timeout,
+        timeout_text,
+        mode,
+        file: cx.file.to_string(),
+        line: loc.line,
+        column: loc.col,
+    })
+}

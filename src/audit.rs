@@ -1,0 +1,67 @@
+//! The audit phase: every decision and lifecycle change goes to the store
+//! (durably when it must), then is announced to SSE and notifications.
+
+use sudomode_store::{Batch, NewEvent, RequestRecord, Store, StoreError};
+use tokio::sync::broadcast;
+
+use crate::config::Durability;
+
+pub struct Recorder {
+    store: Store,
+    durability: Durability,
+    changes: broadcast::Sender<RequestRecord>,
+}
+
+impl Recorder {
+    pub fn new(store: Store, durability: Durability) -> Self {
+        let (changes, _) = broadcast::channel(16_384);
+        Self { store, durability, changes }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Request changes as they are recorded (SSE, Slack, webhooks).
+    pub fn subscribe(&self) -> broadcast::Receiver<RequestRecord> {
+        self.changes.subscribe()
+    }
+
+    /// On disk before it returns, whatever the durability setting: held
+    /// requests, approvals and everything before a byte goes upstream in
+    /// `strict` mode.
+    pub async fn durable(&self, events: Vec<NewEvent>, record: Option<RequestRecord>) -> Result<(), StoreError> {
+        let upserts: Vec<RequestRecord> = record.into_iter().collect();
+        self.store.commit(Batch { events, upserts: upserts.clone() }).await?;
+        self.announce(upserts);
+        Ok(())
+    }
+
+    /// Durable in `strict` mode; queued (committed within 50 ms) in `batched`.
+    pub async fn decision(&self, events: Vec<NewEvent>, record: Option<RequestRecord>) -> Result<(), StoreError> {
+        match self.durability {
+            Durability::Strict => self.durable(events, record).await,
+            Durability::Batched => self.queued(events, record).await,
+        }
+    }
+
+    /// After-the-fact records (forwarded, completed): never on the hot path's
+    /// critical section, committed within the writer's flush interval.
+    pub async fn queued(&self, events: Vec<NewEvent>, record: Option<RequestRecord>) -> Result<(), StoreError> {
+        let upserts: Vec<RequestRecord> = record.into_iter().collect();
+        self.store.commit_batched(Batch { events, upserts: upserts.clone() }).await?;
+        self.announce(upserts);
+        Ok(())
+    }
+
+    pub async fn event(&self, event: NewEvent) -> Result<(), StoreError> {
+        self.durable(vec![event], None).await
+    }
+
+    fn announce(&self, records: Vec<RequestRecord>) {
+        for r in records {
+            // No subscribers is normal (no dashboard open).
+            let _ = self.changes.send(r);
+        }
+    }
+}
