@@ -111,11 +111,29 @@ pub async fn start(config: Config) -> Result<Running> {
         guard,
         connect_timeout: config.connect_timeout,
     };
-    let tls = crate::forward::tls::client_config(&config.upstream_ca_files).map_err(ConfigProblem)?;
-    let forwarder = Forwarder::new(dialer.clone(), tls, config.upstream_timeout, config.idle_timeout);
+    let tls =
+        crate::forward::tls::client_config(&config.upstream_ca_files).map_err(ConfigProblem)?;
+    let forwarder = Forwarder::new(
+        dialer.clone(),
+        tls,
+        config.upstream_timeout,
+        config.idle_timeout,
+    );
     let engine = Engine::new(mapper, policy);
-    let state = Arc::new(State::new(config, ca, dialer, forwarder, engine, recorder, injector).map_err(ConfigProblem)?);
-    let restored = state.holds.restore().context("restoring pending requests")?;
+    let state = Arc::new(
+        State::new(config, ca, dialer, forwarder, engine, recorder, injector)
+            .map_err(ConfigProblem)?,
+    );
+    // --- notifications (SPEC §10; src/notify) ---
+    let notifications = Arc::new(
+        crate::notify::Notifications::from_config(&state.config)
+            .map_err(|e| ConfigProblem(format!("{}: {e}", state.config.name())))?,
+    );
+    // --- end notifications ---
+    let restored = state
+        .holds
+        .restore()
+        .context("restoring pending requests")?;
     let policy = state.engine.policy();
     state
         .recorder
@@ -137,21 +155,52 @@ pub async fn start(config: Config) -> Result<Running> {
 
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(crate::proxy::serve(proxy_listener, state.clone(), rx.clone())));
-    let router = crate::dashboard::router(state.clone());
+    // Notifications subscribe before the proxy serves, so no change is missed.
+    tasks.push(crate::notify::spawn(
+        state.clone(),
+        notifications.clone(),
+        rx.clone(),
+    ));
+    tasks.push(tokio::spawn(crate::proxy::serve(
+        proxy_listener,
+        state.clone(),
+        rx.clone(),
+    )));
+    let router = crate::dashboard::router(state.clone())
+        // Slack button presses, and sudomode_notifications_total on /metrics.
+        .merge(crate::notify::interactions::routes(
+            state.clone(),
+            notifications.clone(),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            notifications.clone(),
+            crate::notify::append_metrics,
+        ));
     let mut dash_rx = rx.clone();
     tasks.push(tokio::spawn(async move {
         let shutdown = async move {
             let _ = dash_rx.changed().await;
         };
         let app = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(dash_listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(dash_listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "dashboard listener failed");
         }
     }));
-    tasks.push(tokio::spawn(crate::hold::sweeper(state.holds.clone(), rx.clone())));
+    tasks.push(tokio::spawn(crate::hold::sweeper(
+        state.holds.clone(),
+        rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::reload::watch(state.clone(), rx)));
-    Ok(Running { proxy_addr, dashboard_addr, state, shutdown: tx, tasks })
+    Ok(Running {
+        proxy_addr,
+        dashboard_addr,
+        state,
+        shutdown: tx,
+        tasks,
+    })
 }
 
 /// `sudomode run`: start, print how to use it, wait for a signal.
@@ -225,13 +274,22 @@ fn ensure_admin(config: &mut Config) -> Result<()> {
         && !token.is_empty()
     {
         config.operators.retain(|o| o.name != "admin");
-        config.operators.push(Operator { name: "admin".into(), token, role: Role::Admin, slack_user_id: None });
+        config.operators.push(Operator {
+            name: "admin".into(),
+            token,
+            role: Role::Admin,
+            slack_user_id: None,
+        });
         return Ok(());
     }
     if !config.operators.is_empty() {
         return Ok(());
     }
-    let dir = config.store_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let dir = config
+        .store_path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("admin-token");
     let token = match std::fs::read_to_string(&path) {
@@ -241,12 +299,20 @@ fn ensure_admin(config: &mut Config) -> Result<()> {
             getrandom(&mut bytes)?;
             let token = hex::encode(bytes);
             crate::proxy::ca::write_private(&path, format!("{token}\n").as_bytes())?;
-            println!("Generated an admin token for the dashboard (shown once; stored in {}):", path.display());
+            println!(
+                "Generated an admin token for the dashboard (shown once; stored in {}):",
+                path.display()
+            );
             println!("  {token}");
             token
         }
     };
-    config.operators.push(Operator { name: "admin".into(), token, role: Role::Admin, slack_user_id: None });
+    config.operators.push(Operator {
+        name: "admin".into(),
+        token,
+        role: Role::Admin,
+        slack_user_id: None,
+    });
     Ok(())
 }
 

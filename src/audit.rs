@@ -15,7 +15,11 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(store: Store, durability: Durability) -> Self {
         let (changes, _) = broadcast::channel(16_384);
-        Self { store, durability, changes }
+        Self {
+            store,
+            durability,
+            changes,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -30,15 +34,28 @@ impl Recorder {
     /// On disk before it returns, whatever the durability setting: held
     /// requests, approvals and everything before a byte goes upstream in
     /// `strict` mode.
-    pub async fn durable(&self, events: Vec<NewEvent>, record: Option<RequestRecord>) -> Result<(), StoreError> {
+    pub async fn durable(
+        &self,
+        events: Vec<NewEvent>,
+        record: Option<RequestRecord>,
+    ) -> Result<(), StoreError> {
         let upserts: Vec<RequestRecord> = record.into_iter().collect();
-        self.store.commit(Batch { events, upserts: upserts.clone() }).await?;
+        self.store
+            .commit(Batch {
+                events,
+                upserts: upserts.clone(),
+            })
+            .await?;
         self.announce(upserts);
         Ok(())
     }
 
     /// Durable in `strict` mode; queued (committed within 50 ms) in `batched`.
-    pub async fn decision(&self, events: Vec<NewEvent>, record: Option<RequestRecord>) -> Result<(), StoreError> {
+    pub async fn decision(
+        &self,
+        events: Vec<NewEvent>,
+        record: Option<RequestRecord>,
+    ) -> Result<(), StoreError> {
         match self.durability {
             Durability::Strict => self.durable(events, record).await,
             Durability::Batched => self.queued(events, record).await,
@@ -47,9 +64,18 @@ impl Recorder {
 
     /// After-the-fact records (forwarded, completed): never on the hot path's
     /// critical section, committed within the writer's flush interval.
-    pub async fn queued(&self, events: Vec<NewEvent>, record: Option<RequestRecord>) -> Result<(), StoreError> {
+    pub async fn queued(
+        &self,
+        events: Vec<NewEvent>,
+        record: Option<RequestRecord>,
+    ) -> Result<(), StoreError> {
         let upserts: Vec<RequestRecord> = record.into_iter().collect();
-        self.store.commit_batched(Batch { events, upserts: upserts.clone() }).await?;
+        self.store
+            .commit_batched(Batch {
+                events,
+                upserts: upserts.clone(),
+            })
+            .await?;
         self.announce(upserts);
         Ok(())
     }

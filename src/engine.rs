@@ -19,7 +19,10 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(mapper: Mapper, policy: Policy) -> Self {
-        Self { mapper, policy: RwLock::new(Arc::new(policy)) }
+        Self {
+            mapper,
+            policy: RwLock::new(Arc::new(policy)),
+        }
     }
 
     pub fn mapper(&self) -> &Mapper {
@@ -48,6 +51,10 @@ impl Engine {
         let mapped = self.mapper.map(raw)?;
         let policy = self.policy();
         let decision = policy.decide(agent, &mapped, time::OffsetDateTime::now_utc());
-        Ok(Judged { mapped, decision, policy_version: policy.version().to_string() })
+        Ok(Judged {
+            mapped,
+            decision,
+            policy_version: policy.version().to_string(),
+        })
     }
 }

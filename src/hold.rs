@@ -38,7 +38,11 @@ pub enum HoldError {
 /// How a REQUIRE_APPROVAL request enters the registry.
 pub enum Entry {
     /// New or joined: wait on the receiver for the outcome.
-    Wait { id: String, rx: watch::Receiver<Outcome>, joined: bool },
+    Wait {
+        id: String,
+        rx: watch::Receiver<Outcome>,
+        joined: bool,
+    },
     /// An identical request was approved and its grant is now claimed by
     /// this call: forward it under that request's id.
     Grant { record: RequestRecord },
@@ -70,7 +74,12 @@ struct Map {
 
 impl Holds {
     pub fn new(recorder: Arc<Recorder>, retry_window: Duration, max_per_agent: usize) -> Self {
-        Self { recorder, retry_window, max_per_agent, map: Mutex::new(Map::default()) }
+        Self {
+            recorder,
+            retry_window,
+            max_per_agent,
+            map: Mutex::new(Map::default()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Map> {
@@ -83,7 +92,11 @@ impl Holds {
     }
 
     pub fn pending_count(&self) -> usize {
-        self.lock().by_id.values().filter(|h| h.record.status == Status::Pending).count()
+        self.lock()
+            .by_id
+            .values()
+            .filter(|h| h.record.status == Status::Pending)
+            .count()
     }
 
     /// Reloads open records after a restart: pending ones stay approvable,
@@ -96,18 +109,36 @@ impl Holds {
             let approved_at = (record.status == Status::Approved)
                 .then(|| record.approvals.last().map(|a| a.at))
                 .flatten();
-            let outcome = if record.status == Status::Approved { Outcome::Approved } else { Outcome::Pending };
+            let outcome = if record.status == Status::Approved {
+                Outcome::Approved
+            } else {
+                Outcome::Pending
+            };
             let (tx, _) = watch::channel(outcome);
             let explicit = record.method == "GOVERN";
-            map.by_key.insert(record.retry_key.clone(), record.id.clone());
-            map.by_id.insert(record.id.clone(), Held { record, tx, approved_at, explicit });
+            map.by_key
+                .insert(record.retry_key.clone(), record.id.clone());
+            map.by_id.insert(
+                record.id.clone(),
+                Held {
+                    record,
+                    tx,
+                    approved_at,
+                    explicit,
+                },
+            );
         }
         Ok(n)
     }
 
     /// Parks (or joins, or uses the grant of) a REQUIRE_APPROVAL request.
     /// `record` arrives with status `pending`; `decided` is its decision event.
-    pub async fn enter(&self, record: RequestRecord, decided: NewEvent, explicit: bool) -> Result<Entry, HoldError> {
+    pub async fn enter(
+        &self,
+        record: RequestRecord,
+        decided: NewEvent,
+        explicit: bool,
+    ) -> Result<Entry, HoldError> {
         let now = OffsetDateTime::now_utc();
         let claimed = {
             let mut map = self.lock();
@@ -116,9 +147,17 @@ impl Holds {
             {
                 match h.record.status {
                     Status::Pending => {
-                        return Ok(Entry::Wait { id, rx: h.tx.subscribe(), joined: true });
+                        return Ok(Entry::Wait {
+                            id,
+                            rx: h.tx.subscribe(),
+                            joined: true,
+                        });
                     }
-                    Status::Approved if !h.record.retry_grant_used && !h.explicit && self.within_retry(h, now) => {
+                    Status::Approved
+                        if !h.record.retry_grant_used
+                            && !h.explicit
+                            && self.within_retry(h, now) =>
+                    {
                         h.record.retry_grant_used = true;
                         Some(h.record.clone())
                     }
@@ -133,7 +172,9 @@ impl Holds {
                 .request(granted.id.clone())
                 .agent(granted.agent.clone())
                 .field("retry_key", granted.retry_key.clone());
-            self.recorder.durable(vec![event], Some(granted.clone())).await?;
+            self.recorder
+                .durable(vec![event], Some(granted.clone()))
+                .await?;
             self.forget_if_done(&granted.id);
             return Ok(Entry::Grant { record: granted });
         }
@@ -152,7 +193,15 @@ impl Holds {
         {
             let mut map = self.lock();
             map.by_key.insert(record.retry_key.clone(), id.clone());
-            map.by_id.insert(id.clone(), Held { record: record.clone(), tx, approved_at: None, explicit });
+            map.by_id.insert(
+                id.clone(),
+                Held {
+                    record: record.clone(),
+                    tx,
+                    approved_at: None,
+                    explicit,
+                },
+            );
         }
         if let Err(e) = self.recorder.durable(vec![decided], Some(record)).await {
             let mut map = self.lock();
@@ -161,7 +210,11 @@ impl Holds {
             }
             return Err(e.into());
         }
-        Ok(Entry::Wait { id, rx, joined: false })
+        Ok(Entry::Wait {
+            id,
+            rx,
+            joined: false,
+        })
     }
 
     fn within_retry(&self, h: &Held, now: OffsetDateTime) -> bool {
@@ -173,7 +226,9 @@ impl Holds {
     pub async fn claim(&self, id: &str) -> Result<Option<RequestRecord>, HoldError> {
         let record = {
             let mut map = self.lock();
-            let Some(h) = map.by_id.get_mut(id) else { return Ok(None) };
+            let Some(h) = map.by_id.get_mut(id) else {
+                return Ok(None);
+            };
             if h.record.status != Status::Approved || h.record.retry_grant_used {
                 return Ok(None);
             }
@@ -195,13 +250,22 @@ impl Holds {
 
     /// Records an operator's approval; releases the request when enough
     /// distinct operators approved. The same operator twice counts once.
-    pub async fn approve(&self, id: &str, operator: &str, reason: Option<String>) -> Result<RequestRecord, HoldError> {
+    pub async fn approve(
+        &self,
+        id: &str,
+        operator: &str,
+        reason: Option<String>,
+    ) -> Result<RequestRecord, HoldError> {
         let now = OffsetDateTime::now_utc();
         let (record, released, tx) = {
             let mut map = self.lock();
             let h = self.pending_mut(&mut map, id)?;
             if !h.record.approvals.iter().any(|a| a.operator == operator) {
-                h.record.approvals.push(Approval { operator: operator.to_string(), at: now, reason: reason.clone() });
+                h.record.approvals.push(Approval {
+                    operator: operator.to_string(),
+                    at: now,
+                    reason: reason.clone(),
+                });
             }
             let released = h.record.approvals.len() as u32 >= h.record.required_approvals.max(1);
             if released {
@@ -223,7 +287,9 @@ impl Holds {
         if let Some(r) = &reason {
             event = event.field("reason", r.clone());
         }
-        self.recorder.durable(vec![event], Some(record.clone())).await?;
+        self.recorder
+            .durable(vec![event], Some(record.clone()))
+            .await?;
         if released {
             let _ = tx.send(Outcome::Approved);
             self.forget_if_done(id);
@@ -231,7 +297,12 @@ impl Holds {
         Ok(record)
     }
 
-    pub async fn reject(&self, id: &str, operator: &str, reason: Option<String>) -> Result<RequestRecord, HoldError> {
+    pub async fn reject(
+        &self,
+        id: &str,
+        operator: &str,
+        reason: Option<String>,
+    ) -> Result<RequestRecord, HoldError> {
         let (record, tx) = {
             let mut map = self.lock();
             let h = self.pending_mut(&mut map, id)?;
@@ -245,18 +316,30 @@ impl Holds {
             map.by_key.remove(&key);
             out
         };
-        let mut event = NewEvent::new("request.rejected").request(id).agent(record.agent.clone()).operator(operator);
+        let mut event = NewEvent::new("request.rejected")
+            .request(id)
+            .agent(record.agent.clone())
+            .operator(operator);
         if let Some(r) = &reason {
             event = event.field("reason", r.clone());
         }
-        self.recorder.durable(vec![event], Some(record.clone())).await?;
-        let _ = tx.send(Outcome::Rejected { by: operator.to_string(), reason });
+        self.recorder
+            .durable(vec![event], Some(record.clone()))
+            .await?;
+        let _ = tx.send(Outcome::Rejected {
+            by: operator.to_string(),
+            reason,
+        });
         Ok(record)
     }
 
     fn pending_mut<'m>(&self, map: &'m mut Map, id: &str) -> Result<&'m mut Held, HoldError> {
         if let Some(h) = map.by_id.get_mut(id) {
-            return if h.record.status == Status::Pending { Ok(h) } else { Err(HoldError::NotPending(h.record.status)) };
+            return if h.record.status == Status::Pending {
+                Ok(h)
+            } else {
+                Err(HoldError::NotPending(h.record.status))
+            };
         }
         // Not held: tell a finished request (409) from an unknown one (404).
         match self.recorder.store().get_request(id) {
@@ -277,7 +360,9 @@ impl Holds {
                 .iter()
                 .filter(|(_, h)| match h.record.status {
                     Status::Pending => h.record.expires_at.is_some_and(|e| now >= e),
-                    Status::Approved => !h.explicit && !h.record.retry_grant_used && !self.within_retry(h, now),
+                    Status::Approved => {
+                        !h.explicit && !h.record.retry_grant_used && !self.within_retry(h, now)
+                    }
                     _ => false,
                 })
                 .map(|(id, _)| id.clone())
@@ -294,7 +379,9 @@ impl Holds {
         };
         let n = expired.len();
         for (record, tx) in expired {
-            let event = NewEvent::new("request.expired").request(record.id.clone()).agent(record.agent.clone());
+            let event = NewEvent::new("request.expired")
+                .request(record.id.clone())
+                .agent(record.agent.clone());
             if let Err(e) = self.recorder.durable(vec![event], Some(record)).await {
                 tracing::error!(error = %e, "recording an expiry failed");
             }

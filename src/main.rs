@@ -10,6 +10,7 @@ mod forward;
 mod hold;
 mod ids;
 mod metrics;
+mod notify;
 mod proxy;
 mod records;
 mod reload;
@@ -22,7 +23,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "sudomode", version, about = "The missing sudo for AI agents: an intercepting HTTPS proxy that holds risky API calls for human approval")]
+#[command(
+    name = "sudomode",
+    version,
+    about = "The missing sudo for AI agents: an intercepting HTTPS proxy that holds risky API calls for human approval"
+)]
 struct Cli {
     /// Log format on stderr (filter with SUDOMODE_LOG, e.g. `info` or `sudomode=debug`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -86,6 +91,16 @@ enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
+    /// Check, explain and test policies.
+    Policy {
+        #[command(subcommand)]
+        command: commands::policy_cmd::PolicyCommand,
+    },
+    /// Verify and export the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: commands::audit_cmd::AuditCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,7 +125,9 @@ enum CaCommand {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SUDOMODE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -136,12 +153,18 @@ fn load(cfg: &ConfigArg) -> anyhow::Result<config::Config> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { cfg, proxy_listen, dashboard_listen } => {
+        Command::Run {
+            cfg,
+            proxy_listen,
+            dashboard_listen,
+        } => {
             let mut config = load(&cfg)?;
             if let Some(a) = proxy_listen {
                 config.proxy_listen = a;
@@ -156,7 +179,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ca { command } => match command {
             CaCommand::Init { cfg } => commands::ca_init(&load(&cfg)?),
             CaCommand::Path { cfg } => {
-                println!("{}", proxy::ca::CaPaths::new(&load(&cfg)?.ca_dir).cert.display());
+                println!(
+                    "{}",
+                    proxy::ca::CaPaths::new(&load(&cfg)?.ca_dir).cert.display()
+                );
                 Ok(ExitCode::SUCCESS)
             }
             CaCommand::Show { cfg } => {
@@ -166,19 +192,36 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         },
         Command::Env { cfg, agent } => {
             let config = load(&cfg)?;
-            print!("{}", commands::env_lines(&config, agent.as_deref().map(|a| commands::agent_token(&config, a)).transpose()?));
+            print!(
+                "{}",
+                commands::env_lines(
+                    &config,
+                    agent
+                        .as_deref()
+                        .map(|a| commands::agent_token(&config, a))
+                        .transpose()?
+                )
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec { cfg, agent, cmd } => {
             let config = load(&cfg)?;
-            let creds = agent.as_deref().map(|a| commands::agent_token(&config, a)).transpose()?;
+            let creds = agent
+                .as_deref()
+                .map(|a| commands::agent_token(&config, a))
+                .transpose()?;
             commands::exec(&config, creds, &cmd)
         }
+        Command::Policy { command } => commands::policy_cmd::run(command),
+        Command::Audit { command } => commands::audit_cmd::run(command),
     }
 }
 
 /// The one rustls crypto provider (ring, see STACK.md), shared by every config.
 pub fn tls_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
-    static PROVIDER: std::sync::OnceLock<std::sync::Arc<rustls::crypto::CryptoProvider>> = std::sync::OnceLock::new();
-    PROVIDER.get_or_init(|| std::sync::Arc::new(rustls::crypto::ring::default_provider())).clone()
+    static PROVIDER: std::sync::OnceLock<std::sync::Arc<rustls::crypto::CryptoProvider>> =
+        std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
 }

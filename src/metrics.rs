@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use sudomode_policy::Verdict;
 
-const BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+];
 
 #[derive(Default)]
 pub struct Histogram {
@@ -24,17 +26,26 @@ impl Histogram {
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
     fn render(&self, name: &str, out: &mut String) {
         let _ = writeln!(out, "# TYPE {name} histogram");
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", self.buckets[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                self.buckets[i].load(Ordering::Relaxed)
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -69,16 +80,37 @@ impl Metrics {
     pub fn render(&self, extra: &str) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# TYPE sudomode_requests_total counter");
-        for (d, c) in [("ALLOW", &self.allow), ("DENY", &self.deny), ("REQUIRE_APPROVAL", &self.approval)] {
-            let _ = writeln!(out, "sudomode_requests_total{{decision=\"{d}\"}} {}", c.load(Ordering::Relaxed));
+        for (d, c) in [
+            ("ALLOW", &self.allow),
+            ("DENY", &self.deny),
+            ("REQUIRE_APPROVAL", &self.approval),
+        ] {
+            let _ = writeln!(
+                out,
+                "sudomode_requests_total{{decision=\"{d}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(out, "# TYPE sudomode_pending_requests gauge");
-        let _ = writeln!(out, "sudomode_pending_requests {}", self.pending.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "sudomode_pending_requests {}",
+            self.pending.load(Ordering::Relaxed)
+        );
         self.hold_seconds.render("sudomode_hold_seconds", &mut out);
-        self.upstream_seconds.render("sudomode_upstream_seconds", &mut out);
+        self.upstream_seconds
+            .render("sudomode_upstream_seconds", &mut out);
         let _ = writeln!(out, "# TYPE sudomode_policy_reloads_total counter");
-        let _ = writeln!(out, "sudomode_policy_reloads_total{{result=\"ok\"}} {}", self.reloads_ok.load(Ordering::Relaxed));
-        let _ = writeln!(out, "sudomode_policy_reloads_total{{result=\"error\"}} {}", self.reloads_failed.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "sudomode_policy_reloads_total{{result=\"ok\"}} {}",
+            self.reloads_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "sudomode_policy_reloads_total{{result=\"error\"}} {}",
+            self.reloads_failed.load(Ordering::Relaxed)
+        );
         out.push_str(extra);
         out
     }

@@ -34,7 +34,10 @@ pub fn retry_key(agent: &str, method: &str, url: &str, body_sha256: &str) -> Str
 
 pub fn new_record(d: &Draft<'_>) -> RequestRecord {
     let now = OffsetDateTime::now_utc();
-    let idx = d.decision.intent_index.min(d.intents.len().saturating_sub(1));
+    let idx = d
+        .decision
+        .intent_index
+        .min(d.intents.len().saturating_sub(1));
     let intent = d.intents.get(idx);
     let body_sha256 = sha256_hex(d.body);
     let status = match d.decision.verdict {
@@ -51,7 +54,9 @@ pub fn new_record(d: &Draft<'_>) -> RequestRecord {
         url: d.url.to_string(),
         resource: intent.map(|i| i.resource.clone()).unwrap_or_default(),
         action: intent.map(|i| i.action.clone()).unwrap_or_default(),
-        args: intent.map(|i| i.args.clone()).unwrap_or(Value::Object(Default::default())),
+        args: intent
+            .map(|i| i.args.clone())
+            .unwrap_or(Value::Object(Default::default())),
         decision: d.decision.verdict.as_str().to_string(),
         rule: d.decision.rule.as_ref().map(|r| r.0.clone()),
         reason: d.decision.reason.clone(),
@@ -64,7 +69,11 @@ pub fn new_record(d: &Draft<'_>) -> RequestRecord {
             .then(|| now + time::Duration::try_from(window).unwrap_or(time::Duration::minutes(10))),
         upstream_status: None,
         completed_at: None,
-        intents: d.intents.iter().map(|i| json!({"resource": i.resource, "action": i.action, "args": i.args})).collect(),
+        intents: d
+            .intents
+            .iter()
+            .map(|i| json!({"resource": i.resource, "action": i.action, "args": i.args}))
+            .collect(),
         retry_key: retry_key(d.agent, d.method, d.url, &body_sha256),
         body_sha256,
         policy_version: d.policy_version.to_string(),
@@ -85,12 +94,18 @@ pub fn decided_event(r: &RequestRecord, d: &Decision, request: Option<Value>) ->
         .field("args", r.args.clone())
         .field("intents", Value::Array(r.intents.clone()))
         .field("decision", r.decision.clone())
-        .field("rule", r.rule.clone().map(Value::String).unwrap_or(Value::Null))
+        .field(
+            "rule",
+            r.rule.clone().map(Value::String).unwrap_or(Value::Null),
+        )
         .field("reason", r.reason.clone())
         .field("policy_version", r.policy_version.clone())
         .field("body_sha256", r.body_sha256.clone())
         .field("condition_errors", json!(d.condition_errors))
-        .field("would_have", json!(d.would_have.iter().map(|w| w.0.clone()).collect::<Vec<_>>()));
+        .field(
+            "would_have",
+            json!(d.would_have.iter().map(|w| w.0.clone()).collect::<Vec<_>>()),
+        );
     if let Some(req) = request {
         e = e.field("request", req);
     }

@@ -29,7 +29,11 @@ pub async fn watch(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
             Ok(policy) => {
                 tracing::info!(version = %policy.version(), "policy reloaded");
                 state.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = state.recorder.event(crate::app::policy_loaded(&policy)).await {
+                if let Err(e) = state
+                    .recorder
+                    .event(crate::app::policy_loaded(&policy))
+                    .await
+                {
                     tracing::error!(error = %e, "recording policy.loaded failed");
                 }
                 state.engine.replace(policy);

@@ -9,9 +9,9 @@ use sudomode_credentials::Injector;
 
 use crate::audit::Recorder;
 use crate::config::Config;
-use crate::hold::Holds;
 use crate::engine::Engine;
 use crate::forward::{Dialer, Forwarder};
+use crate::hold::Holds;
 use crate::metrics::Metrics;
 use crate::proxy::auth::AgentAuth;
 use crate::proxy::ca::Ca;
@@ -63,7 +63,11 @@ impl State {
             forwarder,
             engine,
             metrics: Metrics::default(),
-            holds: Arc::new(Holds::new(recorder.clone(), config.retry_window, config.max_pending_per_agent)),
+            holds: Arc::new(Holds::new(
+                recorder.clone(),
+                config.retry_window,
+                config.max_pending_per_agent,
+            )),
             recorder,
             injector,
             reload_error: std::sync::Mutex::new(None),
@@ -90,7 +94,9 @@ impl State {
             .get_with(key, async move {
                 match dialer.addresses(&ctx.target.host, ctx.target.port).await {
                     Ok(_) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(e.to_string()),
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        Err(e.to_string())
+                    }
                     // Resolution failures surface later as upstream errors.
                     Err(_) => Ok(()),
                 }

@@ -33,9 +33,20 @@ async fn https_get_and_post_over_http1_and_http2() {
             b = b.http1_only();
         }
         let client = b.build().unwrap();
-        let resp = client.get("https://api.example.test/v1/things?x=1").send().await.unwrap();
+        let resp = client
+            .get("https://api.example.test/v1/things?x=1")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
-        assert_eq!(resp.version(), if h2 { reqwest::Version::HTTP_2 } else { reqwest::Version::HTTP_11 });
+        assert_eq!(
+            resp.version(),
+            if h2 {
+                reqwest::Version::HTTP_2
+            } else {
+                reqwest::Version::HTTP_11
+            }
+        );
         assert!(resp.headers().get("x-sudomode-request-id").is_some());
         assert_eq!(resp.headers()["x-upstream"], "stand-in");
         let echo: Value = resp.json().await.unwrap();
@@ -67,10 +78,16 @@ async fn plain_http_proxying_strips_proxy_authorization() {
     });
     let url = format!("http://127.0.0.1:{}/hello", up.addr.port());
     // Without credentials: 407 with the challenge and a JSON body.
-    let anon = reqwest::Client::builder().proxy(reqwest::Proxy::http(sm.proxy_url()).unwrap()).build().unwrap();
+    let anon = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(sm.proxy_url()).unwrap())
+        .build()
+        .unwrap();
     let resp = anon.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 407);
-    assert_eq!(resp.headers()["proxy-authenticate"], "Basic realm=\"sudomode\"");
+    assert_eq!(
+        resp.headers()["proxy-authenticate"],
+        "Basic realm=\"sudomode\""
+    );
     let (_, body) = error_body(resp).await;
     assert_eq!(body["error"]["type"], "proxy_auth_required");
     assert_eq!(up.requests().len(), 0);
@@ -79,11 +96,20 @@ async fn plain_http_proxying_strips_proxy_authorization() {
         .proxy(reqwest::Proxy::http(format!("http://bot:s3cret-agent@{}", sm.proxy)).unwrap())
         .build()
         .unwrap();
-    let resp = with.get(&url).header("x-custom", "kept").send().await.unwrap();
+    let resp = with
+        .get(&url)
+        .header("x-custom", "kept")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let got = up.requests();
     assert_eq!(got.len(), 1);
-    assert!(got[0].header("proxy-authorization").is_none(), "{:?}", got[0].headers);
+    assert!(
+        got[0].header("proxy-authorization").is_none(),
+        "{:?}",
+        got[0].headers
+    );
     assert_eq!(got[0].header("x-custom"), Some("kept"));
 }
 
@@ -91,12 +117,17 @@ async fn plain_http_proxying_strips_proxy_authorization() {
 async fn connect_without_credentials_gets_407_and_tunnel_has_no_proxy_auth_upstream() {
     let (_ca, up, sm) = https_setup("agents:\n  - {name: bot, token: s3cret-agent}\n").await;
     let mut s = std::net::TcpStream::connect(sm.proxy).unwrap();
-    s.write_all(b"CONNECT api.example.test:443 HTTP/1.1\r\nHost: api.example.test:443\r\n\r\n").unwrap();
+    s.write_all(b"CONNECT api.example.test:443 HTTP/1.1\r\nHost: api.example.test:443\r\n\r\n")
+        .unwrap();
     let mut buf = [0u8; 512];
     let n = s.read(&mut buf).unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 407"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("proxy-authenticate: basic realm=\"sudomode\""), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("proxy-authenticate: basic realm=\"sudomode\""),
+        "{head}"
+    );
 
     let ca = reqwest::Certificate::from_pem(sm.ca_pem().as_bytes()).unwrap();
     let client = reqwest::Client::builder()
@@ -104,7 +135,11 @@ async fn connect_without_credentials_gets_407_and_tunnel_has_no_proxy_auth_upstr
         .tls_certs_only([ca])
         .build()
         .unwrap();
-    let resp = client.get("https://api.example.test/x").send().await.unwrap();
+    let resp = client
+        .get("https://api.example.test/x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let got = up.requests();
     assert_eq!(got.len(), 1);
@@ -115,7 +150,11 @@ async fn connect_without_credentials_gets_407_and_tunnel_has_no_proxy_auth_upstr
 async fn sse_response_arrives_incrementally() {
     let (_ca, up, sm) = https_setup("").await;
     let client = sm.client();
-    let mut resp = client.get("https://api.example.test/sse").send().await.unwrap();
+    let mut resp = client
+        .get("https://api.example.test/sse")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     // The first event must arrive while the upstream is still holding the
     // second: a buffering proxy would block here forever (test timeout).
@@ -141,7 +180,12 @@ async fn untrusted_upstream_certificate_is_502_upstream_error() {
         ca_files: vec![ca.pem.clone()],
         ..Default::default()
     });
-    let resp = sm.client().get("https://api.example.test/x").send().await.unwrap();
+    let resp = sm
+        .client()
+        .get("https://api.example.test/x")
+        .send()
+        .await
+        .unwrap();
     let (status, body) = error_body(resp).await;
     assert_eq!(status, 502);
     assert_eq!(body["error"]["type"], "upstream_error");
@@ -155,9 +199,22 @@ async fn unreachable_upstream_is_502() {
     install_crypto();
     let sm = SudoMode::start(Options::default());
     // A port nothing listens on.
-    let port = { std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port() };
-    let client = reqwest::Client::builder().proxy(reqwest::Proxy::http(sm.proxy_url()).unwrap()).build().unwrap();
-    let resp = client.get(format!("http://127.0.0.1:{port}/")).send().await.unwrap();
+    let port = {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(sm.proxy_url()).unwrap())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap();
     let (status, body) = error_body(resp).await;
     assert_eq!(status, 502);
     assert_eq!(body["error"]["type"], "upstream_error");
@@ -180,31 +237,55 @@ async fn tunnel_hosts_show_the_upstreams_own_certificate() {
         .tls_certs_only([upstream_ca])
         .build()
         .unwrap();
-    let resp = client.get("https://tunnel.example.test/t").send().await.unwrap();
+    let resp = client
+        .get("https://tunnel.example.test/t")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers().get("x-sudomode-request-id").is_none(), "tunnels are not intercepted");
+    assert!(
+        resp.headers().get("x-sudomode-request-id").is_none(),
+        "tunnels are not intercepted"
+    );
     // And the certificate seen through the tunnel is the upstream's own.
     let peer = peer_cert_through_connect(sm.proxy, "tunnel.example.test", &ca.pem).await;
     assert_eq!(peer, up.cert_der.clone().unwrap());
 }
 
-async fn peer_cert_through_connect(proxy: std::net::SocketAddr, host: &str, ca_pem: &str) -> Vec<u8> {
+async fn peer_cert_through_connect(
+    proxy: std::net::SocketAddr,
+    host: &str,
+    ca_pem: &str,
+) -> Vec<u8> {
     use rustls::pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
-    s.write_all(format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut b = [0u8; 1];
         s.read_exact(&mut b).await.unwrap();
         head.push(b[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
-    let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, s).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, s)
+        .await
+        .unwrap();
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
@@ -212,7 +293,10 @@ async fn peer_cert_through_connect(proxy: std::net::SocketAddr, host: &str, ca_p
 async fn own_listeners_and_metadata_are_refused() {
     install_crypto();
     let sm = SudoMode::start(Options::default());
-    let client = reqwest::Client::builder().proxy(reqwest::Proxy::all(sm.proxy_url()).unwrap()).build().unwrap();
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(sm.proxy_url()).unwrap())
+        .build()
+        .unwrap();
     for url in [
         format!("http://127.0.0.1:{}/healthz", sm.dashboard.port()),
         format!("http://localhost:{}/api/v1/requests", sm.dashboard.port()),
@@ -227,15 +311,29 @@ async fn own_listeners_and_metadata_are_refused() {
         assert_eq!(body["error"]["rule"], "sudomode.builtin", "{url}");
     }
     // And through an intercepted tunnel to the dashboard port.
-    let resp = sm.client().get(format!("https://127.0.0.1:{}/healthz", sm.dashboard.port())).send().await.unwrap();
+    let resp = sm
+        .client()
+        .get(format!("https://127.0.0.1:{}/healthz", sm.dashboard.port()))
+        .send()
+        .await
+        .unwrap();
     let (status, body) = error_body(resp).await;
-    assert_eq!((status, body["error"]["rule"].as_str()), (403, Some("sudomode.builtin")));
+    assert_eq!(
+        (status, body["error"]["rule"].as_str()),
+        (403, Some("sudomode.builtin"))
+    );
 }
 
 #[tokio::test]
 async fn body_over_the_cap_is_413_and_not_forwarded() {
     let (_ca, up, sm) = https_setup("proxy:\n  max_body_bytes: 1KiB\n").await;
-    let resp = sm.client().post("https://api.example.test/big").body(vec![b'a'; 4096]).send().await.unwrap();
+    let resp = sm
+        .client()
+        .post("https://api.example.test/big")
+        .body(vec![b'a'; 4096])
+        .send()
+        .await
+        .unwrap();
     let (status, body) = error_body(resp).await;
     assert_eq!(status, 413);
     assert_eq!(body["error"]["type"], "too_large");
@@ -245,54 +343,114 @@ async fn body_over_the_cap_is_413_and_not_forwarded() {
 #[test]
 fn invalid_config_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.yaml"), "proxy:\n  listen: 127.0.0.1:0\n  idle_timeout: forever\n").unwrap();
-    let out = std::process::Command::new(bin()).args(["run", "-c", "bad.yaml"]).current_dir(dir.path()).output().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "proxy:\n  listen: 127.0.0.1:0\n  idle_timeout: forever\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["run", "-c", "bad.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("proxy.idle_timeout"), "{err}");
     assert!(err.contains("bad.yaml"), "{err}");
 
-    std::fs::write(dir.path().join("typo.yaml"), "proxy:\n  lissten: 127.0.0.1:0\n").unwrap();
-    let out = std::process::Command::new(bin()).args(["run", "-c", "typo.yaml"]).current_dir(dir.path()).output().unwrap();
+    std::fs::write(
+        dir.path().join("typo.yaml"),
+        "proxy:\n  lissten: 127.0.0.1:0\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["run", "-c", "typo.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("lissten") && err.contains("typo.yaml:2"), "{err}");
+    assert!(
+        err.contains("lissten") && err.contains("typo.yaml:2"),
+        "{err}"
+    );
 }
 
 #[test]
 fn ca_key_is_0600_and_bundle_has_system_roots() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(bin()).args(["ca", "init"]).current_dir(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mode = std::fs::metadata(dir.path().join("certs/ca-key.pem")).unwrap().permissions().mode();
+    let out = std::process::Command::new(bin())
+        .args(["ca", "init"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(dir.path().join("certs/ca-key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let ca = std::fs::read_to_string(dir.path().join("certs/ca.pem")).unwrap();
     let bundle = std::fs::read_to_string(dir.path().join("certs/ca-bundle.pem")).unwrap();
     assert!(bundle.starts_with(&ca));
-    assert!(bundle.matches("BEGIN CERTIFICATE").count() > 1, "system roots missing from the bundle");
-    let show = std::process::Command::new(bin()).args(["ca", "show"]).current_dir(dir.path()).output().unwrap();
+    assert!(
+        bundle.matches("BEGIN CERTIFICATE").count() > 1,
+        "system roots missing from the bundle"
+    );
+    let show = std::process::Command::new(bin())
+        .args(["ca", "show"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&show.stdout);
-    assert!(text.contains("SudoMode Local CA") && text.contains("sha256:"), "{text}");
+    assert!(
+        text.contains("SudoMode Local CA") && text.contains("sha256:"),
+        "{text}"
+    );
 }
 
 #[test]
 fn env_and_exec_set_the_agent_variables() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("sudomode.yaml"), "agents:\n  - {name: bot, token: \"t:k n\"}\n").unwrap();
-    let out = std::process::Command::new(bin()).args(["env", "--agent", "bot"]).current_dir(dir.path()).output().unwrap();
+    std::fs::write(
+        dir.path().join("sudomode.yaml"),
+        "agents:\n  - {name: bot, token: \"t:k n\"}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["env", "--agent", "bot"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("HTTPS_PROXY=http://bot:t%3Ak%20n@127.0.0.1:8080"), "{text}");
+    assert!(
+        text.contains("HTTPS_PROXY=http://bot:t%3Ak%20n@127.0.0.1:8080"),
+        "{text}"
+    );
     assert!(text.contains("NO_PROXY=127.0.0.1:8081"), "{text}");
     assert!(text.contains("AWS_CA_BUNDLE="), "{text}");
     let out = std::process::Command::new(bin())
-        .args(["exec", "--", "sh", "-c", "echo $HTTPS_PROXY $NODE_EXTRA_CA_CERTS; exit 7"])
+        .args([
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo $HTTPS_PROXY $NODE_EXTRA_CA_CERTS; exit 7",
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(7));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("http://127.0.0.1:8080") && text.contains("certs/ca.pem"), "{text}");
+    assert!(
+        text.contains("http://127.0.0.1:8080") && text.contains("certs/ca.pem"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

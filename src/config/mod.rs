@@ -19,11 +19,23 @@ pub use units::{parse_duration, parse_size};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}:{line}:{col}: {message}")]
-    Syntax { file: String, line: usize, col: usize, message: String },
+    Syntax {
+        file: String,
+        line: usize,
+        col: usize,
+        message: String,
+    },
     #[error("{file}: {key}: {message}")]
-    Invalid { file: String, key: String, message: String },
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -76,7 +88,9 @@ pub struct AgentCred {
 
 impl std::fmt::Debug for AgentCred {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentCred").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("AgentCred")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -211,10 +225,15 @@ impl Config {
     /// Reads and resolves one config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let base = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let base = abs
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         Config::parse(&text, Some(abs), &base, &file)
     }
 
@@ -262,18 +281,24 @@ impl Config {
             key: key.to_string(),
             message,
         };
-        let addr = |key: &str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
-            let s = v.unwrap_or_else(|| default.to_string());
-            s.parse()
-                .map_err(|_| invalid(key, format!("`{s}` is not an address like 127.0.0.1:8080")))
-        };
+        let addr =
+            |key: &str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
+                let s = v.unwrap_or_else(|| default.to_string());
+                s.parse().map_err(|_| {
+                    invalid(key, format!("`{s}` is not an address like 127.0.0.1:8080"))
+                })
+            };
         let dur = |key: &str, v: Option<String>, default: &str| -> Result<Duration, ConfigError> {
             let s = v.unwrap_or_else(|| default.to_string());
             parse_duration(&s).map_err(|m| invalid(key, m))
         };
         let path = |p: &str| -> PathBuf {
             let p = Path::new(p);
-            if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
         };
         let max_body_bytes = match raw.proxy.max_body_bytes {
             None => 10 * 1024 * 1024,
@@ -284,7 +309,12 @@ impl Config {
             Some(serde_json::Value::String(s)) => {
                 parse_size(&s).map_err(|m| invalid("proxy.max_body_bytes", m))?
             }
-            Some(_) => return Err(invalid("proxy.max_body_bytes", "must be a size like 10MiB".into())),
+            Some(_) => {
+                return Err(invalid(
+                    "proxy.max_body_bytes",
+                    "must be a size like 10MiB".into(),
+                ));
+            }
         };
         let mut seen = std::collections::HashSet::new();
         for (i, op) in raw.operators.iter().enumerate() {
@@ -295,7 +325,10 @@ impl Config {
                 ));
             }
             if !seen.insert(op.name.clone()) {
-                return Err(invalid(&format!("operators[{i}].name"), format!("duplicate operator `{}`", op.name)));
+                return Err(invalid(
+                    &format!("operators[{i}].name"),
+                    format!("duplicate operator `{}`", op.name),
+                ));
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -307,23 +340,35 @@ impl Config {
                 ));
             }
             if !seen.insert(a.name.clone()) {
-                return Err(invalid(&format!("agents[{i}].name"), format!("duplicate agent `{}`", a.name)));
+                return Err(invalid(
+                    &format!("agents[{i}].name"),
+                    format!("duplicate agent `{}`", a.name),
+                ));
             }
         }
         let mut resolve = BTreeMap::new();
         for (k, v) in raw.upstream.resolve {
             let target: SocketAddr = v.parse().map_err(|_| {
-                invalid(&format!("upstream.resolve.{k}"), format!("`{v}` is not an ip:port"))
+                invalid(
+                    &format!("upstream.resolve.{k}"),
+                    format!("`{v}` is not an ip:port"),
+                )
             })?;
             if !k.contains(':') {
-                return Err(invalid(&format!("upstream.resolve.{k}"), "key must be host:port".into()));
+                return Err(invalid(
+                    &format!("upstream.resolve.{k}"),
+                    "key must be host:port".into(),
+                ));
             }
             resolve.insert(k.to_ascii_lowercase(), target);
         }
         if let Some(url) = &raw.dashboard.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(invalid("dashboard.public_url", "must start with http:// or https://".into()));
+            return Err(invalid(
+                "dashboard.public_url",
+                "must start with http:// or https://".into(),
+            ));
         }
         let (policies, policies_explicit) = match raw.policies {
             Some(list) => (list.iter().map(|p| path(p)).collect(), true),
@@ -336,7 +381,10 @@ impl Config {
             tunnel_hosts: raw.proxy.tunnel_hosts,
             idle_timeout: dur("proxy.idle_timeout", raw.proxy.idle_timeout, "60s")?,
             dashboard_listen: addr("dashboard.listen", raw.dashboard.listen, "127.0.0.1:8081")?,
-            public_url: raw.dashboard.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            public_url: raw
+                .dashboard
+                .public_url
+                .map(|u| u.trim_end_matches('/').to_string()),
             operators: raw.operators,
             agents: raw.agents,
             ca_dir: path(raw.ca.dir.as_deref().unwrap_or("certs")),
@@ -349,7 +397,11 @@ impl Config {
             max_pending_per_agent: raw.hold.max_pending_per_agent.unwrap_or(100),
             upstream_ca_files: raw.upstream.ca_files.iter().map(|p| path(p)).collect(),
             resolve,
-            connect_timeout: dur("upstream.connect_timeout", raw.upstream.connect_timeout, "10s")?,
+            connect_timeout: dur(
+                "upstream.connect_timeout",
+                raw.upstream.connect_timeout,
+                "10s",
+            )?,
             upstream_timeout: dur("upstream.timeout", raw.upstream.timeout, "120s")?,
             intents: raw.intents,
             credentials: raw.credentials,
@@ -375,8 +427,16 @@ impl Config {
 }
 
 fn syntax(name: &str, e: &serde_yaml::Error) -> ConfigError {
-    let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-    ConfigError::Syntax { file: name.to_string(), line, col, message: e.to_string() }
+    let (line, col) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    ConfigError::Syntax {
+        file: name.to_string(),
+        line,
+        col,
+        message: e.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ pub fn expand(v: &mut Value, base: &Path, key: &str) -> Result<(), (String, Stri
     match v {
         Value::String(s) => {
             if s.contains("${") {
-                *s = expand_str(s, base).map_err(|m| (key.trim_start_matches('.').to_string(), m))?;
+                *s = expand_str(s, base)
+                    .map_err(|m| (key.trim_start_matches('.').to_string(), m))?;
             }
             Ok(())
         }
@@ -54,7 +55,11 @@ fn resolve(reference: &str, base: &Path) -> Result<String, String> {
     }
     if let Some(p) = reference.strip_prefix("file:") {
         let path = Path::new(p);
-        let path = if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
+        let path = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            base.join(path)
+        };
         let mut text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read secret file `{}`: {e}", path.display()))?;
         if text.ends_with('\n') {
@@ -65,5 +70,7 @@ fn resolve(reference: &str, base: &Path) -> Result<String, String> {
         }
         return Ok(text);
     }
-    Err(format!("unknown reference `${{{reference}}}`: use ${{env:NAME}} or ${{file:PATH}}"))
+    Err(format!(
+        "unknown reference `${{{reference}}}`: use ${{env:NAME}} or ${{file:PATH}}"
+    ))
 }

@@ -18,14 +18,18 @@ fn empty_file_gives_defaults() {
 
 #[test]
 fn unknown_key_names_line_and_key() {
-    let err = parse("proxy:\n  lisen: 1.2.3.4:5\n").unwrap_err().to_string();
+    let err = parse("proxy:\n  lisen: 1.2.3.4:5\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("sudomode.yaml:2:"), "{err}");
     assert!(err.contains("lisen"), "{err}");
 }
 
 #[test]
 fn bad_duration_names_key() {
-    let err = parse("hold:\n  timeout: 10 minutes\n").unwrap_err().to_string();
+    let err = parse("hold:\n  timeout: 10 minutes\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("hold.timeout"), "{err}");
 }
 
@@ -62,13 +66,17 @@ fn sizes_and_durations() {
     assert_eq!(parse_size("512KiB").unwrap(), 512 * 1024);
     assert!(parse_size("ten").is_err());
     assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-    assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+    assert_eq!(
+        parse_duration("7d").unwrap(),
+        Duration::from_secs(7 * 86400)
+    );
     assert!(parse_duration("5").is_err());
 }
 
 #[test]
 fn operator_debug_hides_token() {
-    let c = parse("operators:\n  - {name: alice, token: tok-alice-123456, role: approver}\n").unwrap();
+    let c =
+        parse("operators:\n  - {name: alice, token: tok-alice-123456, role: approver}\n").unwrap();
     let dbg = format!("{:?}", c.operators);
     assert!(!dbg.contains("tok-alice"), "{dbg}");
 }

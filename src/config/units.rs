@@ -15,7 +15,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("`{s}` is not a duration like 500ms, 30s, 10m, 2h or 7d")),
+        _ => {
+            return Err(format!(
+                "`{s}` is not a duration like 500ms, 30s, 10m, 2h or 7d"
+            ));
+        }
     };
     n.checked_mul(ms)
         .map(Duration::from_millis)
@@ -26,7 +30,9 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size like 10MiB"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 10MiB"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "K" | "KB" | "kB" => 1024,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, Query, State as AxState};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sudomode_store::{Filter, RequestRecord, Status, Store};
@@ -58,15 +58,20 @@ fn param<'p>(q: &'p HashMap<String, String>, name: &str) -> Option<&'p str> {
 fn time_param(q: &HashMap<String, String>, name: &str) -> ApiResult<Option<OffsetDateTime>> {
     param(q, name)
         .map(|s| {
-            OffsetDateTime::parse(s, &Rfc3339)
-                .map_err(|e| ApiError::bad_request(format!("{name}: expected an RFC 3339 time: {e}")))
+            OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {
+                ApiError::bad_request(format!("{name}: expected an RFC 3339 time: {e}"))
+            })
         })
         .transpose()
 }
 
 fn number_param(q: &HashMap<String, String>, name: &str, default: u64, max: u64) -> ApiResult<u64> {
-    let Some(s) = param(q, name) else { return Ok(default) };
-    let n: u64 = s.parse().map_err(|_| ApiError::bad_request(format!("{name}: expected a whole number")))?;
+    let Some(s) = param(q, name) else {
+        return Ok(default);
+    };
+    let n: u64 = s
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{name}: expected a whole number")))?;
     if n > max {
         return Err(ApiError::bad_request(format!("{name}: at most {max}")));
     }
@@ -83,13 +88,18 @@ fn limit_param(q: &HashMap<String, String>, default: u64, max: u64) -> ApiResult
 
 fn filter(q: &HashMap<String, String>) -> ApiResult<Filter> {
     let status = param(q, "status")
-        .map(|s| s.parse::<Status>().map_err(|e| ApiError::bad_request(format!("status: {e}"))))
+        .map(|s| {
+            s.parse::<Status>()
+                .map_err(|e| ApiError::bad_request(format!("status: {e}")))
+        })
         .transpose()?;
     let decision = param(q, "decision")
         .map(|d| {
             sudomode_policy::Verdict::parse(d)
                 .map(|v| v.as_str().to_string())
-                .ok_or_else(|| ApiError::bad_request("decision: expected ALLOW, DENY or REQUIRE_APPROVAL"))
+                .ok_or_else(|| {
+                    ApiError::bad_request("decision: expected ALLOW, DENY or REQUIRE_APPROVAL")
+                })
         })
         .transpose()?;
     Ok(Filter {
@@ -104,11 +114,22 @@ fn filter(q: &HashMap<String, String>) -> ApiResult<Filter> {
 }
 
 /// `GET /api/v1/requests`: newest first, cursor paging.
-pub async fn list_requests(AxState(dash): AxState<Arc<Dash>>, _op: Operator, Params(q): Params) -> ApiResult<Json<Value>> {
+pub async fn list_requests(
+    AxState(dash): AxState<Arc<Dash>>,
+    _op: Operator,
+    Params(q): Params,
+) -> ApiResult<Json<Value>> {
     let f = filter(&q)?;
-    let limit = limit_param(&q, sudomode_store::DEFAULT_LIMIT as u64, sudomode_store::MAX_LIMIT as u64)?;
+    let limit = limit_param(
+        &q,
+        sudomode_store::DEFAULT_LIMIT as u64,
+        sudomode_store::MAX_LIMIT as u64,
+    )?;
     let cursor = param(&q, "cursor").map(str::to_string);
-    let (page, next) = with_store(&dash, move |s| Ok(s.list_requests(&f, limit, cursor.as_deref())?)).await?;
+    let (page, next) = with_store(&dash, move |s| {
+        Ok(s.list_requests(&f, limit, cursor.as_deref())?)
+    })
+    .await?;
     let requests: Vec<Value> = page.iter().map(request_json).collect();
     Ok(Json(json!({"requests": requests, "next_cursor": next})))
 }
@@ -116,20 +137,29 @@ pub async fn list_requests(AxState(dash): AxState<Arc<Dash>>, _op: Operator, Par
 /// The Request with its audit trail (operator view).
 pub async fn request_with_events(dash: &Dash, id: String) -> ApiResult<Value> {
     let (record, events) = with_store(dash, move |s| {
-        let record = s.get_request(&id)?.ok_or_else(|| ApiError::not_found("request"))?;
+        let record = s
+            .get_request(&id)?
+            .ok_or_else(|| ApiError::not_found("request"))?;
         let events = s.events_for_request(&id)?;
         Ok((record, events))
     })
     .await?;
     let mut v = request_json(&record);
     if let Value::Object(m) = &mut v {
-        m.insert("events".into(), serde_json::to_value(events).map_err(ApiError::internal)?);
+        m.insert(
+            "events".into(),
+            serde_json::to_value(events).map_err(ApiError::internal)?,
+        );
     }
     Ok(v)
 }
 
 /// `GET /api/v1/requests/{id}`.
-pub async fn get_request(AxState(dash): AxState<Arc<Dash>>, _op: Operator, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_request(
+    AxState(dash): AxState<Arc<Dash>>,
+    _op: Operator,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(request_with_events(&dash, id).await?))
 }
 
@@ -145,7 +175,9 @@ fn reason(body: &Bytes) -> ApiResult<Option<String>> {
     }
     let d: Decide = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"reason\"?: \"…\"}}: {e}")))?;
-    Ok(d.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty()))
+    Ok(d.reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty()))
 }
 
 /// `POST /api/v1/requests/{id}/approve`.
@@ -177,7 +209,11 @@ pub async fn reject(
 }
 
 /// `GET /api/v1/audit?after_seq=&limit=`.
-pub async fn audit(AxState(dash): AxState<Arc<Dash>>, _op: Operator, Params(q): Params) -> ApiResult<Json<Value>> {
+pub async fn audit(
+    AxState(dash): AxState<Arc<Dash>>,
+    _op: Operator,
+    Params(q): Params,
+) -> ApiResult<Json<Value>> {
     let after = number_param(&q, "after_seq", 0, u64::MAX)?;
     let limit = limit_param(&q, 100, 1000)?;
     let events = with_store(&dash, move |s| Ok(s.audit_after(after, limit)?)).await?;
@@ -220,13 +256,20 @@ impl std::io::Write for ChannelWriter {
 
 /// `GET /api/v1/audit/export?since=&until=`: JSON Lines, streamed so a large
 /// log never sits in memory whole.
-pub async fn export(AxState(dash): AxState<Arc<Dash>>, _op: Operator, Params(q): Params) -> ApiResult<Response> {
+pub async fn export(
+    AxState(dash): AxState<Arc<Dash>>,
+    _op: Operator,
+    Params(q): Params,
+) -> ApiResult<Response> {
     let since = time_param(&q, "since")?;
     let until = time_param(&q, "until")?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let state = dash.state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut w = ChannelWriter { tx: tx.clone(), buf: Vec::new() };
+        let mut w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        };
         if let Err(e) = state.recorder.store().export(since, until, &mut w) {
             // Headers are gone by now: cut the body short so the client sees
             // a broken transfer rather than a silently truncated log.
@@ -241,7 +284,9 @@ pub async fn export(AxState(dash): AxState<Arc<Dash>>, _op: Operator, Params(q):
 /// `GET /api/v1/audit/verify`.
 pub async fn verify(AxState(dash): AxState<Arc<Dash>>, _op: Operator) -> ApiResult<Json<Value>> {
     let report = with_store(&dash, |s| Ok(s.verify()?)).await?;
-    Ok(Json(serde_json::to_value(report).map_err(ApiError::internal)?))
+    Ok(Json(
+        serde_json::to_value(report).map_err(ApiError::internal)?,
+    ))
 }
 
 /// `GET /api/v1/policy`: the policy in force and the last reload error.
@@ -250,7 +295,10 @@ pub async fn policy(AxState(dash): AxState<Arc<Dash>>, _op: Operator) -> ApiResu
     let mut v = serde_json::to_value(summary).map_err(ApiError::internal)?;
     if let Value::Object(m) = &mut v {
         let err = dash.state.last_reload_error();
-        m.insert("last_error".into(), err.map(Value::String).unwrap_or(Value::Null));
+        m.insert(
+            "last_error".into(),
+            err.map(Value::String).unwrap_or(Value::Null),
+        );
     }
     Ok(Json(v))
 }
@@ -262,7 +310,9 @@ pub async fn stats(AxState(dash): AxState<Arc<Dash>>, _op: Operator) -> ApiResul
     for d in ["ALLOW", "DENY", "REQUIRE_APPROVAL"] {
         by.insert(d.into(), json!(counts.get(d).copied().unwrap_or(0)));
     }
-    Ok(Json(json!({"by_decision": by, "pending": dash.state.holds.pending_count()})))
+    Ok(Json(
+        json!({"by_decision": by, "pending": dash.state.holds.pending_count()}),
+    ))
 }
 
 #[cfg(test)]
@@ -270,17 +320,30 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn filter_validates() {
-        let f = filter(&q(&[("status", "PENDING"), ("decision", "require_approval"), ("agent", "bot")])).unwrap();
+        let f = filter(&q(&[
+            ("status", "PENDING"),
+            ("decision", "require_approval"),
+            ("agent", "bot"),
+        ]))
+        .unwrap();
         assert_eq!(f.status, Some(Status::Pending));
         assert_eq!(f.decision.as_deref(), Some("REQUIRE_APPROVAL"));
         assert!(filter(&q(&[("status", "nope")])).is_err());
         assert!(filter(&q(&[("since", "yesterday")])).is_err());
-        assert!(filter(&q(&[("since", "2026-01-01T00:00:00Z"), ("status", "")])).unwrap().status.is_none());
+        assert!(
+            filter(&q(&[("since", "2026-01-01T00:00:00Z"), ("status", "")]))
+                .unwrap()
+                .status
+                .is_none()
+        );
     }
 
     #[test]
@@ -296,7 +359,12 @@ mod tests {
     fn reasons() {
         assert_eq!(reason(&Bytes::new()).unwrap(), None);
         assert_eq!(reason(&Bytes::from_static(b"{}")).unwrap(), None);
-        assert_eq!(reason(&Bytes::from_static(br#"{"reason":" ok "}"#)).unwrap().as_deref(), Some("ok"));
+        assert_eq!(
+            reason(&Bytes::from_static(br#"{"reason":" ok "}"#))
+                .unwrap()
+                .as_deref(),
+            Some("ok")
+        );
         assert!(reason(&Bytes::from_static(b"nope")).is_err());
     }
 }

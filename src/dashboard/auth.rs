@@ -23,6 +23,7 @@ pub const COOKIE_NAME: &str = "sudomode_session";
 const CSRF_HEADER: &str = "x-csrf-token";
 /// A working day: long enough not to interrupt an on-call shift.
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(250);
 
 /// How the caller proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +90,12 @@ impl Sessions {
         map.retain(|_, s| s.expires > now);
         map.insert(
             id.clone(),
-            Session { name: name.to_string(), role, csrf: csrf.clone(), expires: now + SESSION_TTL },
+            Session {
+                name: name.to_string(),
+                role,
+                csrf: csrf.clone(),
+                expires: now + SESSION_TTL,
+            },
         );
         Ok((id, csrf))
     }
@@ -101,7 +107,13 @@ impl Sessions {
             map.remove(id);
             return None;
         }
-        Some(Operator { name: s.name.clone(), role: s.role, via: Via::Cookie { csrf: s.csrf.clone() } })
+        Some(Operator {
+            name: s.name.clone(),
+            role: s.role,
+            via: Via::Cookie {
+                csrf: s.csrf.clone(),
+            },
+        })
     }
 
     fn remove(&self, id: &str) {
@@ -121,7 +133,10 @@ fn random_hex() -> ApiResult<String> {
 
 /// The operator whose token this is; every entry is compared so timing does
 /// not reveal which one matched.
-pub fn operator_by_token<'c>(config: &'c Config, token: &str) -> Option<&'c crate::config::Operator> {
+pub fn operator_by_token<'c>(
+    config: &'c Config,
+    token: &str,
+) -> Option<&'c crate::config::Operator> {
     let mut found = None;
     for op in &config.operators {
         let ok: bool = op.token.as_bytes().ct_eq(token.as_bytes()).into();
@@ -148,7 +163,9 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn agent_refused() -> ApiError {
-    ApiError::forbidden("agent tokens cannot use the operator API; use an operator token from sudomode.yaml")
+    ApiError::forbidden(
+        "agent tokens cannot use the operator API; use an operator token from sudomode.yaml",
+    )
 }
 
 /// Authenticates an operator by bearer token, else by session cookie.
@@ -159,18 +176,22 @@ pub fn authenticate(dash: &Dash, headers: &HeaderMap) -> ApiResult<Operator> {
             return Err(agent_refused());
         }
         return match operator_by_token(&dash.state.config, token) {
-            Some(op) => Ok(Operator { name: op.name.clone(), role: op.role, via: Via::Bearer }),
+            Some(op) => Ok(Operator {
+                name: op.name.clone(),
+                role: op.role,
+                via: Via::Bearer,
+            }),
             None => Err(ApiError::Unauthorized("unknown operator token".into())),
         };
     }
     if let Some(id) = session_cookie(headers) {
-        return dash
-            .sessions
-            .get(id)
-            .ok_or_else(|| ApiError::Unauthorized("session expired or unknown; sign in again".into()));
+        return dash.sessions.get(id).ok_or_else(|| {
+            ApiError::Unauthorized("session expired or unknown; sign in again".into())
+        });
     }
     Err(ApiError::Unauthorized(
-        "authentication required: `Authorization: Bearer <operator token>` or a dashboard session".into(),
+        "authentication required: `Authorization: Bearer <operator token>` or a dashboard session"
+            .into(),
     ))
 }
 
@@ -181,17 +202,30 @@ pub fn check_origin(config: &Config, headers: &HeaderMap) -> ApiResult<()> {
     if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
         return Err(refused());
     }
-    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
-    let origin = origin.to_str().map_err(|_| refused())?.trim_end_matches('/');
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin
+        .to_str()
+        .map_err(|_| refused())?
+        .trim_end_matches('/');
     let public = config.public_url();
     let mut own = vec![origin_of(&public).to_string()];
     // The dashboard is often reached by another name than public_url
     // (localhost vs 127.0.0.1); the browser's Host is then the origin.
-    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty()) {
+    if let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty())
+    {
         own.push(format!("http://{host}"));
         own.push(format!("https://{host}"));
     }
-    if own.iter().any(|o| o.eq_ignore_ascii_case(origin)) { Ok(()) } else { Err(refused()) }
+    if own.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+        Ok(())
+    } else {
+        Err(refused())
+    }
 }
 
 /// `scheme://host[:port]` of a URL (drops any path).
@@ -204,8 +238,13 @@ fn origin_of(url: &str) -> &str {
 }
 
 fn check_csrf(dash: &Dash, op: &Operator, headers: &HeaderMap) -> ApiResult<()> {
-    let Via::Cookie { csrf } = &op.via else { return Ok(()) };
-    let sent = headers.get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    let Via::Cookie { csrf } = &op.via else {
+        return Ok(());
+    };
+    let sent = headers
+        .get(CSRF_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     let ok: bool = csrf.as_bytes().ct_eq(sent).into();
     if !ok {
         return Err(ApiError::forbidden("missing or wrong X-CSRF-Token header"));
@@ -220,7 +259,10 @@ fn is_safe(m: &Method) -> bool {
 impl FromRequestParts<Arc<Dash>> for Operator {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, dash: &Arc<Dash>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        dash: &Arc<Dash>,
+    ) -> Result<Self, Self::Rejection> {
         let op = authenticate(dash, &parts.headers)?;
         if !is_safe(&parts.method) {
             check_csrf(dash, &op, &parts.headers)?;
@@ -230,7 +272,11 @@ impl FromRequestParts<Arc<Dash>> for Operator {
 }
 
 fn cookie_header(dash: &Dash, value: &str, max_age: u64) -> ApiResult<HeaderValue> {
-    let secure = if dash.state.config.public_url().starts_with("https://") { "; Secure" } else { "" };
+    let secure = if dash.state.config.public_url().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
     HeaderValue::from_str(&format!(
         "{COOKIE_NAME}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
     ))
@@ -243,7 +289,11 @@ struct Login {
 }
 
 /// `POST /api/v1/session` `{"token"}`: signs in with an operator token.
-pub async fn login(AxState(dash): AxState<Arc<Dash>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn login(
+    AxState(dash): AxState<Arc<Dash>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     // Login CSRF: a foreign page must not sign the browser in as someone else.
     check_origin(&dash.state.config, &headers)?;
     let login: Login = serde_json::from_slice(&body)
@@ -254,13 +304,18 @@ pub async fn login(AxState(dash): AxState<Arc<Dash>>, headers: HeaderMap, body: 
     }
     let Some(op) = operator_by_token(&dash.state.config, token) else {
         tracing::warn!("dashboard sign-in with an unknown token");
+        // Slows down guessing from a browser; API clients use bearer tokens.
+        tokio::time::sleep(FAILED_LOGIN_DELAY).await;
         return Err(ApiError::Unauthorized("unknown operator token".into()));
     };
     let (id, csrf) = dash.sessions.create(&op.name, op.role)?;
     tracing::info!(operator = %op.name, "dashboard sign-in");
     let body = json!({"operator": {"name": op.name, "role": op.role.as_str()}, "csrf_token": csrf});
     let mut resp = Json(body).into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, cookie_header(&dash, &id, SESSION_TTL.as_secs())?);
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie_header(&dash, &id, SESSION_TTL.as_secs())?,
+    );
     Ok(resp)
 }
 
@@ -283,7 +338,8 @@ pub async fn logout(AxState(dash): AxState<Arc<Dash>>, headers: HeaderMap) -> Ap
         tracing::info!(operator = %op.name, "dashboard sign-out");
     }
     let mut resp = Json(json!({})).into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, cookie_header(&dash, "", 0)?);
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, cookie_header(&dash, "", 0)?);
     Ok(resp)
 }
 
@@ -301,18 +357,59 @@ mod tests {
 
     #[test]
     fn parses_bearer_and_cookie() {
-        assert_eq!(bearer(&hdrs(&[("authorization", "Bearer abc ")])), Some("abc"));
-        assert_eq!(bearer(&hdrs(&[("authorization", "bearer abc")])), Some("abc"));
+        assert_eq!(
+            bearer(&hdrs(&[("authorization", "Bearer abc ")])),
+            Some("abc")
+        );
+        assert_eq!(
+            bearer(&hdrs(&[("authorization", "bearer abc")])),
+            Some("abc")
+        );
         assert_eq!(bearer(&hdrs(&[("authorization", "Basic abc")])), None);
         let h = hdrs(&[("cookie", "a=b; sudomode_session=xyz; c=d")]);
         assert_eq!(session_cookie(&h), Some("xyz"));
-        assert_eq!(session_cookie(&hdrs(&[("cookie", "sudomode_sessionx=1")])), None);
+        assert_eq!(
+            session_cookie(&hdrs(&[("cookie", "sudomode_sessionx=1")])),
+            None
+        );
     }
 
     #[test]
     fn origin_of_strips_path() {
-        assert_eq!(origin_of("https://sm.example.com/dash/"), "https://sm.example.com");
+        assert_eq!(
+            origin_of("https://sm.example.com/dash/"),
+            "https://sm.example.com"
+        );
         assert_eq!(origin_of("http://127.0.0.1:8081"), "http://127.0.0.1:8081");
+    }
+
+    #[test]
+    fn origin_check() {
+        let config = |yaml: &str| {
+            Config::parse(yaml, None, std::path::Path::new("/base"), "t.yaml").unwrap()
+        };
+        let public = config("dashboard:\n  public_url: https://sm.example.test/ui\n");
+        let host = ("host", "127.0.0.1:8081");
+        assert!(
+            check_origin(&public, &hdrs(&[host])).is_ok(),
+            "no Origin: not a browser"
+        );
+        assert!(
+            check_origin(
+                &public,
+                &hdrs(&[host, ("origin", "https://sm.example.test")])
+            )
+            .is_ok()
+        );
+        assert!(check_origin(&public, &hdrs(&[host, ("origin", "http://127.0.0.1:8081")])).is_ok());
+        assert!(
+            check_origin(&public, &hdrs(&[host, ("origin", "http://127.0.0.1:9999")])).is_err()
+        );
+        assert!(check_origin(&public, &hdrs(&[host, ("origin", "null")])).is_err());
+        assert!(check_origin(&public, &hdrs(&[host, ("sec-fetch-site", "cross-site")])).is_err());
+        let plain = config("");
+        assert!(check_origin(&plain, &hdrs(&[("origin", "http://127.0.0.1:8081")])).is_ok());
+        assert!(check_origin(&plain, &hdrs(&[("origin", "http://localhost:8081")])).is_err());
     }
 
     #[test]

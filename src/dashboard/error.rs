@@ -65,7 +65,9 @@ impl From<HoldError> for ApiError {
     fn from(e: HoldError) -> Self {
         match e {
             HoldError::NotFound => ApiError::not_found("request"),
-            HoldError::NotPending(status) => ApiError::Conflict(format!("request is {status}, not pending")),
+            HoldError::NotPending(status) => {
+                ApiError::Conflict(format!("request is {status}, not pending"))
+            }
             HoldError::Store(e) => e.into(),
         }
     }
@@ -87,7 +89,11 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut resp = (status, Json(json!({"error": {"type": kind, "message": message}}))).into_response();
+        let mut resp = (
+            status,
+            Json(json!({"error": {"type": kind, "message": message}})),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             // Tells API clients which scheme to use; browsers show no prompt for Bearer.
             resp.headers_mut().insert(

@@ -1,27 +1,141 @@
-//! The operator listener: health, metrics, the operator API and the web UI.
+//! The operator listener: health, metrics, the operator API (SPEC §8),
+//! explicit intents for agents (`/v1/govern`) and the web UI (SPEC §9).
+//!
+//! Modules: `auth` (operators, sessions, CSRF), `api` (requests, audit,
+//! policy, stats), `sse` (live events), `govern` (explicit intents),
+//! `assets` (embedded UI), `error` (the one error → response mapping).
+
+mod api;
+mod assets;
+mod auth;
+mod error;
+mod govern;
+mod sse;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::State as AxState;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::watch;
 
 use crate::state::State;
 
+/// The listener's own state: the shared application state plus what only
+/// the dashboard needs.
+pub struct Dash {
+    pub state: Arc<State>,
+    sessions: auth::Sessions,
+    /// Turns true at shutdown; ends SSE streams so graceful shutdown finishes.
+    shutdown: watch::Receiver<bool>,
+    /// Keeps the channel open when no shutdown signal was handed in.
+    _own_shutdown: Option<watch::Sender<bool>>,
+}
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// The dashboard router; SSE streams end only when the client leaves.
+/// Prefer [`router_with_shutdown`].
 pub fn router(state: Arc<State>) -> Router {
+    let (tx, rx) = watch::channel(false);
+    build(Dash {
+        state,
+        sessions: auth::Sessions::default(),
+        shutdown: rx,
+        _own_shutdown: Some(tx),
+    })
+}
+
+/// The dashboard router; open SSE streams end when `shutdown` turns true.
+// Until app.rs switches to it, only `router` is called.
+#[allow(dead_code)]
+pub fn router_with_shutdown(state: Arc<State>, shutdown: watch::Receiver<bool>) -> Router {
+    build(Dash {
+        state,
+        sessions: auth::Sessions::default(),
+        shutdown,
+        _own_shutdown: None,
+    })
+}
+
+fn build(dash: Dash) -> Router {
+    let requests = Router::new()
+        .route("/requests", get(api::list_requests))
+        .route("/requests/{id}/approve", post(api::approve))
+        .route("/requests/{id}/reject", post(api::reject));
+    let api_v1 = requests
+        .clone()
+        .route("/requests/{id}", get(api::get_request))
+        .route(
+            "/session",
+            post(auth::login).get(auth::whoami).delete(auth::logout),
+        )
+        .route("/events", get(sse::events))
+        .route("/audit", get(api::audit))
+        .route("/audit/export", get(api::export))
+        .route("/audit/verify", get(api::verify))
+        .route("/policy", get(api::policy))
+        .route("/stats", get(api::stats));
+    // `/v1`: the SDK-compatible routes; operators may use them as aliases.
+    let v1 = requests
+        .route("/requests/{id}", get(govern::get_request))
+        .route("/govern", post(govern::govern));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .route("/", get(assets::index))
+        .route("/assets/{*path}", get(assets::asset))
+        .nest("/api/v1", api_v1)
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(Arc::new(dash))
+}
+
+/// Headers on every dashboard response (SPEC §9, §13.4).
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // API answers carry request content: never cache them.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+async fn not_found() -> Response {
+    error::ApiError::not_found("route").into_response()
 }
 
 async fn healthz() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
 }
 
-async fn metrics(AxState(state): AxState<Arc<State>>) -> impl IntoResponse {
+async fn metrics(AxState(dash): AxState<Arc<Dash>>) -> impl IntoResponse {
+    let state = &dash.state;
+    // The registry knows exactly how many are held; the gauge follows it.
+    state
+        .metrics
+        .pending
+        .store(state.holds.pending_count() as u64, Ordering::Relaxed);
     let extra = format!(
         "# TYPE sudomode_certs_issued_total counter\nsudomode_certs_issued_total {}\n",
         state.ca.issued()

@@ -15,7 +15,10 @@ use super::Dash;
 use super::api::request_json;
 use super::auth::Operator;
 
-pub async fn events(AxState(dash): AxState<Arc<Dash>>, op: Operator) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn events(
+    AxState(dash): AxState<Arc<Dash>>,
+    op: Operator,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     tracing::debug!(operator = %op.name, "event stream opened");
     let rx = dash.state.recorder.subscribe();
     let mut shutdown = dash.shutdown.clone();
@@ -28,7 +31,12 @@ pub async fn events(AxState(dash): AxState<Arc<Dash>>, op: Operator) -> Sse<impl
         // the browser's EventSource reconnects and resynchronises on open.
         .take_while(|item| ready(item.is_ok()))
         .filter_map(|item| {
-            let event = item.ok().and_then(|r| Event::default().event("request").json_data(request_json(&r)).ok());
+            let event = item.ok().and_then(|r| {
+                Event::default()
+                    .event("request")
+                    .json_data(request_json(&r))
+                    .ok()
+            });
             ready(event.map(Ok))
         })
         // Graceful shutdown waits for open connections; endless streams must end.

@@ -88,7 +88,10 @@ impl tower_service::Service<Uri> for Dialer {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let host = uri.host().ok_or_else(|| std::io::Error::other("no host"))?.to_string();
+            let host = uri
+                .host()
+                .ok_or_else(|| std::io::Error::other("no host"))?
+                .to_string();
             let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
                 Some("https") => 443,
                 _ => 80,

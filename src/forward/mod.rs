@@ -42,7 +42,12 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(dialer: Dialer, tls: rustls::ClientConfig, timeout: Duration, idle: Duration) -> Self {
+    pub fn new(
+        dialer: Dialer,
+        tls: rustls::ClientConfig,
+        timeout: Duration,
+        idle: Duration,
+    ) -> Self {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -62,7 +67,11 @@ impl Forwarder {
         &self,
         mut req: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<Incoming>, ForwardError> {
-        let authority = req.uri().authority().map(|a| a.to_string()).unwrap_or_default();
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         // The client derives Host / :authority from the URI; a copied Host
         // header would be duplicated on HTTP/2 (STACK pitfall 1).
         req.headers_mut().remove(header::HOST);
@@ -104,7 +113,10 @@ fn classify(authority: &str, e: &hyper_util::client::legacy::Error) -> ForwardEr
     if timed_out {
         return ForwardError::Timeout(format!("{authority}: {chain} (upstream.connect_timeout)"));
     }
-    if lower.contains("certificate") || lower.contains("unknownissuer") || lower.contains("invalid peer") {
+    if lower.contains("certificate")
+        || lower.contains("unknownissuer")
+        || lower.contains("invalid peer")
+    {
         return ForwardError::Unreachable(format!(
             "TLS verification of {authority} failed: {chain}. If this upstream uses a private CA, add it to upstream.ca_files."
         ));

@@ -11,7 +11,11 @@ use rustls_pki_types::pem::PemObject;
 /// The system's trusted roots as PEM blocks (for `ca-bundle.pem`).
 pub fn system_root_pems() -> Vec<String> {
     let result = rustls_native_certs::load_native_certs();
-    result.certs.iter().map(|c| der_to_pem(c.as_ref())).collect()
+    result
+        .certs
+        .iter()
+        .map(|c| der_to_pem(c.as_ref()))
+        .collect()
 }
 
 fn der_to_pem(der: &[u8]) -> String {
@@ -40,7 +44,10 @@ pub fn client_config(ca_files: &[impl AsRef<Path>]) -> Result<rustls::ClientConf
             .collect::<Result<_, _>>()
             .map_err(|e| format!("upstream.ca_files: {}: {e}", file.display()))?;
         if certs.is_empty() {
-            return Err(format!("upstream.ca_files: {}: no certificate found", file.display()));
+            return Err(format!(
+                "upstream.ca_files: {}: no certificate found",
+                file.display()
+            ));
         }
         for cert in certs {
             roots

@@ -49,7 +49,11 @@ impl AgentAuth {
         Self { agents }
     }
 
-    pub fn authenticate(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<AgentName, AuthError> {
+    pub fn authenticate(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+    ) -> Result<AgentName, AuthError> {
         if self.agents.is_empty() {
             return if peer.ip().is_loopback() || peer.ip().to_canonical().is_loopback() {
                 Ok(AgentName("default".into()))
@@ -61,8 +65,10 @@ impl AgentAuth {
             .get(http::header::PROXY_AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(AuthError::Required("proxy credentials required"))?;
-        let (name, token) = parse_basic(value).ok_or(AuthError::Required("malformed Proxy-Authorization"))?;
-        self.check(&name, &token).ok_or(AuthError::Required("unknown agent or wrong token"))
+        let (name, token) =
+            parse_basic(value).ok_or(AuthError::Required("malformed Proxy-Authorization"))?;
+        self.check(&name, &token)
+            .ok_or(AuthError::Required("unknown agent or wrong token"))
     }
 
     /// Checks an agent name and token (also used for `/v1/govern` bearer tokens).
@@ -99,7 +105,9 @@ fn parse_basic(value: &str) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (n, t) = s.split_once(':')?;
     Some((n.to_string(), t.to_string()))
@@ -110,7 +118,10 @@ mod tests {
     use super::*;
 
     fn auth() -> AgentAuth {
-        AgentAuth::new(vec![AgentCred { name: "bot".into(), token: "t0ken".into() }])
+        AgentAuth::new(vec![AgentCred {
+            name: "bot".into(),
+            token: "t0ken".into(),
+        }])
     }
 
     fn hdr(v: &str) -> HeaderMap {
@@ -122,9 +133,15 @@ mod tests {
     #[test]
     fn basic_auth() {
         let peer = "10.0.0.1:5000".parse().unwrap();
-        let ok = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("bot:t0ken"));
+        let ok = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("bot:t0ken")
+        );
         assert_eq!(auth().authenticate(peer, &hdr(&ok)).unwrap().0, "bot");
-        let bad = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("bot:nope"));
+        let bad = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("bot:nope")
+        );
         assert!(auth().authenticate(peer, &hdr(&bad)).is_err());
         assert!(auth().authenticate(peer, &HeaderMap::new()).is_err());
         assert!(auth().authenticate(peer, &hdr("Bearer x")).is_err());
@@ -133,7 +150,12 @@ mod tests {
     #[test]
     fn open_mode_is_loopback_only() {
         let open = AgentAuth::new(vec![]);
-        assert_eq!(open.authenticate("127.0.0.1:1".parse().unwrap(), &HeaderMap::new()).unwrap().0, "default");
+        assert_eq!(
+            open.authenticate("127.0.0.1:1".parse().unwrap(), &HeaderMap::new())
+                .unwrap()
+                .0,
+            "default"
+        );
         assert_eq!(
             open.authenticate("192.168.1.5:1".parse().unwrap(), &HeaderMap::new()),
             Err(AuthError::NotLoopback)

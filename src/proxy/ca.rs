@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::ServerConfig;
 use rustls::sign::CertifiedKey;
@@ -26,7 +26,10 @@ const LEAF_CACHE_CAPACITY: u64 = 10_000;
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("{0}")]
@@ -34,7 +37,10 @@ pub enum CaError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
-    move |source| CaError::Io { path: path.display().to_string(), source }
+    move |source| CaError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// File locations of a CA directory.
@@ -66,7 +72,9 @@ pub struct Ca {
 
 impl std::fmt::Debug for Ca {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ca").field("paths", &self.paths).finish_non_exhaustive()
+        f.debug_struct("Ca")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,7 +126,8 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), CaError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err(path))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(path))?;
     }
     Ok(())
 }
@@ -184,7 +193,8 @@ impl Ca {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::try_from(LEAF_VALIDITY).unwrap_or(time::Duration::days(7));
+        params.not_after =
+            now + time::Duration::try_from(LEAF_VALIDITY).unwrap_or(time::Duration::days(7));
         let cert = params.signed_by(&key, &self.issuer)?;
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
@@ -224,7 +234,11 @@ pub fn describe(dir: &Path) -> Result<String, CaError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
         .map_err(|e| CaError::Tls(format!("ca.pem: {e}")))?;
     let fp = hex::encode_upper(Sha256::digest(der.as_ref()));
-    let fp: Vec<String> = fp.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    let fp: Vec<String> = fp
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
     Ok(format!(
         "path:        {}\nsubject:     {}\nsha256:      {}\nnot before:  {}\nnot after:   {}\n",
         paths.cert.display(),

@@ -77,14 +77,28 @@ mod tests {
     use super::*;
 
     fn g() -> Guard {
-        Guard::new(vec!["127.0.0.1:8081".parse().unwrap(), "0.0.0.0:8080".parse().unwrap()])
+        Guard::new(vec![
+            "127.0.0.1:8081".parse().unwrap(),
+            "0.0.0.0:8080".parse().unwrap(),
+        ])
     }
 
     #[test]
     fn own_listeners_by_any_local_address() {
         let g = g();
-        for a in ["127.0.0.1:8081", "127.9.9.9:8081", "[::1]:8081", "0.0.0.0:8081", "[::ffff:127.0.0.1]:8081", "10.1.2.3:8080"] {
-            assert_eq!(g.forbidden(&a.parse().unwrap()), Some(Forbidden::OwnListener), "{a}");
+        for a in [
+            "127.0.0.1:8081",
+            "127.9.9.9:8081",
+            "[::1]:8081",
+            "0.0.0.0:8081",
+            "[::ffff:127.0.0.1]:8081",
+            "10.1.2.3:8080",
+        ] {
+            assert_eq!(
+                g.forbidden(&a.parse().unwrap()),
+                Some(Forbidden::OwnListener),
+                "{a}"
+            );
         }
         assert_eq!(g.forbidden(&"127.0.0.1:9999".parse().unwrap()), None);
         assert_eq!(g.forbidden(&"10.1.2.3:8081".parse().unwrap()), None);
@@ -93,8 +107,18 @@ mod tests {
     #[test]
     fn metadata_addresses() {
         let g = g();
-        for a in ["169.254.169.254:80", "169.254.1.1:443", "[fd00:ec2::254]:80", "[::ffff:169.254.169.254]:80", "[fe80::1]:80"] {
-            assert_eq!(g.forbidden(&a.parse().unwrap()), Some(Forbidden::Metadata), "{a}");
+        for a in [
+            "169.254.169.254:80",
+            "169.254.1.1:443",
+            "[fd00:ec2::254]:80",
+            "[::ffff:169.254.169.254]:80",
+            "[fe80::1]:80",
+        ] {
+            assert_eq!(
+                g.forbidden(&a.parse().unwrap()),
+                Some(Forbidden::Metadata),
+                "{a}"
+            );
         }
         assert_eq!(g.forbidden(&"8.8.8.8:443".parse().unwrap()), None);
     }

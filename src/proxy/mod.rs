@@ -66,7 +66,9 @@ async fn serve_connection(
         .header_read_timeout(Some(state.config.idle_timeout))
         .keep_alive(true)
         .max_buf_size(64 * 1024);
-    let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -88,7 +90,8 @@ async fn outer(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> R
         Err(e) => {
             let id = crate::ids::RequestId::new();
             tracing::info!(%peer, request_id = %id, "proxy authentication failed");
-            return AgentError::new(ErrorType::ProxyAuthRequired, id.as_str(), e.message()).into_response();
+            return AgentError::new(ErrorType::ProxyAuthRequired, id.as_str(), e.message())
+                .into_response();
         }
     };
     if req.method() == Method::CONNECT {

@@ -12,10 +12,10 @@ use sudomode_intent::{IntentError, RawRequest};
 use sudomode_policy::Verdict;
 use sudomode_store::{NewEvent, RequestRecord, Status};
 
+use super::ProxyBody;
 use super::auth::AgentName;
 use super::intercept::normalise_host;
 use super::reply::{AgentError, ErrorType, REQUEST_ID};
-use super::ProxyBody;
 use crate::forward::strip_hop_by_hop;
 use crate::hold::{Entry, HoldError, Outcome};
 use crate::ids::RequestId;
@@ -33,7 +33,11 @@ pub struct Target {
 impl Target {
     /// `host[:port]` as it appears in a URL (default ports omitted).
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         match (self.scheme, self.port) {
             ("https", 443) | ("http", 80) => host,
             (_, p) => format!("{host}:{p}"),
@@ -49,8 +53,18 @@ pub struct Ctx {
     pub started: Instant,
 }
 
-pub async fn handle(state: Arc<State>, agent: AgentName, target: Target, req: Request<Incoming>) -> Response<ProxyBody> {
-    let ctx = Ctx { id: RequestId::new(), agent, target, started: Instant::now() };
+pub async fn handle(
+    state: Arc<State>,
+    agent: AgentName,
+    target: Target,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let ctx = Ctx {
+        id: RequestId::new(),
+        agent,
+        target,
+        started: Instant::now(),
+    };
     let method = req.method().to_string();
     let mut resp = match run(&state, &ctx, req).await {
         Ok(r) => r,
@@ -70,13 +84,22 @@ pub async fn handle(state: Arc<State>, agent: AgentName, target: Target, req: Re
 }
 
 /// Phases up to judgement; refusals here are returned unrecorded.
-async fn run(state: &Arc<State>, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<ProxyBody>, AgentError> {
+async fn run(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, AgentError> {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     check_host_header(ctx, &parts)?;
     state.check_target(ctx).await?;
     let body = read_body(state, ctx, body).await?;
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
     let raw = RawRequest {
         method: parts.method.as_str(),
         scheme: ctx.target.scheme,
@@ -86,7 +109,10 @@ async fn run(state: &Arc<State>, ctx: &Ctx, req: Request<Incoming>) -> Result<Re
         headers: &parts.headers,
         body: &body,
     };
-    let judged = state.engine.judge(&ctx.agent.0, &raw).map_err(|e| intent_error(ctx, e))?;
+    let judged = state
+        .engine
+        .judge(&ctx.agent.0, &raw)
+        .map_err(|e| intent_error(ctx, e))?;
     let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
     let url = judged.mapped.request.url(raw_query);
     let record = new_record(&Draft {
@@ -100,10 +126,18 @@ async fn run(state: &Arc<State>, ctx: &Ctx, req: Request<Incoming>) -> Result<Re
         body: &body,
         hold_timeout: state.config.hold_timeout,
     });
-    let event = decided_event(&record, &judged.decision, serde_json::to_value(&judged.mapped.request).ok());
+    let event = decided_event(
+        &record,
+        &judged.decision,
+        serde_json::to_value(&judged.mapped.request).ok(),
+    );
     log_decision(ctx, &record);
     state.metrics.decided(judged.decision.verdict);
-    let upstream = Upstream { parts, path_and_query, body };
+    let upstream = Upstream {
+        parts,
+        path_and_query,
+        body,
+    };
     Ok(match judged.decision.verdict {
         Verdict::Allow => allow(state, ctx, record, event, upstream).await,
         Verdict::Deny => deny(state, ctx, record, event).await,
@@ -129,30 +163,62 @@ fn log_decision(ctx: &Ctx, r: &RequestRecord) {
 /// A decision that could not be recorded is never acted on (fail closed).
 fn audit_unavailable(ctx: &Ctx, e: &sudomode_store::StoreError) -> Response<ProxyBody> {
     tracing::error!(request_id = %ctx.id, error = %e, "audit write failed; request refused");
-    AgentError::new(ErrorType::Denied, ctx.id.as_str(), "the audit log could not record this decision, so the request was not sent")
-        .status(http::StatusCode::SERVICE_UNAVAILABLE)
-        .into_response()
+    AgentError::new(
+        ErrorType::Denied,
+        ctx.id.as_str(),
+        "the audit log could not record this decision, so the request was not sent",
+    )
+    .status(http::StatusCode::SERVICE_UNAVAILABLE)
+    .into_response()
 }
 
-async fn allow(state: &Arc<State>, ctx: &Ctx, record: RequestRecord, event: NewEvent, up: Upstream) -> Response<ProxyBody> {
-    if let Err(e) = state.recorder.decision(vec![event], Some(record.clone())).await {
+async fn allow(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    record: RequestRecord,
+    event: NewEvent,
+    up: Upstream,
+) -> Response<ProxyBody> {
+    if let Err(e) = state
+        .recorder
+        .decision(vec![event], Some(record.clone()))
+        .await
+    {
         return audit_unavailable(ctx, &e);
     }
     forward(state, ctx, record, up).await
 }
 
-async fn deny(state: &Arc<State>, ctx: &Ctx, record: RequestRecord, event: NewEvent) -> Response<ProxyBody> {
-    if let Err(e) = state.recorder.decision(vec![event], Some(record.clone())).await {
+async fn deny(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    record: RequestRecord,
+    event: NewEvent,
+) -> Response<ProxyBody> {
+    if let Err(e) = state
+        .recorder
+        .decision(vec![event], Some(record.clone()))
+        .await
+    {
         return audit_unavailable(ctx, &e);
     }
     refusal(ErrorType::Denied, ctx.id.as_str(), &record, state).into_response()
 }
 
-async fn hold(state: &Arc<State>, ctx: &Ctx, record: RequestRecord, event: NewEvent, up: Upstream) -> Response<ProxyBody> {
+async fn hold(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    record: RequestRecord,
+    event: NewEvent,
+    up: Upstream,
+) -> Response<ProxyBody> {
     let entry = match state.holds.enter(record.clone(), event, false).await {
         Ok(e) => e,
         Err(HoldError::Store(e)) => return audit_unavailable(ctx, &e),
-        Err(e) => return AgentError::new(ErrorType::Denied, ctx.id.as_str(), e.to_string()).into_response(),
+        Err(e) => {
+            return AgentError::new(ErrorType::Denied, ctx.id.as_str(), e.to_string())
+                .into_response();
+        }
     };
     let (id, mut rx) = match entry {
         Entry::Grant { record } => {
@@ -284,7 +350,11 @@ fn check_host_header(ctx: &Ctx, parts: &http::request::Parts) -> Result<(), Agen
             Some((a.host().to_string(), a.port_u16()))
         });
     if let Some((host, port)) = named {
-        let port = port.unwrap_or(if ctx.target.scheme == "https" { 443 } else { 80 });
+        let port = port.unwrap_or(if ctx.target.scheme == "https" {
+            443
+        } else {
+            80
+        });
         if normalise_host(&host) != ctx.target.host || port != ctx.target.port {
             return Err(AgentError::new(
                 ErrorType::BadRequest,
@@ -306,7 +376,9 @@ async fn read_body(state: &State, ctx: &Ctx, body: Incoming) -> Result<Bytes, Ag
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(AgentError::new(
             ErrorType::TooLarge,
             ctx.id.as_str(),
-            format!("the request body is over proxy.max_body_bytes ({limit} bytes), so it cannot be judged and was not sent"),
+            format!(
+                "the request body is over proxy.max_body_bytes ({limit} bytes), so it cannot be judged and was not sent"
+            ),
         )),
         Err(e) => Err(AgentError::new(
             ErrorType::BadRequest,
@@ -321,17 +393,27 @@ fn intent_error(ctx: &Ctx, e: IntentError) -> AgentError {
         IntentError::TooLarge { .. } => ErrorType::TooLarge,
         _ => ErrorType::BadRequest,
     };
-    AgentError::new(kind, ctx.id.as_str(), format!("{e}; the request was not sent"))
+    AgentError::new(
+        kind,
+        ctx.id.as_str(),
+        format!("{e}; the request was not sent"),
+    )
 }
 
 fn refusal(kind: ErrorType, id: &str, r: &RequestRecord, state: &State) -> AgentError {
     let message = match r.decision.as_str() {
-        "REQUIRE_APPROVAL" => format!("{} {} needs an operator's approval ({})", r.resource, r.action, r.reason),
+        "REQUIRE_APPROVAL" => format!(
+            "{} {} needs an operator's approval ({})",
+            r.resource, r.action, r.reason
+        ),
         _ => format!(
             "{} {} was denied by {}: {}",
             r.resource,
             r.action,
-            r.rule.as_deref().map(|x| format!("rule `{x}`")).unwrap_or_else(|| "the default (no rule matched)".into()),
+            r.rule
+                .as_deref()
+                .map(|x| format!("rule `{x}`"))
+                .unwrap_or_else(|| "the default (no rule matched)".into()),
             r.reason
         ),
     };
@@ -346,25 +428,57 @@ fn refusal(kind: ErrorType, id: &str, r: &RequestRecord, state: &State) -> Agent
 
 /// Sends the exact request upstream (credentials injected for their hosts
 /// only) and records how it ended.
-async fn forward(state: &Arc<State>, ctx: &Ctx, mut record: RequestRecord, up: Upstream) -> Response<ProxyBody> {
-    let Upstream { mut parts, path_and_query, body } = up;
+async fn forward(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    mut record: RequestRecord,
+    up: Upstream,
+) -> Response<ProxyBody> {
+    let Upstream {
+        mut parts,
+        path_and_query,
+        body,
+    } = up;
     let request_bytes = body.len() as u64;
-    let uri = format!("{}://{}{}", ctx.target.scheme, ctx.target.authority(), path_and_query);
+    let uri = format!(
+        "{}://{}{}",
+        ctx.target.scheme,
+        ctx.target.authority(),
+        path_and_query
+    );
     let result = match uri.parse() {
         Ok(u) => {
             parts.uri = u;
             match state.injector.apply(&ctx.target.host, &mut parts, &body) {
                 Ok(_) => {
                     let started = Instant::now();
-                    let sent = state.forwarder.send(Request::from_parts(parts, Full::new(body))).await;
+                    let sent = state
+                        .forwarder
+                        .send(Request::from_parts(parts, Full::new(body)))
+                        .await;
                     state.metrics.upstream(started.elapsed());
-                    sent.map_err(|e| AgentError::new(ErrorType::UpstreamError, &record.id, e.to_string()).status(e.status()))
+                    sent.map_err(|e| {
+                        AgentError::new(ErrorType::UpstreamError, &record.id, e.to_string())
+                            .status(e.status())
+                    })
                 }
-                Err(e) if e.is_bad_request() => Err(AgentError::new(ErrorType::BadRequest, &record.id, e.to_string())),
-                Err(e) => Err(AgentError::new(ErrorType::UpstreamError, &record.id, e.to_string())),
+                Err(e) if e.is_bad_request() => Err(AgentError::new(
+                    ErrorType::BadRequest,
+                    &record.id,
+                    e.to_string(),
+                )),
+                Err(e) => Err(AgentError::new(
+                    ErrorType::UpstreamError,
+                    &record.id,
+                    e.to_string(),
+                )),
             }
         }
-        Err(_) => Err(AgentError::new(ErrorType::BadRequest, &record.id, "the request target is not a valid URL")),
+        Err(_) => Err(AgentError::new(
+            ErrorType::BadRequest,
+            &record.id,
+            "the request target is not a valid URL",
+        )),
     };
     let now = time::OffsetDateTime::now_utc();
     record.completed_at = Some(now);
@@ -401,9 +515,12 @@ async fn forward(state: &Arc<State>, ctx: &Ctx, mut record: RequestRecord, up: U
 
 /// The proxy's own refusal for forbidden targets (rule `sudomode.builtin`).
 pub fn builtin_denial(ctx: &Ctx, reason: &str) -> AgentError {
-    let mut err = AgentError::new(ErrorType::Denied, ctx.id.as_str(), format!("{}:{} refused: {reason}", ctx.target.host, ctx.target.port));
+    let mut err = AgentError::new(
+        ErrorType::Denied,
+        ctx.id.as_str(),
+        format!("{}:{} refused: {reason}", ctx.target.host, ctx.target.port),
+    );
     err.rule = Some("sudomode.builtin".into());
     err.reason = Some(reason.to_string());
     err
 }
-

@@ -39,13 +39,23 @@ impl TestCa {
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let cert = p.self_signed(&key).unwrap();
         let pem = cert.pem();
-        TestCa { issuer: Issuer::new(p, key), pem }
+        TestCa {
+            issuer: Issuer::new(p, key),
+            pem,
+        }
     }
 
     /// (cert chain DER, key DER) for the given names.
-    pub fn leaf(&self, names: &[&str]) -> (Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>) {
+    pub fn leaf(
+        &self,
+        names: &[&str],
+    ) -> (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
         let key = KeyPair::generate().unwrap();
-        let p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
         let cert = p.signed_by(&key, &self.issuer).unwrap();
         (
             vec![cert.der().clone()],
@@ -66,7 +76,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -83,7 +96,10 @@ impl Upstream {
     pub async fn https(ca: &TestCa, names: &[&str]) -> Upstream {
         let (chain, key) = ca.leaf(names);
         let cert_der = chain[0].to_vec();
-        let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap();
+        let mut cfg = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Self::start(Some(Arc::new(cfg)), Some(cert_der)).await
     }
@@ -100,14 +116,21 @@ impl Upstream {
         let (rec, gate) = (received.clone(), sse_gate.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (rec, gate, tls) = (rec.clone(), gate.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| upstream_handler(req, rec.clone(), gate.clone()));
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let svc =
+                        service_fn(move |req| upstream_handler(req, rec.clone(), gate.clone()));
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match tls {
                         Some(cfg) => {
-                            let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(stream).await else { return };
+                            let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(stream).await
+                            else {
+                                return;
+                            };
                             let _ = builder.serve_connection(TokioIo::new(s), svc).await;
                         }
                         None => {
@@ -117,7 +140,12 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, received, cert_der, sse_gate }
+        Upstream {
+            addr,
+            received,
+            cert_der,
+            sse_gate,
+        }
     }
 
     pub fn release_sse(&self) {
@@ -137,11 +165,20 @@ async fn upstream_handler(
     gate: Arc<tokio::sync::Notify>,
 ) -> Result<hyper::Response<UpBody>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes().to_vec())
+        .unwrap_or_default();
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let r = Received {
         method: parts.method.to_string(),
@@ -154,9 +191,13 @@ async fn upstream_handler(
     if parts.uri.path() == "/sse" {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
         tokio::spawn(async move {
-            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: first\n\n")))).await;
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from_static(b"data: first\n\n"))))
+                .await;
             gate.notified().await;
-            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: second\n\n")))).await;
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from_static(b"data: second\n\n"))))
+                .await;
         });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
         let resp = hyper::Response::builder()
@@ -200,7 +241,13 @@ pub struct Options<'a> {
 
 impl Default for Options<'_> {
     fn default() -> Self {
-        Options { policy: ALLOW_ALL, extra: "", resolve: vec![], ca_files: vec![], env: vec![] }
+        Options {
+            policy: ALLOW_ALL,
+            extra: "",
+            resolve: vec![],
+            ca_files: vec![],
+            env: vec![],
+        }
     }
 }
 
@@ -224,17 +271,35 @@ impl SudoMode {
             *pem = p.display().to_string();
         }
         let mut yaml = String::new();
-        yaml.push_str("upstream:\n  connect_timeout: 3s\n  timeout: 20s\n");
-        yaml.push_str(&format!("  ca_files: {}\n", serde_json::to_string(&ca_files).unwrap()));
-        let resolve: BTreeMap<String, String> = opts.resolve.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-        yaml.push_str(&format!("  resolve: {}\n", serde_json::to_string(&resolve).unwrap()));
+        yaml.push_str("upstream:\n  connect_timeout: 3s\n  timeout: 5s\n");
+        yaml.push_str(&format!(
+            "  ca_files: {}\n",
+            serde_json::to_string(&ca_files).unwrap()
+        ));
+        let resolve: BTreeMap<String, String> = opts
+            .resolve
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        yaml.push_str(&format!(
+            "  resolve: {}\n",
+            serde_json::to_string(&resolve).unwrap()
+        ));
         yaml.push_str(opts.extra);
         std::fs::write(dir.path().join("sudomode.yaml"), yaml).unwrap();
         let stderr_path = dir.path().join("stderr.log");
         let mut child = Command::new(bin())
-            .args(["run", "-c", "sudomode.yaml", "--proxy-listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"])
+            .args([
+                "run",
+                "-c",
+                "sudomode.yaml",
+                "--proxy-listen",
+                "127.0.0.1:0",
+                "--dashboard-listen",
+                "127.0.0.1:0",
+            ])
             .current_dir(dir.path())
-            .env("SUDOMODE_LOG", "info,sudomode=debug")
+            .env("SUDOMODE_LOG", std::env::var("TEST_SUDOMODE_LOG").unwrap_or_else(|_| "info,sudomode=debug".into()))
             .envs(opts.env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
@@ -248,7 +313,11 @@ impl SudoMode {
                 let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
                 panic!("sudomode exited early: {err}");
             };
-            let addr = |l: &str| l.rsplit("://").next().map(|a| a.trim().parse::<SocketAddr>().unwrap());
+            let addr = |l: &str| {
+                l.rsplit("://")
+                    .next()
+                    .map(|a| a.trim().parse::<SocketAddr>().unwrap())
+            };
             if line.trim_start().starts_with("proxy:") {
                 proxy = addr(&line);
             } else if line.trim_start().starts_with("dashboard:") {
@@ -257,7 +326,13 @@ impl SudoMode {
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        SudoMode { dir, proxy: proxy.unwrap(), dashboard: dashboard.unwrap(), child, stderr_path }
+        SudoMode {
+            dir,
+            proxy: proxy.unwrap(),
+            dashboard: dashboard.unwrap(),
+            child,
+            stderr_path,
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -297,7 +372,11 @@ impl SudoMode {
     /// A client for the dashboard listener (no proxy).
     pub fn api(&self) -> reqwest::Client {
         install_crypto();
-        reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
     }
 
     pub fn kill9(&mut self) {
@@ -307,7 +386,9 @@ impl SudoMode {
 
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().unwrap()
     }
 }
@@ -332,4 +413,59 @@ pub fn b64(s: &str) -> String {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// Runs `tests/sdk/agent.py CALL` (official SDKs) through SudoMode with the
+/// agent environment of `sudomode env`. Returns the script's JSON line.
+pub async fn sdk_agent(sm: &SudoMode, call: &str, extra_env: &[(&str, &str)]) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/agent.py");
+    let bundle = sm.path("certs/ca-bundle.pem").display().to_string();
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(script)
+        .arg(call)
+        .env("HTTPS_PROXY", sm.proxy_url())
+        .env("HTTP_PROXY", sm.proxy_url())
+        .env("NO_PROXY", "")
+        .env("REQUESTS_CA_BUNDLE", &bundle)
+        .env("SSL_CERT_FILE", &bundle)
+        .env("AWS_CA_BUNDLE", &bundle)
+        .env("AWS_ACCESS_KEY_ID", "AKIDPLACEHOLDER0000")
+        .env("AWS_SECRET_ACCESS_KEY", "placeholder-secret")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+        .envs(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+    // Async so stand-in upstreams on this test's runtime keep serving.
+    let out = cmd.output().await.expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "agent.py {call}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Upstream for well-known API hosts, all resolved to one stand-in.
+pub async fn api_world(policy: &str, extra: &str, hosts: &[&str]) -> (TestCa, Upstream, SudoMode) {
+    install_crypto();
+    let ca = TestCa::new("Upstream Test CA");
+    let up = Upstream::https(&ca, hosts).await;
+    let sm = SudoMode::start(Options {
+        policy,
+        extra,
+        resolve: hosts
+            .iter()
+            .map(|h| (format!("{h}:443"), up.addr))
+            .collect(),
+        ca_files: vec![ca.pem.clone()],
+        ..Default::default()
+    });
+    (ca, up, sm)
 }

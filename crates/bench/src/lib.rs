@@ -27,7 +27,9 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub fn load_certs(files: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>> {
     let mut out = Vec::new();
     for f in files {
-        for cert in CertificateDer::pem_file_iter(f).with_context(|| format!("reading {}", f.display()))? {
+        for cert in
+            CertificateDer::pem_file_iter(f).with_context(|| format!("reading {}", f.display()))?
+        {
             out.push(cert.with_context(|| format!("parsing {}", f.display()))?);
         }
     }
@@ -37,7 +39,11 @@ pub fn load_certs(files: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>> {
 /// A client configuration trusting only `ca_files`, offering `alpn`.
 /// `resumption = false` forces a full handshake on every connection (used
 /// when timing first requests, so a cached session does not hide the cost).
-pub fn client_config(ca_files: &[PathBuf], alpn: &[&[u8]], resumption: bool) -> Result<Arc<ClientConfig>> {
+pub fn client_config(
+    ca_files: &[PathBuf],
+    alpn: &[&[u8]],
+    resumption: bool,
+) -> Result<Arc<ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in load_certs(ca_files)? {
         roots.add(cert).context("adding a CA certificate")?;
@@ -77,7 +83,9 @@ pub async fn open_tcp(route: &Route) -> Result<TcpStream> {
         (None, Some(d)) => d,
         (None, None) => bail!("neither --proxy nor --connect given"),
     };
-    let mut tcp = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+    let mut tcp = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
     tcp.set_nodelay(true)?;
     if route.proxy.is_some() {
         let req = format!(
@@ -126,7 +134,9 @@ pub fn new_histogram() -> Histogram<u64> {
 
 /// Records a duration in µs (at least 1).
 pub fn record(h: &mut Histogram<u64>, d: Duration) {
-    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, 600_000_000);
+    let us = u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .clamp(1, 600_000_000);
     h.saturating_record(us);
 }
 
@@ -150,5 +160,6 @@ pub fn summary(h: &Histogram<u64>) -> Value {
 pub fn parse_proxy(s: &str) -> Result<SocketAddr> {
     let rest = s.strip_prefix("http://").unwrap_or(s);
     let rest = rest.trim_end_matches('/');
-    rest.parse().with_context(|| format!("proxy address {s:?} must be http://IP:PORT"))
+    rest.parse()
+        .with_context(|| format!("proxy address {s:?} must be http://IP:PORT"))
 }

@@ -149,6 +149,7 @@ impl<'a> Body<'a> {
                     Kind::Json => self.json_ref()?.clone(),
                     Kind::Other => match self.json_ref() {
                         Ok(v) => v.clone(),
+                        Err(e) if is_repeated_key(e) => return Err(e.clone()),
                         Err(_) => parse_form(&self.bytes)?,
                     },
                 };
@@ -159,10 +160,7 @@ impl<'a> Body<'a> {
 
     pub(crate) fn json_ref(&self) -> Result<&Value, IntentError> {
         self.json
-            .get_or_init(|| {
-                serde_json::from_slice(&self.bytes)
-                    .map_err(|e| bad(format!("body is not valid JSON: {e}")))
-            })
+            .get_or_init(|| parse_json(&self.bytes))
             .as_ref()
             .map_err(Clone::clone)
     }
@@ -170,6 +168,99 @@ impl<'a> Body<'a> {
     /// The body as JSON, for mappers whose protocol is JSON (bad JSON → 400).
     pub fn json(&self) -> Result<Value, IntentError> {
         self.json_ref().cloned()
+    }
+}
+
+/// Start of the error for a JSON body with a repeated key: sniffing must
+/// not fall back to reading such a body as a form.
+const REPEATED_KEY_PREFIX: &str = "body is JSON with a repeated key";
+
+fn is_repeated_key(e: &IntentError) -> bool {
+    matches!(e, IntentError::BadRequest(m) if m.starts_with(REPEATED_KEY_PREFIX))
+}
+
+/// Parses a JSON body, refusing an object with a repeated key: parsers
+/// disagree on which copy wins (serde_json and JavaScript keep the last,
+/// others the first, some refuse), so the judged value might not be the
+/// executed one.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, IntentError> {
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
+    if has_objects_with_possible_duplicates(&v, bytes) {
+        serde_json::from_slice::<NoDuplicates>(bytes)
+            .map_err(|e| bad(format!("{REPEATED_KEY_PREFIX}: {e}")))?;
+    }
+    Ok(v)
+}
+
+/// Cheap pre-check: a duplicate key can only exist if the text has more
+/// `:` separators than the parsed objects have keys.
+fn has_objects_with_possible_duplicates(v: &Value, bytes: &[u8]) -> bool {
+    fn keys(v: &Value) -> usize {
+        match v {
+            Value::Object(m) => m.len() + m.values().map(keys).sum::<usize>(),
+            Value::Array(a) => a.iter().map(keys).sum(),
+            _ => 0,
+        }
+    }
+    // Colons inside strings only make this over-count, never under-count.
+    bytes.iter().filter(|b| **b == b':').count() > keys(v)
+}
+
+/// Deserialises any JSON while refusing repeated object keys.
+struct NoDuplicates;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_none<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<NoDuplicates, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<NoDuplicates, A::Error> {
+        while a.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<NoDuplicates, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(k) = a.next_key::<String>()? {
+            if !seen.insert(k.clone()) {
+                return Err(serde::de::Error::custom(format!("repeated key {k:?}")));
+            }
+            a.next_value::<NoDuplicates>()?;
+        }
+        Ok(NoDuplicates)
     }
 }
 
@@ -191,11 +282,11 @@ pub fn parse_args(kind: Kind, bytes: &[u8]) -> Result<Value, IntentError> {
         return Ok(Value::Object(Map::new()));
     }
     let v = match kind {
-        Kind::Json => serde_json::from_slice::<Value>(bytes)
-            .map_err(|e| bad(format!("body is not valid JSON: {e}")))?,
+        Kind::Json => parse_json(bytes)?,
         Kind::Form => parse_form(bytes)?,
-        Kind::Other => match serde_json::from_slice::<Value>(bytes) {
+        Kind::Other => match parse_json(bytes) {
             Ok(v) => v,
+            Err(e) if is_repeated_key(&e) => return Err(e),
             Err(_) => parse_form(bytes)?,
         },
     };

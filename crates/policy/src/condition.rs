@@ -61,8 +61,16 @@ impl Condition {
         unknown.sort_unstable();
         unknown.dedup();
         if !unknown.is_empty() {
+            let python = unknown
+                .iter()
+                .any(|u| matches!(u.as_str(), "True" | "False" | "None"));
+            let hint = if python {
+                "; CEL spells True, False, None as true, false, null"
+            } else {
+                ""
+            };
             return Err(format!(
-                "condition uses unknown variable(s) {}: the variables are {} (condition: {source})",
+                "condition uses unknown variable(s) {}: the variables are {}{hint} (condition: {source})",
                 unknown.join(", "),
                 VARIABLES.join(", ")
             ));
@@ -560,6 +568,8 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown variable")
         );
+        let e = Condition::compile(&env, "args.refund == True").unwrap_err();
+        assert!(e.contains("true, false, null"), "{e}");
         assert!(Condition::compile(&env, "true").is_ok());
         assert!(Condition::compile(&env, "[1,2].exists(x, x > 1)").is_ok());
     }

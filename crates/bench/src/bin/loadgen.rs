@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use hdrhistogram::Histogram;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::{http1, http2};
@@ -195,24 +194,36 @@ impl Origin {
         }
         let host = uri.host().context("--url has no host")?.to_string();
         let port = uri.port_u16().unwrap_or(443);
-        let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
         Ok(Self { host, port, path })
     }
     fn authority(&self) -> String {
-        if self.port == 443 { self.host.clone() } else { format!("{}:{}", self.host, self.port) }
+        if self.port == 443 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
     fn route(&self, t: &TargetArgs) -> Result<Route> {
         Ok(Route {
             proxy: t.proxy.as_deref().map(parse_proxy).transpose()?,
             direct: t.connect,
-            connect_authority: t.connect_authority.clone().unwrap_or_else(|| format!("{}:{}", self.host, self.port)),
+            connect_authority: t
+                .connect_authority
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", self.host, self.port)),
             server_name: self.host.clone(),
         })
     }
 }
 
 fn h1_request(origin: &Origin, path: &str) -> Result<Request<Empty<Bytes>>> {
-    Ok(Request::get(path).header(header::HOST, origin.authority()).body(Empty::new())?)
+    Ok(Request::get(path)
+        .header(header::HOST, origin.authority())
+        .body(Empty::new())?)
 }
 
 fn h2_request(origin: &Origin, path: &str) -> Result<Request<Empty<Bytes>>> {
@@ -230,7 +241,10 @@ async fn connect(route: &Route, tls: &Arc<rustls::ClientConfig>, h2: bool) -> Re
     let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     if h2 {
         if alpn.as_deref() != Some(b"h2") {
-            bail!("HTTP/2 asked for but ALPN negotiated {:?}", alpn.map(|a| String::from_utf8_lossy(&a).into_owned()));
+            bail!(
+                "HTTP/2 asked for but ALPN negotiated {:?}",
+                alpn.map(|a| String::from_utf8_lossy(&a).into_owned())
+            );
         }
         let (send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
         tokio::spawn(conn);
@@ -243,7 +257,11 @@ async fn connect(route: &Route, tls: &Arc<rustls::ClientConfig>, h2: bool) -> Re
 }
 
 /// One request/response; returns (status, body bytes, had X-SudoMode-Request-Id).
-async fn one(sender: &mut Sender, origin: &Origin, path: &str) -> Result<(StatusCode, usize, bool)> {
+async fn one(
+    sender: &mut Sender,
+    origin: &Origin,
+    path: &str,
+) -> Result<(StatusCode, usize, bool)> {
     let resp = match sender {
         Sender::H1(s) => {
             s.ready().await?;
@@ -359,7 +377,10 @@ async fn run(a: RunArgs) -> Result<Value> {
         hist.add(&h).context("merging histograms")?;
         last = last.max(done);
     }
-    let elapsed = last.saturating_duration_since(warm_end).as_secs_f64().max(1e-9);
+    let elapsed = last
+        .saturating_duration_since(warm_end)
+        .as_secs_f64()
+        .max(1e-9);
     let completed = hist.len();
     Ok(json!({
         "mode": "run",
@@ -382,7 +403,11 @@ async fn run(a: RunArgs) -> Result<Value> {
 }
 
 /// One request on a brand-new connection (TCP, CONNECT, full TLS handshake).
-async fn fresh_request(route: &Route, tls: &Arc<rustls::ClientConfig>, origin: &Origin) -> Result<(Duration, StatusCode)> {
+async fn fresh_request(
+    route: &Route,
+    tls: &Arc<rustls::ClientConfig>,
+    origin: &Origin,
+) -> Result<(Duration, StatusCode)> {
     let t0 = Instant::now();
     let mut sender = connect(route, tls, false).await?;
     let (status, _, _) = one(&mut sender, origin, &origin.path).await?;
@@ -393,14 +418,20 @@ async fn first(a: FirstArgs) -> Result<Value> {
     let base = Origin::parse(&a.target.url)?;
     // No session resumption: every connection pays a full handshake.
     let tls = client_config(&a.target.ca, &[b"http/1.1"], false)?;
-    let hosts: Vec<String> = (a.start..a.start + a.hosts).map(|i| format!("{}{}.{}", a.prefix, i, a.domain)).collect();
+    let hosts: Vec<String> = (a.start..a.start + a.hosts)
+        .map(|i| format!("{}{}.{}", a.prefix, i, a.domain))
+        .collect();
     let mut new_h = new_histogram();
     let mut cached_h = new_histogram();
     let mut errors = Vec::new();
     let mut bad = 0u64;
     for (pass, hist) in [(0, &mut new_h), (1, &mut cached_h)] {
         for host in &hosts {
-            let origin = Origin { host: host.clone(), port: base.port, path: base.path.clone() };
+            let origin = Origin {
+                host: host.clone(),
+                port: base.port,
+                path: base.path.clone(),
+            };
             let route = origin.route(&a.target)?;
             match fresh_request(&route, &tls, &origin).await {
                 Ok((d, status)) => {
@@ -418,7 +449,9 @@ async fn first(a: FirstArgs) -> Result<Value> {
         }
     }
     let diff = match (new_h.is_empty(), cached_h.is_empty()) {
-        (false, false) => json!(new_h.value_at_quantile(0.5) as i64 - cached_h.value_at_quantile(0.5) as i64),
+        (false, false) => {
+            json!(new_h.value_at_quantile(0.5) as i64 - cached_h.value_at_quantile(0.5) as i64)
+        }
         _ => Value::Null,
     };
     Ok(json!({
@@ -436,7 +469,11 @@ async fn first(a: FirstArgs) -> Result<Value> {
 
 fn fsync(a: FsyncArgs) -> Result<Value> {
     let path = a.dir.join(format!(".loadgen-fsync-{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)?;
     let buf = vec![0xA5u8; a.bytes];
     let mut h = new_histogram();
     let mut run = || -> Result<()> {
@@ -465,10 +502,18 @@ struct Api {
 
 impl Api {
     fn new(base: &str, token: String) -> Result<Self> {
-        let rest = base.strip_prefix("http://").context("--dashboard must be http://IP:PORT")?;
+        let rest = base
+            .strip_prefix("http://")
+            .context("--dashboard must be http://IP:PORT")?;
         let rest = rest.trim_end_matches('/');
-        let addr: SocketAddr = rest.parse().with_context(|| format!("--dashboard {base:?} must be http://IP:PORT"))?;
-        Ok(Self { addr, host: rest.to_string(), token })
+        let addr: SocketAddr = rest
+            .parse()
+            .with_context(|| format!("--dashboard {base:?} must be http://IP:PORT"))?;
+        Ok(Self {
+            addr,
+            host: rest.to_string(),
+            token,
+        })
     }
 
     async fn conn(&self) -> Result<http1::SendRequest<Full<Bytes>>> {
@@ -490,7 +535,10 @@ impl Api {
             .method(method)
             .uri(path)
             .header(header::HOST, &self.host)
-            .header(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {}", self.token))?);
+            .header(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {}", self.token))?,
+            );
         if body.is_some() {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
@@ -503,7 +551,11 @@ impl Api {
     }
 
     /// Every pending request whose URL contains `marker` (paged, 500 at a time).
-    async fn pending_ids(&self, conn: &mut http1::SendRequest<Full<Bytes>>, marker: &str) -> Result<Vec<String>> {
+    async fn pending_ids(
+        &self,
+        conn: &mut http1::SendRequest<Full<Bytes>>,
+        marker: &str,
+    ) -> Result<Vec<String>> {
         let mut ids = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..1000 {
@@ -517,7 +569,11 @@ impl Api {
                 bail!("GET {path}: {status}: {}", String::from_utf8_lossy(&body));
             }
             let v: Value = serde_json::from_slice(&body)?;
-            let list = v.get("requests").and_then(Value::as_array).cloned().unwrap_or_default();
+            let list = v
+                .get("requests")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for r in &list {
                 let url = r.get("url").and_then(Value::as_str).unwrap_or("");
                 if url.contains(marker)
@@ -556,7 +612,9 @@ fn pct(s: &str) -> String {
 /// (VmRSS, VmHWM) in KiB.
 fn rss_kib(pid: Option<u32>) -> (Option<u64>, Option<u64>) {
     let Some(pid) = pid else { return (None, None) };
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return (None, None) };
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return (None, None);
+    };
     let field = |name: &str| {
         s.lines()
             .find(|l| l.starts_with(name))
@@ -567,26 +625,41 @@ fn rss_kib(pid: Option<u32>) -> (Option<u64>, Option<u64>) {
 }
 
 fn mib(k: Option<u64>) -> Value {
-    k.map(|k| json!((k as f64 / 1024.0 * 10.0).round() / 10.0)).unwrap_or(Value::Null)
+    k.map(|k| json!((k as f64 / 1024.0 * 10.0).round() / 10.0))
+        .unwrap_or(Value::Null)
 }
 
 async fn hold(a: HoldArgs) -> Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     let api = Arc::new(Api::new(&a.dashboard, a.token.clone())?);
     let mut ctl = api.conn().await?;
-    let (status, body) = api.call(&mut ctl, http::Method::GET, "/api/v1/requests?status=pending&limit=1", None).await?;
+    let (status, body) = api
+        .call(
+            &mut ctl,
+            http::Method::GET,
+            "/api/v1/requests?status=pending&limit=1",
+            None,
+        )
+        .await?;
     if status == StatusCode::NOT_FOUND {
         return Ok(json!({"mode": "hold", "skipped": true,
             "reason": format!("operator API answered 404 ({}) — hold/approve API not built yet", String::from_utf8_lossy(&body).trim())}));
     }
     if status != StatusCode::OK {
-        bail!("operator API: GET /api/v1/requests: {status}: {}", String::from_utf8_lossy(&body));
+        bail!(
+            "operator API: GET /api/v1/requests: {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
 
     let base = Origin::parse(&a.target.url)?;
     let route = base.route(&a.target)?;
     let tls = client_config(&a.target.ca, &[b"http/1.1"], true)?;
-    let marker = format!("hold-{}-{}", std::process::id(), Instant::now().elapsed().subsec_nanos());
+    let marker = format!(
+        "hold-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().subsec_nanos()
+    );
     let (rss_idle, _) = rss_kib(a.pid);
 
     // The agents: one connection and one request each, held until decided.
@@ -657,7 +730,10 @@ async fn hold(a: HoldArgs) -> Result<Value> {
     // Approve them all, `approve_concurrency` at a time.
     let t_approve = Instant::now();
     let queue = Arc::new(std::sync::Mutex::new(ids.clone()));
-    let approve_status = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, u64>::new()));
+    let approve_status = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        u64,
+    >::new()));
     let mut workers = Vec::new();
     for _ in 0..a.approve_concurrency.max(1) {
         let (api, queue, approve_status) = (api.clone(), queue.clone(), approve_status.clone());
@@ -667,14 +743,21 @@ async fn hold(a: HoldArgs) -> Result<Value> {
                 let next = queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop();
                 let Some(id) = next else { break };
                 let path = format!("/api/v1/requests/{id}/approve");
-                let key = match api.call(&mut conn, http::Method::POST, &path, Some("{}")).await {
+                let key = match api
+                    .call(&mut conn, http::Method::POST, &path, Some("{}"))
+                    .await
+                {
                     Ok((s, _)) => s.as_u16().to_string(),
                     Err(e) => {
                         conn = api.conn().await?;
                         format!("error: {e}")
                     }
                 };
-                *approve_status.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.entry(key).or_default() += 1;
+                *approve_status
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .entry(key)
+                    .or_default() += 1;
             }
             anyhow::Ok(())
         }));
@@ -702,8 +785,16 @@ async fn hold(a: HoldArgs) -> Result<Value> {
         }
     }
     let (rss_after, hwm_after) = rss_kib(a.pid);
-    let approved_ok = approve_status.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.get("200").copied().unwrap_or(0);
-    let statuses = approve_status.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let approved_ok = approve_status
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .get("200")
+        .copied()
+        .unwrap_or(0);
+    let statuses = approve_status
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
     Ok(json!({
         "mode": "hold",
         "skipped": false,

@@ -22,13 +22,18 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 #[derive(Parser)]
-#[command(name = "stand-in", about = "HTTPS upstream answering fixed-size bodies, for benchmarks")]
+#[command(
+    name = "stand-in",
+    about = "HTTPS upstream answering fixed-size bodies, for benchmarks"
+)]
 struct Cli {
     /// Listen address (port 0 picks one; printed as `port: N`).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -46,24 +51,39 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(serve(cli))
 }
 
 fn make_tls(ca_out: &PathBuf) -> Result<Arc<rustls::ServerConfig>> {
     let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name.push(DnType::CommonName, "SudoMode bench stand-in CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "SudoMode bench stand-in CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca_params.self_signed(&ca_key)?;
-    std::fs::write(ca_out, ca_cert.pem()).with_context(|| format!("writing {}", ca_out.display()))?;
+    std::fs::write(ca_out, ca_cert.pem())
+        .with_context(|| format!("writing {}", ca_out.display()))?;
     let issuer = Issuer::new(ca_params, ca_key);
 
     let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let mut leaf = CertificateParams::new(vec!["bench.local".to_string(), "*.bench.local".to_string(), "localhost".to_string()])?;
-    leaf.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-    leaf.distinguished_name.push(DnType::CommonName, "bench.local");
+    let mut leaf = CertificateParams::new(vec![
+        "bench.local".to_string(),
+        "*.bench.local".to_string(),
+        "localhost".to_string(),
+    ])?;
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    leaf.distinguished_name
+        .push(DnType::CommonName, "bench.local");
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
 
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
@@ -125,7 +145,9 @@ async fn serve(cli: Cli) -> Result<()> {
         let builder = builder.clone();
         let body = body.clone();
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
             let svc = service_fn(move |req: Request<Incoming>| {
                 let body = body.clone();
                 async move {

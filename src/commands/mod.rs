@@ -8,13 +8,20 @@ use anyhow::{Context, Result, bail};
 use crate::config::Config;
 use crate::proxy::ca::{self, CaPaths};
 
-const STARTER_CONFIG: &str = include_str!("../examples/sudomode.yaml");
-const STARTER_POLICY: &str = include_str!("../policies/default.yaml");
+pub mod audit_cmd;
+pub mod policy_cmd;
+
+const STARTER_CONFIG: &str = include_str!("../../examples/sudomode.yaml");
+const STARTER_POLICY: &str = include_str!("../../policies/default.yaml");
 
 /// `sudomode init [DIR]`: never overwrites an existing file.
 pub fn init(dir: &Path) -> Result<ExitCode> {
-    std::fs::create_dir_all(dir.join("policies")).with_context(|| format!("creating {}", dir.display()))?;
-    for (rel, text) in [("sudomode.yaml", STARTER_CONFIG), ("policies/default.yaml", STARTER_POLICY)] {
+    std::fs::create_dir_all(dir.join("policies"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    for (rel, text) in [
+        ("sudomode.yaml", STARTER_CONFIG),
+        ("policies/default.yaml", STARTER_POLICY),
+    ] {
         let path = dir.join(rel);
         if path.exists() {
             println!("kept     {} (already exists)", path.display());
@@ -26,7 +33,11 @@ pub fn init(dir: &Path) -> Result<ExitCode> {
     let certs = dir.join("certs");
     let created = ca::init(&certs)?;
     let paths = CaPaths::new(&certs);
-    println!("{}  {}", if created { "created " } else { "kept    " }, paths.cert.display());
+    println!(
+        "{}  {}",
+        if created { "created " } else { "kept    " },
+        paths.cert.display()
+    );
     println!("\nNext: cd {} && sudomode run", dir.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -34,7 +45,11 @@ pub fn init(dir: &Path) -> Result<ExitCode> {
 pub fn ca_init(config: &Config) -> Result<ExitCode> {
     let created = ca::init(&config.ca_dir)?;
     let paths = CaPaths::new(&config.ca_dir);
-    println!("{} {}", if created { "created" } else { "exists:" }, paths.cert.display());
+    println!(
+        "{} {}",
+        if created { "created" } else { "exists:" },
+        paths.cert.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -96,7 +111,9 @@ pub fn env_lines(config: &Config, agent: Option<(String, String)>) -> String {
 
 /// `sudomode exec -- CMD`: exits with CMD's status.
 pub fn exec(config: &Config, agent: Option<(String, String)>, cmd: &[String]) -> Result<ExitCode> {
-    let Some((program, args)) = cmd.split_first() else { bail!("exec needs a command after --") };
+    let Some((program, args)) = cmd.split_first() else {
+        bail!("exec needs a command after --")
+    };
     let status = std::process::Command::new(program)
         .args(args)
         .envs(env_vars(config, agent))
@@ -109,14 +126,18 @@ pub fn exec(config: &Config, agent: Option<(String, String)>, cmd: &[String]) ->
 fn pct(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/:@%=,".contains(&b)) {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._/:@%=,".contains(&b))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))

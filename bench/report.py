@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Turns the raw JSON of bench/run.sh (one directory) into BENCHMARKS.md on stdout."""
+
+import json
+import os
+import sys
+
+RES = sys.argv[1]
+
+
+def load(name):
+    path = os.path.join(RES, name + ".json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def fnum(v, digits=0):
+    if v is None:
+        return "—"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def ms(us, digits=2):
+    return "—" if us is None else f"{us / 1000:.{digits}f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fratio(r):
+    return "—" if r is None else f"{r:.2f}×"
+
+
+def verdict(ok):
+    if ok is None:
+        return "not measured"
+    return "meets" if ok else "**misses**"
+
+
+m = load("machine") or {}
+note = os.environ.get("BENCH_NOTE", "").strip()
+routes = [
+    ("direct", "direct"),
+    ("sudomode_strict", "SudoMode strict"),
+    ("sudomode_batched", "SudoMode batched"),
+    ("mitmdump", "mitmdump"),
+]
+shapes = [
+    ("h1_c1", "HTTP/1.1 keep-alive, 1 connection"),
+    ("h1_c64", "HTTP/1.1 keep-alive, 64 connections"),
+    ("h2_c1s64", "HTTP/2, 1 connection × 64 streams"),
+]
+R = {(r, s): load(f"{r}.{s}") for r, _ in routes for s, _ in shapes}
+
+
+def rps(r, s):
+    d = R.get((r, s))
+    if not d or d.get("failed"):
+        return None
+    return d.get("rps")
+
+
+def lat(r, s, q):
+    return get(R.get((r, s)), "latency", q)
+
+
+out = []
+w = out.append
+w("# SudoMode benchmarks")
+w("")
+if note:
+    w(f"> {note}")
+    w("")
+w("Produced by `bench/run.sh` (SPEC §14): one run, side by side, same load generator")
+w("(`crates/bench`, `loadgen`: hyper 1 + tokio-rustls/ring), same stand-in HTTPS upstream")
+w("(`stand-in`: rustls, h2 + http/1.1, 1 KiB bodies), everything on loopback on the same machine,")
+w("so the load generator, the upstream and the proxy share the cores.")
+w("")
+w("## Machine and command")
+w("")
+mem = m.get("mem_total_kib")
+w(f"- date: {m.get('date', '?')}; commit {m.get('commit', '?')}")
+w(f"- CPU: {m.get('cpu', '?')}, `nproc` = {m.get('nproc', '?')}; memory {fnum(mem / 1048576, 1) if mem else '?'} GiB; kernel {m.get('kernel', '?')}; {m.get('rustc', '?')}")
+w(f"- load average (1/5/15 min) at start: {m.get('loadavg_start', '?')}; at end: {load('loadavg_end') or '?'}")
+w(f"- {m.get('seconds', '?')} s measured per load run after {m.get('warmup', '?')} s warm-up; {m.get('hosts', '?')} never-seen hosts; {m.get('hold_count', '?')} held requests")
+w("")
+w("```")
+w(m.get("command", "bench/run.sh"))
+w("```")
+w("")
+
+# ---------------------------------------------------------------- SPEC table
+fs = load("fsync") or {}
+fsync_p50 = get(fs, "latency", "p50_us")
+d64 = rps("direct", "h1_c64")
+s64 = rps("sudomode_strict", "h1_c64")
+b64 = rps("sudomode_batched", "h1_c64")
+x64 = rps("mitmdump", "h1_c64")
+d1 = lat("direct", "h1_c1", "p50_us")
+s1 = lat("sudomode_strict", "h1_c1", "p50_us")
+b1 = lat("sudomode_batched", "h1_c1", "p50_us")
+add_s = None if s1 is None or d1 is None else s1 - d1
+add_b = None if b1 is None or d1 is None else b1 - d1
+fst = {k: load(f"sudomode_{k}.first") for k in ("strict", "batched")}
+fdir = load("direct.first")
+hold = load("hold") or {}
+dec = load("decide.decide_1000_rules")
+dec_w = load("decide.decide_1000_rules_all_wildcard")
+dec_med_ns = get(dec, "median", "point_estimate")
+dec_w_med_ns = get(dec_w, "median", "point_estimate")
+
+w("## Against SPEC §14")
+w("")
+w("| SPEC §14 target | measured | baseline | verdict |")
+w("|---|---|---|---|")
+for key, name, v in (("strict", "strict", s64), ("batched", "batched", b64)):
+    r = ratio(v, d64)
+    w(f"| HTTP/1.1 keep-alive, 64 conns: ≥ 0.5× direct ({name}) | {fnum(v)} req/s = {fratio(r)} direct | direct {fnum(d64)} req/s | {verdict(None if r is None else r >= 0.5)} |")
+for key, name, v in (("strict", "strict", s64), ("batched", "batched", b64)):
+    r = ratio(v, x64)
+    w(f"| same load: ≥ 20× mitmdump ({name}) | {fnum(v)} req/s = {fratio(r)} mitmdump | mitmdump {fnum(x64)} req/s | {verdict(None if r is None else r >= 20)} |")
+w(f"| added p50 latency, 1 conn, strict: ≤ one fsync + 0.5 ms | +{ms(add_s)} ms (p50 {ms(s1)} vs direct {ms(d1)}) | fsync p50 {ms(fsync_p50)} ms → limit {ms(None if fsync_p50 is None else fsync_p50 + 500)} ms | {verdict(None if add_s is None or fsync_p50 is None else add_s <= fsync_p50 + 500)} |")
+w(f"| added p50 latency, 1 conn, batched: ≤ 0.3 ms | +{ms(add_b)} ms (p50 {ms(b1)} vs direct {ms(d1)}) | — | {verdict(None if add_b is None else add_b <= 300)} |")
+for k in ("strict", "batched"):
+    f = fst[k] or {}
+    diff = f.get("new_minus_cached_p50_us")
+    w(f"| first request to a new host: leaf issued < 5 ms ({k}) | new host p50 {ms(get(f, 'new_host', 'p50_us'))} ms − cached host p50 {ms(get(f, 'cached_host', 'p50_us'))} ms = {ms(diff)} ms (upper bound, see notes) | direct new connection p50 {ms(get(fdir, 'new_host', 'p50_us'))} ms | {verdict(None if diff is None else diff < 5000)} |")
+if hold.get("skipped") or hold.get("failed") or not hold:
+    why = hold.get("reason") or hold.get("error") or "not run"
+    w(f"| 10,000 held: proxy memory < 256 MiB | not measured: {str(why).strip()} | — | not measured |")
+    w("| approving all 10,000 forwards every one within 10 s | not measured | — | not measured |")
+else:
+    rss = hold.get("rss_peak_mib") or hold.get("rss_held_mib")
+    fw = hold.get("seconds_until_all_forwarded")
+    all_ok = (hold.get("agent_status") or {}).get("200", 0)
+    w(f"| {hold.get('count')} held: proxy memory < 256 MiB | RSS {hold.get('rss_held_mib')} MiB while held, peak {hold.get('rss_peak_mib')} MiB | idle {hold.get('rss_idle_mib')} MiB | {verdict(None if rss is None else rss < 256 and hold.get('pending_seen') == hold.get('count'))} |")
+    w(f"| approving all {hold.get('count')} forwards every one within 10 s | {fw} s ({all_ok} agents got 200; approve calls {hold.get('approve_calls_seconds')} s) | {hold.get('pending_seen')} pending seen after {hold.get('seconds_until_all_pending')} s | {verdict(None if fw is None else fw <= 10 and all_ok == hold.get('count'))} |")
+dv = None if dec_med_ns is None else dec_med_ns / 1000
+dwv = None if dec_w_med_ns is None else dec_w_med_ns / 1000
+w(f"| 1,000 CEL rules: decision < 20 µs median | {fnum(dv, 2)} µs (all-wildcard variant {fnum(dwv, 2)} µs) | criterion median | {verdict(None if dv is None else dv < 20)} |")
+w("")
+
+# ---------------------------------------------------------- throughput table
+w("## Throughput (requests/s, 1 KiB responses, HTTPS)")
+w("")
+w("| load | direct | SudoMode strict | SudoMode batched | mitmdump | strict / direct | batched / direct | strict / mitmdump | batched / mitmdump |")
+w("|---|---|---|---|---|---|---|---|---|")
+for s, sname in shapes:
+    d, st, b, x = (rps(r, s) for r, _ in routes)
+    w(f"| {sname} | {fnum(d)} | {fnum(st)} | {fnum(b)} | {fnum(x)} | {fratio(ratio(st, d))} | {fratio(ratio(b, d))} | {fratio(ratio(st, x))} | {fratio(ratio(b, x))} |")
+w("")
+w("## Latency (ms: p50 / p90 / p99)")
+w("")
+w("| load | direct | SudoMode strict | SudoMode batched | mitmdump |")
+w("|---|---|---|---|---|")
+for s, sname in shapes:
+    cells = []
+    for r, _ in routes:
+        p = [lat(r, s, q) for q in ("p50_us", "p90_us", "p99_us")]
+        cells.append("—" if p[0] is None else " / ".join(ms(x) for x in p))
+    w(f"| {sname} | " + " | ".join(cells) + " |")
+w("")
+w("First request on a new connection each time (TCP + CONNECT + full TLS handshake, no session resumption), ms p50 / p99:")
+w("")
+w("| | never-seen host | cached host |")
+w("|---|---|---|")
+for name, f in (("direct (no proxy)", fdir), ("SudoMode strict", fst["strict"]), ("SudoMode batched", fst["batched"])):
+    f = f or {}
+    w(f"| {name} | {ms(get(f, 'new_host', 'p50_us'))} / {ms(get(f, 'new_host', 'p99_us'))} | {ms(get(f, 'cached_host', 'p50_us'))} / {ms(get(f, 'cached_host', 'p99_us'))} |")
+w("")
+w(f"fsync on the store's disk (4 KiB write + fsync, 200×): p50 {ms(fsync_p50, 3)} ms, p99 {ms(get(fs, 'latency', 'p99_us'), 3)} ms.")
+w("")
+mem_rows = []
+for k in ("strict", "batched"):
+    r = load(f"sudomode_{k}.rss")
+    if r and r.get("hwm_kib"):
+        mem_rows.append(f"SudoMode {k} peak RSS after its load runs {r['hwm_kib'] / 1024:.1f} MiB")
+r = load("mitmdump.rss")
+if r and r.get("hwm_kib"):
+    mem_rows.append(f"mitmdump peak RSS {r['hwm_kib'] / 1024:.1f} MiB")
+if mem_rows:
+    w("Memory: " + "; ".join(mem_rows) + ".")
+    w("")
+
+# ---------------------------------------------------------------- problems
+problems = []
+for (r, s), d in R.items():
+    if d is None:
+        problems.append(f"`{r}.{s}`: no result")
+    elif d.get("failed"):
+        problems.append(f"`{r}.{s}`: failed: {str(d.get('error', '')).strip()}")
+    else:
+        bad = (d.get("errors") or 0) + (d.get("bad_status") or 0)
+        if bad:
+            problems.append(f"`{r}.{s}`: {d.get('errors')} errors, {d.get('bad_status')} non-200 responses")
+        if r.startswith("sudomode") and d.get("with_request_id") != d.get("ok"):
+            problems.append(f"`{r}.{s}`: {d.get('with_request_id')} of {d.get('ok')} responses carried X-SudoMode-Request-Id")
+for k, f in (("direct", fdir), ("strict", fst["strict"]), ("batched", fst["batched"])):
+    if f and f.get("errors"):
+        problems.append(f"first-request ({k}): " + "; ".join(f["errors"]))
+if hold.get("first_agent_error"):
+    problems.append(f"hold: first agent error: {hold['first_agent_error']}")
+w("## Problems seen in this run")
+w("")
+if problems:
+    for p in problems:
+        w(f"- {p}")
+else:
+    w("- none (every request answered 200; every response through SudoMode carried `X-SudoMode-Request-Id`)")
+w("")
+
+w("## How each figure is measured")
+w("")
+w("- **Load runs** (`loadgen run`): N connections opened first (CONNECT + TLS, ALPN `http/1.1` or `h2`), then every connection")
+w("  (HTTP/1.1) or stream (HTTP/2) sends `GET /` back to back for the measured window; latency is request start to last body byte,")
+w("  recorded in an HDR histogram (µs, 3 significant figures). Warm-up requests are not counted.")
+w("- **Direct** dials the stand-in itself; **SudoMode** gets `CONNECT bench.local:443` (resolved by `upstream.resolve`,")
+w("  upstream TLS verified against the stand-in's CA via `upstream.ca_files`) with an allow-all policy;")
+w("  **mitmdump** gets `CONNECT 127.0.0.1:PORT` with TLS name `bench.local` and `--ssl-insecure` (it cannot use `upstream.resolve`).")
+w("- **Added latency** = p50 through SudoMode at 1 connection − p50 direct at 1 connection; compared with the fsync p50")
+w("  measured by `loadgen fsync` in the same temporary directory as the store.")
+w("- **First request** (`loadgen first`): one request per brand-new connection to `h0…hN.bench.local` (never seen, then again,")
+w("  cached). The difference of medians is an upper bound on leaf issuance: it also contains anything else SudoMode does")
+w("  once per host (e.g. its first upstream connection to that host name).")
+w("- **Held requests** (`loadgen hold`): a fresh SudoMode (strict, policy `REQUIRE_APPROVAL` for everything) and N agents, one")
+w("  connection and one distinct `GET /hold/<run>/<i>` each; waits until the operator API lists all N as pending, samples")
+w("  VmRSS/VmHWM from `/proc/<pid>/status`, approves them 64 at a time (`POST /api/v1/requests/{id}/approve`, admin token),")
+w("  and times from the first approval to the last agent's response.")
+w("- **Decision**: `cargo bench -p sudomode-policy --bench decide` (criterion median, 1,000 rules with CEL conditions).")
+w("")
+w("<details><summary>Raw results (JSON)</summary>")
+w("")
+w("```")
+for fn in sorted(os.listdir(RES)):
+    if fn.endswith(".json"):
+        with open(os.path.join(RES, fn)) as f:
+            txt = f.read().strip()
+        if fn.startswith("decide."):
+            txt = json.dumps({"median_ns": get(json.loads(txt), "median", "point_estimate")})
+        w(f"{fn}: {txt}")
+w("```")
+w("")
+w("</details>")
+print("\n".join(out))

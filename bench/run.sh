@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# SudoMode benchmark (SPEC §14): the one documented command.
+#
+#   bench/run.sh                      # full run, writes BENCHMARKS.md
+#   BENCH_SECONDS=3 bench/run.sh      # short trial
+#
+# Everything runs on loopback, is bounded in time and count, and stops by
+# itself. Side by side in one run: direct to a stand-in HTTPS upstream,
+# through SudoMode (audit.durability strict, then batched), and through
+# mitmdump, with the same load generator (crates/bench, `loadgen`).
+#
+# Environment knobs (defaults in brackets):
+#   BENCH_SECONDS [10]      measured seconds per load run (after BENCH_WARMUP [1])
+#   BENCH_HOSTS [50]        distinct never-seen hosts for the first-request test
+#   BENCH_HOLD_COUNT [10000] requests held at once for the hold/approve test
+#   BENCH_OUT [BENCHMARKS.md at the repo root]  where the report goes
+#   BENCH_NOTE []           a line of text put at the top of the report
+#   BENCH_SKIP_BUILD [0]    1: reuse target/release binaries as they are
+#   BENCH_SKIP_MITM [0]     1: no mitmdump comparison
+#   BENCH_SKIP_HOLD [0]     1: no 10,000-held test
+#   BENCH_SKIP_DECIDE [0]   1: no `cargo bench -p sudomode-policy --bench decide`
+#   BENCH_KEEP [0]          1: keep the temporary directory (configs, logs, raw JSON)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+SECS=${BENCH_SECONDS:-10}
+WARMUP=${BENCH_WARMUP:-1}
+HOSTS=${BENCH_HOSTS:-50}
+HOLD_COUNT=${BENCH_HOLD_COUNT:-10000}
+OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
+BIN=$ROOT/target/release
+CMDLINE="$(env | grep -E '^BENCH_' | sort | tr '\n' ' ')bench/run.sh"
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# 10,000 held connections need 10,000 fds in the proxy, the same in the
+# load generator, and more for the upstream side.
+want_fds=65536
+if ! ulimit -n "$want_fds" 2>/dev/null; then
+  hard=$(ulimit -Hn)
+  ulimit -n "$hard" 2>/dev/null || true
+fi
+log "open files limit: $(ulimit -n)"
+
+TMP=$(mktemp -d /tmp/sudomode-bench.XXXXXX)
+RES=$TMP/results
+mkdir -p "$RES"
+# Processes this script started and has not stopped yet (only these are killed).
+UP_PID=
+SM_PID=
+MITM_PID=
+cleanup() {
+  local p
+  for p in $UP_PID $SM_PID $MITM_PID; do
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then
+    log "kept $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Wait (bounded) for a line matching REGEX in FILE; print the line.
+wait_line() { # file regex seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    if grep -m1 -E "$2" "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# ------------------------------------------------------------------ build
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  log "building release binaries (cargo build --release -p sudomode -p sudomode-bench)"
+  cargo build --release -p sudomode -p sudomode-bench
+fi
+for b in sudomode loadgen stand-in; do
+  [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (run without BENCH_SKIP_BUILD)" >&2; exit 2; }
+done
+
+# ---------------------------------------------------------------- machine
+{
+  echo "{"
+  echo "\"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\","
+  echo "\"nproc\": $(nproc),"
+  echo "\"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //; s/"/\\"/g')\","
+  echo "\"mem_total_kib\": $(awk '/MemTotal/ {print $2}' /proc/meminfo),"
+  echo "\"kernel\": \"$(uname -r)\","
+  echo "\"rustc\": \"$(rustc -V 2>/dev/null || echo unknown)\","
+  echo "\"commit\": \"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')\","
+  echo "\"loadavg_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
+  echo "\"seconds\": $SECS, \"warmup\": $WARMUP, \"hosts\": $HOSTS, \"hold_count\": $HOLD_COUNT,"
+  echo "\"command\": \"$CMDLINE\""
+  echo "}"
+} >"$RES/machine.json"
+
+# --------------------------------------------------------------- stand-in
+"$BIN/stand-in" --ca-out "$TMP/standin-ca.pem" --max-seconds 7200 >"$TMP/standin.out" 2>"$TMP/standin.err" &
+UP_PID=$!
+UP_PORT=$(wait_line "$TMP/standin.out" '^port: ' 20 | awk '{print $2}') || { cat "$TMP/standin.err" >&2; exit 1; }
+log "stand-in upstream on 127.0.0.1:$UP_PORT"
+UP_CA=$TMP/standin-ca.pem
+
+LOAD_TIMEOUT=$(awk -v s="$SECS" -v w="$WARMUP" 'BEGIN {printf "%d", s + w + 60}')
+
+# loadgen run, bounded; NAME then loadgen args.
+lg() {
+  local name=$1
+  shift
+  log "  $name"
+  if ! timeout "$LOAD_TIMEOUT" "$BIN/loadgen" "$@" >"$RES/$name.json" 2>"$RES/$name.err"; then
+    log "  $name FAILED: $(tail -n 3 "$RES/$name.err" | tr '\n' ' ')"
+    echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/$name.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/$name.json"
+  fi
+}
+
+# The three load shapes, against one route (extra loadgen args in "$@").
+shapes() { # prefix args...
+  local p=$1
+  shift
+  lg "$p.h1_c1" run --http 1 --connections 1 --duration "$SECS" --warmup "$WARMUP" --label "$p h1 c1" "$@"
+  lg "$p.h1_c64" run --http 1 --connections 64 --duration "$SECS" --warmup "$WARMUP" --label "$p h1 c64" "$@"
+  lg "$p.h2_c1s64" run --http 2 --connections 1 --streams 64 --duration "$SECS" --warmup "$WARMUP" --label "$p h2 1x64" "$@"
+}
+
+# ------------------------------------------------------------------ fsync
+log "fsync baseline on the store's disk ($TMP)"
+"$BIN/loadgen" fsync --dir "$TMP" --count 200 >"$RES/fsync.json"
+
+# ----------------------------------------------------------------- direct
+log "direct to the stand-in"
+shapes direct --url https://bench.local/ --connect "127.0.0.1:$UP_PORT" --ca "$UP_CA"
+lg direct.first first --url https://bench.local/ --connect "127.0.0.1:$UP_PORT" --ca "$UP_CA" --hosts "$HOSTS" --label direct
+
+# --------------------------------------------------------------- SudoMode
+ADMIN_TOKEN="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export SUDOMODE_ADMIN_TOKEN=$ADMIN_TOKEN
+SM_PROXY=
+SM_DASH=
+SM_DIR=
+
+# start_sudomode NAME DURABILITY DECISION [extra yaml lines for hold:]
+start_sudomode() {
+  local name=$1 durability=$2 decision=$3 hold_extra=${4:-}
+  SM_DIR=$TMP/sm-$name
+  mkdir -p "$SM_DIR/policies"
+  {
+    echo "store:"
+    echo "  path: $SM_DIR/data/sudomode.redb"
+    echo "ca:"
+    echo "  dir: $SM_DIR/certs"
+    echo "audit:"
+    echo "  durability: $durability"
+    echo "policies: [$SM_DIR/policies/]"
+    if [ -n "$hold_extra" ]; then
+      echo "hold:"
+      echo "$hold_extra"
+    fi
+    echo "upstream:"
+    echo "  ca_files: [$UP_CA]"
+    echo "  resolve:"
+    echo "    \"bench.local:443\": \"127.0.0.1:$UP_PORT\""
+    local i
+    for ((i = 0; i < HOSTS; i++)); do
+      echo "    \"h$i.bench.local:443\": \"127.0.0.1:$UP_PORT\""
+    done
+  } >"$SM_DIR/sudomode.yaml"
+  printf 'rules:\n  - name: bench_%s\n    resource: "*"\n    decision: %s\n' "$decision" "$decision" >"$SM_DIR/policies/bench.yaml"
+  SUDOMODE_LOG=${SUDOMODE_LOG:-warn} "$BIN/sudomode" run -c "$SM_DIR/sudomode.yaml" \
+    --proxy-listen 127.0.0.1:0 --dashboard-listen 127.0.0.1:0 >"$SM_DIR/stdout" 2>"$SM_DIR/stderr" &
+  SM_PID=$!
+  SM_PROXY=$(wait_line "$SM_DIR/stdout" '^ *proxy: ' 30 | awk '{print $2}') || {
+    log "SudoMode ($name) did not start:"
+    tail -n 20 "$SM_DIR/stderr" >&2
+    stop_sudomode
+    return 1
+  }
+  SM_DASH=$(wait_line "$SM_DIR/stdout" '^ *dashboard: ' 5 | awk '{print $2}')
+  log "SudoMode $name: proxy $SM_PROXY dashboard $SM_DASH (pid $SM_PID)"
+}
+
+stop_sudomode() {
+  [ -n "$SM_PID" ] || return 0
+  kill -TERM "$SM_PID" 2>/dev/null || true
+  local i
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$SM_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$SM_PID" 2>/dev/null || true
+  wait "$SM_PID" 2>/dev/null || true
+  SM_PID=
+}
+
+rss_json() { # pid -> {"rss_kib":..,"hwm_kib":..}
+  awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {printf "{\"rss_kib\": %d, \"hwm_kib\": %d}\n", r, h}' "/proc/$1/status" 2>/dev/null || echo '{}'
+}
+
+for durability in strict batched; do
+  log "through SudoMode, audit.durability: $durability"
+  if start_sudomode "$durability" "$durability" ALLOW; then
+    SM_CA=$SM_DIR/certs/ca.pem
+    shapes "sudomode_$durability" --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA"
+    lg "sudomode_$durability.first" first --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA" --hosts "$HOSTS" --label "sudomode $durability"
+    rss_json "$SM_PID" >"$RES/sudomode_$durability.rss.json"
+    curl -s --max-time 5 "$SM_DASH/metrics" >"$RES/sudomode_$durability.metrics.txt" 2>/dev/null || true
+    stop_sudomode
+  else
+    echo '{"failed": true, "error": "SudoMode did not start"}' >"$RES/sudomode_$durability.start.json"
+  fi
+done
+
+# ---------------------------------------------------- 10,000 held requests
+if [ "${BENCH_SKIP_HOLD:-0}" != 1 ]; then
+  log "hold/approve: $HOLD_COUNT requests held at once"
+  # max_pending_per_agent lifts the per-agent cap so one agent can hold them all.
+  if start_sudomode hold strict REQUIRE_APPROVAL "  max_pending_per_agent: $((HOLD_COUNT * 2))" ||
+    start_sudomode hold2 strict REQUIRE_APPROVAL; then
+    hold_timeout=$((120 + HOLD_COUNT / 50))
+    log "  hold (bounded to ${hold_timeout}s)"
+    if ! timeout $((hold_timeout + 30)) "$BIN/loadgen" hold --url https://bench.local/hold --proxy "$SM_PROXY" \
+      --ca "$SM_DIR/certs/ca.pem" --dashboard "$SM_DASH" --count "$HOLD_COUNT" --approve-concurrency 64 \
+      --pid "$SM_PID" --timeout "$hold_timeout" >"$RES/hold.json" 2>"$RES/hold.err"; then
+      log "  hold FAILED: $(tail -n 3 "$RES/hold.err" | tr '\n' ' ')"
+      echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/hold.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/hold.json"
+    fi
+    stop_sudomode
+  fi
+else
+  echo '{"skipped": true, "reason": "BENCH_SKIP_HOLD=1"}' >"$RES/hold.json"
+fi
+
+# ---------------------------------------------------------------- mitmdump
+if [ "${BENCH_SKIP_MITM:-0}" != 1 ]; then
+  if ! command -v mitmdump >/dev/null 2>&1; then
+    log "mitmdump missing: pip install mitmproxy"
+    pip install --quiet mitmproxy >&2 || log "pip install mitmproxy failed"
+    hash -r
+  fi
+  if command -v mitmdump >/dev/null 2>&1; then
+    MITM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mitmdump --listen-host 127.0.0.1 --listen-port "$MITM_PORT" --ssl-insecure -q >"$TMP/mitm.out" 2>"$TMP/mitm.err" &
+    MITM_PID=$!
+    MITM_CA=$HOME/.mitmproxy/mitmproxy-ca-cert.pem
+    ok=0
+    for ((i = 0; i < 300; i++)); do
+      if [ -s "$MITM_CA" ] && (exec 3<>"/dev/tcp/127.0.0.1/$MITM_PORT") 2>/dev/null; then ok=1; break; fi
+      sleep 0.1
+    done
+    if [ $ok = 1 ]; then
+      log "through mitmdump $(mitmdump --version 2>/dev/null | head -n1) on 127.0.0.1:$MITM_PORT"
+      # mitmdump resolves the CONNECT target itself: send it the stand-in's address
+      # (the TLS name stays bench.local).
+      shapes mitmdump --url https://bench.local/ --proxy "http://127.0.0.1:$MITM_PORT" \
+        --connect-authority "127.0.0.1:$UP_PORT" --ca "$MITM_CA"
+      rss_json "$MITM_PID" >"$RES/mitmdump.rss.json"
+    else
+      log "mitmdump did not start: $(tail -n 3 "$TMP/mitm.err" | tr '\n' ' ')"
+    fi
+    kill "$MITM_PID" 2>/dev/null || true
+    wait "$MITM_PID" 2>/dev/null || true
+    MITM_PID=
+  fi
+fi
+
+# ---------------------------------------------------------- policy decide
+if [ "${BENCH_SKIP_DECIDE:-0}" != 1 ] && [ -f crates/policy/benches/decide.rs ]; then
+  log "policy decide: cargo bench -p sudomode-policy --bench decide"
+  rm -rf target/criterion/decide_1000_rules*
+  if timeout 900 cargo bench -p sudomode-policy --bench decide -- --warm-up-time 1 --measurement-time 3 \
+    >"$RES/decide.txt" 2>"$RES/decide.err"; then
+    for d in target/criterion/decide_*/new; do
+      [ -f "$d/estimates.json" ] && cp "$d/estimates.json" "$RES/decide.$(basename "$(dirname "$d")").json"
+    done
+  else
+    log "decide bench failed: $(tail -n 3 "$RES/decide.err" | tr '\n' ' ')"
+  fi
+fi
+
+echo "\"$(cut -d' ' -f1-3 /proc/loadavg)\"" >"$RES/loadavg_end.json"
+
+# ------------------------------------------------------------------ report
+python3 "$ROOT/bench/report.py" "$RES" >"$OUT"
+log "wrote $OUT"
+cat "$OUT"
+if [ "${BENCH_KEEP:-0}" = 1 ]; then log "raw results in $RES"; fi

@@ -1,0 +1,86 @@
+//! Regressions for evasions found by tests/evasion.rs and the fuzz targets:
+//! each input once mapped to something milder than what the upstream runs.
+
+use sudomode_intent::{IntentError, Mapped, Mapper, RawRequest, SqlFlavor, sql_intents};
+
+fn map(host: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Mapped, IntentError> {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in headers {
+        h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    Mapper::new(Vec::new(), 1 << 20).unwrap().map(&RawRequest {
+        method,
+        scheme: "https",
+        host,
+        port: 443,
+        path_and_query: target,
+        headers: &h,
+        body,
+    })
+}
+
+fn actions(sql: &str, flavor: SqlFlavor) -> Vec<String> {
+    sql_intents(sql, "db", flavor).unwrap().into_iter().map(|i| i.action).collect()
+}
+
+#[test]
+fn json_bodies_with_repeated_keys_are_refused() {
+    const JSON: (&str, &str) = ("content-type", "application/json");
+    // Which copy wins differs between parsers: judge neither.
+    for body in [
+        &br#"{"amount":99999,"amount":1}"#[..],
+        br#"{"amount":1,"amount":99999}"#,
+        br#"{"a":{"b":1,"b":2}}"#,
+        br#"[{"x":1},{"y":{"z":1,"z":1}}]"#,
+        br#"{"query":"DROP TABLE users","qu\u0065ry":"SELECT 1"}"#,
+    ] {
+        let r = map("api.stripe.com", "POST", "/v2/core/things", &[JSON], body);
+        assert!(matches!(r, Err(IntentError::BadRequest(_))), "{}: {r:?}", String::from_utf8_lossy(body));
+        // Sniffed (no Content-Type) too.
+        let r = map("api.stripe.com", "POST", "/v2/core/things", &[], body);
+        assert!(matches!(r, Err(IntentError::BadRequest(_))), "sniffed {}: {r:?}", String::from_utf8_lossy(body));
+    }
+    // Colons in strings and equal keys in different objects are fine.
+    let ok = br#"{"a":"x:y:z","b":[{"k":1},{"k":2}],"c":{"k":3}}"#;
+    assert!(map("api.stripe.com", "POST", "/v2/core/things", &[JSON], ok).is_ok());
+}
+
+#[test]
+fn neon_query_and_queries_together_are_refused() {
+    let body = br#"{"query":"SELECT 1","queries":[{"query":"DROP TABLE users"}]}"#;
+    let r = map("ep-x.us-east-2.aws.neon.tech", "POST", "/sql", &[("content-type", "application/json")], body);
+    assert!(matches!(r, Err(IntentError::BadRequest(_))), "{r:?}");
+}
+
+#[test]
+fn a_fallback_grammar_never_hides_statements() {
+    // Postgres's lexer sees two statements here; the generic grammar reads
+    // one backtick-quoted identifier.
+    let a = actions("SELECT `;DROP TABLE users;`", SqlFlavor::Postgres);
+    assert_ne!(a, vec!["select".to_string()], "{a:?}");
+    let a = actions("SELECT `;DROP TABLE users;`", SqlFlavor::Any);
+    assert_ne!(a, vec!["select".to_string()], "{a:?}");
+}
+
+#[test]
+fn writes_nested_in_reads_are_judged_as_writes() {
+    for (sql, want) in [
+        ("SELECT * FROM (WITH u AS (UPDATE users SET a = 1 RETURNING *) SELECT * FROM u) x", "update"),
+        ("SELECT * FROM t WHERE id IN (WITH d AS (DELETE FROM users RETURNING id) SELECT id FROM d)", "delete"),
+        ("WITH d AS (DELETE FROM users RETURNING *) SELECT * FROM d", "delete"),
+    ] {
+        let a = actions(sql, SqlFlavor::Postgres);
+        assert_eq!(a, vec![want.to_string()], "{sql}");
+    }
+    // Row locks, strings, quoted and qualified names are not writes.
+    for sql in [
+        "SELECT * FROM t FOR UPDATE",
+        "SELECT * FROM t FOR SHARE",
+        "SELECT 'delete from users' FROM t",
+        "SELECT \"delete\" FROM t",
+        "SELECT t.update FROM t",
+        "SELECT update_count, deleted FROM t",
+    ] {
+        assert_eq!(actions(sql, SqlFlavor::Postgres), vec!["select".to_string()], "{sql}");
+    }
+}

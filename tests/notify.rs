@@ -1,0 +1,638 @@
+//! Notifications end to end (SPEC §10, §13.9): the real binary posts held
+//! requests to a stand-in Slack API and a webhook receiver, Slack button
+//! presses (signed like Slack signs them) approve or reject, and messages
+//! are updated to show who decided.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use common::*;
+use serde_json::{Value, json};
+
+const SIGNING_SECRET: &str = "slack-signing-secret-test";
+const POLICY: &str = "rules:\n  - name: needs_human\n    resource: \"*\"\n    decision: REQUIRE_APPROVAL\n    reason: test\n";
+const HOST: &str = "api.example.test";
+
+/// One call the stand-in received.
+#[derive(Debug, Clone)]
+struct Call {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Call {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A stand-in for the Slack Web API (`/api/chat.*`), for response_urls
+/// (`/response/{n}`) and for a webhook receiver (`/hook`).
+struct StandIn {
+    addr: SocketAddr,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+type Calls = Arc<Mutex<Vec<Call>>>;
+
+/// Records a call; returns how many calls to that path there were so far.
+fn record(calls: &Calls, path: String, headers: &HeaderMap, body: &Bytes) -> usize {
+    let mut c = calls.lock().unwrap();
+    let same = c.iter().filter(|x| x.path == path).count() + 1;
+    c.push(Call {
+        path,
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    });
+    same
+}
+
+async fn slack_api(
+    State(calls): State<Calls>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::Json<Value> {
+    let n = record(&calls, format!("/api/{method}"), &headers, &body);
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match method.as_str() {
+        "chat.postMessage" => axum::Json(json!({
+            "ok": true, "channel": req["channel"], "ts": format!("1700000000.{n:06}"),
+        })),
+        "chat.update" => {
+            axum::Json(json!({"ok": true, "channel": req["channel"], "ts": req["ts"]}))
+        }
+        _ => axum::Json(json!({"ok": false, "error": "unknown_method"})),
+    }
+}
+
+async fn plain(
+    State(calls): State<Calls>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> &'static str {
+    record(&calls, format!("/{rest}"), &headers, &body);
+    "ok"
+}
+
+impl StandIn {
+    async fn start() -> StandIn {
+        let calls: Calls = Arc::default();
+        let app = Router::new()
+            .route("/api/{method}", post(slack_api))
+            .route("/{*rest}", post(plain))
+            .with_state(calls.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        StandIn { addr, calls }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    fn calls(&self, path: &str) -> Vec<Call> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until a call to `path` satisfies `pred`.
+    async fn wait(&self, path: &str, what: &str, pred: impl Fn(&Call) -> bool) -> Call {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(c) = self.calls(path).into_iter().find(|c| pred(c)) {
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} on {path}; got {:#?}",
+                self.calls.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+fn config(slack_api_url: &str, hook_url: &str) -> String {
+    format!(
+        "slack: {{bot_token: xoxb-test, signing_secret: {SIGNING_SECRET}, channel: C123, api_url: \"{slack_api_url}\"}}\n\
+         webhooks:\n  - {{url: \"{hook_url}\", secret: whsec, events: [pending, approved, rejected]}}\n\
+         operators:\n  - {{name: alice, token: alice-token-1, role: approver, slack_user_id: U_ALICE}}\n  \
+         - {{name: vic, token: viewer-token-1, role: viewer, slack_user_id: U_VIC}}\n"
+    )
+}
+
+async fn setup(slack_api_url: Option<&str>) -> (TestCa, Upstream, StandIn, SudoMode) {
+    install_crypto();
+    let ca = TestCa::new("Upstream Test CA");
+    let up = Upstream::https(&ca, &[HOST]).await;
+    let stand_in = StandIn::start().await;
+    let api_url = slack_api_url
+        .map(str::to_string)
+        .unwrap_or_else(|| stand_in.url("/api"));
+    let extra = config(&api_url, &stand_in.url("/hook"));
+    let sm = SudoMode::start(Options {
+        policy: POLICY,
+        extra: &extra,
+        resolve: vec![(format!("{HOST}:443"), up.addr)],
+        ca_files: vec![ca.pem.clone()],
+        ..Default::default()
+    });
+    (ca, up, stand_in, sm)
+}
+
+/// An agent call through the proxy; it blocks while held.
+fn agent_call(sm: &SudoMode, path: &str) -> tokio::task::JoinHandle<reqwest::Response> {
+    let client = sm.client();
+    let url = format!("https://{HOST}{path}");
+    tokio::spawn(async move {
+        client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(r#"{"amount": 5000}"#)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap()
+    })
+}
+
+fn button_values(post: &Value) -> Vec<(String, String)> {
+    post["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap().iter())
+        .map(|e| {
+            (
+                e["action_id"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The form body Slack sends for a button press on a message.
+fn press_body(user: &str, action: &str, id: &str, response_url: &str, ts: &str) -> String {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": "someone", "team_id": "T1"},
+        "api_app_id": "A1",
+        "container": {"type": "message", "message_ts": ts, "channel_id": "C123"},
+        "channel": {"id": "C123", "name": "approvals"},
+        "message": {"type": "message", "ts": ts, "text": "Approval needed", "blocks": []},
+        "response_url": response_url,
+        "actions": [{"action_id": action, "block_id": format!("sudomode_actions:{id}"),
+                     "value": id, "type": "button", "action_ts": "1700000010.123456"}]
+    });
+    format!("payload={}", form_encode(&payload.to_string()))
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn send_press(sm: &SudoMode, body: &str, ts: i64, signature: Option<String>) -> u16 {
+    let ts = ts.to_string();
+    let sig = signature
+        .unwrap_or_else(|| sudomode_notify::slack_signature(SIGNING_SECRET, &ts, body.as_bytes()));
+    sm.api()
+        .post(sm.dashboard_url("/slack/interactions"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("X-Slack-Request-Timestamp", &ts)
+        .header("X-Slack-Signature", sig)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn request_status(sm: &SudoMode, id: &str) -> Value {
+    let resp = sm
+        .api()
+        .get(sm.dashboard_url(&format!("/api/v1/requests/{id}")))
+        .bearer_auth("alice-token-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn metrics(sm: &SudoMode) -> String {
+    let resp = sm
+        .api()
+        .get(sm.dashboard_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap()
+}
+
+fn counter(text: &str, channel: &str, result: &str) -> u64 {
+    let prefix =
+        format!("sudomode_notifications_total{{channel=\"{channel}\",result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits for the webhook delivery of `event` for request `id` and checks
+/// its signature.
+async fn webhook(stand_in: &StandIn, event: &str, id: &str) -> Value {
+    let call = stand_in
+        .wait("/hook", &format!("webhook {event}"), |c| {
+            let v: Value = serde_json::from_slice(&c.body).unwrap_or(Value::Null);
+            v["event"] == event && v["request"]["id"] == id
+        })
+        .await;
+    let sig = call.header("x-sudomode-signature").unwrap();
+    assert!(sig.starts_with("sha256="), "{sig}");
+    assert!(
+        sudomode_notify::verify_webhook_signature("whsec", sig, &call.body),
+        "webhook signature must verify with the configured secret"
+    );
+    assert!(!sudomode_notify::verify_webhook_signature(
+        "other", sig, &call.body
+    ));
+    call.json()
+}
+
+#[tokio::test]
+async fn slack_button_approves_a_held_request_end_to_end() {
+    let (_ca, up, stand_in, sm) = setup(None).await;
+    let agent = agent_call(&sm, "/v1/charges");
+
+    // The held request is posted with both buttons carrying its id.
+    let posted = stand_in
+        .wait("/api/chat.postMessage", "the pending message", |_| true)
+        .await;
+    assert_eq!(posted.header("authorization"), Some("Bearer xoxb-test"));
+    let msg = posted.json();
+    assert_eq!(msg["channel"], "C123");
+    let buttons = button_values(&msg);
+    assert_eq!(buttons.len(), 2, "{msg:#}");
+    let id = buttons[0].1.clone();
+    assert!(!id.is_empty());
+    assert_eq!(
+        buttons,
+        vec![
+            ("sudomode_approve".to_string(), id.clone()),
+            ("sudomode_reject".to_string(), id.clone())
+        ]
+    );
+    assert!(msg.to_string().contains(HOST), "{msg:#}");
+    let ts = "1700000000.000001";
+
+    // The pending webhook: signed, `{"event", "request"}`, the API's shape.
+    let hook = webhook(&stand_in, "pending", &id).await;
+    assert_eq!(hook["request"]["status"], "pending");
+    assert_eq!(hook["request"]["method"], "POST");
+    assert_eq!(hook["request"]["url"], format!("https://{HOST}/v1/charges"));
+    assert_eq!(hook["request"]["rule"], "needs_human");
+    assert!(hook["request"].get("retry_key").is_none(), "{hook:#}");
+    assert_eq!(hook.as_object().unwrap().len(), 2, "{hook:#}");
+
+    let response_url = stand_in.url("/response/1");
+    let approve = press_body("U_ALICE", "sudomode_approve", &id, &response_url, ts);
+
+    // Forged, stale or unsigned presses change nothing.
+    let forged = sudomode_notify::slack_signature(
+        "wrong-secret",
+        &now_unix().to_string(),
+        approve.as_bytes(),
+    );
+    assert_eq!(
+        send_press(&sm, &approve, now_unix(), Some(forged)).await,
+        401
+    );
+    let stale = now_unix() - 6 * 60;
+    assert_eq!(send_press(&sm, &approve, stale, None).await, 401);
+    let tampered = approve.replace("U_ALICE", "U_ALICF");
+    let sig = sudomode_notify::slack_signature(
+        SIGNING_SECRET,
+        &now_unix().to_string(),
+        approve.as_bytes(),
+    );
+    assert_eq!(send_press(&sm, &tampered, now_unix(), Some(sig)).await, 401);
+    let resp = sm
+        .api()
+        .post(sm.dashboard_url("/slack/interactions"))
+        .body(approve.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(request_status(&sm, &id).await["status"], "pending");
+
+    // Unmapped users and viewers are refused (ephemerally), nothing changes.
+    for (user, n) in [("U_NOBODY", 1), ("U_VIC", 2)] {
+        let url = stand_in.url(&format!("/response/refusal-{n}"));
+        let body = press_body(user, "sudomode_approve", &id, &url, ts);
+        assert_eq!(send_press(&sm, &body, now_unix(), None).await, 200);
+        let refusal = stand_in
+            .wait(
+                &format!("/response/refusal-{n}"),
+                "an ephemeral refusal",
+                |_| true,
+            )
+            .await
+            .json();
+        assert_eq!(refusal["response_type"], "ephemeral");
+        assert_eq!(refusal["replace_original"], false);
+        assert_eq!(request_status(&sm, &id).await["status"], "pending");
+    }
+    assert!(
+        stand_in.calls("/response/refusal-2")[0]
+            .text()
+            .contains("viewer")
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!agent.is_finished(), "the agent call must still be held");
+    assert!(up.requests().is_empty(), "nothing may reach the upstream");
+    assert!(stand_in.calls("/api/chat.update").is_empty());
+
+    // Alice approves from Slack: the agent's call goes through.
+    assert_eq!(send_press(&sm, &approve, now_unix(), None).await, 200);
+    let resp = tokio::time::timeout(Duration::from_secs(20), agent)
+        .await
+        .expect("the approved call completes")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-upstream"], "stand-in");
+    assert_eq!(up.requests().len(), 1);
+    let record = request_status(&sm, &id).await;
+    assert!(
+        record["status"] == "approved" || record["status"] == "completed",
+        "{record:#}"
+    );
+    assert_eq!(record["approvals"][0]["operator"], "alice");
+    assert_eq!(record["approvals"][0]["reason"], "via Slack");
+
+    // The message is updated in place to show who decided, without buttons.
+    let update = stand_in
+        .wait("/api/chat.update", "the decided message", |_| true)
+        .await
+        .json();
+    assert_eq!(update["channel"], "C123");
+    assert_eq!(update["ts"], ts);
+    assert!(
+        update.to_string().contains("Approved by alice"),
+        "{update:#}"
+    );
+    assert!(button_values(&update).is_empty(), "{update:#}");
+    let approved = webhook(&stand_in, "approved", &id).await;
+    assert_eq!(approved["request"]["approvals"][0]["operator"], "alice");
+
+    // A second press is told it is already decided.
+    let again_url = stand_in.url("/response/again");
+    let again = press_body("U_ALICE", "sudomode_reject", &id, &again_url, ts);
+    assert_eq!(send_press(&sm, &again, now_unix(), None).await, 200);
+    let told = stand_in
+        .wait("/response/again", "already decided", |_| true)
+        .await;
+    assert!(told.text().contains("already decided"), "{}", told.text());
+
+    // One update only (the response_url is not also replaced), and the
+    // counters show on /metrics.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stand_in.calls("/api/chat.update").len(), 1);
+    assert!(
+        stand_in.calls("/response/1").is_empty(),
+        "{:?}",
+        stand_in.calls("/response/1")
+    );
+    let text = metrics(&sm).await;
+    assert!(counter(&text, "slack", "ok") >= 2, "{text}");
+    assert!(counter(&text, "webhook", "ok") >= 2, "{text}");
+    assert_eq!(counter(&text, "webhook", "error"), 0, "{text}");
+    assert!(text.contains("sudomode_requests_total"), "{text}");
+}
+
+#[tokio::test]
+async fn dashboard_decisions_and_slack_rejections_update_the_message() {
+    let (_ca, up, stand_in, sm) = setup(None).await;
+
+    // Approved in the dashboard (operator API): chat.update shows alice.
+    let agent = agent_call(&sm, "/v1/first");
+    let posted = stand_in
+        .wait("/api/chat.postMessage", "first message", |c| {
+            c.text().contains("/v1/first")
+        })
+        .await
+        .json();
+    let id = button_values(&posted)[0].1.clone();
+    let resp = sm
+        .api()
+        .post(sm.dashboard_url(&format!("/api/v1/requests/{id}/approve")))
+        .bearer_auth("alice-token-1")
+        .json(&json!({"reason": "fine by me"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = tokio::time::timeout(Duration::from_secs(20), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let update = stand_in
+        .wait("/api/chat.update", "the first update", |c| {
+            c.text().contains(&id)
+        })
+        .await
+        .json();
+    assert!(
+        update.to_string().contains("Approved by alice"),
+        "{update:#}"
+    );
+    assert!(update.to_string().contains("fine by me"), "{update:#}");
+
+    // Rejected from Slack: the agent gets 403 naming alice; the message
+    // and the `rejected` webhook follow.
+    let agent = agent_call(&sm, "/v1/second");
+    let posted_call = stand_in
+        .wait("/api/chat.postMessage", "second message", |c| {
+            c.text().contains("/v1/second")
+        })
+        .await;
+    let posted = posted_call.json();
+    let id2 = button_values(&posted)[0].1.clone();
+    assert_ne!(id, id2);
+    webhook(&stand_in, "pending", &id2).await;
+    let response_url = stand_in.url("/response/reject");
+    let reject = press_body(
+        "U_ALICE",
+        "sudomode_reject",
+        &id2,
+        &response_url,
+        "1700000000.000002",
+    );
+    assert_eq!(send_press(&sm, &reject, now_unix(), None).await, 200);
+    let resp = tokio::time::timeout(Duration::from_secs(20), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("alice"), "{body}");
+    let update = stand_in
+        .wait("/api/chat.update", "the rejection update", |c| {
+            c.text().contains(&id2)
+        })
+        .await
+        .json();
+    assert!(
+        update.to_string().contains("Rejected by alice"),
+        "{update:#}"
+    );
+    let rejected = webhook(&stand_in, "rejected", &id2).await;
+    assert_eq!(rejected["request"]["rejected_by"], "alice");
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "the rejected call never reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn slack_down_never_blocks_a_request() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/api", closed.local_addr().unwrap());
+    drop(closed);
+    let (_ca, up, stand_in, sm) = setup(Some(&dead)).await;
+    let agent = agent_call(&sm, "/v1/while-slack-is-down");
+
+    // The request is still held, announced on the webhook, and approvable.
+    let hook_call = stand_in
+        .wait("/hook", "pending", |c| c.text().contains("\"pending\""))
+        .await;
+    let id = hook_call.json()["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    webhook(&stand_in, "pending", &id).await;
+    assert_eq!(request_status(&sm, &id).await["status"], "pending");
+    let resp = sm
+        .api()
+        .post(sm.dashboard_url(&format!("/api/v1/requests/{id}/approve")))
+        .bearer_auth("alice-token-1")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = tokio::time::timeout(Duration::from_secs(20), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.requests().len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics(&sm).await;
+        if counter(&text, "slack", "error") >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn notification_config_errors_name_the_key_not_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    for (yaml, key) in [
+        (
+            "slack: {bot_token: xoxb-very-secret-1, chanel: C1}\n",
+            "slack.chanel",
+        ),
+        ("slack: {bot_token: xoxb-very-secret-1}\n", "slack.channel"),
+        (
+            "webhooks:\n  - {url: \"ftp://very-secret-1.example/\", secret: s}\n",
+            "webhooks[0].url",
+        ),
+    ] {
+        std::fs::write(
+            dir.path().join("n.yaml"),
+            format!("store:\n  path: data/s.redb\n{yaml}"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(bin())
+            .args([
+                "run",
+                "-c",
+                "n.yaml",
+                "--proxy-listen",
+                "127.0.0.1:0",
+                "--dashboard-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(!err.contains("very-secret-1"), "{err}");
+    }
+}
