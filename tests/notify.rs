@@ -160,14 +160,25 @@ fn config(slack_api_url: &str, hook_url: &str) -> String {
 }
 
 async fn setup(slack_api_url: Option<&str>) -> (TestCa, Upstream, StandIn, SudoMode) {
+    setup_with(|stand_in| {
+        let api_url = slack_api_url
+            .map(str::to_string)
+            .unwrap_or_else(|| stand_in.url("/api"));
+        config(&api_url, &stand_in.url("/hook"))
+    })
+    .await
+}
+
+/// Starts the upstream, the stand-in and SudoMode with the YAML `extra`
+/// builds (it may point at the stand-in).
+async fn setup_with(
+    extra: impl FnOnce(&StandIn) -> String,
+) -> (TestCa, Upstream, StandIn, SudoMode) {
     install_crypto();
     let ca = TestCa::new("Upstream Test CA");
     let up = Upstream::https(&ca, &[HOST]).await;
     let stand_in = StandIn::start().await;
-    let api_url = slack_api_url
-        .map(str::to_string)
-        .unwrap_or_else(|| stand_in.url("/api"));
-    let extra = config(&api_url, &stand_in.url("/hook"));
+    let extra = extra(&stand_in);
     let sm = SudoMode::start(Options {
         policy: POLICY,
         extra: &extra,
@@ -596,6 +607,83 @@ async fn slack_down_never_blocks_a_request() {
         assert!(Instant::now() < deadline, "{text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn incoming_webhook_only_updates_through_the_response_url() {
+    let (_ca, up, stand_in, sm) = setup_with(|s| {
+        format!(
+            "slack: {{webhook_url: \"{}\", signing_secret: {SIGNING_SECRET}}}\n\
+             operators:\n  - {{name: alice, token: alice-token-1, role: approver, slack_user_id: U_ALICE}}\n",
+            s.url("/incoming")
+        )
+    })
+    .await;
+    let agent = agent_call(&sm, "/v1/incoming");
+    let posted = stand_in
+        .wait("/incoming", "the pending message", |_| true)
+        .await
+        .json();
+    let id = button_values(&posted)[0].1.clone();
+    let response_url = stand_in.url("/response/incoming");
+    let approve = press_body("U_ALICE", "sudomode_approve", &id, &response_url, "1.2");
+    assert_eq!(send_press(&sm, &approve, now_unix(), None).await, 200);
+    let resp = tokio::time::timeout(Duration::from_secs(20), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.requests().len(), 1);
+    let replaced = stand_in
+        .wait("/response/incoming", "the replaced message", |_| true)
+        .await
+        .json();
+    assert_eq!(replaced["replace_original"], true);
+    assert!(
+        replaced.to_string().contains("Approved by alice"),
+        "{replaced:#}"
+    );
+    assert!(button_values(&replaced).is_empty());
+    // No Web API without a bot token.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(stand_in.calls("/api/chat.update").is_empty());
+    assert!(stand_in.calls("/api/chat.postMessage").is_empty());
+}
+
+#[tokio::test]
+async fn expiry_updates_the_message_and_sends_the_expired_webhook() {
+    let (_ca, up, stand_in, sm) = setup_with(|s| {
+        format!(
+            "hold:\n  timeout: 2s\n\
+             slack: {{bot_token: xoxb-test, signing_secret: {SIGNING_SECRET}, channel: C123, api_url: \"{}\"}}\n\
+             webhooks:\n  - {{url: \"{}\", secret: whsec, events: [expired]}}\n",
+            s.url("/api"),
+            s.url("/hook")
+        )
+    })
+    .await;
+    let agent = agent_call(&sm, "/v1/too-slow");
+    let posted = stand_in
+        .wait("/api/chat.postMessage", "the pending message", |_| true)
+        .await
+        .json();
+    let id = button_values(&posted)[0].1.clone();
+    let expired = webhook(&stand_in, "expired", &id).await;
+    assert_eq!(expired["request"]["status"], "expired");
+    let update = stand_in
+        .wait("/api/chat.update", "the expired message", |_| true)
+        .await
+        .json();
+    assert!(update.to_string().contains("Expired"), "{update:#}");
+    assert!(button_values(&update).is_empty());
+    let resp = tokio::time::timeout(Duration::from_secs(20), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(up.requests().is_empty());
+    // Only `expired` was subscribed.
+    assert_eq!(stand_in.calls("/hook").len(), 1);
 }
 
 #[test]

@@ -299,7 +299,10 @@ impl SudoMode {
                 "127.0.0.1:0",
             ])
             .current_dir(dir.path())
-            .env("SUDOMODE_LOG", std::env::var("TEST_SUDOMODE_LOG").unwrap_or_else(|_| "info,sudomode=debug".into()))
+            .env(
+                "SUDOMODE_LOG",
+                std::env::var("TEST_SUDOMODE_LOG").unwrap_or_else(|_| "info,sudomode=debug".into()),
+            )
             .envs(opts.env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
@@ -468,4 +471,116 @@ pub async fn api_world(policy: &str, extra: &str, hosts: &[&str]) -> (TestCa, Up
         ..Default::default()
     });
     (ca, up, sm)
+}
+
+// --- Added for tests/evasion.rs, tests/limits.rs and tests/crash.rs. ---
+
+impl SudoMode {
+    /// Like [`SudoMode::start_in`], with fixed listen addresses (e.g. a
+    /// port picked beforehand, so `upstream.resolve` can point at it).
+    pub fn start_in_listen(
+        dir: tempfile::TempDir,
+        opts: Options<'_>,
+        proxy_listen: &str,
+        dashboard_listen: &str,
+    ) -> SudoMode {
+        std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+        std::fs::write(dir.path().join("policies/test.yaml"), opts.policy).unwrap();
+        let mut ca_files = opts.ca_files.clone();
+        for (i, pem) in ca_files.iter_mut().enumerate() {
+            let p = dir.path().join(format!("upstream-ca-{i}.pem"));
+            std::fs::write(&p, &pem).unwrap();
+            *pem = p.display().to_string();
+        }
+        let mut yaml = String::new();
+        yaml.push_str("upstream:\n  connect_timeout: 3s\n  timeout: 20s\n");
+        yaml.push_str(&format!(
+            "  ca_files: {}\n",
+            serde_json::to_string(&ca_files).unwrap()
+        ));
+        let resolve: BTreeMap<String, String> = opts
+            .resolve
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        yaml.push_str(&format!(
+            "  resolve: {}\n",
+            serde_json::to_string(&resolve).unwrap()
+        ));
+        yaml.push_str(opts.extra);
+        std::fs::write(dir.path().join("sudomode.yaml"), yaml).unwrap();
+        let stderr_path = dir.path().join("stderr.log");
+        let mut child = Command::new(bin())
+            .args([
+                "run",
+                "-c",
+                "sudomode.yaml",
+                "--proxy-listen",
+                proxy_listen,
+                "--dashboard-listen",
+                dashboard_listen,
+            ])
+            .current_dir(dir.path())
+            .env("SUDOMODE_LOG", "info,sudomode=debug")
+            .envs(opts.env.iter().cloned())
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&stderr_path)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut proxy, mut dashboard) = (None, None);
+        while proxy.is_none() || dashboard.is_none() {
+            let Some(Ok(line)) = lines.next() else {
+                let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                panic!("sudomode exited early: {err}");
+            };
+            let addr = |l: &str| {
+                l.rsplit("://")
+                    .next()
+                    .map(|a| a.trim().parse::<SocketAddr>().unwrap())
+            };
+            if line.trim_start().starts_with("proxy:") {
+                proxy = addr(&line);
+            } else if line.trim_start().starts_with("dashboard:") {
+                dashboard = addr(&line);
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        SudoMode {
+            dir,
+            proxy: proxy.unwrap(),
+            dashboard: dashboard.unwrap(),
+            child,
+            stderr_path,
+        }
+    }
+
+    /// Kills the process with SIGKILL (no clean shutdown) and starts it
+    /// again in the same directory (same store, CA and config).
+    pub fn restart(mut self, opts: Options<'_>) -> SudoMode {
+        self.kill9();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        drop(self);
+        SudoMode::start_in(dir, opts)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -149,7 +149,7 @@ impl<'a> Body<'a> {
                     Kind::Json => self.json_ref()?.clone(),
                     Kind::Other => match self.json_ref() {
                         Ok(v) => v.clone(),
-                        Err(e) if is_repeated_key(e) => return Err(e.clone()),
+                        Err(e) if is_repeated_key(&e) => return Err(e),
                         Err(_) => parse_form(&self.bytes)?,
                     },
                 };
