@@ -1464,3 +1464,131 @@ async fn http2_authority_vs_host() {
         "{body}"
     );
 }
+
+/// Plain-HTTP proxying: writes `req` verbatim to the proxy, reads to close.
+pub async fn raw_plain(sm: &SudoMode, req: &[u8]) -> RawResp {
+    let mut s = tokio::net::TcpStream::connect(sm.proxy).await.unwrap();
+    s.write_all(req).await.unwrap();
+    parse_resp(&read_all(&mut s).await)
+}
+
+/// SPEC §13.3 / §13.8: names and address spellings that reach SudoMode's own
+/// listeners or a metadata address are refused after resolution.
+#[tokio::test]
+async fn ssrf_names_and_address_spellings() {
+    install_crypto();
+    let (pport, dport) = (free_port(), free_port());
+    let d = dport;
+    let resolve = vec![
+        ("evil.test:80".to_string(), format!("127.0.0.1:{d}").parse().unwrap()),
+        ("evil.test:443".to_string(), format!("127.0.0.1:{d}").parse().unwrap()),
+        ("meta.test:80".to_string(), "169.254.169.254:80".parse().unwrap()),
+        ("loop.test:80".to_string(), format!("127.0.0.1:{pport}").parse().unwrap()),
+    ];
+    let sm = SudoMode::start_in_listen(
+        tempfile::tempdir().unwrap(),
+        Options { resolve, ..Default::default() },
+        &format!("127.0.0.1:{pport}"),
+        &format!("127.0.0.1:{dport}"),
+    );
+    assert_eq!(sm.dashboard.port(), d);
+    let mut failures = Vec::new();
+    let urls: Vec<(String, &[u16])> = vec![
+        ("http://evil.test/healthz".into(), &[]),
+        ("http://meta.test/latest/meta-data/iam/".into(), &[]),
+        ("http://loop.test/healthz".into(), &[]),
+        (format!("http://localhost:{d}/healthz"), &[]),
+        (format!("http://LOCALHOST:{d}/healthz"), &[]),
+        (format!("http://localhost.:{d}/healthz"), &[]),
+        (format!("http://127.0.0.1:{d}/healthz"), &[]),
+        (format!("http://127.0.0.1.:{d}/healthz"), &[]),
+        (format!("http://127.1:{d}/healthz"), &[]),
+        (format!("http://127.0.1:{d}/healthz"), &[]),
+        (format!("http://2130706433:{d}/healthz"), &[]),
+        (format!("http://0x7f.1:{d}/healthz"), &[]),
+        (format!("http://0x7f000001:{d}/healthz"), &[]),
+        (format!("http://0177.0.0.1:{d}/healthz"), &[]),
+        (format!("http://017700000001:{d}/healthz"), &[]),
+        (format!("http://0:{d}/healthz"), &[]),
+        (format!("http://0.0.0.0:{d}/healthz"), &[]),
+        (format!("http://127.8.9.10:{d}/healthz"), &[]),
+        (format!("http://[::ffff:127.0.0.1]:{d}/healthz"), &[]),
+        (format!("http://[::ffff:7f00:1]:{d}/healthz"), &[]),
+        (format!("http://[0:0:0:0:0:ffff:127.0.0.1]:{d}/healthz"), &[]),
+        // Nothing of SudoMode listens on ::1 / :: here; refused or unreachable.
+        (format!("http://[::1]:{d}/healthz"), &[502]),
+        (format!("http://[::]:{d}/healthz"), &[502]),
+        (format!("http://127.0.0.1:{pport}/healthz"), &[]),
+        ("http://169.254.169.254/latest/meta-data/".into(), &[]),
+        ("http://169.254.169.254:80/latest/meta-data/".into(), &[]),
+        ("http://2852039166/latest/meta-data/".into(), &[]),
+        ("http://0xa9fea9fe/latest/meta-data/".into(), &[]),
+        ("http://0251.0376.0251.0376/latest/meta-data/".into(), &[]),
+        ("http://169.254.43518/latest/meta-data/".into(), &[]),
+        ("http://[::ffff:169.254.169.254]/latest/meta-data/".into(), &[]),
+        ("http://[::ffff:a9fe:a9fe]/latest/meta-data/".into(), &[]),
+        ("http://[fd00:ec2::254]/latest/meta-data/".into(), &[]),
+        ("http://[fe80::1]/".into(), &[]),
+    ];
+    for (url, also_ok) in &urls {
+        let authority = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+        let r = raw_plain(&sm, format!("GET {url} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        let body = r.json();
+        let rule = body["error"]["rule"].as_str().unwrap_or("");
+        let ok = (r.status == 403 && rule == "sudomode.builtin") || r.status == 400 || also_ok.contains(&r.status);
+        eprintln!("{url:<60} -> {} {rule} {}", r.status, if r.status == 400 { body["error"]["message"].to_string() } else { String::new() });
+        if !ok {
+            failures.push(format!("{url}: {} {}", r.status, String::from_utf8_lossy(&r.body)));
+        }
+    }
+    // CONNECT forms (intercepted tunnels are judged per request; either the
+    // CONNECT or the request inside must be refused).
+    for target in [
+        format!("evil.test:443"),
+        format!("127.0.0.1:{d}"),
+        format!("2130706433:{d}"),
+        format!("localhost:{d}"),
+        format!("[::ffff:127.0.0.1]:{d}"),
+        "169.254.169.254:443".to_string(),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(sm.proxy).await.unwrap();
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            if s.read_exact(&mut b).await.is_err() {
+                break;
+            }
+            head.push(b[0]);
+        }
+        let r = parse_resp(&head);
+        if r.status == 200 {
+            // Intercepted: the request inside must be refused.
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(rustls::pki_types::CertificateDer::from_pem_slice(sm.ca_pem().as_bytes()).unwrap()).unwrap();
+            let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let host = target.rsplit_once(':').unwrap().0.trim_matches(['[', ']']).to_string();
+            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                .unwrap_or_else(|_| rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap().to_owned());
+            let Ok(mut tls) = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, s).await else {
+                eprintln!("CONNECT {target:<40} -> TLS refused");
+                continue;
+            };
+            tls.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+            let r = parse_resp(&read_all(&mut tls).await);
+            let rule = r.json()["error"]["rule"].as_str().unwrap_or("").to_string();
+            eprintln!("CONNECT {target:<40} -> inner {} {rule}", r.status);
+            if !(r.status == 403 && rule == "sudomode.builtin") && r.status != 400 {
+                failures.push(format!("CONNECT {target}: inner {} {}", r.status, String::from_utf8_lossy(&r.body)));
+            }
+        } else {
+            eprintln!("CONNECT {target:<40} -> {}", r.status);
+            if ![400, 403].contains(&r.status) {
+                failures.push(format!("CONNECT {target}: {}", r.head));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} SSRF failures:\n{}", failures.len(), failures.join("\n"));
+}

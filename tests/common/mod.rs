@@ -584,3 +584,45 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A proxied client authenticating as agent `name`.
+pub fn agent_client(sm: &SudoMode, name: &str, token: &str) -> reqwest::Client {
+    install_crypto();
+    let ca = reqwest::Certificate::from_pem(sm.ca_pem().as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{name}:{token}@{}", sm.proxy)).unwrap())
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+impl SudoMode {
+    /// GET an operator API path with a bearer token; returns (status, JSON).
+    pub async fn api_get(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self.api().get(self.dashboard_url(path)).bearer_auth(token).send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST JSON to an operator API path with a bearer token.
+    pub async fn api_post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let r = self.api().post(self.dashboard_url(path)).bearer_auth(token).json(&body).send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls until `n` requests are pending; returns them (newest first).
+    pub async fn wait_pending(&self, token: &str, n: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, v) = self.api_get("/api/v1/requests?status=pending", token).await;
+            let list = v["requests"].as_array().cloned().unwrap_or_default();
+            if list.len() >= n {
+                return list;
+            }
+            assert!(std::time::Instant::now() < deadline, "only {} pending: {v}\n{}", list.len(), self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
