@@ -29,8 +29,15 @@ WARMUP=${BENCH_WARMUP:-1}
 HOSTS=${BENCH_HOSTS:-50}
 HOLD_COUNT=${BENCH_HOLD_COUNT:-10000}
 OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
-BIN=$ROOT/target/release
-CMDLINE="$(env | grep -E '^BENCH_' | sort | tr '\n' ' ')bench/run.sh"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+# The command as given (BENCH_* settings except the free-text note), for the report.
+CMDLINE=
+while IFS='=' read -r k v; do
+  case $k in BENCH_NOTE | BENCH_OUT | BENCH_KEEP) continue ;; esac
+  CMDLINE+="$k=$(printf '%q' "$v") "
+done < <(env | grep -E '^BENCH_[A-Z_]+=' | sort)
+CMDLINE+="bench/run.sh"
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -42,6 +49,9 @@ if ! ulimit -n "$want_fds" 2>/dev/null; then
   ulimit -n "$hard" 2>/dev/null || true
 fi
 log "open files limit: $(ulimit -n)"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((HOLD_COUNT + 2000)) ]; then
+  log "WARNING: open files limit $(ulimit -n) is low for $HOLD_COUNT held connections"
+fi
 
 TMP=$(mktemp -d /tmp/sudomode-bench.XXXXXX)
 RES=$TMP/results
@@ -94,6 +104,7 @@ done
   echo "\"kernel\": \"$(uname -r)\","
   echo "\"rustc\": \"$(rustc -V 2>/dev/null || echo unknown)\","
   echo "\"commit\": \"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')\","
+  echo "\"nofile\": $(ulimit -n),"
   echo "\"loadavg_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
   echo "\"seconds\": $SECS, \"warmup\": $WARMUP, \"hosts\": $HOSTS, \"hold_count\": $HOLD_COUNT,"
   echo "\"command\": \"$CMDLINE\""
@@ -130,8 +141,11 @@ shapes() { # prefix args...
 }
 
 # ------------------------------------------------------------------ fsync
-log "fsync baseline on the store's disk ($TMP)"
-"$BIN/loadgen" fsync --dir "$TMP" --count 200 >"$RES/fsync.json"
+# fsync latency depends on what else the disk is doing, so it is measured at
+# the start and again right before the strict 1-connection run (the baseline
+# of the "added latency" target).
+log "fsync on the store's disk ($TMP)"
+"$BIN/loadgen" fsync --dir "$TMP" --count 300 >"$RES/fsync_start.json"
 
 # ----------------------------------------------------------------- direct
 log "direct to the stand-in"
@@ -206,6 +220,10 @@ for durability in strict batched; do
   log "through SudoMode, audit.durability: $durability"
   if start_sudomode "$durability" "$durability" ALLOW; then
     SM_CA=$SM_DIR/certs/ca.pem
+    if [ "$durability" = strict ]; then
+      log "  fsync again, right before the strict runs"
+      "$BIN/loadgen" fsync --dir "$SM_DIR/data" --count 300 >"$RES/fsync.json"
+    fi
     shapes "sudomode_$durability" --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA"
     lg "sudomode_$durability.first" first --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA" --hosts "$HOSTS" --label "sudomode $durability"
     rss_json "$SM_PID" >"$RES/sudomode_$durability.rss.json"
@@ -272,10 +290,10 @@ fi
 # ---------------------------------------------------------- policy decide
 if [ "${BENCH_SKIP_DECIDE:-0}" != 1 ] && [ -f crates/policy/benches/decide.rs ]; then
   log "policy decide: cargo bench -p sudomode-policy --bench decide"
-  rm -rf target/criterion/decide_1000_rules*
+  rm -rf "$TARGET_DIR"/criterion/decide_1000_rules*
   if timeout 900 cargo bench -p sudomode-policy --bench decide -- --warm-up-time 1 --measurement-time 3 \
     >"$RES/decide.txt" 2>"$RES/decide.err"; then
-    for d in target/criterion/decide_*/new; do
+    for d in "$TARGET_DIR"/criterion/decide_*/new; do
       [ -f "$d/estimates.json" ] && cp "$d/estimates.json" "$RES/decide.$(basename "$(dirname "$d")").json"
     done
   else

@@ -37,7 +37,6 @@ pub fn load_policy(config: &Config) -> Result<sudomode_policy::Policy, String> {
 /// A started SudoMode.
 pub struct Running {
     pub proxy_addr: SocketAddr,
-    pub dashboard_addr: SocketAddr,
     pub state: Arc<State>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -166,7 +165,7 @@ pub async fn start(config: Config) -> Result<Running> {
         state.clone(),
         rx.clone(),
     )));
-    let router = crate::dashboard::router(state.clone())
+    let router = crate::dashboard::router(state.clone(), rx.clone())
         // Slack button presses, and sudomode_notifications_total on /metrics.
         .merge(crate::notify::interactions::routes(
             state.clone(),
@@ -196,7 +195,6 @@ pub async fn start(config: Config) -> Result<Running> {
     tasks.push(tokio::spawn(crate::reload::watch(state.clone(), rx)));
     Ok(Running {
         proxy_addr,
-        dashboard_addr,
         state,
         shutdown: tx,
         tasks,
@@ -205,6 +203,8 @@ pub async fn start(config: Config) -> Result<Running> {
 
 /// `sudomode run`: start, print how to use it, wait for a signal.
 pub async fn run(config: Config) -> Result<()> {
+    // Handlers first: the banner tells scripts we are ready for signals.
+    let signals = Signals::install()?;
     let running = start(config).await?;
     let st = &running.state;
     println!("SudoMode is running.");
@@ -217,31 +217,41 @@ pub async fn run(config: Config) -> Result<()> {
     print!("{}", crate::commands::env_lines(&st.config, None));
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down");
     running.stop().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// SIGINT / SIGTERM, installed before the process announces itself.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -317,7 +327,6 @@ fn ensure_admin(config: &mut Config) -> Result<()> {
 }
 
 fn getrandom(buf: &mut [u8]) -> Result<()> {
-    use rustls::crypto::SecureRandom;
     rustls::crypto::ring::default_provider()
         .secure_random
         .fill(buf)

@@ -25,10 +25,6 @@ impl Engine {
         }
     }
 
-    pub fn mapper(&self) -> &Mapper {
-        &self.mapper
-    }
-
     /// The policy in force now.
     pub fn policy(&self) -> Arc<Policy> {
         // A poisoned lock only means a writer panicked mid-swap of an Arc,

@@ -45,7 +45,7 @@ pub enum Entry {
     },
     /// An identical request was approved and its grant is now claimed by
     /// this call: forward it under that request's id.
-    Grant { record: RequestRecord },
+    Grant { record: Box<RequestRecord> },
     /// The agent already has too many pending requests.
     OverCap { pending: usize },
 }
@@ -176,7 +176,7 @@ impl Holds {
                 .durable(vec![event], Some(granted.clone()))
                 .await?;
             self.forget_if_done(&granted.id);
-            return Ok(Entry::Grant { record: granted });
+            return Ok(Entry::Grant { record: Box::new(granted) });
         }
         let pending = {
             let map = self.lock();

@@ -701,6 +701,7 @@ async fn open_mode_govern_from_loopback() {
     assert_eq!(resp.status(), 403);
 }
 
+// Open SSE streams must not hold up shutdown.
 #[tokio::test]
 async fn sigterm_with_an_open_event_stream_exits_promptly() {
     let mut sm = start();
@@ -715,6 +716,10 @@ async fn sigterm_with_an_open_event_stream_exits_promptly() {
     .unwrap()
     .0;
     assert!(status.success(), "{status:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     drop(resp);
 }

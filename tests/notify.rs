@@ -651,11 +651,11 @@ async fn incoming_webhook_only_updates_through_the_response_url() {
 }
 
 #[tokio::test]
-async fn expiry_updates_the_message_and_sends_the_expired_webhook() {
+async fn expiry_updates_the_message_and_presses_need_a_signing_secret() {
     let (_ca, up, stand_in, sm) = setup_with(|s| {
         format!(
             "hold:\n  timeout: 2s\n\
-             slack: {{bot_token: xoxb-test, signing_secret: {SIGNING_SECRET}, channel: C123, api_url: \"{}\"}}\n\
+             slack: {{bot_token: xoxb-test, channel: C123, api_url: \"{}\"}}\n\
              webhooks:\n  - {{url: \"{}\", secret: whsec, events: [expired]}}\n",
             s.url("/api"),
             s.url("/hook")
@@ -668,6 +668,15 @@ async fn expiry_updates_the_message_and_sends_the_expired_webhook() {
         .await
         .json();
     let id = button_values(&posted)[0].1.clone();
+    // Without a signing secret no button press is accepted at all.
+    let press = press_body(
+        "U_ALICE",
+        "sudomode_approve",
+        &id,
+        &stand_in.url("/response/x"),
+        "1.1",
+    );
+    assert_eq!(send_press(&sm, &press, now_unix(), None).await, 404);
     let expired = webhook(&stand_in, "expired", &id).await;
     assert_eq!(expired["request"]["status"], "expired");
     let update = stand_in

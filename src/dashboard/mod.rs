@@ -31,33 +31,16 @@ pub struct Dash {
     sessions: auth::Sessions,
     /// Turns true at shutdown; ends SSE streams so graceful shutdown finishes.
     shutdown: watch::Receiver<bool>,
-    /// Keeps the channel open when no shutdown signal was handed in.
-    _own_shutdown: Option<watch::Sender<bool>>,
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-/// The dashboard router; SSE streams end only when the client leaves.
-/// Prefer [`router_with_shutdown`].
-pub fn router(state: Arc<State>) -> Router {
-    let (tx, rx) = watch::channel(false);
-    build(Dash {
-        state,
-        sessions: auth::Sessions::default(),
-        shutdown: rx,
-        _own_shutdown: Some(tx),
-    })
-}
-
 /// The dashboard router; open SSE streams end when `shutdown` turns true.
-// Until app.rs switches to it, only `router` is called.
-#[allow(dead_code)]
-pub fn router_with_shutdown(state: Arc<State>, shutdown: watch::Receiver<bool>) -> Router {
+pub fn router(state: Arc<State>, shutdown: watch::Receiver<bool>) -> Router {
     build(Dash {
         state,
         sessions: auth::Sessions::default(),
         shutdown,
-        _own_shutdown: None,
     })
 }
 

@@ -1,6 +1,10 @@
 //! One request's phases: guard → read body → intent → policy → (hold) →
 //! forward → audit. Every request that reaches here gets a decision record.
 
+// Refusals are built once per refused request and turned straight into a
+// response; boxing them would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -223,7 +227,8 @@ async fn hold(
     let (id, mut rx) = match entry {
         Entry::Grant { record } => {
             tracing::info!(request_id = %record.id, "identical retry forwarded under an earlier approval");
-            return with_id(forward(state, ctx, record.clone(), up).await, &record.id);
+            let id = record.id.clone();
+            return with_id(forward(state, ctx, *record, up).await, &id);
         }
         Entry::OverCap { pending } => {
             let mut err = refusal(ErrorType::Denied, ctx.id.as_str(), &record, state);
@@ -449,6 +454,9 @@ async fn forward(
     let result = match uri.parse() {
         Ok(u) => {
             parts.uri = u;
+            // The body is already buffered, so the expectation was met here;
+            // forwarding it would make the upstream send a 100 first.
+            parts.headers.remove(http::header::EXPECT);
             match state.injector.apply(&ctx.target.host, &mut parts, &body) {
                 Ok(_) => {
                     let started = Instant::now();

@@ -206,6 +206,15 @@ async fn upstream_handler(
             .unwrap();
         return Ok(resp);
     }
+    if r.method == "PUT" {
+        // S3's wire format: PutObject answers 200 with an ETag and no body
+        // (botocore treats a non-XML body on PutObject as an error).
+        return Ok(hyper::Response::builder()
+            .header("etag", "\"9b2cf535f27731c974343645a3985328\"")
+            .header("x-upstream", "stand-in")
+            .body(Full::new(Bytes::new()).boxed())
+            .unwrap());
+    }
     let echo = json!({
         "method": r.method, "uri": r.uri, "version": r.version,
         "headers": headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
@@ -600,14 +609,27 @@ pub fn agent_client(sm: &SudoMode, name: &str, token: &str) -> reqwest::Client {
 impl SudoMode {
     /// GET an operator API path with a bearer token; returns (status, JSON).
     pub async fn api_get(&self, path: &str, token: &str) -> (u16, Value) {
-        let r = self.api().get(self.dashboard_url(path)).bearer_auth(token).send().await.unwrap();
+        let r = self
+            .api()
+            .get(self.dashboard_url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
     /// POST JSON to an operator API path with a bearer token.
     pub async fn api_post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let r = self.api().post(self.dashboard_url(path)).bearer_auth(token).json(&body).send().await.unwrap();
+        let r = self
+            .api()
+            .post(self.dashboard_url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }
@@ -621,7 +643,12 @@ impl SudoMode {
             if list.len() >= n {
                 return list;
             }
-            assert!(std::time::Instant::now() < deadline, "only {} pending: {v}\n{}", list.len(), self.logs());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} pending: {v}\n{}",
+                list.len(),
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

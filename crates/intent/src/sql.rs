@@ -213,7 +213,12 @@ fn intent(action: &str, sql: &str, names: Names, has_where: bool, database: &str
     }
 }
 
-fn parse(sql: &str, flavor: Flavor) -> Option<Vec<Statement>> {
+fn too_many() -> IntentError {
+    bad(format!("more than {MAX_STATEMENTS} SQL statements"))
+}
+
+/// `Ok(None)` when no grammar accepts the text (judged as `unparsed`).
+fn parse(sql: &str, flavor: Flavor) -> Result<Option<Vec<Statement>>, IntentError> {
     let dialects: Vec<Box<dyn Dialect>> = match flavor {
         Flavor::Postgres => vec![Box::new(PostgreSqlDialect {}), Box::new(GenericDialect)],
         Flavor::Sqlite => vec![Box::new(SQLiteDialect {}), Box::new(GenericDialect)],
@@ -225,27 +230,69 @@ fn parse(sql: &str, flavor: Flavor) -> Option<Vec<Statement>> {
             ]
         }
     };
-    let primary = dialects.first()?;
-    if let Ok(stmts) = Parser::parse_sql(primary.as_ref(), sql) {
-        return Some(stmts);
+    let Some(primary) = dialects.first() else {
+        return Ok(None);
+    };
+    let Ok(primary_tokens) = Tokenizer::new(primary.as_ref(), sql).tokenize() else {
+        return Ok(None);
+    };
+    if statement_count(&primary_tokens) > MAX_STATEMENTS {
+        // Counted by the lexer, refused without parsing every statement.
+        return Err(too_many());
+    }
+    if let Some(stmts) = parse_tokens(primary.as_ref(), primary_tokens.clone()) {
+        return Ok(Some(stmts));
     }
     // A fallback grammar may lex differently (backticks, `#` comments) and
     // see fewer statements than the server does: only trust it when the
     // server's own lexer splits the text into as many statements.
-    let expected = statement_count(primary.as_ref(), sql)?;
-    dialects[1..]
+    let expected = statement_count(&primary_tokens);
+    Ok(dialects[1..]
         .iter()
-        .filter_map(|d| Parser::parse_sql(d.as_ref(), sql).ok())
-        .find(|stmts| stmts.len() == expected)
+        .filter_map(|d| {
+            let tokens = Tokenizer::new(d.as_ref(), sql).tokenize().ok()?;
+            parse_tokens(d.as_ref(), tokens)
+        })
+        .find(|stmts| stmts.len() == expected))
 }
 
-/// Non-empty `;`-separated token groups as `dialect`'s lexer sees them;
-/// `None` when it cannot lex the text at all.
-fn statement_count(dialect: &dyn Dialect, sql: &str) -> Option<usize> {
-    let tokens = Tokenizer::new(dialect, sql).tokenize().ok()?;
+/// Most tokens one list element (between `,` / `;`) may have. The parser
+/// builds `a + b + c …` as a left-deep tree without a recursion limit, and
+/// printing or dropping a tree 100k deep overflows the stack; no real query
+/// has an element this long (a string literal is one token).
+const MAX_ELEMENT_TOKENS: usize = 4096;
+
+fn too_complex(tokens: &[Token]) -> bool {
+    let mut run = 0usize;
+    for t in tokens {
+        match t {
+            Token::Comma | Token::SemiColon => run = 0,
+            Token::Whitespace(_) => {}
+            _ => {
+                run += 1;
+                if run > MAX_ELEMENT_TOKENS {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Parses already-lexed SQL; `None` when it does not parse or is too
+/// complex to analyse safely (then it is judged as `unparsed`).
+fn parse_tokens(dialect: &dyn Dialect, tokens: Vec<Token>) -> Option<Vec<Statement>> {
+    if too_complex(&tokens) {
+        return None;
+    }
+    Parser::new(dialect).with_tokens(tokens).parse_statements().ok()
+}
+
+/// Non-empty `;`-separated token groups as the lexer saw them.
+fn statement_count(tokens: &[Token]) -> usize {
     let mut count = 0;
     let mut open = false;
-    for t in &tokens {
+    for t in tokens {
         match t {
             Token::SemiColon => {
                 if open {
@@ -260,7 +307,7 @@ fn statement_count(dialect: &dyn Dialect, sql: &str) -> Option<usize> {
     if open {
         count += 1;
     }
-    Some(count)
+    count
 }
 
 /// Data-modifying words nested anywhere in a statement the AST walk judged
@@ -318,7 +365,7 @@ fn nested_write(text: &str) -> Option<String> {
 
 /// One intent per statement of `sql`; `unparsed` when no dialect accepts it.
 pub fn sql_intents(sql: &str, database: &str, flavor: Flavor) -> Result<Vec<Intent>, IntentError> {
-    let Some(stmts) = parse(sql, flavor) else {
+    let Some(stmts) = parse(sql, flavor)? else {
         return Ok(vec![intent(
             "unparsed",
             sql,

@@ -84,3 +84,42 @@ fn writes_nested_in_reads_are_judged_as_writes() {
         assert_eq!(actions(sql, SqlFlavor::Postgres), vec!["select".to_string()], "{sql}");
     }
 }
+
+/// `SELECT 1+1+…` 100k long used to overflow the stack (the parser builds a
+/// left-deep tree without a recursion limit; printing and dropping it
+/// recurse), aborting the whole proxy. Run on a 2 MiB stack like a tokio
+/// worker's; every shape must come back with an answer.
+#[test]
+fn huge_or_deep_sql_never_overflows_the_stack() {
+    let n = 4000;
+    let cases = vec![
+        format!("SELECT {}1", "1+".repeat(100_000)),
+        format!("SELECT {}1", "1+".repeat(1_000_000)),
+        format!("SELECT 1 WHERE {}b", "a OR ".repeat(200_000)),
+        format!("SELECT {}1", "NOT ".repeat(n)),
+        format!("SELECT {}1", "- ".repeat(n)),
+        format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n)),
+        format!("SELECT {}1{}", "ARRAY[".repeat(n), "]".repeat(n)),
+        format!("SELECT 1{}", "::int".repeat(n)),
+        format!("SELECT a{}", "[1]".repeat(n)),
+        format!("SELECT {}1{}", "CASE WHEN 1 THEN ".repeat(n), " END".repeat(n)),
+        format!("SELECT 1 {}", "UNION SELECT 1 ".repeat(n)),
+        format!("SELECT {}1{}", "(SELECT ".repeat(n), ")".repeat(n)),
+        format!("SELECT {}", "f(".repeat(n) + &")".repeat(n)),
+        format!("SELECT 1 {}", "|| 'a' ".repeat(n)),
+        format!("SELECT x FROM t {}", "JOIN t ON 1 ".repeat(n)),
+    ];
+    for (i, sql) in cases.into_iter().enumerate() {
+        for flavor in [SqlFlavor::Postgres, SqlFlavor::Sqlite, SqlFlavor::Any] {
+            let sql = sql.clone();
+            let r = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || sql_intents(&sql, "db", flavor).map(|v| v.len()))
+                .unwrap()
+                .join();
+            assert!(matches!(r, Ok(Ok(n)) if n >= 1), "case {i} {flavor:?}: {r:?}");
+        }
+    }
+    assert_eq!(actions(&format!("SELECT {}1", "1+".repeat(100_000)), SqlFlavor::Postgres), vec!["unparsed".to_string()]);
+    assert_eq!(actions(&format!("SELECT {}1", "1+".repeat(1000)), SqlFlavor::Postgres), vec!["select".to_string()]);
+}
