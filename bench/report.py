@@ -151,7 +151,7 @@ else:
     fw = hold.get("seconds_until_all_forwarded")
     all_ok = (hold.get("agent_status") or {}).get("200", 0)
     w(f"| {hold.get('count'):,} held: proxy memory < 256 MiB | RSS {hold.get('rss_held_mib')} MiB while held, peak {hold.get('rss_peak_mib')} MiB | idle {hold.get('rss_idle_mib')} MiB | {verdict(None if rss is None else rss < 256 and hold.get('pending_seen') == hold.get('count'))} |")
-    w(f"| approving all {hold.get('count'):,} forwards every one within 10 s | {fw} s ({all_ok:,} agents got 200; approve calls {hold.get('approve_calls_seconds')} s) | {hold.get('pending_seen')} pending seen after {hold.get('seconds_until_all_pending')} s | {verdict(None if fw is None else fw <= 10 and all_ok == hold.get('count'))} |")
+    w(f"| approving all {hold.get('count'):,} forwards every one within 10 s | {fw} s ({all_ok:,} agents got 200; approve calls {hold.get('approve_calls_seconds')} s) | {hold.get('pending_seen') or 0:,} pending seen after {hold.get('seconds_until_all_pending')} s | {verdict(None if fw is None else fw <= 10 and all_ok == hold.get('count'))} |")
 dv = None if dec_med_ns is None else dec_med_ns / 1000
 dwv = None if dec_w_med_ns is None else dec_w_med_ns / 1000
 w(f"| 1,000 CEL rules: decision < 20 µs median | {fnum(dv, 2)} µs (all-wildcard variant {fnum(dwv, 2)} µs) | criterion median | {verdict(None if dv is None else dv < 20)} |")

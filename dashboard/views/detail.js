@@ -9,15 +9,26 @@ import {
 } from './widgets.js';
 
 const COMMON = new Set(['seq', 'time', 'type', 'request_id', 'agent', 'operator', 'prev_hash', 'hash']);
+// Already shown in the panels above; still in each event's JSON.
+const SHOWN_ABOVE = new Set(['args', 'intents', 'request', 'method', 'url', 'resource', 'action']);
+
+function isEmpty(v) {
+  if (v === null || v === undefined || v === '') return true;
+  if (Array.isArray(v)) return v.length === 0;
+  return typeof v === 'object' && Object.keys(v).length === 0;
+}
 
 function eventFields(ev) {
   const out = [];
   for (const [k, v] of Object.entries(ev)) {
-    if (COMMON.has(k) || v === null || v === undefined) continue;
+    if (COMMON.has(k) || SHOWN_ABOVE.has(k) || isEmpty(v)) continue;
     let text = compactValue(v, 200);
-    if (k === 'duration_ms' && typeof v === 'number') text = v < 1000 ? `${v} ms` : formatDuration(v);
-    out.push(h('span', { class: `ef${k === 'error' ? ' err' : ''}` }, h('span', { class: 'ek' }, k), ' ', text));
+    let title = null;
+    if (k === 'duration_ms' && typeof v === 'number') text = v < 1000 ? `${Math.round(v * 10) / 10} ms` : formatDuration(v);
+    else if (typeof v === 'string' && /^[0-9a-f]{40,}$/i.test(v)) { text = shortHash(v); title = v; }
+    out.push(h('span', { class: `ef${k === 'error' ? ' err' : ''}`, title }, h('span', { class: 'ek' }, k), ' ', text));
   }
+  out.push(rawJson(ev, 'JSON'));
   return out;
 }
 

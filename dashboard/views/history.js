@@ -20,7 +20,7 @@ function select(name, label, options, value) {
 
 function input(name, label, value, type = 'text', extra = {}) {
   const id = `f-${name}`;
-  return h('div', { class: 'field' },
+  return h('div', { class: type === 'datetime-local' ? 'field when' : 'field' },
     h('label', { for: id }, label),
     h('input', { id, name, type, value: value || '', autocomplete: 'off', ...extra }));
 }

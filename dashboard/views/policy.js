@@ -20,13 +20,18 @@ export function policyView(root) {
     });
     const tbody = h('tbody');
     const rows = rules.map((r, i) => {
-      const text = [r.name, r.description, r.resource, r.action, r.decision, r.condition, r.reason, r.file]
+      // Narrowing beyond resource/action: a rule limited to one host or
+      // agent must not look broader than it is.
+      const scope = ['agent', 'host', 'method', 'path'].filter((k) => Array.isArray(r[k]) && r[k].length);
+      const text = [r.name, r.description, r.resource, r.action, r.decision, r.condition, r.reason, r.file,
+        ...scope.map((k) => r[k])]
         .map((x) => compactValue(x ?? '', 1000)).join(' ').toLowerCase();
       const tr = h('tr', { class: r.mode === 'report' ? 'report' : null },
         h('td', { class: 'num' }, String(i + 1)),
         h('td', null, h('div', { class: 'rule-name' }, r.name || '?'),
           r.description ? h('div', { class: 'muted small' }, r.description) : null),
-        h('td', null, globs(r.resource)),
+        h('td', null, globs(r.resource),
+          scope.map((k) => h('div', { class: 'scope small' }, h('span', { class: 'muted' }, `${k} `), globs(r[k])))),
         h('td', null, globs(r.action)),
         h('td', null, decisionBadge(r.decision),
           r.mode === 'report' ? h('span', { class: 'badge neutral' }, 'report') : null),
@@ -34,7 +39,9 @@ export function policyView(root) {
         h('td', null, r.reason || ''),
         h('td', { class: 'nowrap small' },
           r.decision === 'REQUIRE_APPROVAL' ? `${r.approvals || 1}× ${r.timeout ? `· ${r.timeout}` : ''}` : ''),
-        h('td', { class: 'nowrap small muted' }, r.file ? `${r.file}${r.line ? `:${r.line}` : ''}` : ''));
+        // the full paths are listed above; the file name is enough here
+        h('td', { class: 'nowrap small muted', title: r.file ? `${r.file}${r.line ? `:${r.line}` : ''}` : null },
+          r.file ? `${String(r.file).split('/').pop()}${r.line ? `:${r.line}` : ''}` : ''));
       return { tr, text };
     });
     tbody.append(...rows.map((r) => r.tr));

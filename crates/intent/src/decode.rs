@@ -184,6 +184,9 @@ fn is_repeated_key(e: &IntentError) -> bool {
 /// others the first, some refuse), so the judged value might not be the
 /// executed one.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, IntentError> {
+    // A UTF-8 byte-order mark: many servers (.NET, Jackson) skip it and read
+    // the JSON, so it must not push a JSON body into form sniffing.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let v: Value =
         serde_json::from_slice(bytes).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
     if has_objects_with_possible_duplicates(&v, bytes) {
@@ -300,7 +303,12 @@ pub fn parse_form(bytes: &[u8]) -> Result<Value, IntentError> {
         let segs = split_key(&k)?;
         insert(&mut root, &segs, scalar(&v))?;
     }
-    Ok(arrayify(Value::Object(root)))
+    // The top level stays an object even when every key is numeric
+    // (`0=a&1=b`): args are always an object, and an array here would be
+    // dropped by the mappers' object() and merge_strict().
+    Ok(Value::Object(
+        root.into_iter().map(|(k, v)| (k, arrayify(v))).collect(),
+    ))
 }
 
 #[derive(Debug, PartialEq)]

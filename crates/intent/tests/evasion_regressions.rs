@@ -123,3 +123,26 @@ fn huge_or_deep_sql_never_overflows_the_stack() {
     assert_eq!(actions(&format!("SELECT {}1", "1+".repeat(100_000)), SqlFlavor::Postgres), vec!["unparsed".to_string()]);
     assert_eq!(actions(&format!("SELECT {}1", "1+".repeat(1000)), SqlFlavor::Postgres), vec!["select".to_string()]);
 }
+
+/// Found by the `form_json_args` fuzz target: a form or query whose keys
+/// were all numbers became a top-level array, which the mappers' object
+/// conversion then dropped, so those parameters went unjudged.
+#[test]
+fn numeric_top_level_form_keys_stay_arguments() {
+    let v = sudomode_intent::parse_form(b"0=a&1=b").unwrap();
+    assert_eq!(v, serde_json::json!({"0": "a", "1": "b"}));
+    let m = map("api.stripe.com", "GET", "/v1/customers?0=x&1=y", &[], b"").unwrap();
+    assert_eq!(m.intents[0].args["0"], "x");
+    let m = map("api.stripe.com", "POST", "/v1/charges?1=z", &[("content-type", "application/x-www-form-urlencoded")], b"amount=5").unwrap();
+    assert_eq!(m.intents[0].args["1"], "z");
+    assert_eq!(m.intents[0].args["amount"], 5);
+}
+
+/// A UTF-8 BOM before a JSON body must not turn it into an unreadable form.
+#[test]
+fn json_with_a_byte_order_mark_is_read_as_json() {
+    for headers in [&[][..], &[("content-type", "application/json")][..]] {
+        let m = map("api.example.com", "POST", "/x", headers, b"\xEF\xBB\xBF{\"amount\":99999}").unwrap();
+        assert_eq!(m.intents[0].args["amount"], 99999, "{headers:?}");
+    }
+}

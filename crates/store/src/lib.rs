@@ -48,6 +48,9 @@ pub(crate) const OPEN_REQUESTS: TableDefinition<&str, ()> = TableDefinition::new
 /// `status:<s>` / `decision:<d>` → number of requests.
 pub(crate) const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
 
+/// Memory redb may use for caching pages.
+const STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// A new request id: a UUIDv7 string (sorts by creation time).
 pub fn new_request_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -80,7 +83,12 @@ impl Store {
                 source,
             })?;
         }
-        let db = Database::create(path).map_err(|e| match e {
+        // redb's default page cache is 1 GiB; the audit log is append-mostly
+        // and read rarely, so a small cache keeps the proxy's memory flat.
+        let db = Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen
             | redb::DatabaseError::LockProtocolMismatch => StoreError::Locked {
                 path: path.to_path_buf(),

@@ -1,0 +1,6 @@
+//! Fuzz harness entry points. The same functions run under libFuzzer
+//! (`cargo fuzz run <target>`) and under the stable-Rust mutation loop in
+//! `crates/policy/tests/fuzz_stable.rs`, which includes `targets.rs` by path.
+
+#[path = "targets.rs"]
+pub mod targets;
