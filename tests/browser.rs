@@ -399,6 +399,19 @@ impl Browser {
         assert!(bad.is_empty(), "console errors: {bad:#?}");
     }
 
+    /// Nothing on the page is wider than the viewport (no sideways scroll).
+    async fn assert_fits_width(&self, what: &str) {
+        let overflow = self
+            .js("return document.documentElement.scrollWidth - window.innerWidth")
+            .await;
+        assert_eq!(
+            overflow,
+            json!(0),
+            "{what} scrolls sideways at {} px",
+            self.width
+        );
+    }
+
     /// PNG of the viewport, with the mouse parked in a corner (no hover
     /// effects left over from the last click).
     async fn screenshot(&self) -> Vec<u8> {
@@ -616,6 +629,18 @@ async fn approver_signs_in_sees_live_holds_and_approves_and_rejects_in_the_page(
             .await
             .unwrap();
         assert_eq!(approved_status, "completed");
+        // A filter narrows the list (kept in the URL).
+        b.goto(&sm.dashboard_url("/#/history?status=rejected")).await;
+        b.wait_js(
+            "the filtered history",
+            "const rows = [...document.querySelectorAll('[data-testid=history-row]')]; \
+             return rows.length === 1 && rows[0].dataset.requestId === arguments[0]",
+            vec![json!(rid)],
+        )
+        .await;
+        let row = b
+            .wait_for(&format!("[data-testid=history-row][data-request-id=\"{rid}\"]"))
+            .await;
         row.find(Locator::Css("a")).await.unwrap().click().await.unwrap();
         let events = b.wait_for("[data-testid=detail-events]").await;
         let trail = events.text().await.unwrap();
@@ -746,10 +771,7 @@ async fn viewer_sees_the_queue_but_cannot_decide() {
                 .is_empty()
         );
         // The page stays usable on a phone: nothing wider than the screen.
-        let overflow = b
-            .js("return document.documentElement.scrollWidth - window.innerWidth")
-            .await;
-        assert_eq!(overflow, json!(0), "horizontal overflow on a phone");
+        b.assert_fits_width("the detail page").await;
 
         // Even a request forged from the page with the viewer's session and
         // CSRF token is refused by the server.
@@ -777,6 +799,13 @@ async fn viewer_sees_the_queue_but_cannot_decide() {
 
         b.goto(&sm.dashboard_url("/#/history")).await;
         b.wait_for("[data-testid=history-row]").await;
+        b.assert_fits_width("the history page").await;
+        b.goto(&sm.dashboard_url("/#/policy")).await;
+        b.wait_for("[data-testid=policy-rules]").await;
+        b.assert_fits_width("the policy page").await;
+        b.goto(&sm.dashboard_url("/#/pending")).await;
+        b.wait_for(&card_css(&id)).await;
+        b.assert_fits_width("the pending page").await;
         b.assert_clean_console().await;
         b.close().await;
         call.abort();
