@@ -255,3 +255,23 @@ async fn credential_headers_never_reach_the_audit() {
         assert!(!text.contains(secret), "{secret} leaked into the audit");
     }
 }
+
+#[tokio::test]
+async fn a_looping_agent_is_capped_on_pending_requests() {
+    let extra = format!("{OPS}  max_pending_per_agent: 2\n");
+    let (_ca, up, sm) = api_world(POLICY, &extra, &["api.stripe.com"]).await;
+    let bot = agent_client(&sm, "bot", "bot-token-1");
+    let a = charge(&bot, "amount=1&currency=usd");
+    let b = charge(&bot, "amount=2&currency=usd");
+    sm.wait_pending("alice-token-1", 2).await;
+    let resp = charge(&bot, "amount=3&currency=usd").await.unwrap().unwrap();
+    let (status, body) = error_body(resp).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["type"], "denied");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("max_pending_per_agent"), "{msg}");
+    assert_eq!(sm.wait_pending("alice-token-1", 2).await.len(), 2, "the third was not parked");
+    assert!(up.requests().is_empty());
+    a.abort();
+    b.abort();
+}
