@@ -72,6 +72,16 @@ struct Map {
     by_key: HashMap<String, String>,
 }
 
+impl Map {
+    /// Drops the retry-key link only if it still points at `id`: a newer
+    /// pending request may own that key by now.
+    fn unlink(&mut self, key: &str, id: &str) {
+        if self.by_key.get(key).is_some_and(|k| k == id) {
+            self.by_key.remove(key);
+        }
+    }
+}
+
 impl Holds {
     pub fn new(recorder: Arc<Recorder>, retry_window: Duration, max_per_agent: usize) -> Self {
         Self {
@@ -206,7 +216,7 @@ impl Holds {
         if let Err(e) = self.recorder.durable(vec![decided], Some(record)).await {
             let mut map = self.lock();
             if let Some(h) = map.by_id.remove(&id) {
-                map.by_key.remove(&h.record.retry_key);
+                map.unlink(&h.record.retry_key, &id);
             }
             return Err(e.into());
         }
@@ -244,7 +254,7 @@ impl Holds {
         let mut map = self.lock();
         let done = map.by_id.get(id).is_some_and(|h| h.record.retry_grant_used);
         if done && let Some(h) = map.by_id.remove(id) {
-            map.by_key.remove(&h.record.retry_key);
+            map.unlink(&h.record.retry_key, id);
         }
     }
 
@@ -313,7 +323,7 @@ impl Holds {
             let out = (h.record.clone(), h.tx.clone());
             let key = h.record.retry_key.clone();
             map.by_id.remove(id);
-            map.by_key.remove(&key);
+            map.unlink(&key, id);
             out
         };
         let mut event = NewEvent::new("request.rejected")
@@ -370,7 +380,7 @@ impl Holds {
             ids.iter()
                 .filter_map(|id| {
                     let mut h = map.by_id.remove(id)?;
-                    map.by_key.remove(&h.record.retry_key);
+                    map.unlink(&h.record.retry_key, id);
                     h.record.status = Status::Expired;
                     h.record.completed_at = Some(now);
                     Some((h.record, h.tx))
@@ -399,5 +409,56 @@ pub async fn sweeper(holds: Arc<Holds>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         holds.sweep().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Durability;
+
+    fn record(id: &str, key: &str) -> RequestRecord {
+        let json = serde_json::json!({
+            "id": id, "created_at": "2026-01-01T00:00:00Z", "agent": "bot", "method": "POST",
+            "url": "https://api.stripe.com/v1/charges", "resource": "stripe.charges", "action": "create",
+            "args": {}, "decision": "REQUIRE_APPROVAL", "rule": "r", "reason": "x", "status": "pending",
+            "required_approvals": 1, "approvals": [], "rejected_by": null, "expires_at": "2999-01-01T00:00:00Z",
+            "upstream_status": null, "completed_at": null, "intents": [], "retry_key": key,
+            "body_sha256": "00", "policy_version": "v", "retry_grant_used": false
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    async fn holds(dir: &std::path::Path, retry: Duration) -> Holds {
+        let store = sudomode_store::Store::open(&dir.join("s.redb"), Default::default()).unwrap();
+        Holds::new(Arc::new(Recorder::new(store, Durability::Strict)), retry, 10)
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_approval_does_not_unlink_a_newer_pending_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = holds(dir.path(), Duration::ZERO).await;
+        let ev = || NewEvent::new("request.decided");
+        assert!(matches!(h.enter(record("a", "k"), ev(), false).await.unwrap(), Entry::Wait { joined: false, .. }));
+        h.approve("a", "alice", None).await.unwrap();
+        // The approval's retry window (0 s) is over: an identical request is held anew.
+        assert!(matches!(h.enter(record("b", "k"), ev(), false).await.unwrap(), Entry::Wait { joined: false, .. }));
+        assert_eq!(h.sweep().await, 1, "the lapsed approval expires");
+        match h.enter(record("c", "k"), ev(), false).await.unwrap() {
+            Entry::Wait { id, joined: true, .. } => assert_eq!(id, "b"),
+            _ => panic!("an identical request must join the pending one"),
+        }
+    }
+
+    #[tokio::test]
+    async fn grant_is_used_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = holds(dir.path(), Duration::from_secs(60)).await;
+        let ev = || NewEvent::new("request.decided");
+        h.enter(record("a", "k"), ev(), false).await.unwrap();
+        h.approve("a", "alice", None).await.unwrap();
+        assert!(matches!(h.enter(record("b", "k"), ev(), false).await.unwrap(), Entry::Grant { .. }));
+        assert!(h.claim("a").await.unwrap().is_none(), "the retry consumed the grant");
+        assert!(matches!(h.enter(record("c", "k"), ev(), false).await.unwrap(), Entry::Wait { joined: false, .. }));
     }
 }
