@@ -39,14 +39,14 @@ impl Recorder {
         events: Vec<NewEvent>,
         record: Option<RequestRecord>,
     ) -> Result<(), StoreError> {
-        let upserts: Vec<RequestRecord> = record.into_iter().collect();
+        let announced = self.to_announce(&record);
         self.store
-            .commit(Batch {
+            .commit_durable(Batch {
                 events,
-                upserts: upserts.clone(),
+                upserts: record.into_iter().collect(),
             })
             .await?;
-        self.announce(upserts);
+        self.announce(announced);
         Ok(())
     }
 
@@ -69,14 +69,14 @@ impl Recorder {
         events: Vec<NewEvent>,
         record: Option<RequestRecord>,
     ) -> Result<(), StoreError> {
-        let upserts: Vec<RequestRecord> = record.into_iter().collect();
+        let announced = self.to_announce(&record);
         self.store
             .commit_batched(Batch {
                 events,
-                upserts: upserts.clone(),
+                upserts: record.into_iter().collect(),
             })
             .await?;
-        self.announce(upserts);
+        self.announce(announced);
         Ok(())
     }
 
@@ -84,9 +84,18 @@ impl Recorder {
         self.durable(vec![event], None).await
     }
 
-    fn announce(&self, records: Vec<RequestRecord>) {
-        for r in records {
-            // No subscribers is normal (no dashboard open).
+    /// A copy of the record for the subscribers, when there are any: with no
+    /// dashboard or notifier listening the hot path skips the clone.
+    fn to_announce(&self, record: &Option<RequestRecord>) -> Option<RequestRecord> {
+        if self.changes.receiver_count() == 0 {
+            return None;
+        }
+        record.clone()
+    }
+
+    fn announce(&self, record: Option<RequestRecord>) {
+        if let Some(r) = record {
+            // A subscriber may have left meanwhile: that is normal.
             let _ = self.changes.send(r);
         }
     }

@@ -18,6 +18,8 @@ pub struct Draft<'a> {
     pub decision: &'a Decision,
     pub policy_version: &'a str,
     pub body: &'a [u8],
+    /// Request headers that travel upstream (None for explicit intents).
+    pub headers: Option<&'a http::HeaderMap>,
     /// Approval window when the decision is REQUIRE_APPROVAL.
     pub hold_timeout: std::time::Duration,
 }
@@ -27,9 +29,43 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// Identity of "the same request" for joining and retries (SPEC §6): agent,
-/// method, normalised URL and body hash.
-pub fn retry_key(agent: &str, method: &str, url: &str, body_sha256: &str) -> String {
-    sha256_hex(format!("{agent}\n{method}\n{url}\n{body_sha256}").as_bytes())
+/// method, normalised URL, body hash — and the headers that reach the
+/// upstream, because they change what it executes (`Stripe-Account`).
+pub fn retry_key(agent: &str, method: &str, url: &str, body_sha256: &str, headers_sha256: &str) -> String {
+    sha256_hex(format!("{agent}\n{method}\n{url}\n{body_sha256}\n{headers_sha256}").as_bytes())
+}
+
+/// Headers that differ between an SDK's attempts at the same call without
+/// changing what the upstream executes: signatures and their dates, per-call
+/// ids, telemetry, framing. Everything else is bound by the approval.
+const VOLATILE_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "date",
+    "x-amz-date",
+    "x-amz-security-token",
+    "amz-sdk-invocation-id",
+    "amz-sdk-request",
+    "idempotency-key",
+    "x-stripe-client-telemetry",
+    "x-stripe-client-user-agent",
+    "user-agent",
+    "content-length",
+    "traceparent",
+    "tracestate",
+    "x-request-id",
+    "x-amzn-trace-id",
+];
+
+/// SHA-256 over the sorted, lower-cased stable headers (name: value lines).
+pub fn headers_sha256(headers: &http::HeaderMap) -> String {
+    let mut lines: Vec<String> = headers
+        .iter()
+        .filter(|(n, _)| !VOLATILE_HEADERS.contains(&n.as_str()))
+        .map(|(n, v)| format!("{}: {}", n.as_str(), String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    lines.sort();
+    sha256_hex(lines.join("\n").as_bytes())
 }
 
 pub fn new_record(d: &Draft<'_>) -> RequestRecord {
@@ -74,7 +110,13 @@ pub fn new_record(d: &Draft<'_>) -> RequestRecord {
             .iter()
             .map(|i| json!({"resource": i.resource, "action": i.action, "args": i.args}))
             .collect(),
-        retry_key: retry_key(d.agent, d.method, d.url, &body_sha256),
+        retry_key: retry_key(
+            d.agent,
+            d.method,
+            d.url,
+            &body_sha256,
+            &d.headers.map(headers_sha256).unwrap_or_default(),
+        ),
         body_sha256,
         policy_version: d.policy_version.to_string(),
         retry_grant_used: false,

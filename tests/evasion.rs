@@ -1596,3 +1596,55 @@ async fn ssrf_names_and_address_spellings() {
     }
     assert!(failures.is_empty(), "{} SSRF failures:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// SPEC §6 / §13.2: an approval binds the exact request. A retry that
+/// matches the approved one by (agent, method, normalised URL, body hash)
+/// but carries different headers — here `Stripe-Account`, which moves the
+/// charge to another account — must not ride on that approval.
+#[tokio::test]
+async fn approval_does_not_cover_a_retry_with_different_headers() {
+    install_crypto();
+    let ca = TestCa::new("Upstream Test CA");
+    let up = Upstream::https(&ca, &[STRIPE]).await;
+    let policy = "rules:\n  - name: charges_need_approval\n    resource: stripe.charges\n    action: create\n    decision: REQUIRE_APPROVAL\n  - name: rest\n    resource: \"*\"\n    decision: DENY\n";
+    let sm = SudoMode::start(Options {
+        policy,
+        resolve: vec![(format!("{STRIPE}:443"), up.addr)],
+        ca_files: vec![ca.pem.clone()],
+        env: vec![("SUDOMODE_ADMIN_TOKEN".into(), "adm".into())],
+        ..Default::default()
+    });
+    let impatient = sm.client_builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let send = |c: &reqwest::Client, account: &str| {
+        c.post("https://api.stripe.com/v1/charges")
+            .header("stripe-account", account)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("amount=5000&currency=usd")
+            .send()
+    };
+    assert!(send(&impatient, "acct_reviewed").await.is_err(), "should still be held");
+    let list: Value = sm
+        .api()
+        .get(sm.dashboard_url("/api/v1/requests?status=pending"))
+        .bearer_auth("adm")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = list["requests"][0]["id"].as_str().unwrap().to_string();
+    let resp = sm
+        .api()
+        .post(sm.dashboard_url(&format!("/api/v1/requests/{id}/approve")))
+        .bearer_auth("adm")
+        .json(&serde_json::json!({"reason": "reviewed for acct_reviewed"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let _ = send(&sm.client(), "acct_other").await;
+    for r in up.requests() {
+        assert_ne!(r.header("stripe-account"), Some("acct_other"), "an approval for acct_reviewed moved money on acct_other");
+    }
+}

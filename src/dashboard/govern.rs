@@ -142,6 +142,7 @@ pub async fn govern(
         decision: &decision,
         policy_version: policy.version(),
         body: body.as_bytes(),
+        headers: None,
         hold_timeout: dash.state.config.hold_timeout,
     });
     let event = decided_event(&record, &decision, None);

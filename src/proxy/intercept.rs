@@ -28,7 +28,7 @@ pub async fn connect(
     let Some((host, port)) = req
         .uri()
         .authority()
-        .map(|a| (a.host().to_string(), a.port_u16().unwrap_or(443)))
+        .and_then(|a| host_port(a, 443))
     else {
         return AgentError::new(
             ErrorType::BadRequest,
@@ -59,6 +59,20 @@ pub async fn connect(
     let mut resp = Response::new(reply::empty());
     *resp.status_mut() = StatusCode::OK;
     resp
+}
+
+/// Host and port of a request target; None for an empty host or a port
+/// that is not a number from 0 to 65535 (never silently the default).
+pub fn host_port(a: &http::uri::Authority, default: u16) -> Option<(String, u16)> {
+    let host = normalise_host(a.host());
+    let s = a.as_str();
+    let after_host = s.rfind(']').map(|i| &s[i + 1..]).unwrap_or(s);
+    let port = match (after_host.contains(':'), a.port_u16()) {
+        (false, _) => default,
+        (true, Some(p)) => p,
+        (true, None) => return None,
+    };
+    (!host.is_empty()).then_some((host, port))
 }
 
 /// Lower-case, no trailing dot, no IPv6 brackets.
@@ -129,7 +143,15 @@ async fn intercept(
         let target = target.clone();
         async move { Ok::<_, Infallible>(pipeline::handle(state, agent, target, req).await) }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The protocol was negotiated in the handshake (ALPN): serve it directly.
+    // Sniffing it instead makes hyper's first read return only the sniffed
+    // preface, and its read buffer then doubles to 16 KiB for every connection.
+    // Without ALPN the version is still detected from the first bytes.
+    let mut builder = match tls.get_ref().1.alpn_protocol() {
+        Some(b"h2") => auto::Builder::new(TokioExecutor::new()).http2_only(),
+        Some(b"http/1.1") => auto::Builder::new(TokioExecutor::new()).http1_only(),
+        _ => auto::Builder::new(TokioExecutor::new()),
+    };
     builder
         .http1()
         .timer(TokioTimer::new())

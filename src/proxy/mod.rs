@@ -98,15 +98,20 @@ async fn outer(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> R
         return intercept::connect(state, agent, req).await;
     }
     let uri = req.uri();
+    let http_target = uri.authority().and_then(|a| intercept::host_port(a, 80));
     match (uri.scheme_str(), uri.host()) {
-        (Some("http"), Some(host)) => {
-            let target = Target {
-                scheme: "http",
-                host: host.to_ascii_lowercase(),
-                port: uri.port_u16().unwrap_or(80),
-            };
-            pipeline::handle(state, agent, target, req).await
-        }
+        (Some("http"), Some(_)) => match http_target {
+            Some((host, port)) => {
+                let target = Target { scheme: "http", host, port };
+                pipeline::handle(state, agent, target, req).await
+            }
+            None => AgentError::new(
+                ErrorType::BadRequest,
+                crate::ids::RequestId::new().as_str(),
+                "the request target has an empty host or an invalid port",
+            )
+            .into_response(),
+        },
         (Some("https"), Some(_)) => AgentError::new(
             ErrorType::BadRequest,
             crate::ids::RequestId::new().as_str(),

@@ -113,39 +113,49 @@ async fn run(
         headers: &parts.headers,
         body: &body,
     };
-    let judged = state
-        .engine
-        .judge(&ctx.agent.0, &raw)
-        .map_err(|e| intent_error(ctx, e))?;
-    let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let url = judged.mapped.request.url(raw_query);
-    let record = new_record(&Draft {
-        id: ctx.id.as_str(),
-        agent: &ctx.agent.0,
-        method: &judged.mapped.request.method,
-        url: &url,
-        intents: &judged.mapped.intents,
-        decision: &judged.decision,
-        policy_version: &judged.policy_version,
-        body: &body,
-        hold_timeout: state.config.hold_timeout,
-    });
-    let event = decided_event(
-        &record,
-        &judged.decision,
-        serde_json::to_value(&judged.mapped.request).ok(),
-    );
+    // The judgement (normalised request, intents, decision) is turned into the
+    // record and event here and dropped before any await: whatever lives across
+    // an await is kept, for a held request, as long as it waits.
+    let (record, event, verdict) = {
+        let judged = state
+            .engine
+            .judge(&ctx.agent.0, &raw)
+            .map_err(|e| intent_error(ctx, e))?;
+        let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let url = judged.mapped.request.url(raw_query);
+        let record = new_record(&Draft {
+            id: ctx.id.as_str(),
+            agent: &ctx.agent.0,
+            method: &judged.mapped.request.method,
+            url: &url,
+            intents: &judged.mapped.intents,
+            decision: &judged.decision,
+            policy_version: &judged.policy_version,
+            body: &body,
+            headers: Some(&parts.headers),
+            hold_timeout: state.config.hold_timeout,
+        });
+        let event = decided_event(
+            &record,
+            &judged.decision,
+            serde_json::to_value(&judged.mapped.request).ok(),
+        );
+        (record, event, judged.decision.verdict)
+    };
     log_decision(ctx, &record);
-    state.metrics.decided(judged.decision.verdict);
+    state.metrics.decided(verdict);
     let upstream = Upstream {
         parts,
         path_and_query,
         body,
     };
-    Ok(match judged.decision.verdict {
-        Verdict::Allow => allow(state, ctx, record, event, upstream).await,
-        Verdict::Deny => deny(state, ctx, record, event).await,
-        Verdict::RequireApproval => hold(state, ctx, record, event, upstream).await,
+    Ok(match verdict {
+        // Boxed: hyper keeps room for this whole future per agent connection,
+        // so a held request would otherwise carry the allowed path's (larger)
+        // state while it waits.
+        Verdict::Allow => Box::pin(allow(state, ctx, record, event, upstream)).await,
+        Verdict::Deny => Box::pin(deny(state, ctx, record, event)).await,
+        Verdict::RequireApproval => hold(state, ctx, record, event, upstream.compact()).await,
     })
 }
 
@@ -154,6 +164,50 @@ struct Upstream {
     parts: http::request::Parts,
     path_and_query: String,
     body: Bytes,
+}
+
+impl Upstream {
+    /// The same request in its own small allocations. Parsed header values and
+    /// body chunks share the connection's read buffer (8 KiB or more); a request
+    /// held for approval would keep that whole buffer alive while it waits.
+    fn compact(self) -> Upstream {
+        let Upstream {
+            mut parts,
+            path_and_query,
+            body,
+        } = self;
+        let mut headers = http::HeaderMap::with_capacity(parts.headers.len());
+        let mut last: Option<http::HeaderName> = None;
+        for (name, value) in std::mem::take(&mut parts.headers) {
+            // `into_iter` yields a name only for the first value of each header.
+            let name = match name {
+                Some(n) => {
+                    last = Some(n.clone());
+                    n
+                }
+                None => match &last {
+                    Some(n) => n.clone(),
+                    None => continue,
+                },
+            };
+            let value = match HeaderValue::from_bytes(value.as_bytes()) {
+                Ok(mut v) => {
+                    v.set_sensitive(value.is_sensitive());
+                    v
+                }
+                Err(_) => value,
+            };
+            headers.append(name, value);
+        }
+        parts.headers = headers;
+        // `forward` builds the upstream URI from the target and `path_and_query`.
+        parts.uri = http::Uri::default();
+        Upstream {
+            parts,
+            path_and_query,
+            body: Bytes::copy_from_slice(&body),
+        }
+    }
 }
 
 fn log_decision(ctx: &Ctx, r: &RequestRecord) {
@@ -216,7 +270,7 @@ async fn hold(
     event: NewEvent,
     up: Upstream,
 ) -> Response<ProxyBody> {
-    let entry = match state.holds.enter(record.clone(), event, false).await {
+    let entry = match Box::pin(state.holds.enter(record.clone(), event, false)).await {
         Ok(e) => e,
         Err(HoldError::Store(e)) => return audit_unavailable(ctx, &e),
         Err(e) => {
@@ -228,7 +282,7 @@ async fn hold(
         Entry::Grant { record } => {
             tracing::info!(request_id = %record.id, "identical retry forwarded under an earlier approval");
             let id = record.id.clone();
-            return with_id(forward(state, ctx, *record, up).await, &id);
+            return with_id(Box::pin(forward(state, ctx, *record, up)).await, &id);
         }
         Entry::OverCap { pending } => {
             let mut err = refusal(ErrorType::Denied, ctx.id.as_str(), &record, state);
@@ -248,7 +302,7 @@ async fn hold(
             denied.rule = Some("sudomode.builtin".into());
             denied.reason = err.message.clone();
             denied.expires_at = None;
-            if let Err(e) = state.recorder.decision(vec![ev], Some(denied)).await {
+            if let Err(e) = Box::pin(state.recorder.decision(vec![ev], Some(denied))).await {
                 return audit_unavailable(ctx, &e);
             }
             return err.into_response();
@@ -273,8 +327,8 @@ async fn hold(
     };
     state.metrics.hold_seconds.observe(started.elapsed());
     let resp = match outcome {
-        Outcome::Approved => match state.holds.claim(&id).await {
-            Ok(Some(approved)) => forward(state, ctx, approved, up).await,
+        Outcome::Approved => match Box::pin(state.holds.claim(&id)).await {
+            Ok(Some(approved)) => Box::pin(forward(state, ctx, approved, up)).await,
             Ok(None) => AgentError::new(
                 ErrorType::Denied,
                 &id,
@@ -332,6 +386,7 @@ async fn record_early_refusal(state: &State, ctx: &Ctx, method: &str, e: &AgentE
         decision: &decision,
         policy_version: state.engine.policy().version(),
         body: &[],
+        headers: None,
         hold_timeout: state.config.hold_timeout,
     });
     record.rule = Some(rule);
@@ -460,10 +515,15 @@ async fn forward(
             match state.injector.apply(&ctx.target.host, &mut parts, &body) {
                 Ok(_) => {
                     let started = Instant::now();
-                    let sent = state
-                        .forwarder
-                        .send(Request::from_parts(parts, Full::new(body)))
-                        .await;
+                    // Boxed: the client's future is large, and hyper keeps room
+                    // for this whole pipeline future per agent connection (held
+                    // ones included).
+                    let sent = Box::pin(
+                        state
+                            .forwarder
+                            .send(Request::from_parts(parts, Full::new(body))),
+                    )
+                    .await;
                     state.metrics.upstream(started.elapsed());
                     sent.map_err(|e| {
                         AgentError::new(ErrorType::UpstreamError, &record.id, e.to_string())

@@ -212,7 +212,13 @@ pub fn normalize_path(raw: &str) -> String {
             i += 3;
             continue;
         }
-        if b == b'\\' {
+        if b == b'%' {
+            // A stray `%` (not starting an escape) is escaped itself, so the
+            // result never contains an escape that was not in the input
+            // (`%C%61` must not become `%Ca`): normalising is idempotent and
+            // decoding the result once equals decoding the input once.
+            decoded.push_str("%25");
+        } else if b == b'\\' {
             decoded.push('/');
         } else if b.is_ascii() {
             decoded.push(b as char);
@@ -288,8 +294,10 @@ mod tests {
             ("/a%20b", "/a%20b"),
             ("/a%2520", "/a%2520"),
             ("/a%3a", "/a%3A"),
-            ("/a%zz", "/a%zz"),
-            ("/a%2", "/a%2"),
+            ("/a%zz", "/a%25zz"),
+            ("/a%2", "/a%252"),
+            ("/a%C%61", "/a%25Ca"),
+            ("/%2%65%2%65/x", "/%252e%252e/x"),
             ("/a/", "/a/"),
             ("/a/.", "/a/"),
             ("", "/"),

@@ -146,3 +146,16 @@ fn json_with_a_byte_order_mark_is_read_as_json() {
         assert_eq!(m.intents[0].args["amount"], 99999, "{headers:?}");
     }
 }
+
+/// Found by the `normalize` fuzz target: `/a%%%C%614F\c` normalised to a
+/// path containing `%Ca`, an escape the input never had; the mappers'
+/// segment decoding then decoded twice (`%2%65` → `%2e` → `.`).
+#[test]
+fn normalising_never_creates_new_escapes() {
+    for raw in ["/a%%%C%614F\\c", "/v1/customers/%2%65%2%65", "/%%41", "/%", "/a%2"] {
+        let once = sudomode_intent::normalize_path(raw);
+        assert_eq!(sudomode_intent::normalize_path(&once), once, "{raw}");
+    }
+    let m = map("api.stripe.com", "DELETE", "/v1/customers/cus_1/%2%65%2%65", &[], b"").unwrap();
+    assert_eq!(m.intents[0].resource, "stripe.customers.%2e%2e", "{:?}", m.intents);
+}

@@ -76,7 +76,55 @@ fn canonical_map(map: Map<String, Value>) -> Map<String, Value> {
 
 /// Canonical JSON text of `value` (see the module doc).
 pub fn canonical_json(value: &Value) -> String {
-    canonicalize(value.clone()).to_string()
+    let mut out = Vec::with_capacity(128);
+    write_canonical(&mut out, value);
+    into_string(out)
+}
+
+/// Appends the canonical JSON of `value` to `out`, sorting keys by reference (no copy of
+/// the value): the same text as `canonicalize(value.clone()).to_string()`.
+pub(crate) fn write_canonical(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json_str(out, k);
+                out.push(b':');
+                write_canonical(out, v);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(out, v);
+            }
+            out.push(b']');
+        }
+        // Writing JSON scalars into a Vec cannot fail.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
+}
+
+/// Appends `s` as a JSON string (serde_json's escaping).
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The bytes written by the functions above are UTF-8 by construction.
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Hex SHA-256 of the canonical JSON of `event` minus any `hash` key.
@@ -230,7 +278,16 @@ pub(crate) struct PreparedEvent {
 }
 
 fn push_json_str(out: &mut String, s: &str) {
-    out.push_str(&Value::from(s).to_string());
+    // serde_json escapes only control characters, `"` and `\\`.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        let mut buf = Vec::with_capacity(s.len() + 8);
+        write_json_str(&mut buf, s);
+        out.push_str(&into_string(buf));
+    }
 }
 
 fn push_json_opt(out: &mut String, s: Option<&str>) {
@@ -242,29 +299,40 @@ fn push_json_opt(out: &mut String, s: Option<&str>) {
 
 impl PreparedEvent {
     /// `ev` must already be validated (no reserved field names) and redacted.
-    pub(crate) fn new(ev: NewEvent) -> Self {
-        let fields = canonical_map(ev.fields);
+    /// `keep_fields`: keep the (canonicalised) fields for [`PreparedEvent::into_event`];
+    /// otherwise only the canonical text is kept.
+    pub(crate) fn new(ev: NewEvent, keep_fields: bool) -> Self {
+        let fields = if keep_fields {
+            canonical_map(ev.fields)
+        } else {
+            ev.fields
+        };
+        let mut sorted: Vec<(&String, &Value)> = fields.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut pieces: Vec<Piece> = Vec::with_capacity(2 * SLOTS.len() + 1);
         let mut slots = SLOTS.iter().peekable();
-        let mut run = String::new();
-        let flush = |run: &mut String, pieces: &mut Vec<Piece>| {
+        let mut run: Vec<u8> = Vec::new();
+        let flush = |run: &mut Vec<u8>, pieces: &mut Vec<Piece>| {
             if !run.is_empty() {
-                pieces.push(Piece::Fields(std::mem::take(run)));
+                pieces.push(Piece::Fields(into_string(std::mem::take(run))));
             }
         };
-        for (k, v) in &fields {
+        for (k, v) in sorted {
             while let Some((_, slot)) = slots.next_if(|(name, _)| *name < k.as_str()) {
                 flush(&mut run, &mut pieces);
                 pieces.push(Piece::Slot(*slot));
             }
-            if !run.is_empty() {
-                run.push(',');
+            if run.is_empty() {
+                run.reserve(256);
+            } else {
+                run.push(b',');
             }
-            push_json_str(&mut run, k);
-            run.push(':');
-            run.push_str(&v.to_string());
+            write_json_str(&mut run, k);
+            run.push(b':');
+            write_canonical(&mut run, v);
         }
         flush(&mut run, &mut pieces);
+        let fields = if keep_fields { fields } else { Map::new() };
         pieces.extend(slots.map(|(_, slot)| Piece::Slot(*slot)));
         let fixed_len = pieces
             .iter()
@@ -494,7 +562,7 @@ mod tests {
             .field("zz", json!([]))
             .field("operatorz", 1)
             .field("", 0);
-        let p = PreparedEvent::new(ev);
+        let p = PreparedEvent::new(ev, true);
         let (hash, line) = p.seal(7, "2026-01-01T00:00:00Z", GENESIS_HASH);
         let v: Value = serde_json::from_str(&line).expect("json");
         assert_eq!(line, canonical_json(&v));
@@ -504,10 +572,30 @@ mod tests {
         assert_eq!(v["seq"], json!(7));
         // No fields at all.
         let (hash, line) =
-            PreparedEvent::new(NewEvent::new("server.started")).seal(1, "t", GENESIS_HASH);
+            PreparedEvent::new(NewEvent::new("server.started"), false).seal(1, "t", GENESIS_HASH);
         let v: Value = serde_json::from_str(&line).expect("json");
         assert_eq!(line, canonical_json(&v));
         assert_eq!(hash, event_hash(&v));
+    }
+
+    #[test]
+    fn lines_agree_with_and_without_kept_fields() {
+        let make = || {
+            NewEvent::new("request.decided")
+                .request("r\"1")
+                .agent("a\u{7}")
+                .field(
+                    "request",
+                    json!({"headers": {"b": "x", "a": "y\n"}, "m": [3, 1.5]}),
+                )
+                .field("args", json!({"z": {"y": null, "x": true}}))
+        };
+        let kept = PreparedEvent::new(make(), true).seal(3, "t", GENESIS_HASH);
+        let lean = PreparedEvent::new(make(), false).seal(3, "t", GENESIS_HASH);
+        assert_eq!(kept, lean);
+        let v: Value = serde_json::from_str(&kept.1).expect("json");
+        assert_eq!(kept.1, canonicalize(v.clone()).to_string());
+        assert_eq!(kept.1, canonical_json(&v));
     }
 
     #[test]

@@ -89,16 +89,16 @@ impl Store {
             .set_cache_size(STORE_CACHE_BYTES)
             .create(path)
             .map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen
-            | redb::DatabaseError::LockProtocolMismatch => StoreError::Locked {
-                path: path.to_path_buf(),
-            },
-            redb::DatabaseError::Storage(redb::StorageError::Io(source)) => StoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-            other => StoreError::storage(format!("opening {}: {other}", path.display())),
-        })?;
+                redb::DatabaseError::DatabaseAlreadyOpen
+                | redb::DatabaseError::LockProtocolMismatch => StoreError::Locked {
+                    path: path.to_path_buf(),
+                },
+                redb::DatabaseError::Storage(redb::StorageError::Io(source)) => StoreError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                other => StoreError::storage(format!("opening {}: {other}", path.display())),
+            })?;
         let db = Arc::new(db);
         let (head_seq, head_hash, last_time) = init_tables(&db)?;
         let (tx, rx) = mpsc::channel();
@@ -165,7 +165,8 @@ impl Store {
 
     /// Validates, redacts, canonicalises and serialises a batch on the caller's thread, so
     /// the writer only hashes and inserts.
-    fn prepare(&self, batch: Batch) -> Result<Prepared, StoreError> {
+    /// `keep_fields`: the writer will hand the stored events back (strict commits).
+    fn prepare(&self, batch: Batch, keep_fields: bool) -> Result<Prepared, StoreError> {
         let r = self.redactor();
         let mut events = Vec::with_capacity(batch.events.len());
         for mut ev in batch.events {
@@ -177,7 +178,7 @@ impl Store {
             {
                 r.redact_str(s);
             }
-            events.push(chain::PreparedEvent::new(ev));
+            events.push(chain::PreparedEvent::new(ev, keep_fields));
         }
         let mut upserts = Vec::with_capacity(batch.upserts.len());
         for mut rec in batch.upserts {
@@ -187,9 +188,13 @@ impl Store {
             redact_record(&r, &mut rec);
             let json =
                 serde_json::to_string(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
-            upserts.push((rec, json));
+            upserts.push(writer::Row::new(&rec, json));
         }
-        Ok(Prepared { events, upserts })
+        Ok(Prepared {
+            events,
+            upserts,
+            keep_fields,
+        })
     }
 
     async fn enqueue(
@@ -217,16 +222,25 @@ impl Store {
     /// Appends the batch's events and upserts its records atomically; resolves once they are
     /// on disk (fsync'd), with the seqs assigned. Waits while the queue is full.
     pub async fn commit(&self, batch: Batch) -> Result<Committed, StoreError> {
-        let batch = self.prepare(batch)?;
+        let batch = self.prepare(batch, true)?;
         let (tx, rx) = oneshot::channel();
         self.enqueue(batch, Some(tx)).await?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Like [`Store::commit`] (resolves once the batch is on disk) but without building the
+    /// stored events for the caller: for callers that only need durability.
+    pub async fn commit_durable(&self, batch: Batch) -> Result<(), StoreError> {
+        let batch = self.prepare(batch, false)?;
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(batch, Some(tx)).await?;
+        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+    }
+
     /// Queues the batch and returns without waiting for the commit (it lands within
     /// `flush_interval`, durably). Waits only while the queue is full; never drops.
     pub async fn commit_batched(&self, batch: Batch) -> Result<(), StoreError> {
-        let batch = self.prepare(batch)?;
+        let batch = self.prepare(batch, false)?;
         self.enqueue(batch, None).await
     }
 

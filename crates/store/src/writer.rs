@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::chain::{PreparedEvent, format_time};
 use crate::error::StoreError;
-use crate::model::{Committed, Durability, RequestRecord, Stats};
+use crate::model::{Committed, Durability, RequestRecord, Stats, Status};
 use crate::{COUNTS, EVENTS, EVENTS_BY_REQUEST, OPEN_REQUESTS, REQUESTS};
 
 /// Reply channel of a strict commit.
@@ -28,8 +28,32 @@ pub(crate) type CommitReply = oneshot::Sender<Result<Committed, StoreError>>;
 /// A batch validated, redacted and serialised on the caller's thread.
 pub(crate) struct Prepared {
     pub(crate) events: Vec<PreparedEvent>,
-    /// Records with their JSON.
-    pub(crate) upserts: Vec<(RequestRecord, String)>,
+    /// Records as the writer needs them: their JSON and what the counts and the open index
+    /// need (the record itself is dropped on the caller's thread).
+    pub(crate) upserts: Vec<Row>,
+    /// The events kept their fields, so the writer can hand the stored events back.
+    pub(crate) keep_fields: bool,
+}
+
+/// One record to upsert.
+pub(crate) struct Row {
+    pub(crate) id: String,
+    pub(crate) status: Status,
+    pub(crate) decision: String,
+    pub(crate) open: bool,
+    pub(crate) json: String,
+}
+
+impl Row {
+    pub(crate) fn new(rec: &RequestRecord, json: String) -> Self {
+        Row {
+            id: rec.id.clone(),
+            status: rec.status,
+            decision: rec.decision.clone(),
+            open: rec.is_open(),
+            json,
+        }
+    }
 }
 
 /// A message to the writer.
@@ -197,7 +221,8 @@ impl Writer {
         let mut batches = Vec::with_capacity(group.len());
         let mut replies = Vec::with_capacity(group.len());
         for (batch, reply, permit) in group {
-            batches.push((batch, reply.is_some()));
+            let wanted = reply.is_some() && batch.keep_fields;
+            batches.push((batch, wanted));
             replies.push((reply, permit));
         }
         let n_batches = batches.len() as u64;
@@ -262,6 +287,7 @@ impl Writer {
             let mut open = txn.open_table(OPEN_REQUESTS)?;
             let mut counts = txn.open_table(COUNTS)?;
             let mut deltas = Deltas::new();
+            let mut rows: Vec<Row> = Vec::new();
             for (batch, wanted) in batches {
                 let mut committed = Committed::default();
                 for ev in batch.events {
@@ -279,10 +305,22 @@ impl Writer {
                         committed.events.push(ev.into_event(seq, time, prev, hash));
                     }
                 }
-                for (rec, json) in &batch.upserts {
-                    upsert(&mut requests, &mut open, &mut deltas, rec, json)?;
-                }
+                rows.extend(batch.upserts);
                 out.push(committed);
+            }
+            // Several upserts of one record in a group (decided, then forwarded) collapse
+            // into its last: the transaction is atomic, so the earlier ones would never be
+            // seen, and the counts and the open index end the same.
+            let mut seen = std::collections::HashSet::with_capacity(rows.len());
+            let keep: Vec<bool> = rows
+                .iter()
+                .rev()
+                .map(|r| seen.insert(r.id.as_str()))
+                .collect();
+            for (row, keep) in rows.iter().zip(keep.into_iter().rev()) {
+                if keep {
+                    upsert(&mut requests, &mut open, &mut deltas, row)?;
+                }
             }
             apply_deltas(&mut counts, deltas)?;
         }
@@ -321,16 +359,36 @@ fn bump(deltas: &mut Deltas, status: &str, decision: &str, by: i64) {
     }
 }
 
+/// The parts of a stored record that [`upsert`] needs from the row it replaces.
+#[derive(serde::Deserialize)]
+struct OldRow {
+    status: Status,
+    decision: String,
+    #[serde(default)]
+    retry_grant_used: bool,
+}
+
+impl OldRow {
+    /// Same rule as [`RequestRecord::is_open`].
+    fn is_open(&self) -> bool {
+        match self.status {
+            Status::Pending => true,
+            Status::Approved => !self.retry_grant_used,
+            _ => false,
+        }
+    }
+}
+
 fn upsert(
     requests: &mut Table<&str, &str>,
     open: &mut Table<&str, ()>,
     deltas: &mut Deltas,
-    rec: &RequestRecord,
-    json: &str,
+    rec: &Row,
 ) -> Result<(), StoreError> {
-    // (existed, decoded old record)
-    let (existed, old) = match requests.insert(rec.id.as_str(), json)? {
-        Some(g) => match serde_json::from_str::<RequestRecord>(g.value()) {
+    // (existed, the old row's counted state): only the few fields the counts and the
+    // open index need are decoded, not the whole record.
+    let (existed, old) = match requests.insert(rec.id.as_str(), rec.json.as_str())? {
+        Some(g) => match serde_json::from_str::<OldRow>(g.value()) {
             Ok(r) => (true, Some(r)),
             Err(e) => {
                 tracing::error!(id = %rec.id, error = %e, "undecodable stored request replaced");
@@ -344,8 +402,8 @@ fn upsert(
     }
     bump(deltas, rec.status.as_str(), &rec.decision, 1);
     // An undecodable old row may have been open: clear the index to be safe.
-    let was_open = existed && old.as_ref().is_none_or(RequestRecord::is_open);
-    if rec.is_open() {
+    let was_open = existed && old.as_ref().is_none_or(OldRow::is_open);
+    if rec.open {
         if !was_open {
             open.insert(rec.id.as_str(), ())?;
         }
