@@ -14,7 +14,7 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(store: Store, durability: Durability) -> Self {
-        let (changes, _) = broadcast::channel(16_384);
+        let (changes, _) = broadcast::channel(4_096);
         Self {
             store,
             durability,

@@ -186,7 +186,9 @@ impl Holds {
                 .durable(vec![event], Some(granted.clone()))
                 .await?;
             self.forget_if_done(&granted.id);
-            return Ok(Entry::Grant { record: Box::new(granted) });
+            return Ok(Entry::Grant {
+                record: Box::new(granted),
+            });
         }
         let pending = {
             let map = self.lock();
@@ -431,7 +433,11 @@ mod tests {
 
     async fn holds(dir: &std::path::Path, retry: Duration) -> Holds {
         let store = sudomode_store::Store::open(&dir.join("s.redb"), Default::default()).unwrap();
-        Holds::new(Arc::new(Recorder::new(store, Durability::Strict)), retry, 10)
+        Holds::new(
+            Arc::new(Recorder::new(store, Durability::Strict)),
+            retry,
+            10,
+        )
     }
 
     #[tokio::test]
@@ -439,13 +445,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = holds(dir.path(), Duration::ZERO).await;
         let ev = || NewEvent::new("request.decided");
-        assert!(matches!(h.enter(record("a", "k"), ev(), false).await.unwrap(), Entry::Wait { joined: false, .. }));
+        assert!(matches!(
+            h.enter(record("a", "k"), ev(), false).await.unwrap(),
+            Entry::Wait { joined: false, .. }
+        ));
         h.approve("a", "alice", None).await.unwrap();
         // The approval's retry window (0 s) is over: an identical request is held anew.
-        assert!(matches!(h.enter(record("b", "k"), ev(), false).await.unwrap(), Entry::Wait { joined: false, .. }));
+        assert!(matches!(
+            h.enter(record("b", "k"), ev(), false).await.unwrap(),
+            Entry::Wait { joined: false, .. }
+        ));
         assert_eq!(h.sweep().await, 1, "the lapsed approval expires");
         match h.enter(record("c", "k"), ev(), false).await.unwrap() {
-            Entry::Wait { id, joined: true, .. } => assert_eq!(id, "b"),
+            Entry::Wait {
+                id, joined: true, ..
+            } => assert_eq!(id, "b"),
             _ => panic!("an identical request must join the pending one"),
         }
     }
@@ -457,8 +471,17 @@ mod tests {
         let ev = || NewEvent::new("request.decided");
         h.enter(record("a", "k"), ev(), false).await.unwrap();
         h.approve("a", "alice", None).await.unwrap();
-        assert!(matches!(h.enter(record("b", "k"), ev(), false).await.unwrap(), Entry::Grant { .. }));
-        assert!(h.claim("a").await.unwrap().is_none(), "the retry consumed the grant");
-        assert!(matches!(h.enter(record("c", "k"), ev(), false).await.unwrap(), Entry::Wait { joined: false, .. }));
+        assert!(matches!(
+            h.enter(record("b", "k"), ev(), false).await.unwrap(),
+            Entry::Grant { .. }
+        ));
+        assert!(
+            h.claim("a").await.unwrap().is_none(),
+            "the retry consumed the grant"
+        );
+        assert!(matches!(
+            h.enter(record("c", "k"), ev(), false).await.unwrap(),
+            Entry::Wait { joined: false, .. }
+        ));
     }
 }

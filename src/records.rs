@@ -31,7 +31,13 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Identity of "the same request" for joining and retries (SPEC §6): agent,
 /// method, normalised URL, body hash — and the headers that reach the
 /// upstream, because they change what it executes (`Stripe-Account`).
-pub fn retry_key(agent: &str, method: &str, url: &str, body_sha256: &str, headers_sha256: &str) -> String {
+pub fn retry_key(
+    agent: &str,
+    method: &str,
+    url: &str,
+    body_sha256: &str,
+    headers_sha256: &str,
+) -> String {
     sha256_hex(format!("{agent}\n{method}\n{url}\n{body_sha256}\n{headers_sha256}").as_bytes())
 }
 

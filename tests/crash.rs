@@ -35,7 +35,10 @@ fn opts(up: &Upstream) -> Options<'static> {
     Options {
         policy: POLICY,
         extra: "hold:\n  timeout: 10m\n",
-        resolve: vec![("allowed.test:80".into(), up.addr), ("held.test:80".into(), up.addr)],
+        resolve: vec![
+            ("allowed.test:80".into(), up.addr),
+            ("held.test:80".into(), up.addr),
+        ],
         env: vec![("SUDOMODE_ADMIN_TOKEN".into(), ADMIN.into())],
         ..Default::default()
     }
@@ -49,9 +52,21 @@ async fn pending_urls(sm: &SudoMode) -> BTreeMap<String, String> {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let v: Value = sm.api().get(&url).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+        let v: Value = sm
+            .api()
+            .get(&url)
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         for r in v["requests"].as_array().cloned().unwrap_or_default() {
-            out.insert(r["url"].as_str().unwrap_or("").to_string(), r["id"].as_str().unwrap_or("").to_string());
+            out.insert(
+                r["url"].as_str().unwrap_or("").to_string(),
+                r["id"].as_str().unwrap_or("").to_string(),
+            );
         }
         match v["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
@@ -64,7 +79,9 @@ fn all_records(store: &Store) -> Vec<sudomode_store::RequestRecord> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let (page, next) = store.list_requests(&Filter::default(), 500, cursor.as_deref()).unwrap();
+        let (page, next) = store
+            .list_requests(&Filter::default(), 500, cursor.as_deref())
+            .unwrap();
         out.extend(page);
         match next {
             Some(c) => cursor = Some(c),
@@ -90,7 +107,12 @@ async fn sigkill_mid_load_loses_nothing_and_lets_nothing_through_unrecorded() {
     let mut held = Vec::new();
     for n in 0..HELD {
         let c = client.clone();
-        held.push(tokio::spawn(async move { c.get(format!("http://held.test/held/{n}")).send().await.map(|r| r.status()) }));
+        held.push(tokio::spawn(async move {
+            c.get(format!("http://held.test/held/{n}"))
+                .send()
+                .await
+                .map(|r| r.status())
+        }));
     }
     // Allowed load from 8 agents, every URL unique.
     let stop = Arc::new(AtomicBool::new(false));
@@ -119,14 +141,24 @@ async fn sigkill_mid_load_loses_nothing_and_lets_nothing_through_unrecorded() {
         if p.len() == HELD && ok.load(Ordering::Relaxed) >= 200 {
             break p;
         }
-        assert!(t.elapsed() < Duration::from_secs(60), "only {} pending, {} ok", p.len(), ok.load(Ordering::Relaxed));
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "only {} pending, {} ok",
+            p.len(),
+            ok.load(Ordering::Relaxed)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // A few more held requests fired right before the kill: whatever was
     // recorded must survive, whatever was not must not have been sent.
     for n in HELD..HELD + 10 {
         let c = client.clone();
-        held.push(tokio::spawn(async move { c.get(format!("http://held.test/held/{n}")).send().await.map(|r| r.status()) }));
+        held.push(tokio::spawn(async move {
+            c.get(format!("http://held.test/held/{n}"))
+                .send()
+                .await
+                .map(|r| r.status())
+        }));
     }
     tokio::time::sleep(Duration::from_millis(30)).await;
 
@@ -141,14 +173,24 @@ async fn sigkill_mid_load_loses_nothing_and_lets_nothing_through_unrecorded() {
         h.abort();
     }
     let received = up.requests();
-    eprintln!("{in_flight_before} allowed requests answered before the kill; upstream received {}", received.len());
-    assert!(received.iter().all(|r| !r.uri.contains("/held/")), "a held request reached the upstream");
+    eprintln!(
+        "{in_flight_before} allowed requests answered before the kill; upstream received {}",
+        received.len()
+    );
+    assert!(
+        received.iter().all(|r| !r.uri.contains("/held/")),
+        "a held request reached the upstream"
+    );
 
     // Restart in the same directory: pending requests are still pending.
     sm = sm.restart(opts(&up));
     let after = pending_urls(&sm).await;
     for (url, id) in &seen_pending {
-        assert_eq!(after.get(url), Some(id), "pending request {url} vanished after restart");
+        assert_eq!(
+            after.get(url),
+            Some(id),
+            "pending request {url} vanished after restart"
+        );
     }
     assert_eq!(sm.terminate().code(), Some(0), "{}", sm.logs());
 
@@ -158,18 +200,27 @@ async fn sigkill_mid_load_loses_nothing_and_lets_nothing_through_unrecorded() {
         .arg(sm.path("sudomode.yaml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "audit verify: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // And directly through the store.
     let store = Store::open(&sm.path("data/sudomode.redb"), StoreOptions::default()).unwrap();
     let report = store.verify().unwrap();
     assert!(report.ok, "{report:?}");
     let records = all_records(&store);
-    let by_url: BTreeMap<&str, &sudomode_store::RequestRecord> = records.iter().map(|r| (r.url.as_str(), r)).collect();
+    let by_url: BTreeMap<&str, &sudomode_store::RequestRecord> =
+        records.iter().map(|r| (r.url.as_str(), r)).collect();
     let mut missing = Vec::new();
     for r in &received {
         // The plain-HTTP stand-in sees origin-form `/item/N`.
-        let url = format!("http://allowed.test{}", r.uri.trim_start_matches("http://allowed.test"));
+        let url = format!(
+            "http://allowed.test{}",
+            r.uri.trim_start_matches("http://allowed.test")
+        );
         match by_url.get(url.as_str()) {
             Some(rec) if rec.decision == "ALLOW" => {
                 let events = store.events_for_request(&rec.id).unwrap();
@@ -181,12 +232,25 @@ async fn sigkill_mid_load_loses_nothing_and_lets_nothing_through_unrecorded() {
             None => missing.push(format!("{url}: no record at all")),
         }
     }
-    assert!(missing.is_empty(), "{} forwarded without a durable ALLOW:\n{}", missing.len(), missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "{} forwarded without a durable ALLOW:\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
     // Every held request that reached the store is still pending (or expired).
-    let held_records: Vec<_> = records.iter().filter(|r| r.url.contains("/held/")).collect();
+    let held_records: Vec<_> = records
+        .iter()
+        .filter(|r| r.url.contains("/held/"))
+        .collect();
     assert!(held_records.len() >= HELD);
     for r in &held_records {
-        assert!(matches!(r.status, Status::Pending | Status::Expired), "{} is {:?}", r.url, r.status);
+        assert!(
+            matches!(r.status, Status::Pending | Status::Expired),
+            "{} is {:?}",
+            r.url,
+            r.status
+        );
     }
     let urls: BTreeSet<&str> = held_records.iter().map(|r| r.url.as_str()).collect();
     for url in seen_pending.keys() {

@@ -487,13 +487,25 @@ async fn stripe_path_and_host_tricks() {
         case(
             "absolute-form target + different Host header (read)",
             s,
-            req("GET", "evil.example", "https://api.stripe.com/v1/customers/cus_1", &[], b""),
+            req(
+                "GET",
+                "evil.example",
+                "https://api.stripe.com/v1/customers/cus_1",
+                &[],
+                b"",
+            ),
             Want::Forwarded,
         ),
         case(
             "absolute-form target + different Host header (delete)",
             s,
-            req("DELETE", "evil.example", "https://api.stripe.com/v1/customers/cus_1", &[], b""),
+            req(
+                "DELETE",
+                "evil.example",
+                "https://api.stripe.com/v1/customers/cus_1",
+                &[],
+                b"",
+            ),
             CUSTOMER_DELETE,
         ),
     ];
@@ -1484,14 +1496,29 @@ async fn ssrf_names_and_address_spellings() {
     let (pport, dport) = (free_port(), free_port());
     let d = dport;
     let resolve = vec![
-        ("evil.test:80".to_string(), format!("127.0.0.1:{d}").parse().unwrap()),
-        ("evil.test:443".to_string(), format!("127.0.0.1:{d}").parse().unwrap()),
-        ("meta.test:80".to_string(), "169.254.169.254:80".parse().unwrap()),
-        ("loop.test:80".to_string(), format!("127.0.0.1:{pport}").parse().unwrap()),
+        (
+            "evil.test:80".to_string(),
+            format!("127.0.0.1:{d}").parse().unwrap(),
+        ),
+        (
+            "evil.test:443".to_string(),
+            format!("127.0.0.1:{d}").parse().unwrap(),
+        ),
+        (
+            "meta.test:80".to_string(),
+            "169.254.169.254:80".parse().unwrap(),
+        ),
+        (
+            "loop.test:80".to_string(),
+            format!("127.0.0.1:{pport}").parse().unwrap(),
+        ),
     ];
     let sm = SudoMode::start_in_listen(
         tempfile::tempdir().unwrap(),
-        Options { resolve, ..Default::default() },
+        Options {
+            resolve,
+            ..Default::default()
+        },
         &format!("127.0.0.1:{pport}"),
         &format!("127.0.0.1:{dport}"),
     );
@@ -1518,7 +1545,10 @@ async fn ssrf_names_and_address_spellings() {
         (format!("http://127.8.9.10:{d}/healthz"), &[]),
         (format!("http://[::ffff:127.0.0.1]:{d}/healthz"), &[]),
         (format!("http://[::ffff:7f00:1]:{d}/healthz"), &[]),
-        (format!("http://[0:0:0:0:0:ffff:127.0.0.1]:{d}/healthz"), &[]),
+        (
+            format!("http://[0:0:0:0:0:ffff:127.0.0.1]:{d}/healthz"),
+            &[],
+        ),
         // Nothing of SudoMode listens on ::1 / :: here; refused or unreachable.
         (format!("http://[::1]:{d}/healthz"), &[502]),
         (format!("http://[::]:{d}/healthz"), &[502]),
@@ -1529,26 +1559,53 @@ async fn ssrf_names_and_address_spellings() {
         ("http://0xa9fea9fe/latest/meta-data/".into(), &[]),
         ("http://0251.0376.0251.0376/latest/meta-data/".into(), &[]),
         ("http://169.254.43518/latest/meta-data/".into(), &[]),
-        ("http://[::ffff:169.254.169.254]/latest/meta-data/".into(), &[]),
+        (
+            "http://[::ffff:169.254.169.254]/latest/meta-data/".into(),
+            &[],
+        ),
         ("http://[::ffff:a9fe:a9fe]/latest/meta-data/".into(), &[]),
         ("http://[fd00:ec2::254]/latest/meta-data/".into(), &[]),
         ("http://[fe80::1]/".into(), &[]),
     ];
     for (url, also_ok) in &urls {
-        let authority = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
-        let r = raw_plain(&sm, format!("GET {url} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        let authority = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let r = raw_plain(
+            &sm,
+            format!("GET {url} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
         let body = r.json();
         let rule = body["error"]["rule"].as_str().unwrap_or("");
-        let ok = (r.status == 403 && rule == "sudomode.builtin") || r.status == 400 || also_ok.contains(&r.status);
-        eprintln!("{url:<60} -> {} {rule} {}", r.status, if r.status == 400 { body["error"]["message"].to_string() } else { String::new() });
+        let ok = (r.status == 403 && rule == "sudomode.builtin")
+            || r.status == 400
+            || also_ok.contains(&r.status);
+        eprintln!(
+            "{url:<60} -> {} {rule} {}",
+            r.status,
+            if r.status == 400 {
+                body["error"]["message"].to_string()
+            } else {
+                String::new()
+            }
+        );
         if !ok {
-            failures.push(format!("{url}: {} {}", r.status, String::from_utf8_lossy(&r.body)));
+            failures.push(format!(
+                "{url}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ));
         }
     }
     // CONNECT forms (intercepted tunnels are judged per request; either the
     // CONNECT or the request inside must be refused).
     for target in [
-        format!("evil.test:443"),
+        "evil.test:443".to_string(),
         format!("127.0.0.1:{d}"),
         format!("2130706433:{d}"),
         format!("localhost:{d}"),
@@ -1556,7 +1613,9 @@ async fn ssrf_names_and_address_spellings() {
         "169.254.169.254:443".to_string(),
     ] {
         let mut s = tokio::net::TcpStream::connect(sm.proxy).await.unwrap();
-        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {
             let mut b = [0u8; 1];
@@ -1570,22 +1629,49 @@ async fn ssrf_names_and_address_spellings() {
             // Intercepted: the request inside must be refused.
             use rustls::pki_types::pem::PemObject;
             let mut roots = rustls::RootCertStore::empty();
-            roots.add(rustls::pki_types::CertificateDer::from_pem_slice(sm.ca_pem().as_bytes()).unwrap()).unwrap();
-            let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+            roots
+                .add(
+                    rustls::pki_types::CertificateDer::from_pem_slice(sm.ca_pem().as_bytes())
+                        .unwrap(),
+                )
+                .unwrap();
+            let mut cfg = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
             cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-            let host = target.rsplit_once(':').unwrap().0.trim_matches(['[', ']']).to_string();
-            let name = rustls::pki_types::ServerName::try_from(host.clone())
-                .unwrap_or_else(|_| rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap().to_owned());
-            let Ok(mut tls) = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, s).await else {
+            let host = target
+                .rsplit_once(':')
+                .unwrap()
+                .0
+                .trim_matches(['[', ']'])
+                .to_string();
+            let name = rustls::pki_types::ServerName::try_from(host.clone()).unwrap_or_else(|_| {
+                rustls::pki_types::ServerName::try_from("127.0.0.1")
+                    .unwrap()
+                    .to_owned()
+            });
+            let Ok(mut tls) = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(name, s)
+                .await
+            else {
                 eprintln!("CONNECT {target:<40} -> TLS refused");
                 continue;
             };
-            tls.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+            tls.write_all(
+                format!("GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
             let r = parse_resp(&read_all(&mut tls).await);
             let rule = r.json()["error"]["rule"].as_str().unwrap_or("").to_string();
             eprintln!("CONNECT {target:<40} -> inner {} {rule}", r.status);
             if !(r.status == 403 && rule == "sudomode.builtin") && r.status != 400 {
-                failures.push(format!("CONNECT {target}: inner {} {}", r.status, String::from_utf8_lossy(&r.body)));
+                failures.push(format!(
+                    "CONNECT {target}: inner {} {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                ));
             }
         } else {
             eprintln!("CONNECT {target:<40} -> {}", r.status);
@@ -1594,7 +1680,12 @@ async fn ssrf_names_and_address_spellings() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} SSRF failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} SSRF failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// SPEC §6 / §13.2: an approval binds the exact request. A retry that
@@ -1614,7 +1705,11 @@ async fn approval_does_not_cover_a_retry_with_different_headers() {
         env: vec![("SUDOMODE_ADMIN_TOKEN".into(), "adm".into())],
         ..Default::default()
     });
-    let impatient = sm.client_builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let impatient = sm
+        .client_builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let send = |c: &reqwest::Client, account: &str| {
         c.post("https://api.stripe.com/v1/charges")
             .header("stripe-account", account)
@@ -1622,7 +1717,10 @@ async fn approval_does_not_cover_a_retry_with_different_headers() {
             .body("amount=5000&currency=usd")
             .send()
     };
-    assert!(send(&impatient, "acct_reviewed").await.is_err(), "should still be held");
+    assert!(
+        send(&impatient, "acct_reviewed").await.is_err(),
+        "should still be held"
+    );
     let list: Value = sm
         .api()
         .get(sm.dashboard_url("/api/v1/requests?status=pending"))
@@ -1645,6 +1743,10 @@ async fn approval_does_not_cover_a_retry_with_different_headers() {
     assert!(resp.status().is_success(), "{}", resp.status());
     let _ = send(&sm.client(), "acct_other").await;
     for r in up.requests() {
-        assert_ne!(r.header("stripe-account"), Some("acct_other"), "an approval for acct_reviewed moved money on acct_other");
+        assert_ne!(
+            r.header("stripe-account"),
+            Some("acct_other"),
+            "an approval for acct_reviewed moved money on acct_other"
+        );
     }
 }

@@ -28,10 +28,22 @@ impl Resp {
 }
 
 fn parse(buf: &[u8]) -> Resp {
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).unwrap_or(buf.len());
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(buf.len());
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Resp { status, head, body: buf[split..].to_vec() }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Resp {
+        status,
+        head,
+        body: buf[split..].to_vec(),
+    }
 }
 
 /// Writes `bytes` to the proxy and reads until close (or 20 s). A write
@@ -75,9 +87,17 @@ async fn still_serving(sm: &mut SudoMode, up: &Upstream) {
     assert!(sm.is_running(), "SudoMode died: {}", sm.logs());
     let before = up.requests().len();
     let t = Instant::now();
-    let resp = plain_client(sm).get("http://api.test/still-serving").send().await.unwrap();
+    let resp = plain_client(sm)
+        .get("http://api.test/still-serving")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(t.elapsed() < Duration::from_secs(5), "slow: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "slow: {:?}",
+        t.elapsed()
+    );
     assert_eq!(up.requests().len(), before + 1);
 }
 
@@ -87,7 +107,10 @@ fn post(target: &str, host: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
         r.push_str(h);
         r.push_str("\r\n");
     }
-    if !headers.iter().any(|h| h.to_ascii_lowercase().starts_with("transfer-encoding")) {
+    if !headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("transfer-encoding"))
+    {
         r.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     r.push_str("\r\n");
@@ -105,21 +128,38 @@ async fn oversized_headers_get_431_or_close_and_others_are_unaffected() {
         "a".repeat(2 << 20)
     );
     let r = raw(&sm, big.as_bytes()).await;
-    assert!(r.status == 431 || r.status == 0 || r.status == 400, "{}", r.head);
+    assert!(
+        r.status == 431 || r.status == 0 || r.status == 400,
+        "{}",
+        r.head
+    );
     // Very many headers.
-    let mut many = String::from("GET http://api.test/h HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n");
+    let mut many =
+        String::from("GET http://api.test/h HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n");
     for i in 0..5000 {
         many.push_str(&format!("X-H{i}: v\r\n"));
     }
     many.push_str("\r\n");
     let r = raw(&sm, many.as_bytes()).await;
-    assert!(r.status == 431 || r.status == 0 || r.status == 400, "{}", r.head);
+    assert!(
+        r.status == 431 || r.status == 0 || r.status == 400,
+        "{}",
+        r.head
+    );
     // Inside an intercepted tunnel (h2 through reqwest): a huge header.
-    let resp = sm.client().get("https://api.test/h").header("x-big", "b".repeat(1 << 20)).send().await;
+    let resp = sm
+        .client()
+        .get("https://api.test/h")
+        .header("x-big", "b".repeat(1 << 20))
+        .send()
+        .await;
     if let Ok(resp) = resp {
         assert!(!resp.status().is_success(), "{}", resp.status());
     }
-    assert!(up.requests().iter().all(|r| r.uri != "/h"), "an oversized request was forwarded");
+    assert!(
+        up.requests().iter().all(|r| r.uri != "/h"),
+        "an oversized request was forwarded"
+    );
     still_serving(&mut sm, &up).await;
 }
 
@@ -128,7 +168,16 @@ async fn bodies_over_the_cap_and_decompression_bombs_are_413() {
     let (up, mut sm) = setup("proxy:\n  max_body_bytes: 64KiB\n").await;
     let form = "Content-Type: application/x-www-form-urlencoded";
     // Declared length over the cap.
-    let r = raw(&sm, &post("http://api.test/big", "api.test", &[form], &vec![b'a'; 100 << 10])).await;
+    let r = raw(
+        &sm,
+        &post(
+            "http://api.test/big",
+            "api.test",
+            &[form],
+            &vec![b'a'; 100 << 10],
+        ),
+    )
+    .await;
     assert_eq!(r.status, 413, "{}", r.head);
     assert_eq!(r.json()["error"]["type"], "too_large");
     // Chunked, no length, over the cap.
@@ -139,7 +188,16 @@ async fn bodies_over_the_cap_and_decompression_bombs_are_413() {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let r = raw(&sm, &post("http://api.test/big", "api.test", &[form, "Transfer-Encoding: chunked"], &chunked)).await;
+    let r = raw(
+        &sm,
+        &post(
+            "http://api.test/big",
+            "api.test",
+            &[form, "Transfer-Encoding: chunked"],
+            &chunked,
+        ),
+    )
+    .await;
     assert_eq!(r.status, 413, "{}", r.head);
     assert_eq!(r.json()["error"]["type"], "too_large");
     // Small on the wire, huge decoded: gzip, stacked gzip, brotli.
@@ -151,11 +209,24 @@ async fn bodies_over_the_cap_and_decompression_bombs_are_413() {
     let bomb = gz(&vec![b'0'; 32 << 20]);
     assert!(bomb.len() < 64 << 10);
     for (enc, body) in [("gzip", bomb.clone()), ("gzip, gzip", gz(&bomb))] {
-        let r = raw(&sm, &post("http://api.test/bomb", "api.test", &[form, &format!("Content-Encoding: {enc}")], &body)).await;
+        let r = raw(
+            &sm,
+            &post(
+                "http://api.test/bomb",
+                "api.test",
+                &[form, &format!("Content-Encoding: {enc}")],
+                &body,
+            ),
+        )
+        .await;
         assert_eq!(r.status, 413, "{enc}: {}", r.head);
         assert_eq!(r.json()["error"]["type"], "too_large");
     }
-    assert!(up.requests().is_empty(), "{:?}", up.requests().iter().map(|r| &r.uri).collect::<Vec<_>>());
+    assert!(
+        up.requests().is_empty(),
+        "{:?}",
+        up.requests().iter().map(|r| &r.uri).collect::<Vec<_>>()
+    );
     still_serving(&mut sm, &up).await;
 }
 
@@ -165,15 +236,37 @@ async fn deep_nesting_and_huge_sql_get_clear_answers() {
     let json = "Content-Type: application/json";
     // Deep JSON (serde's recursion limit) → 400, not a stack overflow.
     let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
-    let r = raw(&sm, &post("http://api.test/deep", "api.test", &[json], deep.as_bytes())).await;
+    let r = raw(
+        &sm,
+        &post("http://api.test/deep", "api.test", &[json], deep.as_bytes()),
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.head);
     assert_eq!(r.json()["error"]["type"], "bad_request");
     let deep_obj = format!("{}1{}", "{\"a\":".repeat(50_000), "}".repeat(50_000));
-    let r = raw(&sm, &post("http://api.test/deep", "api.test", &[json], deep_obj.as_bytes())).await;
+    let r = raw(
+        &sm,
+        &post(
+            "http://api.test/deep",
+            "api.test",
+            &[json],
+            deep_obj.as_bytes(),
+        ),
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.head);
     // Deep form brackets → 400.
     let deep_form = format!("a{}=1", "[a]".repeat(10_000));
-    let r = raw(&sm, &post("http://api.test/deep", "api.test", &["Content-Type: application/x-www-form-urlencoded"], deep_form.as_bytes())).await;
+    let r = raw(
+        &sm,
+        &post(
+            "http://api.test/deep",
+            "api.test",
+            &["Content-Type: application/x-www-form-urlencoded"],
+            deep_form.as_bytes(),
+        ),
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.head);
     // Huge SQL over Neon: judged (an answer, quickly), not a hang.
     let neon = "ep-x.us-east-2.aws.neon.tech";
@@ -186,10 +279,24 @@ async fn deep_nesting_and_huge_sql_get_clear_answers() {
     ] {
         let body = serde_json::json!({ "query": sql }).to_string();
         let t = Instant::now();
-        let r = raw(&sm, &post("http://ep-x.us-east-2.aws.neon.tech/sql", neon, &[json], body.as_bytes())).await;
+        let r = raw(
+            &sm,
+            &post(
+                "http://ep-x.us-east-2.aws.neon.tech/sql",
+                neon,
+                &[json],
+                body.as_bytes(),
+            ),
+        )
+        .await;
         assert!(r.status != 0, "no answer for {} bytes of SQL", sql.len());
         assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
-        eprintln!("huge SQL ({} bytes) -> {} in {:?}", sql.len(), r.status, t.elapsed());
+        eprintln!(
+            "huge SQL ({} bytes) -> {} in {:?}",
+            sql.len(),
+            r.status,
+            t.elapsed()
+        );
     }
     assert!(up.requests().iter().all(|r| r.uri != "/deep"));
     still_serving(&mut sm, &up).await;
@@ -211,7 +318,10 @@ async fn many_connections_and_a_slowloris_do_not_starve_other_agents() {
         let mut s = tokio::net::TcpStream::connect(sm.proxy).await.unwrap();
         let head = head.clone();
         slow.push(tokio::spawn(async move {
-            for b in head.iter().chain(b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()) {
+            for b in head
+                .iter()
+                .chain(b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter())
+            {
                 if s.write_all(&[*b]).await.is_err() {
                     return;
                 }
@@ -296,7 +406,12 @@ async fn malformed_input_never_crashes_the_proxy() {
             );
         }
     }
-    assert!(up.requests().iter().all(|r| r.uri != "/c" || r.body.is_empty()), "a broken body was forwarded");
+    assert!(
+        up.requests()
+            .iter()
+            .all(|r| r.uri != "/c" || r.body.is_empty()),
+        "a broken body was forwarded"
+    );
     still_serving(&mut sm, &up).await;
 }
 
@@ -308,7 +423,11 @@ async fn front_door_mutation_fuzz() {
     install_crypto();
     let up = Upstream::http().await;
     let policy = "rules:\n  - name: no_deny\n    resource: \"*\"\n    path: [\"/deny\", \"/deny/*\"]\n    decision: DENY\n  - name: ok\n    resource: http.api.test\n    decision: ALLOW\n";
-    let mut sm = SudoMode::start(Options { policy, resolve: vec![("api.test:80".into(), up.addr)], ..Default::default() });
+    let mut sm = SudoMode::start(Options {
+        policy,
+        resolve: vec![("api.test:80".into(), up.addr)],
+        ..Default::default()
+    });
     let seeds: Vec<&[u8]> = vec![
         b"GET http://api.test/deny/x HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n",
         b"POST http://api.test/deny HTTP/1.1\r\nHost: api.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\na=1&b",
@@ -316,7 +435,23 @@ async fn front_door_mutation_fuzz() {
         b"GET http://api.test/x/../deny HTTP/1.1\r\nHost: api.test\r\n\r\nGET http://api.test/deny HTTP/1.1\r\nHost: api.test\r\n\r\n",
         b"CONNECT api.test:443 HTTP/1.1\r\nHost: api.test:443\r\n\r\n",
     ];
-    let dict: &[&[u8]] = &[b"/", b"%2F", b"%2e", b"..", b"\\", b"\r\n", b":", b" ", b"\x00", b"%64", b"//", b"Host: 127.0.0.1\r\n", b"Transfer-Encoding: chunked\r\n", b"Content-Length: 0\r\n", b"0\r\n\r\n"];
+    let dict: &[&[u8]] = &[
+        b"/",
+        b"%2F",
+        b"%2e",
+        b"..",
+        b"\\",
+        b"\r\n",
+        b":",
+        b" ",
+        b"\x00",
+        b"%64",
+        b"//",
+        b"Host: 127.0.0.1\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Content-Length: 0\r\n",
+        b"0\r\n\r\n",
+    ];
     let mut rng: u64 = 0x1234_5678_9abc_def1;
     let mut next = move || {
         rng ^= rng << 13;
@@ -324,7 +459,10 @@ async fn front_door_mutation_fuzz() {
         rng ^= rng << 17;
         rng
     };
-    let iterations: usize = std::env::var("SUDOMODE_FRONT_DOOR_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let iterations: usize = std::env::var("SUDOMODE_FRONT_DOOR_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
     let mut inputs = Vec::new();
     for _ in 0..iterations {
         let mut v = seeds[(next() as usize) % seeds.len()].to_vec();
@@ -349,13 +487,17 @@ async fn front_door_mutation_fuzz() {
     }
     for chunk in inputs.chunks(16) {
         let mut tasks = Vec::new();
-        for input in chunk.iter().cloned() {
+        for input in chunk {
+            let input = input.clone();
             let addr = sm.proxy;
             tasks.push(tokio::spawn(async move {
-                let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return };
+                let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                    return;
+                };
                 let _ = s.write_all(&input).await;
                 let mut buf = Vec::new();
-                let _ = tokio::time::timeout(Duration::from_millis(1500), s.read_to_end(&mut buf)).await;
+                let _ = tokio::time::timeout(Duration::from_millis(1500), s.read_to_end(&mut buf))
+                    .await;
             }));
         }
         for t in tasks {
@@ -366,8 +508,15 @@ async fn front_door_mutation_fuzz() {
     for r in up.requests() {
         let path = r.uri.split('?').next().unwrap_or("");
         let norm = sudomode_intent::normalize_path(path);
-        assert!(norm != "/deny" && !norm.starts_with("/deny/"), "denied path reached the upstream: {:?}", r.uri);
+        assert!(
+            norm != "/deny" && !norm.starts_with("/deny/"),
+            "denied path reached the upstream: {:?}",
+            r.uri
+        );
     }
-    eprintln!("{iterations} mutated inputs; upstream received {}", up.requests().len());
+    eprintln!(
+        "{iterations} mutated inputs; upstream received {}",
+        up.requests().len()
+    );
     still_serving(&mut sm, &up).await;
 }

@@ -104,7 +104,10 @@ async fn boto3_dynamodb_list_allowed_delete_denied_and_ec2_terminate_mapped() {
     // refusal but surfaces it, naming the operation and rule.
     assert_eq!(term["ok"], false, "{term}");
     let msg = term["message"].as_str().unwrap();
-    assert!(msg.contains("TerminateInstances") && msg.contains("deny_delete"), "{term}");
+    assert!(
+        msg.contains("TerminateInstances") && msg.contains("deny_delete"),
+        "{term}"
+    );
     assert_eq!(
         up.requests().len(),
         1,

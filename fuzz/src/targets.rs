@@ -27,7 +27,9 @@ pub const HOSTS: &[&str] = &[
     "example.com",
 ];
 
-const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "get", "PURGE"];
+const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "get", "PURGE",
+];
 
 /// An owned request decoded from fuzz bytes:
 /// `[host byte][method byte]target\nName: value\n…\n\nbody`.
@@ -63,14 +65,25 @@ impl Req {
                 headers.append(n, v);
             }
         }
-        Some(Req { host, method, target, headers, body })
+        Some(Req {
+            host,
+            method,
+            target,
+            headers,
+            body,
+        })
     }
 
     pub fn map(&self, mapper: &Mapper) -> Result<Mapped, sudomode_intent::IntentError> {
         self.map_as(mapper, &self.host, &self.target)
     }
 
-    pub fn map_as(&self, mapper: &Mapper, host: &str, target: &str) -> Result<Mapped, sudomode_intent::IntentError> {
+    pub fn map_as(
+        &self,
+        mapper: &Mapper,
+        host: &str,
+        target: &str,
+    ) -> Result<Mapped, sudomode_intent::IntentError> {
         mapper.map(&RawRequest {
             method: &self.method,
             scheme: "https",
@@ -92,7 +105,10 @@ fn the_mapper() -> &'static Mapper {
 }
 
 fn summary(m: &Mapped) -> Vec<(String, String)> {
-    m.intents.iter().map(|i| (i.resource.clone(), i.action.clone())).collect()
+    m.intents
+        .iter()
+        .map(|i| (i.resource.clone(), i.action.clone()))
+        .collect()
 }
 
 /// §4.1 decoding: form / JSON / sniffed bodies always give an object.
@@ -111,13 +127,29 @@ pub fn form_json_args(data: &[u8]) {
 /// Content-Encoding: arbitrary bytes under each coding must not panic or
 /// blow the cap; and a body gzip-compressed must judge exactly like itself.
 pub fn decompress(data: &[u8]) {
-    let Some((&sel, body)) = data.split_first() else { return };
-    let codings = ["gzip", "deflate", "br", "gzip, br", "x-gzip", "identity", "gzip, gzip, gzip, gzip, gzip"];
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    let codings = [
+        "gzip",
+        "deflate",
+        "br",
+        "gzip, br",
+        "x-gzip",
+        "identity",
+        "gzip, gzip, gzip, gzip, gzip",
+    ];
     let coding = codings[sel as usize % codings.len()];
     let host = HOSTS[(sel as usize / codings.len()) % HOSTS.len()];
     let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::CONTENT_ENCODING, http::HeaderValue::from_static(coding));
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-www-form-urlencoded"));
+    headers.insert(
+        http::header::CONTENT_ENCODING,
+        http::HeaderValue::from_static(coding),
+    );
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
     let raw = |h: &http::HeaderMap, b: &[u8]| {
         the_mapper().map(&RawRequest {
             method: "POST",
@@ -133,7 +165,10 @@ pub fn decompress(data: &[u8]) {
     // Metamorphic: plain vs gzip of the same bytes.
     let mut enc = flate2_free_gzip(body);
     let mut gz_headers = headers.clone();
-    gz_headers.insert(http::header::CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+    gz_headers.insert(
+        http::header::CONTENT_ENCODING,
+        http::HeaderValue::from_static("gzip"),
+    );
     let mut plain_headers = headers;
     plain_headers.remove(http::header::CONTENT_ENCODING);
     let plain = raw(&plain_headers, body);
@@ -172,7 +207,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -185,15 +224,26 @@ pub fn normalize(data: &[u8]) {
     let out = sudomode_intent::normalize_path(&raw);
     assert!(out.starts_with('/'), "{raw:?} -> {out:?}");
     assert!(!out.contains("//"), "{raw:?} -> {out:?}");
-    assert!(out.split('/').all(|s| s != "." && s != ".."), "{raw:?} -> {out:?}");
-    assert_eq!(sudomode_intent::normalize_path(&out), out, "not idempotent for {raw:?}");
+    assert!(
+        out.split('/').all(|s| s != "." && s != ".."),
+        "{raw:?} -> {out:?}"
+    );
+    assert_eq!(
+        sudomode_intent::normalize_path(&out),
+        out,
+        "not idempotent for {raw:?}"
+    );
 }
 
 /// Every mapper on arbitrary requests; spellings the upstream treats as the
 /// same request must map to the same intents (or be refused).
 pub fn mapper_target(data: &[u8]) {
-    let Some(req) = Req::from_bytes(data) else { return };
-    let Ok(base) = req.map(the_mapper()) else { return };
+    let Some(req) = Req::from_bytes(data) else {
+        return;
+    };
+    let Ok(base) = req.map(the_mapper()) else {
+        return;
+    };
     assert!(!base.intents.is_empty());
     for i in &base.intents {
         assert!(!i.resource.is_empty() && !i.action.is_empty(), "{i:?}");
@@ -202,13 +252,24 @@ pub fn mapper_target(data: &[u8]) {
     // Host spelling.
     let loud = format!("{}.", req.host.to_ascii_uppercase());
     if let Ok(v) = req.map_as(the_mapper(), &loud, &req.target) {
-        assert_eq!(summary(&v), summary(&base), "host spelling {loud:?} changed the judgement");
+        assert_eq!(
+            summary(&v),
+            summary(&base),
+            "host spelling {loud:?} changed the judgement"
+        );
     }
     // Path spelling (not S3, whose keys are literal bytes upstream too).
     let literal_keys = req.host.contains(".s3.") || req.host.starts_with("s3.");
     if !literal_keys && req.target.starts_with('/') && !req.target.starts_with("//") {
-        let (path, query) = req.target.split_once('?').map_or((req.target.as_str(), None), |(p, q)| (p, Some(q)));
-        let mut variants = vec![format!("/.{path}"), format!("/x/..{path}"), format!("/{path}")];
+        let (path, query) = req
+            .target
+            .split_once('?')
+            .map_or((req.target.as_str(), None), |(p, q)| (p, Some(q)));
+        let mut variants = vec![
+            format!("/.{path}"),
+            format!("/x/..{path}"),
+            format!("/{path}"),
+        ];
         if let Some(i) = path[1..].find('/') {
             variants.push(format!("{}/.{}", &path[..=i], &path[i + 1..]));
             variants.push(format!("{}//{}", &path[..=i], &path[i + 2..]));
@@ -219,7 +280,12 @@ pub fn mapper_target(data: &[u8]) {
                 None => v.clone(),
             };
             if let Ok(m) = req.map_as(the_mapper(), &req.host, &t) {
-                assert_eq!(summary(&m), summary(&base), "path spelling {t:?} vs {:?} changed the judgement", req.target);
+                assert_eq!(
+                    summary(&m),
+                    summary(&base),
+                    "path spelling {t:?} vs {:?} changed the judgement",
+                    req.target
+                );
             }
         }
     }
@@ -229,7 +295,9 @@ pub fn mapper_target(data: &[u8]) {
 pub fn sql(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     for flavor in [SqlFlavor::Postgres, SqlFlavor::Sqlite, SqlFlavor::Any] {
-        let Ok(base) = sudomode_intent::sql_intents(&text, "db", flavor) else { continue };
+        let Ok(base) = sudomode_intent::sql_intents(&text, "db", flavor) else {
+            continue;
+        };
         assert!(!base.is_empty());
         // A leading comment never changes what runs.
         if let Ok(c) = sudomode_intent::sql_intents(&format!("/* c */ {text}"), "db", flavor) {
@@ -271,12 +339,18 @@ const DECIDE_POLICY: &str = r#"rules:
 /// whose intents include a DENY-worthy one is never allowed.
 pub fn policy_decide(data: &[u8]) {
     static P: OnceLock<sudomode_policy::Policy> = OnceLock::new();
-    let p = P.get_or_init(|| match sudomode_policy::Policy::from_sources(&[("d.yaml", DECIDE_POLICY)]) {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
+    let p = P.get_or_init(|| {
+        match sudomode_policy::Policy::from_sources(&[("d.yaml", DECIDE_POLICY)]) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
     });
-    let Some(req) = Req::from_bytes(data) else { return };
-    let Ok(mapped) = req.map(the_mapper()) else { return };
+    let Some(req) = Req::from_bytes(data) else {
+        return;
+    };
+    let Ok(mapped) = req.map(the_mapper()) else {
+        return;
+    };
     let d = p.decide("bot", &mapped, time::OffsetDateTime::UNIX_EPOCH);
     let _ = p.explain("bot", &mapped, time::OffsetDateTime::UNIX_EPOCH);
     assert!(!d.reason.is_empty() || d.rule.is_some());

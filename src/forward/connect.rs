@@ -41,7 +41,10 @@ impl Dialer {
         if addrs.is_empty() {
             return Err(std::io::Error::other(format!("{host} did not resolve")));
         }
-        if let Some((bad, why)) = addrs.iter().find_map(|a| self.guard.forbidden(a).map(|f| (a, f))) {
+        if let Some((bad, why)) = addrs
+            .iter()
+            .find_map(|a| self.guard.forbidden(a).map(|f| (a, f)))
+        {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
                 format!("{host} resolves to {bad}: {}", why.reason()),

@@ -25,11 +25,7 @@ pub async fn connect(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let id = RequestId::new();
-    let Some((host, port)) = req
-        .uri()
-        .authority()
-        .and_then(|a| host_port(a, 443))
-    else {
+    let Some((host, port)) = req.uri().authority().and_then(|a| host_port(a, 443)) else {
         return AgentError::new(
             ErrorType::BadRequest,
             id.as_str(),

@@ -285,7 +285,10 @@ fn parse_tokens(dialect: &dyn Dialect, tokens: Vec<Token>) -> Option<Vec<Stateme
     if too_complex(&tokens) {
         return None;
     }
-    Parser::new(dialect).with_tokens(tokens).parse_statements().ok()
+    Parser::new(dialect)
+        .with_tokens(tokens)
+        .parse_statements()
+        .ok()
 }
 
 /// Non-empty `;`-separated token groups as the lexer saw them.

@@ -3,10 +3,19 @@
 
 use sudomode_intent::{IntentError, Mapped, Mapper, RawRequest, SqlFlavor, sql_intents};
 
-fn map(host: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Mapped, IntentError> {
+fn map(
+    host: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Mapped, IntentError> {
     let mut h = http::HeaderMap::new();
     for (k, v) in headers {
-        h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     Mapper::new(Vec::new(), 1 << 20).unwrap().map(&RawRequest {
         method,
@@ -20,7 +29,11 @@ fn map(host: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &
 }
 
 fn actions(sql: &str, flavor: SqlFlavor) -> Vec<String> {
-    sql_intents(sql, "db", flavor).unwrap().into_iter().map(|i| i.action).collect()
+    sql_intents(sql, "db", flavor)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.action)
+        .collect()
 }
 
 #[test]
@@ -35,10 +48,18 @@ fn json_bodies_with_repeated_keys_are_refused() {
         br#"{"query":"DROP TABLE users","qu\u0065ry":"SELECT 1"}"#,
     ] {
         let r = map("api.stripe.com", "POST", "/v2/core/things", &[JSON], body);
-        assert!(matches!(r, Err(IntentError::BadRequest(_))), "{}: {r:?}", String::from_utf8_lossy(body));
+        assert!(
+            matches!(r, Err(IntentError::BadRequest(_))),
+            "{}: {r:?}",
+            String::from_utf8_lossy(body)
+        );
         // Sniffed (no Content-Type) too.
         let r = map("api.stripe.com", "POST", "/v2/core/things", &[], body);
-        assert!(matches!(r, Err(IntentError::BadRequest(_))), "sniffed {}: {r:?}", String::from_utf8_lossy(body));
+        assert!(
+            matches!(r, Err(IntentError::BadRequest(_))),
+            "sniffed {}: {r:?}",
+            String::from_utf8_lossy(body)
+        );
     }
     // Colons in strings and equal keys in different objects are fine.
     let ok = br#"{"a":"x:y:z","b":[{"k":1},{"k":2}],"c":{"k":3}}"#;
@@ -48,7 +69,13 @@ fn json_bodies_with_repeated_keys_are_refused() {
 #[test]
 fn neon_query_and_queries_together_are_refused() {
     let body = br#"{"query":"SELECT 1","queries":[{"query":"DROP TABLE users"}]}"#;
-    let r = map("ep-x.us-east-2.aws.neon.tech", "POST", "/sql", &[("content-type", "application/json")], body);
+    let r = map(
+        "ep-x.us-east-2.aws.neon.tech",
+        "POST",
+        "/sql",
+        &[("content-type", "application/json")],
+        body,
+    );
     assert!(matches!(r, Err(IntentError::BadRequest(_))), "{r:?}");
 }
 
@@ -65,9 +92,18 @@ fn a_fallback_grammar_never_hides_statements() {
 #[test]
 fn writes_nested_in_reads_are_judged_as_writes() {
     for (sql, want) in [
-        ("SELECT * FROM (WITH u AS (UPDATE users SET a = 1 RETURNING *) SELECT * FROM u) x", "update"),
-        ("SELECT * FROM t WHERE id IN (WITH d AS (DELETE FROM users RETURNING id) SELECT id FROM d)", "delete"),
-        ("WITH d AS (DELETE FROM users RETURNING *) SELECT * FROM d", "delete"),
+        (
+            "SELECT * FROM (WITH u AS (UPDATE users SET a = 1 RETURNING *) SELECT * FROM u) x",
+            "update",
+        ),
+        (
+            "SELECT * FROM t WHERE id IN (WITH d AS (DELETE FROM users RETURNING id) SELECT id FROM d)",
+            "delete",
+        ),
+        (
+            "WITH d AS (DELETE FROM users RETURNING *) SELECT * FROM d",
+            "delete",
+        ),
     ] {
         let a = actions(sql, SqlFlavor::Postgres);
         assert_eq!(a, vec![want.to_string()], "{sql}");
@@ -81,7 +117,11 @@ fn writes_nested_in_reads_are_judged_as_writes() {
         "SELECT t.update FROM t",
         "SELECT update_count, deleted FROM t",
     ] {
-        assert_eq!(actions(sql, SqlFlavor::Postgres), vec!["select".to_string()], "{sql}");
+        assert_eq!(
+            actions(sql, SqlFlavor::Postgres),
+            vec!["select".to_string()],
+            "{sql}"
+        );
     }
 }
 
@@ -102,7 +142,11 @@ fn huge_or_deep_sql_never_overflows_the_stack() {
         format!("SELECT {}1{}", "ARRAY[".repeat(n), "]".repeat(n)),
         format!("SELECT 1{}", "::int".repeat(n)),
         format!("SELECT a{}", "[1]".repeat(n)),
-        format!("SELECT {}1{}", "CASE WHEN 1 THEN ".repeat(n), " END".repeat(n)),
+        format!(
+            "SELECT {}1{}",
+            "CASE WHEN 1 THEN ".repeat(n),
+            " END".repeat(n)
+        ),
         format!("SELECT 1 {}", "UNION SELECT 1 ".repeat(n)),
         format!("SELECT {}1{}", "(SELECT ".repeat(n), ")".repeat(n)),
         format!("SELECT {}", "f(".repeat(n) + &")".repeat(n)),
@@ -117,11 +161,26 @@ fn huge_or_deep_sql_never_overflows_the_stack() {
                 .spawn(move || sql_intents(&sql, "db", flavor).map(|v| v.len()))
                 .unwrap()
                 .join();
-            assert!(matches!(r, Ok(Ok(n)) if n >= 1), "case {i} {flavor:?}: {r:?}");
+            assert!(
+                matches!(r, Ok(Ok(n)) if n >= 1),
+                "case {i} {flavor:?}: {r:?}"
+            );
         }
     }
-    assert_eq!(actions(&format!("SELECT {}1", "1+".repeat(100_000)), SqlFlavor::Postgres), vec!["unparsed".to_string()]);
-    assert_eq!(actions(&format!("SELECT {}1", "1+".repeat(1000)), SqlFlavor::Postgres), vec!["select".to_string()]);
+    assert_eq!(
+        actions(
+            &format!("SELECT {}1", "1+".repeat(100_000)),
+            SqlFlavor::Postgres
+        ),
+        vec!["unparsed".to_string()]
+    );
+    assert_eq!(
+        actions(
+            &format!("SELECT {}1", "1+".repeat(1000)),
+            SqlFlavor::Postgres
+        ),
+        vec!["select".to_string()]
+    );
 }
 
 /// Found by the `form_json_args` fuzz target: a form or query whose keys
@@ -133,7 +192,14 @@ fn numeric_top_level_form_keys_stay_arguments() {
     assert_eq!(v, serde_json::json!({"0": "a", "1": "b"}));
     let m = map("api.stripe.com", "GET", "/v1/customers?0=x&1=y", &[], b"").unwrap();
     assert_eq!(m.intents[0].args["0"], "x");
-    let m = map("api.stripe.com", "POST", "/v1/charges?1=z", &[("content-type", "application/x-www-form-urlencoded")], b"amount=5").unwrap();
+    let m = map(
+        "api.stripe.com",
+        "POST",
+        "/v1/charges?1=z",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"amount=5",
+    )
+    .unwrap();
     assert_eq!(m.intents[0].args["1"], "z");
     assert_eq!(m.intents[0].args["amount"], 5);
 }
@@ -142,7 +208,14 @@ fn numeric_top_level_form_keys_stay_arguments() {
 #[test]
 fn json_with_a_byte_order_mark_is_read_as_json() {
     for headers in [&[][..], &[("content-type", "application/json")][..]] {
-        let m = map("api.example.com", "POST", "/x", headers, b"\xEF\xBB\xBF{\"amount\":99999}").unwrap();
+        let m = map(
+            "api.example.com",
+            "POST",
+            "/x",
+            headers,
+            b"\xEF\xBB\xBF{\"amount\":99999}",
+        )
+        .unwrap();
         assert_eq!(m.intents[0].args["amount"], 99999, "{headers:?}");
     }
 }
@@ -152,10 +225,27 @@ fn json_with_a_byte_order_mark_is_read_as_json() {
 /// segment decoding then decoded twice (`%2%65` → `%2e` → `.`).
 #[test]
 fn normalising_never_creates_new_escapes() {
-    for raw in ["/a%%%C%614F\\c", "/v1/customers/%2%65%2%65", "/%%41", "/%", "/a%2"] {
+    for raw in [
+        "/a%%%C%614F\\c",
+        "/v1/customers/%2%65%2%65",
+        "/%%41",
+        "/%",
+        "/a%2",
+    ] {
         let once = sudomode_intent::normalize_path(raw);
         assert_eq!(sudomode_intent::normalize_path(&once), once, "{raw}");
     }
-    let m = map("api.stripe.com", "DELETE", "/v1/customers/cus_1/%2%65%2%65", &[], b"").unwrap();
-    assert_eq!(m.intents[0].resource, "stripe.customers.%2e%2e", "{:?}", m.intents);
+    let m = map(
+        "api.stripe.com",
+        "DELETE",
+        "/v1/customers/cus_1/%2%65%2%65",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        m.intents[0].resource, "stripe.customers.%2e%2e",
+        "{:?}",
+        m.intents
+    );
 }

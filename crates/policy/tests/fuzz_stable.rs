@@ -12,18 +12,99 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Tokens that matter to the judge, spliced in by the mutator.
 const DICT: &[&str] = &[
-    "/", "//", "/./", "/../", "%2e%2e", "%2F", "%252F", "%5C", "\\", ".", "?", "&", "=", "#", ";", "%00",
-    "_method=DELETE", "_method=GET", "amount=", "amount[]=", "[0]", "[a]", "99999", "-1", "1e5", "true",
-    "\n", "\n\n", "X-HTTP-Method-Override: DELETE\n", "X-HTTP-Method: GET\n", "Content-Type: application/json\n",
-    "Content-Type: application/x-www-form-urlencoded\n", "Content-Encoding: gzip\n", "Content-Encoding: br\n",
-    "X-Amz-Target: DynamoDB_20120810.DeleteTable\n", "X-Amz-Target: DynamoDB_20120810.ListTables\n",
+    "/",
+    "//",
+    "/./",
+    "/../",
+    "%2e%2e",
+    "%2F",
+    "%252F",
+    "%5C",
+    "\\",
+    ".",
+    "?",
+    "&",
+    "=",
+    "#",
+    ";",
+    "%00",
+    "_method=DELETE",
+    "_method=GET",
+    "amount=",
+    "amount[]=",
+    "[0]",
+    "[a]",
+    "99999",
+    "-1",
+    "1e5",
+    "true",
+    "\n",
+    "\n\n",
+    "X-HTTP-Method-Override: DELETE\n",
+    "X-HTTP-Method: GET\n",
+    "Content-Type: application/json\n",
+    "Content-Type: application/x-www-form-urlencoded\n",
+    "Content-Encoding: gzip\n",
+    "Content-Encoding: br\n",
+    "X-Amz-Target: DynamoDB_20120810.DeleteTable\n",
+    "X-Amz-Target: DynamoDB_20120810.ListTables\n",
     "Authorization: AWS4-HMAC-SHA256 Credential=AK/20240101/us-east-1/s3/aws4_request, Signature=0\n",
-    "Prefer: resolution=merge-duplicates\n", "Action=DeleteTable", "?delete", "?acl", "?uploads", "list-type=2",
-    "{", "}", "[", "]", "\"", ":", ",", "\"query\"", "\"queries\"", "\"sql\"", "\"_method\"", "\\u0000", "\\ud800",
-    "SELECT", "DROP TABLE t", "DELETE FROM t", "WITH d AS (", ") SELECT 1", "'", "''", "$$", "$a$", "--", "/*",
-    "*/", "`", "E'\\''", "EXPLAIN ANALYZE ", "::int", "(", ")", "rules:\n", "  - name: x\n", "    resource: \"*\"\n",
-    "    decision: ALLOW\n", "    condition: ", "args.amount > 1", "has(args.x)", "tests:\n", "&&", "||", "!",
-    "*", "?", "{{", "${env:X}", "!!binary", "&anchor", "*anchor", "<<: *anchor",
+    "Prefer: resolution=merge-duplicates\n",
+    "Action=DeleteTable",
+    "?delete",
+    "?acl",
+    "?uploads",
+    "list-type=2",
+    "{",
+    "}",
+    "[",
+    "]",
+    "\"",
+    ":",
+    ",",
+    "\"query\"",
+    "\"queries\"",
+    "\"sql\"",
+    "\"_method\"",
+    "\\u0000",
+    "\\ud800",
+    "SELECT",
+    "DROP TABLE t",
+    "DELETE FROM t",
+    "WITH d AS (",
+    ") SELECT 1",
+    "'",
+    "''",
+    "$$",
+    "$a$",
+    "--",
+    "/*",
+    "*/",
+    "`",
+    "E'\\''",
+    "EXPLAIN ANALYZE ",
+    "::int",
+    "(",
+    ")",
+    "rules:\n",
+    "  - name: x\n",
+    "    resource: \"*\"\n",
+    "    decision: ALLOW\n",
+    "    condition: ",
+    "args.amount > 1",
+    "has(args.x)",
+    "tests:\n",
+    "&&",
+    "||",
+    "!",
+    "*",
+    "?",
+    "{{",
+    "${env:X}",
+    "!!binary",
+    "&anchor",
+    "*anchor",
+    "<<: *anchor",
 ];
 
 struct Rng(u64);
@@ -36,7 +117,11 @@ impl Rng {
         self.0
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
@@ -84,7 +169,10 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>]) {
 }
 
 fn iters() -> usize {
-    std::env::var("SUDOMODE_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000)
+    std::env::var("SUDOMODE_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000)
 }
 
 fn drive(name: &str, target: fn(&[u8]), seeds: &[&[u8]], regressions: &[&[u8]]) {
@@ -96,13 +184,20 @@ fn drive(name: &str, target: fn(&[u8]), seeds: &[&[u8]], regressions: &[&[u8]]) 
                 .cloned()
                 .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            panic!("{name}: failure on input {:?}\n(bytes {:?})\n{msg}", String::from_utf8_lossy(input), input);
+            panic!(
+                "{name}: failure on input {:?}\n(bytes {:?})\n{msg}",
+                String::from_utf8_lossy(input),
+                input
+            );
         }
     };
     for r in regressions.iter().chain(seeds) {
         run(r);
     }
-    let seed = std::env::var("SUDOMODE_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_5eed_u64);
+    let seed = std::env::var("SUDOMODE_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_5eed_u64);
     let mut rng = Rng(seed ^ name.len() as u64 ^ 0x9e37_79b9_7f4a_7c15);
     let mut pool = corpus.clone();
     for _ in 0..iters() {
@@ -142,12 +237,22 @@ const REQUEST_REGRESSIONS: &[&[u8]] = &[
 
 #[test]
 fn fuzz_mapper() {
-    drive("mapper", targets::mapper_target, REQUEST_SEEDS, REQUEST_REGRESSIONS);
+    drive(
+        "mapper",
+        targets::mapper_target,
+        REQUEST_SEEDS,
+        REQUEST_REGRESSIONS,
+    );
 }
 
 #[test]
 fn fuzz_policy_decide() {
-    drive("policy_decide", targets::policy_decide, REQUEST_SEEDS, REQUEST_REGRESSIONS);
+    drive(
+        "policy_decide",
+        targets::policy_decide,
+        REQUEST_SEEDS,
+        REQUEST_REGRESSIONS,
+    );
 }
 
 #[test]
@@ -173,7 +278,13 @@ fn fuzz_decompress() {
     drive(
         "decompress",
         targets::decompress,
-        &[b"\x00amount=1", b"\x01\x78\x9c\x4b\x04\x00\x00\x62\x00\x62", b"\x02\x0b\x00\x80a\x03", b"\x03", b"\x06\x1f\x8b\x08"],
+        &[
+            b"\x00amount=1",
+            b"\x01\x78\x9c\x4b\x04\x00\x00\x62\x00\x62",
+            b"\x02\x0b\x00\x80a\x03",
+            b"\x03",
+            b"\x06\x1f\x8b\x08",
+        ],
         &[],
     );
 }
@@ -183,9 +294,21 @@ fn fuzz_normalize() {
     drive(
         "normalize",
         targets::normalize,
-        &[b"/v1/charges/../customers/cus_1", b"//a//b/./c/%2e%2e/d", b"/a%2Fb%252F\\c", b"", b"%", b"/\xc3\xa9/%C3"],
+        &[
+            b"/v1/charges/../customers/cus_1",
+            b"//a//b/./c/%2e%2e/d",
+            b"/a%2Fb%252F\\c",
+            b"",
+            b"%",
+            b"/\xc3\xa9/%C3",
+        ],
         // cargo-fuzz crash: a stray `%` joined a decoded `%61` into `%Ca`.
-        &[include_bytes!("../../../fuzz/regressions/normalize/crash-be5ac2f5e89adf95088e3e52873891468bd84feb"), b"/v1/customers/%2%65%2%65"],
+        &[
+            include_bytes!(
+                "../../../fuzz/regressions/normalize/crash-be5ac2f5e89adf95088e3e52873891468bd84feb"
+            ),
+            b"/v1/customers/%2%65%2%65",
+        ],
     );
 }
 
