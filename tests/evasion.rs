@@ -84,43 +84,6 @@ async fn env(extra: &str) -> Env {
     Env { _ca: ca, up, sm }
 }
 
-/// A parsed HTTP/1.1 response read to connection close.
-#[derive(Debug)]
-pub struct RawResp {
-    pub status: u16,
-    pub head: String,
-    pub body: Vec<u8>,
-}
-
-impl RawResp {
-    pub fn json(&self) -> Value {
-        let s = String::from_utf8_lossy(&self.body);
-        match (s.find('{'), s.rfind('}')) {
-            (Some(a), Some(b)) if b >= a => serde_json::from_str(&s[a..=b]).unwrap_or(Value::Null),
-            _ => Value::Null,
-        }
-    }
-}
-
-fn parse_resp(buf: &[u8]) -> RawResp {
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-        .unwrap_or(buf.len());
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    RawResp {
-        status,
-        head,
-        body: buf[split..].to_vec(),
-    }
-}
-
 async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Vec<u8> {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(20), r.read_to_end(&mut buf)).await;
@@ -139,15 +102,15 @@ pub async fn raw_tls(sm: &SudoMode, connect_to: &str, sni: &str, req: &[u8]) -> 
     while !head.ends_with(b"\r\n\r\n") {
         let mut b = [0u8; 1];
         if s.read_exact(&mut b).await.is_err() {
-            return parse_resp(&head);
+            return parse_raw_response(&head);
         }
         head.push(b[0]);
     }
-    let r = parse_resp(&head);
+    let r = parse_raw_response(&head);
     if r.status != 200 {
         let mut rest = read_all(&mut s).await;
         head.append(&mut rest);
-        return parse_resp(&head);
+        return parse_raw_response(&head);
     }
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -164,7 +127,7 @@ pub async fn raw_tls(sm: &SudoMode, connect_to: &str, sni: &str, req: &[u8]) -> 
         .unwrap();
     tls.write_all(req).await.unwrap();
     tls.flush().await.unwrap();
-    parse_resp(&read_all(&mut tls).await)
+    parse_raw_response(&read_all(&mut tls).await)
 }
 
 /// One request to `host`, built from a method, target, extra header lines and body.
@@ -1485,7 +1448,7 @@ async fn http2_authority_vs_host() {
 pub async fn raw_plain(sm: &SudoMode, req: &[u8]) -> RawResp {
     let mut s = tokio::net::TcpStream::connect(sm.proxy).await.unwrap();
     s.write_all(req).await.unwrap();
-    parse_resp(&read_all(&mut s).await)
+    parse_raw_response(&read_all(&mut s).await)
 }
 
 /// SPEC §13.3 / §13.8: names and address spellings that reach SudoMode's own
@@ -1624,7 +1587,7 @@ async fn ssrf_names_and_address_spellings() {
             }
             head.push(b[0]);
         }
-        let r = parse_resp(&head);
+        let r = parse_raw_response(&head);
         if r.status == 200 {
             // Intercepted: the request inside must be refused.
             use rustls::pki_types::pem::PemObject;
@@ -1663,7 +1626,7 @@ async fn ssrf_names_and_address_spellings() {
             )
             .await
             .unwrap();
-            let r = parse_resp(&read_all(&mut tls).await);
+            let r = parse_raw_response(&read_all(&mut tls).await);
             let rule = r.json()["error"]["rule"].as_str().unwrap_or("").to_string();
             eprintln!("CONNECT {target:<40} -> inner {} {rule}", r.status);
             if !(r.status == 403 && rule == "sudomode.builtin") && r.status != 400 {

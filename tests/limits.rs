@@ -8,56 +8,20 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Resp {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        let s = String::from_utf8_lossy(&self.body);
-        match (s.find('{'), s.rfind('}')) {
-            (Some(a), Some(b)) if b >= a => serde_json::from_str(&s[a..=b]).unwrap_or(Value::Null),
-            _ => Value::Null,
-        }
-    }
-}
-
-fn parse(buf: &[u8]) -> Resp {
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-        .unwrap_or(buf.len());
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Resp {
-        status,
-        head,
-        body: buf[split..].to_vec(),
-    }
-}
 
 /// Writes `bytes` to the proxy and reads until close (or 20 s). A write
 /// error (the proxy closed early) still reads what was answered.
-async fn raw(sm: &SudoMode, bytes: &[u8]) -> Resp {
+async fn raw(sm: &SudoMode, bytes: &[u8]) -> RawResp {
     raw_within(sm, bytes, Duration::from_secs(20)).await
 }
 
-async fn raw_within(sm: &SudoMode, bytes: &[u8], wait: Duration) -> Resp {
+async fn raw_within(sm: &SudoMode, bytes: &[u8], wait: Duration) -> RawResp {
     let mut s = tokio::net::TcpStream::connect(sm.proxy).await.unwrap();
     let _ = s.write_all(bytes).await;
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(wait, s.read_to_end(&mut buf)).await;
-    parse(&buf)
+    parse_raw_response(&buf)
 }
 
 async fn setup(extra: &str) -> (Upstream, SudoMode) {

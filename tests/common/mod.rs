@@ -580,3 +580,41 @@ impl SudoMode {
         }
     }
 }
+
+/// A response read off a raw socket.
+pub struct RawResp {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResp {
+    /// The JSON object in the body (Null if none).
+    pub fn json(&self) -> Value {
+        let s = String::from_utf8_lossy(&self.body);
+        match (s.find('{'), s.rfind('}')) {
+            (Some(a), Some(b)) if b >= a => serde_json::from_str(&s[a..=b]).unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+}
+
+/// Splits a raw HTTP/1.1 response into status, head and body.
+pub fn parse_raw_response(buf: &[u8]) -> RawResp {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    RawResp {
+        status,
+        head,
+        body: buf[split..].to_vec(),
+    }
+}
