@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod ca;
 pub mod guard;
+mod held;
 mod intercept;
 pub mod pipeline;
 pub mod reply;

@@ -21,7 +21,6 @@ use super::auth::AgentName;
 use super::intercept::normalise_host;
 use super::reply::{AgentError, ErrorType, REQUEST_ID};
 use crate::forward::strip_hop_by_hop;
-use crate::hold::{Entry, HoldError, Outcome};
 use crate::ids::RequestId;
 use crate::records::{Draft, decided_event, new_record};
 use crate::state::State;
@@ -155,12 +154,14 @@ async fn run(
         // state while it waits.
         Verdict::Allow => Box::pin(allow(state, ctx, record, event, upstream)).await,
         Verdict::Deny => Box::pin(deny(state, ctx, record, event)).await,
-        Verdict::RequireApproval => hold(state, ctx, record, event, upstream.compact()).await,
+        Verdict::RequireApproval => {
+            super::held::hold(state, ctx, record, event, upstream.compact()).await
+        }
     })
 }
 
 /// The request as it will be sent, kept byte for byte.
-struct Upstream {
+pub(super) struct Upstream {
     parts: http::request::Parts,
     path_and_query: String,
     body: Bytes,
@@ -219,7 +220,7 @@ fn log_decision(ctx: &Ctx, r: &RequestRecord) {
 }
 
 /// A decision that could not be recorded is never acted on (fail closed).
-fn audit_unavailable(ctx: &Ctx, e: &sudomode_store::StoreError) -> Response<ProxyBody> {
+pub(super) fn audit_unavailable(ctx: &Ctx, e: &sudomode_store::StoreError) -> Response<ProxyBody> {
     tracing::error!(request_id = %ctx.id, error = %e, "audit write failed; request refused");
     AgentError::new(
         ErrorType::Denied,
@@ -261,111 +262,6 @@ async fn deny(
         return audit_unavailable(ctx, &e);
     }
     refusal(ErrorType::Denied, ctx.id.as_str(), &record, state).into_response()
-}
-
-async fn hold(
-    state: &Arc<State>,
-    ctx: &Ctx,
-    record: RequestRecord,
-    event: NewEvent,
-    up: Upstream,
-) -> Response<ProxyBody> {
-    let entry = match Box::pin(state.holds.enter(record.clone(), event, false)).await {
-        Ok(e) => e,
-        Err(HoldError::Store(e)) => return audit_unavailable(ctx, &e),
-        Err(e) => {
-            return AgentError::new(ErrorType::Denied, ctx.id.as_str(), e.to_string())
-                .into_response();
-        }
-    };
-    let (id, mut rx) = match entry {
-        Entry::Grant { record } => {
-            tracing::info!(request_id = %record.id, "identical retry forwarded under an earlier approval");
-            let id = record.id.clone();
-            return with_id(Box::pin(forward(state, ctx, *record, up)).await, &id);
-        }
-        Entry::OverCap { pending } => {
-            let mut err = refusal(ErrorType::Denied, ctx.id.as_str(), &record, state);
-            err.message = format!(
-                "{} {} needs approval, but agent `{}` already has {pending} requests waiting (hold.max_pending_per_agent); wait for those to be decided",
-                record.resource, record.action, record.agent
-            );
-            let ev = NewEvent::new("request.decided")
-                .request(ctx.id.as_str())
-                .agent(ctx.agent.0.clone())
-                .field("decision", "DENY")
-                .field("rule", "sudomode.builtin")
-                .field("reason", err.message.clone());
-            let mut denied = record;
-            denied.status = Status::Denied;
-            denied.decision = "DENY".into();
-            denied.rule = Some("sudomode.builtin".into());
-            denied.reason = err.message.clone();
-            denied.expires_at = None;
-            if let Err(e) = Box::pin(state.recorder.decision(vec![ev], Some(denied))).await {
-                return audit_unavailable(ctx, &e);
-            }
-            return err.into_response();
-        }
-        Entry::Wait { id, rx, joined } => {
-            if joined {
-                tracing::info!(request_id = %id, joined = %ctx.id, "identical pending request joined");
-            }
-            (id, rx)
-        }
-    };
-    let started = Instant::now();
-    let outcome = loop {
-        let current = rx.borrow_and_update().clone();
-        if current != Outcome::Pending {
-            break current;
-        }
-        if rx.changed().await.is_err() {
-            // Registry dropped the entry without an outcome: read the record.
-            break Outcome::Expired;
-        }
-    };
-    state.metrics.hold_seconds.observe(started.elapsed());
-    let resp = match outcome {
-        Outcome::Approved => match Box::pin(state.holds.claim(&id)).await {
-            Ok(Some(approved)) => Box::pin(forward(state, ctx, approved, up)).await,
-            Ok(None) => AgentError::new(
-                ErrorType::Denied,
-                &id,
-                "this request was approved and has already been forwarded once (an approval forwards exactly one request)",
-            )
-            .into_response(),
-            Err(HoldError::Store(e)) => audit_unavailable(ctx, &e),
-            Err(e) => AgentError::new(ErrorType::Denied, &id, e.to_string()).into_response(),
-        },
-        Outcome::Rejected { by, reason } => {
-            let mut err = refusal(ErrorType::Rejected, &id, &record, state);
-            err.message = format!(
-                "{} {} was rejected by {by}{}; it was not sent",
-                record.resource,
-                record.action,
-                reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-            );
-            err.reason = reason.or(Some(record.reason.clone()));
-            err.into_response()
-        }
-        Outcome::Expired | Outcome::Pending => {
-            let mut err = refusal(ErrorType::Expired, &id, &record, state);
-            err.message = format!(
-                "{} {} was not approved within the approval window; it was not sent. Ask an operator, then retry",
-                record.resource, record.action
-            );
-            err.into_response()
-        }
-    };
-    with_id(resp, &id)
-}
-
-fn with_id(mut resp: Response<ProxyBody>, id: &str) -> Response<ProxyBody> {
-    if let Ok(v) = HeaderValue::from_str(id) {
-        resp.headers_mut().insert(REQUEST_ID, v);
-    }
-    resp
 }
 
 async fn record_early_refusal(state: &State, ctx: &Ctx, method: &str, e: &AgentError) {
@@ -460,7 +356,7 @@ fn intent_error(ctx: &Ctx, e: IntentError) -> AgentError {
     )
 }
 
-fn refusal(kind: ErrorType, id: &str, r: &RequestRecord, state: &State) -> AgentError {
+pub(super) fn refusal(kind: ErrorType, id: &str, r: &RequestRecord, state: &State) -> AgentError {
     let message = match r.decision.as_str() {
         "REQUIRE_APPROVAL" => format!(
             "{} {} needs an operator's approval ({})",
@@ -488,7 +384,7 @@ fn refusal(kind: ErrorType, id: &str, r: &RequestRecord, state: &State) -> Agent
 
 /// Sends the exact request upstream (credentials injected for their hosts
 /// only) and records how it ended.
-async fn forward(
+pub(super) async fn forward(
     state: &Arc<State>,
     ctx: &Ctx,
     mut record: RequestRecord,
