@@ -39,15 +39,7 @@ impl Recorder {
         events: Vec<NewEvent>,
         record: Option<RequestRecord>,
     ) -> Result<(), StoreError> {
-        let announced = self.to_announce(&record);
-        self.store
-            .commit_durable(Batch {
-                events,
-                upserts: record.into_iter().collect(),
-            })
-            .await?;
-        self.announce(announced);
-        Ok(())
+        self.commit(events, record, true).await
     }
 
     /// Durable in `strict` mode; queued (committed within 50 ms) in `batched`.
@@ -56,10 +48,8 @@ impl Recorder {
         events: Vec<NewEvent>,
         record: Option<RequestRecord>,
     ) -> Result<(), StoreError> {
-        match self.durability {
-            Durability::Strict => self.durable(events, record).await,
-            Durability::Batched => self.queued(events, record).await,
-        }
+        let wait = self.durability == Durability::Strict;
+        self.commit(events, record, wait).await
     }
 
     /// After-the-fact records (forwarded, completed): never on the hot path's
@@ -69,13 +59,26 @@ impl Recorder {
         events: Vec<NewEvent>,
         record: Option<RequestRecord>,
     ) -> Result<(), StoreError> {
+        self.commit(events, record, false).await
+    }
+
+    /// Writes, waiting for the fsync when `wait`, then announces the change.
+    async fn commit(
+        &self,
+        events: Vec<NewEvent>,
+        record: Option<RequestRecord>,
+        wait: bool,
+    ) -> Result<(), StoreError> {
         let announced = self.to_announce(&record);
-        self.store
-            .commit_batched(Batch {
-                events,
-                upserts: record.into_iter().collect(),
-            })
-            .await?;
+        let batch = Batch {
+            events,
+            upserts: record.into_iter().collect(),
+        };
+        if wait {
+            self.store.commit_durable(batch).await?;
+        } else {
+            self.store.commit_batched(batch).await?;
+        }
         self.announce(announced);
         Ok(())
     }

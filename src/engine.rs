@@ -9,7 +9,8 @@ use sudomode_policy::{Decision, Policy};
 pub struct Judged {
     pub mapped: Mapped,
     pub decision: Decision,
-    pub policy_version: String,
+    /// The policy that decided (its version goes into the record).
+    pub policy: Arc<Policy>,
 }
 
 pub struct Engine {
@@ -50,7 +51,7 @@ impl Engine {
         Ok(Judged {
             mapped,
             decision,
-            policy_version: policy.version().to_string(),
+            policy,
         })
     }
 }

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::proxy::auth::AgentAuth;
 use crate::proxy::ca::Ca;
 use crate::proxy::pipeline::{Ctx, builtin_denial};
-use crate::proxy::reply::{AgentError, ErrorType};
+use crate::proxy::reply::AgentError;
 
 pub struct State {
     pub config: Config,
@@ -34,7 +34,7 @@ pub struct State {
     tunnel_hosts: GlobSet,
     /// Guard verdicts per `host:port`, so steady traffic does not pay a DNS
     /// lookup per request; the dialer re-checks every address it connects to.
-    guard_cache: moka::future::Cache<(String, u16), Result<(), String>>,
+    guard_cache: moka::future::Cache<(String, u16), Option<String>>,
 }
 
 impl State {
@@ -87,29 +87,35 @@ impl State {
     /// Refuses own listeners and metadata addresses by the IPs the target
     /// resolves to (SPEC §13.3, §13.8).
     pub async fn check_target(&self, ctx: &Ctx) -> Result<(), AgentError> {
-        let key = (ctx.target.host.clone(), ctx.target.port);
+        match self.guard_target(&ctx.target.host, ctx.target.port).await {
+            Ok(Some(reason)) => Err(builtin_denial(
+                ctx.id.as_str(),
+                &ctx.target.host,
+                ctx.target.port,
+                &reason,
+            )),
+            // Resolution failures surface later as upstream errors.
+            Ok(None) | Err(_) => Ok(()),
+        }
+    }
+
+    /// The address guard for `host:port`: `Ok(Some(reason))` when it resolves
+    /// to a forbidden address, `Err` when it does not resolve (not cached, so
+    /// a passing DNS failure is retried).
+    pub async fn guard_target(&self, host: &str, port: u16) -> Result<Option<String>, String> {
         let dialer = self.dialer.clone();
-        let verdict = self
-            .guard_cache
-            .get_with(key, async move {
-                match dialer.addresses(&ctx.target.host, ctx.target.port).await {
-                    Ok(_) => Ok(()),
+        self.guard_cache
+            .try_get_with((host.to_string(), port), async move {
+                match dialer.addresses(host, port).await {
+                    Ok(_) => Ok(None),
                     Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                        Err(e.to_string())
+                        Ok(Some(e.to_string()))
                     }
-                    // Resolution failures surface later as upstream errors.
-                    Err(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
                 }
             })
-            .await;
-        match verdict {
-            Ok(()) => Ok(()),
-            Err(reason) => {
-                let mut err = builtin_denial(ctx, &reason);
-                err.kind = ErrorType::Denied;
-                Err(err)
-            }
-        }
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

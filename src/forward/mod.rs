@@ -67,11 +67,8 @@ impl Forwarder {
         &self,
         mut req: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<Incoming>, ForwardError> {
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        // Cheap to clone (shared bytes); only formatted when the exchange fails.
+        let authority = req.uri().authority().cloned();
         // The client derives Host / :authority from the URI; a copied Host
         // header would be duplicated on HTTP/2 (STACK pitfall 1).
         req.headers_mut().remove(header::HOST);
@@ -79,12 +76,14 @@ impl Forwarder {
         // request would fail against HTTP/1.1-only upstreams (pitfall 2).
         *req.version_mut() = http::Version::HTTP_11;
         let sent = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let authority = || authority.as_ref().map(|a| a.as_str()).unwrap_or_default();
         match sent {
             Err(_) => Err(ForwardError::Timeout(format!(
-                "{authority} did not answer within {}s (upstream.timeout)",
+                "{} did not answer within {}s (upstream.timeout)",
+                authority(),
                 self.timeout.as_secs()
             ))),
-            Ok(Err(e)) => Err(classify(&authority, &e)),
+            Ok(Err(e)) => Err(classify(authority(), &e)),
             Ok(Ok(mut resp)) => {
                 strip_hop_by_hop(resp.headers_mut());
                 Ok(resp)

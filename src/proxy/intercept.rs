@@ -14,7 +14,7 @@ use tokio_rustls::LazyConfigAcceptor;
 
 use super::ProxyBody;
 use super::auth::AgentName;
-use super::pipeline::{self, Target};
+use super::pipeline::{self, Target, builtin_denial};
 use super::reply::{self, AgentError, ErrorType};
 use crate::ids::RequestId;
 use crate::state::State;
@@ -36,17 +36,14 @@ pub async fn connect(
     let host = normalise_host(&host);
     if state.is_tunnel_host(&host) {
         // Blind tunnels skip interception but never the address guard.
-        if let Err(e) = state.dialer.addresses(&host, port).await {
-            let kind = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                ErrorType::Denied
-            } else {
-                ErrorType::UpstreamError
-            };
-            let mut err = AgentError::new(kind, id.as_str(), e.to_string());
-            if kind == ErrorType::Denied {
-                err.rule = Some("sudomode.builtin".into());
+        match state.guard_target(&host, port).await {
+            Ok(None) => {}
+            Ok(Some(reason)) => {
+                return builtin_denial(id.as_str(), &host, port, &reason).into_response();
             }
-            return err.into_response();
+            Err(e) => {
+                return AgentError::new(ErrorType::UpstreamError, id.as_str(), e).into_response();
+            }
         }
         tokio::spawn(tunnel(state, req, host, port));
     } else {

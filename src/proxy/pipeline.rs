@@ -129,7 +129,7 @@ async fn run(
             url: &url,
             intents: &judged.mapped.intents,
             decision: &judged.decision,
-            policy_version: &judged.policy_version,
+            policy_version: judged.policy.version(),
             body: &body,
             headers: Some(&parts.headers),
             hold_timeout: state.config.hold_timeout,
@@ -478,11 +478,11 @@ pub(super) async fn forward(
 }
 
 /// The proxy's own refusal for forbidden targets (rule `sudomode.builtin`).
-pub fn builtin_denial(ctx: &Ctx, reason: &str) -> AgentError {
+pub fn builtin_denial(id: &str, host: &str, port: u16, reason: &str) -> AgentError {
     let mut err = AgentError::new(
         ErrorType::Denied,
-        ctx.id.as_str(),
-        format!("{}:{} refused: {reason}", ctx.target.host, ctx.target.port),
+        id,
+        format!("{host}:{port} refused: {reason}"),
     );
     err.rule = Some("sudomode.builtin".into());
     err.reason = Some(reason.to_string());

@@ -1,7 +1,9 @@
 //! Regressions for evasions found by tests/evasion.rs and the fuzz targets:
 //! each input once mapped to something milder than what the upstream runs.
 
-use sudomode_intent::{IntentError, Mapped, Mapper, RawRequest, SqlFlavor, sql_intents};
+mod common;
+
+use sudomode_intent::{IntentError, Mapped, Mapper, SqlFlavor, sql_intents};
 
 fn map(
     host: &str,
@@ -10,22 +12,8 @@ fn map(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Mapped, IntentError> {
-    let mut h = http::HeaderMap::new();
-    for (k, v) in headers {
-        h.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    Mapper::new(Vec::new(), 1 << 20).unwrap().map(&RawRequest {
-        method,
-        scheme: "https",
-        host,
-        port: 443,
-        path_and_query: target,
-        headers: &h,
-        body,
-    })
+    let mapper = Mapper::new(Vec::new(), 1 << 20).unwrap();
+    common::run(&mapper, method, host, target, headers, body)
 }
 
 fn actions(sql: &str, flavor: SqlFlavor) -> Vec<String> {

@@ -4,33 +4,10 @@
 use std::io::Write;
 
 use serde_json::json;
-use sudomode_intent::{IntentError, Mapped, Mapper, RawRequest};
+mod common;
 
-fn run(
-    mapper: &Mapper,
-    method: &str,
-    host: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<Mapped, IntentError> {
-    let mut h = http::HeaderMap::new();
-    for (k, v) in headers {
-        h.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    mapper.map(&RawRequest {
-        method,
-        scheme: "https",
-        host,
-        port: 443,
-        path_and_query: target,
-        headers: &h,
-        body,
-    })
-}
+use common::run;
+use sudomode_intent::{IntentError, Mapped, Mapper};
 
 fn map(
     method: &str,

@@ -20,7 +20,6 @@ mod info;
 mod load;
 mod locate;
 mod parse;
-mod reload;
 mod testing;
 #[cfg(test)]
 mod tests;
@@ -31,7 +30,6 @@ pub use error::{PolicyError, PolicyErrors, parse_duration};
 pub use glob::{Glob, GlobError, GlobList};
 pub use info::{PolicySummary, RuleInfo};
 pub use load::{DEFAULT_POLICY_NAME, DEFAULT_POLICY_YAML, expand_paths, fingerprint};
-pub use reload::PolicyWatcher;
 pub use testing::{PolicyTest, TestReport, TestRequest, TestResult};
 
 /// What a policy says about a request.
