@@ -12,11 +12,15 @@ use sudomode_store::NewEvent;
 
 use crate::audit::Recorder;
 use crate::config::{Config, Operator, Role};
-use crate::engine::Engine;
-use crate::forward::{Dialer, Forwarder};
+use crate::core::Core;
+use crate::core::engine::Engine;
+use crate::hold::Holds;
+use crate::metrics::Metrics;
 use crate::proxy::ca::Ca;
-use crate::proxy::guard::Guard;
+use crate::proxy::state::ProxyState;
 use crate::state::State;
+use crate::upstream::guard::Guard;
+use crate::upstream::{Dialer, Forwarder, Upstreams};
 
 /// Process-wide rustls provider: ring (STACK.md).
 pub fn install_crypto() {
@@ -38,26 +42,42 @@ pub fn load_policy(config: &Config) -> Result<sudomode_policy::Policy, String> {
 pub struct Running {
     pub proxy_addr: SocketAddr,
     pub state: Arc<State>,
+    pub proxy: Arc<ProxyState>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How long a graceful stop lets requests in flight finish before they are
+/// recorded as cancelled.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+            let _ = tokio::time::timeout(DRAIN, t).await;
         }
-        let pending = self.state.holds.pending_count() as u64;
-        if let Err(e) = self
-            .state
+        let core = &self.state.core;
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while core.recorder.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let cancelled = core
             .recorder
-            .event(NewEvent::new("server.stopped").field("pending_requests", pending))
+            .cancel_in_flight("SudoMode shut down before the upstream's answer was relayed");
+        let pending = core.holds.pending_count() as u64;
+        if let Err(e) = core
+            .recorder
+            .event(
+                NewEvent::new("server.stopped")
+                    .field("pending_requests", pending)
+                    .field("cancelled_in_flight", cancelled as u64),
+            )
             .await
         {
             tracing::error!(error = %e, "recording server.stopped failed");
         }
-        if let Err(e) = self.state.recorder.store().close().await {
+        if let Err(e) = core.recorder.storage().close().await {
             tracing::error!(error = %e, "closing the store failed");
         }
     }
@@ -73,7 +93,10 @@ pub async fn start(config: Config) -> Result<Running> {
     let policy = load_policy(&config).map_err(ConfigProblem)?;
     let mapper = sudomode_intent::Mapper::new(config.intents.clone(), config.max_body_bytes)
         .map_err(|e| ConfigProblem(format!("{}: intents: {e}", config.name())))?;
-    let ca = Ca::load_or_create(&config.ca_dir).context("certificate authority")?;
+    let metrics = Arc::new(Metrics::default());
+    let ca = Ca::load_or_create(&config.ca_dir)
+        .context("certificate authority")?
+        .counting_into(metrics.certs_issued.clone());
     let injector = credentials(&config)?;
     let mut config = config;
     ensure_admin(&mut config)?;
@@ -92,7 +115,10 @@ pub async fn start(config: Config) -> Result<Running> {
         },
     )
     .with_context(|| format!("opening the store {}", config.store_path.display()))?;
-    let recorder = Arc::new(Recorder::new(store, config.durability));
+    let recorder = Arc::new(Recorder::new(
+        sudomode_store::Storage::redb(store),
+        config.durability,
+    ));
     let proxy_listener = TcpListener::bind(config.proxy_listen)
         .await
         .with_context(|| format!("binding proxy.listen {}", config.proxy_listen))?;
@@ -111,36 +137,51 @@ pub async fn start(config: Config) -> Result<Running> {
         connect_timeout: config.connect_timeout,
     };
     let tls =
-        crate::forward::tls::client_config(&config.upstream_ca_files).map_err(ConfigProblem)?;
+        crate::upstream::tls::client_config(&config.upstream_ca_files).map_err(ConfigProblem)?;
     let forwarder = Forwarder::new(
         dialer.clone(),
         tls,
         config.upstream_timeout,
         config.idle_timeout,
     );
-    let engine = Engine::new(mapper, policy);
-    let state = Arc::new(
-        State::new(config, ca, dialer, forwarder, engine, recorder, injector)
-            .map_err(ConfigProblem)?,
+    let holds = Arc::new(Holds::new(
+        recorder.clone(),
+        config.retry_window,
+        config.max_pending_per_agent,
+    ));
+    let core = Core::new(
+        Engine::new(mapper, policy),
+        recorder,
+        holds,
+        metrics,
+        config.hold_timeout,
+        config.public_url(),
     );
-    // --- notifications (SPEC §10; src/notify) ---
+    let state = Arc::new(State::new(config, core));
+    let proxy_state = Arc::new(
+        ProxyState::new(
+            state.clone(),
+            ca,
+            Upstreams::new(dialer, forwarder, injector),
+        )
+        .map_err(ConfigProblem)?,
+    );
     let notifications = Arc::new(
         crate::notify::Notifications::from_config(&state.config)
             .map_err(|e| ConfigProblem(format!("{}: {e}", state.config.name())))?,
     );
-    // --- end notifications ---
-    let restored = state
+    let core = &state.core;
+    let restored = core
         .holds
         .restore()
+        .await
         .context("restoring pending requests")?;
-    let policy = state.engine.policy();
-    state
-        .recorder
+    let policy = core.engine.policy();
+    core.recorder
         .event(policy_loaded(&policy))
         .await
         .context("recording policy.loaded")?;
-    state
-        .recorder
+    core.recorder
         .event(
             NewEvent::new("server.started")
                 .field("version", env!("CARGO_PKG_VERSION"))
@@ -162,7 +203,7 @@ pub async fn start(config: Config) -> Result<Running> {
     ));
     tasks.push(tokio::spawn(crate::proxy::serve(
         proxy_listener,
-        state.clone(),
+        proxy_state.clone(),
         rx.clone(),
     )));
     let router = crate::dashboard::router(state.clone(), rx.clone())
@@ -189,13 +230,14 @@ pub async fn start(config: Config) -> Result<Running> {
         }
     }));
     tasks.push(tokio::spawn(crate::hold::sweeper(
-        state.holds.clone(),
+        state.core.holds.clone(),
         rx.clone(),
     )));
     tasks.push(tokio::spawn(crate::reload::watch(state.clone(), rx)));
     Ok(Running {
         proxy_addr,
         state,
+        proxy: proxy_state,
         shutdown: tx,
         tasks,
     })
@@ -210,8 +252,8 @@ pub async fn run(config: Config) -> Result<()> {
     println!("SudoMode is running.");
     println!("  proxy:      http://{}", running.proxy_addr);
     println!("  dashboard:  {}", st.config.public_url());
-    println!("  CA:         {}", st.ca.paths.cert.display());
-    println!("  policy:     {}", st.engine.policy().version());
+    println!("  CA:         {}", running.proxy.ca.paths.cert.display());
+    println!("  policy:     {}", st.core.engine.policy().version());
     println!();
     println!("Point an agent at it:");
     print!("{}", crate::commands::env_lines(&st.config, None));

@@ -1,6 +1,7 @@
 //! Prometheus counters (SPEC §12): counts only, never request content.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -60,6 +61,8 @@ pub struct Metrics {
     pub upstream_seconds: Histogram,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Leaf certificates minted (the CA counts into it).
+    pub certs_issued: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -110,6 +113,12 @@ impl Metrics {
             out,
             "sudomode_policy_reloads_total{{result=\"error\"}} {}",
             self.reloads_failed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# TYPE sudomode_certs_issued_total counter");
+        let _ = writeln!(
+            out,
+            "sudomode_certs_issued_total {}",
+            self.certs_issued.load(Ordering::Relaxed)
         );
         out.push_str(extra);
         out

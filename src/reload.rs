@@ -28,24 +28,36 @@ pub async fn watch(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
         match crate::app::load_policy(&state.config) {
             Ok(policy) => {
                 tracing::info!(version = %policy.version(), "policy reloaded");
-                state.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                state
+                    .core
+                    .metrics
+                    .reloads_ok
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = state
+                    .core
                     .recorder
                     .event(crate::app::policy_loaded(&policy))
                     .await
                 {
                     tracing::error!(error = %e, "recording policy.loaded failed");
                 }
-                state.engine.replace(policy);
+                state.core.engine.replace(policy);
                 state.set_reload_error(None);
             }
             Err(e) => {
                 tracing::error!(error = %e, "policy change refused; the last good policy stays in force");
-                state.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                state
+                    .core
+                    .metrics
+                    .reloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 let event = NewEvent::new("policy.reload_failed")
                     .field("error", e.clone())
-                    .field("kept_version", state.engine.policy().version().to_string());
-                if let Err(err) = state.recorder.event(event).await {
+                    .field(
+                        "kept_version",
+                        state.core.engine.policy().version().to_string(),
+                    );
+                if let Err(err) = state.core.recorder.event(event).await {
                     tracing::error!(error = %err, "recording policy.reload_failed failed");
                 }
                 state.set_reload_error(Some(e));

@@ -22,7 +22,7 @@ use sudomode_store::{Store, StoreError, StoreOptions, VerifyReport};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::ConfigArg;
+use crate::cli::ConfigArg;
 use crate::config::{Config, Role};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,7 +81,7 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             server,
             ..
         } => {
-            let config = crate::load(&cfg)?;
+            let config = crate::cli::load(&cfg)?;
             verify(&config, server.as_deref())
         }
         AuditCommand::Export {
@@ -97,7 +97,7 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
                     "--until must be later than --since".to_string(),
                 )));
             }
-            let config = crate::load(&cfg)?;
+            let config = crate::cli::load(&cfg)?;
             export(&config, since, until, server.as_deref())
         }
     }

@@ -15,8 +15,8 @@ use clap::{Subcommand, ValueEnum};
 use sudomode_intent::{Mapper, RawRequest};
 use sudomode_policy::Policy;
 
-use crate::ConfigArg;
 use crate::app::ConfigProblem;
+use crate::cli::ConfigArg;
 use crate::config::Config;
 
 /// `sudomode policy …`.
@@ -83,7 +83,7 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
             format,
             url,
         } => {
-            let config = crate::load(&cfg)?;
+            let config = crate::cli::load(&cfg)?;
             let req = ExplainRequest {
                 agent,
                 method,
@@ -94,7 +94,7 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
             explain(&config, &req, format)
         }
         PolicyCommand::Test { cfg, files } => {
-            let config = crate::load(&cfg)?;
+            let config = crate::cli::load(&cfg)?;
             test(&config, &files)
         }
     }
@@ -151,7 +151,7 @@ fn units(config: Option<&Config>, files: &[PathBuf]) -> Vec<Unit> {
 fn check(cfg: &ConfigArg, files: &[PathBuf]) -> Result<ExitCode> {
     // The configuration only matters when it names the policy.
     let config = if files.is_empty() {
-        Some(crate::load(cfg)?)
+        Some(crate::cli::load(cfg)?)
     } else {
         None
     };

@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use sudomode_store::{Filter, RequestRecord, Status, Store};
+use sudomode_store::{Filter, RequestRecord, Status, Storage};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -41,14 +41,9 @@ pub fn request_json(r: &RequestRecord) -> Value {
     v
 }
 
-/// Runs a blocking store read off the async workers (redb reads block).
-pub async fn with_store<T, F>(dash: &Dash, f: F) -> ApiResult<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&Store) -> ApiResult<T> + Send + 'static,
-{
-    let state = dash.state.clone();
-    tokio::task::spawn_blocking(move || f(state.recorder.store())).await?
+/// The storage boundary (async; reads never block the workers).
+pub fn storage(dash: &Dash) -> &Storage {
+    dash.state.core.recorder.storage()
 }
 
 fn param<'p>(q: &'p HashMap<String, String>, name: &str) -> Option<&'p str> {
@@ -126,24 +121,18 @@ pub async fn list_requests(
         sudomode_store::MAX_LIMIT as u64,
     )?;
     let cursor = param(&q, "cursor").map(str::to_string);
-    let (page, next) = with_store(&dash, move |s| {
-        Ok(s.list_requests(&f, limit, cursor.as_deref())?)
-    })
-    .await?;
+    let (page, next) = storage(&dash).list_requests(f, limit, cursor).await?;
     let requests: Vec<Value> = page.iter().map(request_json).collect();
     Ok(Json(json!({"requests": requests, "next_cursor": next})))
 }
 
 /// The Request with its audit trail (operator view).
 pub async fn request_with_events(dash: &Dash, id: String) -> ApiResult<Value> {
-    let (record, events) = with_store(dash, move |s| {
-        let record = s
-            .get_request(&id)?
-            .ok_or_else(|| ApiError::not_found("request"))?;
-        let events = s.events_for_request(&id)?;
-        Ok((record, events))
-    })
-    .await?;
+    let record = storage(dash)
+        .get_request(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("request"))?;
+    let events = storage(dash).events_for_request(&id).await?;
     let mut v = request_json(&record);
     if let Value::Object(m) = &mut v {
         m.insert(
@@ -189,7 +178,7 @@ pub async fn approve(
 ) -> ApiResult<Json<Value>> {
     op.require_decide()?;
     let reason = reason(&body)?;
-    let record = dash.state.holds.approve(&id, &op.name, reason).await?;
+    let record = dash.state.core.holds.approve(&id, &op.name, reason).await?;
     tracing::info!(request = %id, operator = %op.name, status = %record.status, "approved via the operator API");
     Ok(Json(request_json(&record)))
 }
@@ -203,7 +192,7 @@ pub async fn reject(
 ) -> ApiResult<Json<Value>> {
     op.require_decide()?;
     let reason = reason(&body)?;
-    let record = dash.state.holds.reject(&id, &op.name, reason).await?;
+    let record = dash.state.core.holds.reject(&id, &op.name, reason).await?;
     tracing::info!(request = %id, operator = %op.name, "rejected via the operator API");
     Ok(Json(request_json(&record)))
 }
@@ -216,7 +205,7 @@ pub async fn audit(
 ) -> ApiResult<Json<Value>> {
     let after = number_param(&q, "after_seq", 0, u64::MAX)?;
     let limit = limit_param(&q, 100, 1000)?;
-    let events = with_store(&dash, move |s| Ok(s.audit_after(after, limit)?)).await?;
+    let events = storage(&dash).audit_after(after, limit).await?;
     Ok(Json(json!({"events": events})))
 }
 
@@ -264,13 +253,13 @@ pub async fn export(
     let since = time_param(&q, "since")?;
     let until = time_param(&q, "until")?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let state = dash.state.clone();
+    let storage = storage(&dash).clone();
     tokio::task::spawn_blocking(move || {
         let mut w = ChannelWriter {
             tx: tx.clone(),
             buf: Vec::new(),
         };
-        if let Err(e) = state.recorder.store().export(since, until, &mut w) {
+        if let Err(e) = storage.export_blocking(since, until, &mut w) {
             // Headers are gone by now: cut the body short so the client sees
             // a broken transfer rather than a silently truncated log.
             tracing::error!(error = %e, "audit export failed");
@@ -283,7 +272,7 @@ pub async fn export(
 
 /// `GET /api/v1/audit/verify`.
 pub async fn verify(AxState(dash): AxState<Arc<Dash>>, _op: Operator) -> ApiResult<Json<Value>> {
-    let report = with_store(&dash, |s| Ok(s.verify()?)).await?;
+    let report = storage(&dash).verify().await?;
     Ok(Json(
         serde_json::to_value(report).map_err(ApiError::internal)?,
     ))
@@ -291,7 +280,7 @@ pub async fn verify(AxState(dash): AxState<Arc<Dash>>, _op: Operator) -> ApiResu
 
 /// `GET /api/v1/policy`: the policy in force and the last reload error.
 pub async fn policy(AxState(dash): AxState<Arc<Dash>>, _op: Operator) -> ApiResult<Json<Value>> {
-    let summary = dash.state.engine.policy().summary();
+    let summary = dash.state.core.engine.policy().summary();
     let mut v = serde_json::to_value(summary).map_err(ApiError::internal)?;
     if let Value::Object(m) = &mut v {
         let err = dash.state.last_reload_error();
@@ -305,13 +294,13 @@ pub async fn policy(AxState(dash): AxState<Arc<Dash>>, _op: Operator) -> ApiResu
 
 /// `GET /api/v1/stats`: counts by decision and the number pending now.
 pub async fn stats(AxState(dash): AxState<Arc<Dash>>, _op: Operator) -> ApiResult<Json<Value>> {
-    let counts = with_store(&dash, |s| Ok(s.counts_by_decision()?)).await?;
+    let counts = storage(&dash).counts_by_decision().await?;
     let mut by = serde_json::Map::new();
     for d in ["ALLOW", "DENY", "REQUIRE_APPROVAL"] {
         by.insert(d.into(), json!(counts.get(d).copied().unwrap_or(0)));
     }
     Ok(Json(
-        json!({"by_decision": by, "pending": dash.state.holds.pending_count()}),
+        json!({"by_decision": by, "pending": dash.state.core.holds.pending_count()}),
     ))
 }
 

@@ -1,6 +1,8 @@
-//! Operator API errors (SPEC §8): every handler returns [`ApiError`], and this
-//! is the one place where an error becomes an HTTP response,
-//! `{"error": {"type", "message"}}`.
+//! Operator-side errors (SPEC §8): every handler of the dashboard listener —
+//! the operator API, `/v1/govern`, Slack interactions — returns [`ApiError`],
+//! and this is the one place where an error becomes an HTTP response,
+//! `{"error": {"type", "message"}}`. Failures are logged by [`log_errors`],
+//! a middleware, from the detail the response carries.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -21,6 +23,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The store cannot record or read right now (SPEC §13.10).
+    #[error("{0}")]
+    Unavailable(String),
     /// Details are logged, never sent: they may name files or internals.
     #[error("internal error: {0}")]
     Internal(String),
@@ -50,6 +55,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -57,7 +63,14 @@ impl ApiError {
 
 impl From<sudomode_store::StoreError> for ApiError {
     fn from(e: sudomode_store::StoreError) -> Self {
-        ApiError::Internal(format!("store: {e}"))
+        use sudomode_store::StoreError as E;
+        match e {
+            E::Commit(_) | E::Closed | E::Io { .. } | E::Storage(_) => ApiError::Unavailable(
+                "the store cannot be reached right now, so nothing was changed; retry shortly"
+                    .into(),
+            ),
+            other => ApiError::Internal(format!("store: {other}")),
+        }
     }
 }
 
@@ -79,21 +92,24 @@ impl From<tokio::task::JoinError> for ApiError {
     }
 }
 
+/// What went wrong, for the log only (internal details are never sent).
+#[derive(Clone)]
+struct Detail(String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.parts();
         let message = match &self {
-            ApiError::Internal(detail) => {
-                tracing::error!(error = %detail, "operator API request failed");
-                "internal error; see the server log".to_string()
-            }
+            ApiError::Internal(_) => "internal error; see the server log".to_string(),
             other => other.to_string(),
         };
+        let detail = Detail(self.to_string());
         let mut resp = (
             status,
             Json(json!({"error": {"type": kind, "message": message}})),
         )
             .into_response();
+        resp.extensions_mut().insert(detail);
         if status == StatusCode::UNAUTHORIZED {
             // Tells API clients which scheme to use; browsers show no prompt for Bearer.
             resp.headers_mut().insert(
@@ -106,3 +122,20 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Logs failed operator-side requests: server errors as errors, the rest at
+/// debug (a wrong token or a 404 is the client's business).
+pub async fn log_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    if let Some(Detail(detail)) = resp.extensions().get::<Detail>() {
+        let status = resp.status().as_u16();
+        if resp.status().is_server_error() {
+            tracing::error!(%method, %path, status, error = %detail, "operator-side request failed");
+        } else {
+            tracing::debug!(%method, %path, status, error = %detail, "operator-side request refused");
+        }
+    }
+    resp
+}

@@ -2,7 +2,6 @@
 //! `POST /v1/govern` judges `{resource, action, args}` for an agent, and
 //! `GET /v1/requests/{id}` lets that agent poll its own request.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,16 +11,14 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequestParts, Path, State as AxState};
 use axum::http::request::Parts;
 use serde_json::{Value, json};
-use sudomode_intent::{Intent, Mapped, NormalizedRequest};
 use sudomode_policy::Verdict;
-use sudomode_store::{NewEvent, Status};
 
 use super::Dash;
 use super::api::{request_json, request_with_events};
 use super::auth::{authenticate, bearer, check_origin};
 use super::error::{ApiError, ApiResult};
-use crate::hold::Entry;
-use crate::records::{Draft, decided_event, new_record};
+use crate::core::{Admission, Call, RefusalKind};
+use crate::ids::{AgentName, RequestId};
 
 /// Who is calling a `/v1` route.
 pub enum Caller {
@@ -58,7 +55,7 @@ impl FromRequestParts<Arc<Dash>> for Caller {
             Err(ApiError::Unauthorized(_))
                 if dash.state.auth.is_open() && peer_is_loopback(parts) =>
             {
-                Ok(Caller::Agent("default".into()))
+                Ok(Caller::Agent(AgentName::DEFAULT.into()))
             }
             Err(ApiError::Unauthorized(_)) => Err(ApiError::Unauthorized(
                 "authentication required: `Authorization: Bearer <agent token>`".into(),
@@ -97,10 +94,7 @@ pub async fn govern(
             "expected {{\"resource\", \"action\", \"args\"}}: {e}"
         ))
     })?;
-    let (resource, action) = (
-        req.resource.trim().to_string(),
-        req.action.trim().to_string(),
-    );
+    let (resource, action) = (req.resource.trim(), req.action.trim());
     if resource.is_empty() || action.is_empty() {
         return Err(ApiError::bad_request(
             "resource and action must not be empty",
@@ -111,94 +105,23 @@ pub async fn govern(
         Some(v @ Value::Object(_)) => v,
         Some(_) => return Err(ApiError::bad_request("args must be a JSON object")),
     };
-    let mapped = Mapped {
-        request: NormalizedRequest {
-            method: "GOVERN".into(),
-            scheme: "sudomode".into(),
-            host: "govern".into(),
-            port: 0,
-            path: "/v1/govern".into(),
-            query: BTreeMap::new(),
-            headers: BTreeMap::new(),
-        },
-        intents: vec![Intent {
-            resource: resource.clone(),
-            action: action.clone(),
-            args: args.clone(),
-        }],
-    };
-    let policy = dash.state.engine.policy();
-    let decision = policy.decide(&agent, &mapped, time::OffsetDateTime::now_utc());
-    let id = sudomode_store::new_request_id();
-    let url = format!("sudomode:govern/{resource}/{action}");
-    // Canonical args are the "body": identical asks join one pending request.
-    let body = sudomode_store::canonical_json(&args);
-    let record = new_record(&Draft {
-        id: &id,
-        agent: &agent,
-        method: "GOVERN",
-        url: &url,
-        intents: &mapped.intents,
-        decision: &decision,
-        policy_version: policy.version(),
-        body: body.as_bytes(),
-        headers: None,
-        hold_timeout: dash.state.config.hold_timeout,
-    });
-    let event = decided_event(&record, &decision, None);
-    dash.state.metrics.decided(decision.verdict);
-    tracing::info!(
-        request_id = %id, agent = %agent, resource = %resource, action = %action,
-        decision = decision.verdict.as_str(), rule = ?decision.rule.as_ref().map(|r| r.0.as_str()),
-        "explicit intent decided"
-    );
-    let (status, reason, request_id) = match decision.verdict {
-        Verdict::Allow | Verdict::Deny => {
-            dash.state
-                .recorder
-                .decision(vec![event], Some(record))
-                .await?;
-            (decision.verdict.as_str(), decision.reason.clone(), id)
+    let core = &dash.state.core;
+    let call = Call::new(AgentName(agent));
+    let decided = core.judge_explicit(&call, resource, action, args);
+    let reason = decided.reason().to_string();
+    let (status, reason, request_id) = match core.admit(decided, Bytes::new()).await {
+        Admission::Allowed(id) => (Verdict::Allow, reason, id),
+        // Explicit intents never receive retry grants; answer sensibly anyway.
+        Admission::Forward(flight) => (Verdict::Allow, reason, RequestId::from_stored(flight.id())),
+        Admission::Held(ticket, _) => (Verdict::RequireApproval, reason, ticket.id.clone()),
+        Admission::Refused(r) if r.kind == RefusalKind::StoreUnavailable => {
+            return Err(ApiError::Unavailable(r.message));
         }
-        Verdict::RequireApproval => {
-            match dash.state.holds.enter(record.clone(), event, true).await? {
-                Entry::Wait { id: held, .. } => ("REQUIRE_APPROVAL", decision.reason.clone(), held),
-                // Explicit intents never receive retry grants; answer sensibly anyway.
-                Entry::Grant { record } => ("ALLOW", "approved earlier".to_string(), record.id),
-                Entry::OverCap { pending } => {
-                    let reason = format!(
-                        "{resource} {action} needs approval, but agent `{agent}` already has {pending} requests waiting (hold.max_pending_per_agent)"
-                    );
-                    deny_over_cap(&dash, record, &reason).await?;
-                    ("DENY", reason, id)
-                }
-            }
-        }
+        Admission::Refused(r) => (Verdict::Deny, r.reason.unwrap_or(r.message), r.request_id),
     };
     Ok(Json(
-        json!({"status": status, "reason": reason, "request_id": request_id}),
+        json!({"status": status.as_str(), "reason": reason, "request_id": request_id.as_str()}),
     ))
-}
-
-/// Records the built-in denial for an agent with too many pending requests.
-async fn deny_over_cap(
-    dash: &Dash,
-    mut record: sudomode_store::RequestRecord,
-    reason: &str,
-) -> ApiResult<()> {
-    let ev = NewEvent::new("request.decided")
-        .request(record.id.clone())
-        .agent(record.agent.clone())
-        .field("decision", "DENY")
-        .field("rule", "sudomode.builtin")
-        .field("reason", reason.to_string());
-    record.status = Status::Denied;
-    record.decision = "DENY".into();
-    record.rule = Some("sudomode.builtin".into());
-    record.reason = reason.to_string();
-    record.expires_at = None;
-    dash.state.recorder.decision(vec![ev], Some(record)).await?;
-    Ok(())
 }
 
 /// `GET /v1/requests/{id}`: an agent sees its own request with the status in
@@ -211,7 +134,7 @@ pub async fn get_request(
     match caller {
         Caller::Operator => Ok(Json(request_with_events(&dash, id).await?)),
         Caller::Agent(agent) => {
-            let record = super::api::with_store(&dash, move |s| Ok(s.get_request(&id)?)).await?;
+            let record = super::api::storage(&dash).get_request(&id).await?;
             // Someone else's request is "not found", not "forbidden": ids do not leak.
             let record = record
                 .filter(|r| r.agent == agent)

@@ -8,7 +8,7 @@
 mod api;
 mod assets;
 mod auth;
-mod error;
+pub mod error;
 mod govern;
 mod sse;
 
@@ -74,6 +74,7 @@ fn build(dash: Dash) -> Router {
         .nest("/api/v1", api_v1)
         .nest("/v1", v1)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(error::log_errors))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(Arc::new(dash))
 }
@@ -116,15 +117,12 @@ async fn metrics(AxState(dash): AxState<Arc<Dash>>) -> impl IntoResponse {
     let state = &dash.state;
     // The registry knows exactly how many are held; the gauge follows it.
     state
+        .core
         .metrics
         .pending
-        .store(state.holds.pending_count() as u64, Ordering::Relaxed);
-    let extra = format!(
-        "# TYPE sudomode_certs_issued_total counter\nsudomode_certs_issued_total {}\n",
-        state.ca.issued()
-    );
+        .store(state.core.holds.pending_count() as u64, Ordering::Relaxed);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&extra),
+        state.core.metrics.render(""),
     )
 }

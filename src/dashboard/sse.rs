@@ -20,7 +20,7 @@ pub async fn events(
     op: Operator,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     tracing::debug!(operator = %op.name, "event stream opened");
-    let rx = dash.state.recorder.subscribe();
+    let rx = dash.state.core.recorder.subscribe();
     let mut shutdown = dash.shutdown.clone();
     let stop = async move {
         // A dropped sender also ends the stream: nothing more will come.

@@ -12,10 +12,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State as AxState};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde_json::json;
 use sudomode_notify::{
     Decision, Interaction, MessageRef, SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER,
     SlackNotifier, UpdateTarget, parse_interaction,
@@ -24,6 +23,7 @@ use sudomode_store::Status;
 use time::OffsetDateTime;
 
 use super::{Notifications, request_json};
+use crate::dashboard::error::ApiError;
 use crate::hold::HoldError;
 use crate::state::State;
 
@@ -49,24 +49,6 @@ pub fn routes(state: Arc<State>, notifications: Arc<Notifications>) -> Router {
         }))
 }
 
-/// The operator API's error shape (SPEC §8), for the refusals Slack never
-/// shows anyone but which people debugging a setup will read.
-fn error(status: StatusCode, kind: &str, message: &str) -> Response {
-    let body = json!({"error": {"type": kind, "message": message}}).to_string();
-    (
-        status,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        body,
-    )
-        .into_response()
-}
-
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
     headers
         .get(name)
@@ -82,11 +64,7 @@ async fn interaction(AxState(ctx): AxState<Arc<Ctx>>, headers: HeaderMap, body: 
         .slack()
         .filter(|s| s.config().signing_secret.is_some())
     else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Slack interactions are not configured",
-        );
+        return ApiError::NotFound("Slack interactions are not configured".into()).into_response();
     };
     let now = OffsetDateTime::now_utc().unix_timestamp();
     if let Err(e) = slack.verify(
@@ -97,13 +75,13 @@ async fn interaction(AxState(ctx): AxState<Arc<Ctx>>, headers: HeaderMap, body: 
     ) {
         // The body is untrusted and may carry anything: never logged.
         tracing::warn!(target: "sudomode::notify", reason = %e, "Slack interaction refused");
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string());
+        return ApiError::Unauthorized(e.to_string()).into_response();
     }
     let press = match parse_interaction(&body) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(target: "sudomode::notify", error = %e, "unusable Slack interaction");
-            return error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string());
+            return ApiError::bad_request(e.to_string()).into_response();
         }
     };
     let operator = ctx
@@ -147,12 +125,14 @@ async fn interaction(AxState(ctx): AxState<Arc<Ctx>>, headers: HeaderMap, body: 
     let result = match press.decision {
         Decision::Approve => {
             ctx.state
+                .core
                 .holds
                 .approve(id, &operator.name, Some(VIA_SLACK.to_string()))
                 .await
         }
         Decision::Reject => {
             ctx.state
+                .core
                 .holds
                 .reject(id, &operator.name, Some(VIA_SLACK.to_string()))
                 .await
@@ -177,15 +157,7 @@ async fn interaction(AxState(ctx): AxState<Arc<Ctx>>, headers: HeaderMap, body: 
                     ephemeral(slack, &press, "SudoMode does not know this request.".into());
                     StatusCode::OK.into_response()
                 }
-                HoldError::Store(e) => {
-                    tracing::error!(target: "sudomode::notify", request = %id, error = %e,
-                        "recording a Slack decision failed");
-                    error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "the decision could not be recorded",
-                    )
-                }
+                HoldError::Store(e) => ApiError::from(e).into_response(),
             };
         }
     };

@@ -185,7 +185,7 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     // Nothing to send: do not even subscribe, so the hot path's
     // announcements cost nothing extra.
-    let changes = (!notifications.is_empty()).then(|| state.recorder.subscribe());
+    let changes = (!notifications.is_empty()).then(|| state.core.recorder.subscribe());
     tokio::spawn(async move {
         if let Some(changes) = changes {
             follow(changes, notifications, shutdown).await;
@@ -323,7 +323,7 @@ fn forget_if_final(tracked: &mut HashMap<String, Tracked>, r: &RequestRecord) {
         Status::Allowed | Status::Pending => false,
         // An explicit intent (`/v1/govern`) is never forwarded, so its
         // approval is its last change.
-        Status::Approved => r.method == "GOVERN",
+        Status::Approved => r.is_explicit(),
         _ => true,
     };
     if done {

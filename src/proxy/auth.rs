@@ -9,16 +9,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::AgentCred;
 
-/// An authenticated agent's name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct AgentName(pub String);
-
-impl std::fmt::Display for AgentName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::ids::AgentName;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
@@ -56,7 +47,7 @@ impl AgentAuth {
     ) -> Result<AgentName, AuthError> {
         if self.agents.is_empty() {
             return if peer.ip().is_loopback() || peer.ip().to_canonical().is_loopback() {
-                Ok(AgentName("default".into()))
+                Ok(AgentName(AgentName::DEFAULT.into()))
             } else {
                 Err(AuthError::NotLoopback)
             };

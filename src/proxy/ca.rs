@@ -67,7 +67,7 @@ pub struct Ca {
     cert_der: CertificateDer<'static>,
     pub paths: CaPaths,
     cache: moka::future::Cache<String, Arc<ServerConfig>>,
-    issued: AtomicU64,
+    issued: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -139,7 +139,7 @@ fn write_bundle(paths: &CaPaths) -> Result<(), CaError> {
     if !bundle.ends_with('\n') {
         bundle.push('\n');
     }
-    for root in crate::forward::tls::system_root_pems() {
+    for root in crate::upstream::tls::system_root_pems() {
         bundle.push_str(&root);
     }
     std::fs::write(&paths.bundle, bundle).map_err(io_err(&paths.bundle))
@@ -163,13 +163,19 @@ impl Ca {
                 .max_capacity(LEAF_CACHE_CAPACITY)
                 .time_to_live(LEAF_CACHE_TTL)
                 .build(),
-            issued: AtomicU64::new(0),
+            issued: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// Certificates minted since start (for `/metrics`).
     pub fn issued(&self) -> u64 {
         self.issued.load(Ordering::Relaxed)
+    }
+
+    /// Counts issued leaves into `counter` (the metrics' `sudomode_certs_issued_total`).
+    pub fn counting_into(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.issued = counter;
+        self
     }
 
     /// TLS server config presenting a leaf for `host` (DNS name or IP),

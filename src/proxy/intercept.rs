@@ -12,44 +12,42 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio_rustls::LazyConfigAcceptor;
 
-use super::ProxyBody;
-use super::auth::AgentName;
-use super::pipeline::{self, Target, builtin_denial};
-use super::reply::{self, AgentError, ErrorType};
-use crate::ids::RequestId;
-use crate::state::State;
+use super::state::ProxyState;
+use super::{ProxyBody, handler, respond};
+use crate::core::{Refusal, RefusalKind};
+use crate::ids::{AgentName, RequestId};
+use crate::upstream::Target;
 
 pub async fn connect(
-    state: Arc<State>,
+    state: Arc<ProxyState>,
     agent: AgentName,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let id = RequestId::new();
     let Some((host, port)) = req.uri().authority().and_then(|a| host_port(a, 443)) else {
-        return AgentError::new(
-            ErrorType::BadRequest,
-            id.as_str(),
+        return respond::refused(Refusal::new(
+            RefusalKind::BadRequest,
+            &id,
             "CONNECT needs host:port",
-        )
-        .into_response();
+        ));
     };
     let host = normalise_host(&host);
     if state.is_tunnel_host(&host) {
         // Blind tunnels skip interception but never the address guard.
-        match state.guard_target(&host, port).await {
+        match state.upstreams.guard_target(&host, port).await {
             Ok(None) => {}
             Ok(Some(reason)) => {
-                return builtin_denial(id.as_str(), &host, port, &reason).into_response();
+                return respond::refused(Refusal::builtin(&id, &host, port, &reason));
             }
             Err(e) => {
-                return AgentError::new(ErrorType::UpstreamError, id.as_str(), e).into_response();
+                return respond::refused(Refusal::new(RefusalKind::UpstreamError, &id, e));
             }
         }
         tokio::spawn(tunnel(state, req, host, port));
     } else {
         tokio::spawn(intercept(state, agent, req, host, port));
     }
-    let mut resp = Response::new(reply::empty());
+    let mut resp = Response::new(respond::empty());
     *resp.status_mut() = StatusCode::OK;
     resp
 }
@@ -76,12 +74,12 @@ pub fn normalise_host(h: &str) -> String {
         .to_ascii_lowercase()
 }
 
-async fn tunnel(state: Arc<State>, req: Request<Incoming>, host: String, port: u16) {
+async fn tunnel(state: Arc<ProxyState>, req: Request<Incoming>, host: String, port: u16) {
     let upgraded = match hyper::upgrade::on(req).await {
         Ok(u) => u,
         Err(e) => return tracing::debug!(error = %e, "CONNECT upgrade failed"),
     };
-    let mut upstream = match state.dialer.dial(&host, port).await {
+    let mut upstream = match state.upstreams.dialer.dial(&host, port).await {
         Ok(s) => s,
         Err(e) => return tracing::info!(error = %e, %host, "tunnel connect failed"),
     };
@@ -92,7 +90,7 @@ async fn tunnel(state: Arc<State>, req: Request<Incoming>, host: String, port: u
 }
 
 async fn intercept(
-    state: Arc<State>,
+    state: Arc<ProxyState>,
     agent: AgentName,
     req: Request<Incoming>,
     host: String,
@@ -104,7 +102,7 @@ async fn intercept(
     };
     let acceptor =
         LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
-    let start = match tokio::time::timeout(state.config.idle_timeout, acceptor).await {
+    let start = match tokio::time::timeout(state.shared.config.idle_timeout, acceptor).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return tracing::debug!(error = %e, %host, "TLS ClientHello failed"),
         Err(_) => return tracing::debug!(%host, "TLS ClientHello timed out"),
@@ -134,7 +132,7 @@ async fn intercept(
         let state = svc_state.clone();
         let agent = agent.clone();
         let target = target.clone();
-        async move { Ok::<_, Infallible>(pipeline::handle(state, agent, target, req).await) }
+        async move { Ok::<_, Infallible>(handler::handle(state, agent, target, req).await) }
     });
     // The protocol was negotiated in the handshake (ALPN): serve it directly.
     // Sniffing it instead makes hyper's first read return only the sniffed
@@ -148,7 +146,7 @@ async fn intercept(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Some(state.config.idle_timeout))
+        .header_read_timeout(Some(state.shared.config.idle_timeout))
         .keep_alive(true);
     builder
         .http2()

@@ -3,11 +3,10 @@
 
 pub mod auth;
 pub mod ca;
-pub mod guard;
-mod held;
-mod intercept;
-pub mod pipeline;
-pub mod reply;
+mod handler;
+pub mod intercept;
+pub mod respond;
+pub mod state;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,15 +21,20 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::state::State;
-use pipeline::Target;
-use reply::{AgentError, ErrorType};
+use crate::core::{Refusal, RefusalKind};
+use crate::ids::RequestId;
+use crate::upstream::Target;
+use state::ProxyState;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// Accepts agent connections until `shutdown` flips.
-pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ProxyState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -53,7 +57,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    state: Arc<State>,
+    state: Arc<ProxyState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let svc_state = state.clone();
@@ -64,7 +68,7 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Some(state.config.idle_timeout))
+        .header_read_timeout(Some(state.shared.config.idle_timeout))
         .keep_alive(true)
         .max_buf_size(64 * 1024);
     let conn = builder
@@ -85,14 +89,21 @@ async fn serve_connection(
 }
 
 /// Requests on the proxy port itself: CONNECT or absolute-form HTTP.
-async fn outer(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
-    let agent = match state.auth.authenticate(peer, req.headers()) {
+async fn outer(
+    state: Arc<ProxyState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let agent = match state.shared.auth.authenticate(peer, req.headers()) {
         Ok(a) => a,
         Err(e) => {
-            let id = crate::ids::RequestId::new();
+            let id = RequestId::new();
             tracing::info!(%peer, request_id = %id, "proxy authentication failed");
-            return AgentError::new(ErrorType::ProxyAuthRequired, id.as_str(), e.message())
-                .into_response();
+            return respond::refused(Refusal::new(
+                RefusalKind::ProxyAuthRequired,
+                &id,
+                e.message(),
+            ));
         }
     };
     if req.method() == Method::CONNECT {
@@ -100,30 +111,30 @@ async fn outer(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> R
     }
     let uri = req.uri();
     let http_target = uri.authority().and_then(|a| intercept::host_port(a, 80));
+    let refuse = |message: &str| {
+        respond::refused(Refusal::new(
+            RefusalKind::BadRequest,
+            &RequestId::new(),
+            message,
+        ))
+    };
     match (uri.scheme_str(), uri.host()) {
         (Some("http"), Some(_)) => match http_target {
             Some((host, port)) => {
-                let target = Target { scheme: "http", host, port };
-                pipeline::handle(state, agent, target, req).await
+                let target = Target {
+                    scheme: "http",
+                    host,
+                    port,
+                };
+                handler::handle(state, agent, target, req).await
             }
-            None => AgentError::new(
-                ErrorType::BadRequest,
-                crate::ids::RequestId::new().as_str(),
-                "the request target has an empty host or an invalid port",
-            )
-            .into_response(),
+            None => refuse("the request target has an empty host or an invalid port"),
         },
-        (Some("https"), Some(_)) => AgentError::new(
-            ErrorType::BadRequest,
-            crate::ids::RequestId::new().as_str(),
+        (Some("https"), Some(_)) => refuse(
             "send https:// URLs through CONNECT (set HTTPS_PROXY), not as absolute-form requests",
-        )
-        .into_response(),
-        _ => AgentError::new(
-            ErrorType::BadRequest,
-            crate::ids::RequestId::new().as_str(),
+        ),
+        _ => refuse(
             "this is the SudoMode proxy port: configure it as HTTP_PROXY/HTTPS_PROXY rather than requesting it directly",
-        )
-        .into_response(),
+        ),
     }
 }

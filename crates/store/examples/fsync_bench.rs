@@ -44,6 +44,7 @@ fn decided() -> Batch {
         body_sha256: "0".repeat(64),
         policy_version: "0".repeat(64),
         retry_grant_used: false,
+        explicit: false,
     };
     let event = NewEvent::new("request.decided")
         .request(&id)

@@ -15,6 +15,7 @@ pub mod chain;
 mod error;
 mod model;
 mod query;
+mod storage;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub use model::{
     Status, StoreOptions, VerifyReport,
 };
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, verify_lines, verify_lines_partial};
+pub use storage::{Sent, Storage, Wait};
 
 use writer::{AtomicStats, Msg, Prepared, Writer};
 
@@ -54,6 +56,21 @@ const STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// A new request id: a UUIDv7 string (sorts by creation time).
 pub fn new_request_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// A batch in the writer's queue (see [`Store::submit`]).
+pub struct Submitted {
+    rx: Option<oneshot::Receiver<Result<Committed, StoreError>>>,
+}
+
+impl Submitted {
+    /// Resolves once the batch is on disk (at once for a batch not submitted durable).
+    pub async fn durable(self) -> Result<(), StoreError> {
+        match self.rx {
+            None => Ok(()),
+            Some(rx) => rx.await.map_err(|_| StoreError::Closed)?.map(|_| ()),
+        }
+    }
 }
 
 /// Handle to the store; cheap to clone. The last clone dropped stops the writer (after
@@ -214,7 +231,7 @@ impl Store {
             .send(Msg::Commit {
                 batch,
                 reply,
-                _permit: permit,
+                _permit: Some(permit),
             })
             .map_err(|_| StoreError::Closed)
     }
@@ -242,6 +259,40 @@ impl Store {
     pub async fn commit_batched(&self, batch: Batch) -> Result<(), StoreError> {
         let batch = self.prepare(batch, false)?;
         self.enqueue(batch, None).await
+    }
+
+    /// Queues the batch (waiting only for room in the queue) and returns once it
+    /// is in the writer's queue, in order; [`Submitted::durable`] then waits
+    /// for the fsync when `durable` was asked. Splitting the two lets a caller
+    /// act between "queued" and "on disk" without being cancelled in between.
+    pub async fn submit(&self, batch: Batch, durable: bool) -> Result<Submitted, StoreError> {
+        let batch = self.prepare(batch, false)?;
+        if durable {
+            let (tx, rx) = oneshot::channel();
+            self.enqueue(batch, Some(tx)).await?;
+            Ok(Submitted { rx: Some(rx) })
+        } else {
+            self.enqueue(batch, None).await?;
+            Ok(Submitted { rx: None })
+        }
+    }
+
+    /// Queues the batch at once, without waiting for room in the bounded queue:
+    /// for the rare terminal write that cannot wait (a request whose future is
+    /// being dropped). Lands within `flush_interval`, like `commit_batched`.
+    pub fn commit_unbounded(&self, batch: Batch) -> Result<(), StoreError> {
+        if self.inner.permits.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        let batch = self.prepare(batch, false)?;
+        self.inner
+            .tx
+            .send(Msg::Commit {
+                batch,
+                reply: None,
+                _permit: None,
+            })
+            .map_err(|_| StoreError::Closed)
     }
 
     /// Resolves once everything queued before it is committed and durable.

@@ -160,9 +160,18 @@ pub struct RequestRecord {
     /// The single retry an approval grants has been used.
     #[serde(default)]
     pub retry_grant_used: bool,
+    /// An explicit intent (`/v1/govern`): there is nothing to forward.
+    #[serde(default)]
+    pub explicit: bool,
 }
 
 impl RequestRecord {
+    /// An explicit intent. Records written before the `explicit` field existed
+    /// carry the pseudo method `GOVERN` instead.
+    pub fn is_explicit(&self) -> bool {
+        self.explicit || self.method == "GOVERN"
+    }
+
     /// Pending, or approved with its retry grant still unused: what restart recovery reloads.
     pub fn is_open(&self) -> bool {
         match self.status {

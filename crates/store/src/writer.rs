@@ -62,7 +62,9 @@ pub(crate) enum Msg {
     Commit {
         batch: Prepared,
         reply: Option<CommitReply>,
-        _permit: OwnedSemaphorePermit,
+        /// A place in the bounded queue; `None` for terminal writes that may
+        /// not wait (`Store::commit_unbounded`).
+        _permit: Option<OwnedSemaphorePermit>,
     },
     /// Make everything queued before it durable, then answer.
     Flush(oneshot::Sender<Result<(), StoreError>>),
@@ -114,7 +116,7 @@ pub(crate) struct Writer {
     pub(crate) dirty_since: Option<Instant>,
 }
 
-type Pending = (Prepared, Option<CommitReply>, OwnedSemaphorePermit);
+type Pending = (Prepared, Option<CommitReply>, Option<OwnedSemaphorePermit>);
 
 impl Writer {
     /// Runs until `Shutdown` or until every sender is gone.
@@ -482,6 +484,7 @@ mod tests {
             body_sha256: "ab".repeat(32),
             policy_version: "v1".into(),
             retry_grant_used: false,
+            explicit: false,
         }
     }
 

@@ -56,6 +56,7 @@ fn record(id: &str, agent: &str, status: Status, decision: &str) -> RequestRecor
         body_sha256: "ab".repeat(32),
         policy_version: "v1".into(),
         retry_grant_used: false,
+        explicit: false,
     }
 }
 

@@ -14,7 +14,7 @@ use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::proxy::guard::Guard;
+use super::guard::Guard;
 
 /// Dials upstreams; shared by the HTTP client and blind tunnels.
 #[derive(Clone)]

@@ -1,8 +1,5 @@
-//! The upstream client: pooled HTTP/1.1 and HTTP/2 (ALPN), verified TLS,
+//! The upstream HTTP client: pooled HTTP/1.1 and HTTP/2 (ALPN), verified TLS,
 //! hop-by-hop header handling and the errors an agent sees when it fails.
-
-pub mod connect;
-pub mod tls;
 
 use std::time::Duration;
 
@@ -13,7 +10,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-pub use connect::Dialer;
+use super::dial::Dialer;
 
 type Connector = hyper_rustls::HttpsConnector<Dialer>;
 

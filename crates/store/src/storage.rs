@@ -1,0 +1,227 @@
+//! The storage boundary: everything the request phases, the hold registry and
+//! the operator API need from the store — commits with their durability, reads,
+//! the audit log and its verification, and the change feed — behind one type.
+//! Each backend (redb today) is a variant of [`Backend`]; a new backend adds a
+//! variant here and touches no phase.
+//!
+//! Every method is async: backends whose reads block (redb) run them on the
+//! blocking pool, so no caller ever blocks an async worker on the store.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+
+use crate::error::StoreError;
+use crate::model::{AuditEvent, Batch, Filter, RequestRecord, Stats, VerifyReport};
+use crate::{Store, Submitted};
+
+/// How long a commit's caller waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Until the batch is on disk (fsync'd).
+    Durable,
+    /// Only until the batch is queued; it lands within the flush interval.
+    Queued,
+}
+
+/// A batch in the queue; [`Sent::done`] waits for what the commit asked.
+pub struct Sent {
+    storage: Storage,
+    submitted: Submitted,
+    announced: Vec<RequestRecord>,
+}
+
+impl Sent {
+    /// Resolves once the batch is durable (for `Wait::Durable`), then announces it.
+    pub async fn done(self) -> Result<(), StoreError> {
+        self.submitted.durable().await?;
+        self.storage.announce(self.announced);
+        Ok(())
+    }
+}
+
+/// The backends.
+enum Backend {
+    Redb(Store),
+}
+
+struct Inner {
+    backend: Backend,
+    /// Request records as committed (SSE, Slack, webhooks).
+    changes: broadcast::Sender<RequestRecord>,
+}
+
+/// Handle to the storage; cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+/// Announcements a slow subscriber may fall behind by before it misses some.
+const CHANGE_FEED_CAPACITY: usize = 4_096;
+
+impl Storage {
+    /// Storage on an opened redb [`Store`].
+    pub fn redb(store: Store) -> Self {
+        let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
+        Storage {
+            inner: Arc::new(Inner {
+                backend: Backend::Redb(store),
+                changes,
+            }),
+        }
+    }
+
+    /// The redb store, for tools that read it directly.
+    pub fn as_redb(&self) -> Option<&Store> {
+        match &self.inner.backend {
+            Backend::Redb(s) => Some(s),
+        }
+    }
+
+    /// Request changes as they are committed.
+    pub fn subscribe(&self) -> broadcast::Receiver<RequestRecord> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Appends the batch's events and upserts its records atomically, waiting as
+    /// `wait` says; then announces the records to subscribers.
+    pub async fn commit(&self, batch: Batch, wait: Wait) -> Result<(), StoreError> {
+        self.send(batch, wait).await?.done().await
+    }
+
+    /// The first half of [`Storage::commit`]: returns once the batch is queued,
+    /// in order. Nothing is written when this future is dropped before it
+    /// resolves; once it has, the batch will be committed.
+    pub async fn send(&self, batch: Batch, wait: Wait) -> Result<Sent, StoreError> {
+        let announced = self.to_announce(&batch);
+        let submitted = match &self.inner.backend {
+            Backend::Redb(s) => s.submit(batch, wait == Wait::Durable).await?,
+        };
+        Ok(Sent {
+            storage: self.clone(),
+            submitted,
+            announced,
+        })
+    }
+
+    /// Queues the batch without waiting, even for room in the queue: for the
+    /// one terminal write of a request whose future is being dropped, which
+    /// cannot wait and must not be lost.
+    pub fn commit_now(&self, batch: Batch) -> Result<(), StoreError> {
+        let announced = self.to_announce(&batch);
+        match &self.inner.backend {
+            Backend::Redb(s) => s.commit_unbounded(batch)?,
+        }
+        self.announce(announced);
+        Ok(())
+    }
+
+    /// Copies of the records for the subscribers, only when there are any: with
+    /// no dashboard or notifier listening the hot path skips the clone.
+    fn to_announce(&self, batch: &Batch) -> Vec<RequestRecord> {
+        if self.inner.changes.receiver_count() == 0 {
+            return Vec::new();
+        }
+        batch.upserts.clone()
+    }
+
+    fn announce(&self, records: Vec<RequestRecord>) {
+        for r in records {
+            // A subscriber may have left meanwhile: that is normal.
+            let _ = self.inner.changes.send(r);
+        }
+    }
+
+    /// Runs a blocking read of the redb store on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = match &self.inner.backend {
+            Backend::Redb(s) => s.clone(),
+        };
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Storage(format!("store read task: {e}")))?
+    }
+
+    /// One request record.
+    pub async fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        let id = id.to_string();
+        self.read(move |s| s.get_request(&id)).await
+    }
+
+    /// A page of requests, newest first, and the cursor of the next page.
+    pub async fn list_requests(
+        &self,
+        filter: Filter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<(Vec<RequestRecord>, Option<String>), StoreError> {
+        self.read(move |s| s.list_requests(&filter, limit, cursor.as_deref()))
+            .await
+    }
+
+    /// The audit events of one request, in order.
+    pub async fn events_for_request(&self, id: &str) -> Result<Vec<AuditEvent>, StoreError> {
+        let id = id.to_string();
+        self.read(move |s| s.events_for_request(&id)).await
+    }
+
+    /// Requests still open (pending, or approved with the retry unused).
+    pub async fn open_requests(&self) -> Result<Vec<RequestRecord>, StoreError> {
+        self.read(|s| s.pending_requests()).await
+    }
+
+    /// Audit events after `after_seq`, at most `limit`.
+    pub async fn audit_after(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.read(move |s| s.audit_after(after_seq, limit)).await
+    }
+
+    /// Recomputes the whole hash chain.
+    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.read(|s| s.verify()).await
+    }
+
+    /// Number of requests per decision.
+    pub async fn counts_by_decision(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        self.read(|s| s.counts_by_decision()).await
+    }
+
+    /// Writes the audit log as JSON Lines into `out` (blocking: call it from
+    /// the blocking pool); returns how many events.
+    pub fn export_blocking(
+        &self,
+        since: Option<OffsetDateTime>,
+        until: Option<OffsetDateTime>,
+        out: &mut impl Write,
+    ) -> Result<u64, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(s) => s.export(since, until, out),
+        }
+    }
+
+    /// Writer counters.
+    pub fn stats(&self) -> Stats {
+        match &self.inner.backend {
+            Backend::Redb(s) => s.stats(),
+        }
+    }
+
+    /// Commits what is queued and stops writing; later commits fail.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(s) => s.close().await,
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! A judged request as typed values ([`Decided`]), and how it becomes the
+//! store's record and `request.decided` event — the only place that shape is
+//! made, for the proxy and for explicit intents alike.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sudomode_intent::Intent;
+use sudomode_policy::{Decision, RuleName, Verdict};
+use sudomode_store::{NewEvent, RequestRecord, Status};
+use time::OffsetDateTime;
+
+use crate::ids::{AgentName, RequestId};
+
+/// The outcome of judging one request, before anything is recorded.
+pub struct Decided {
+    pub id: RequestId,
+    pub agent: AgentName,
+    pub verdict: Verdict,
+    pub rule: Option<RuleName>,
+    /// An explicit intent (`/v1/govern`): nothing to forward.
+    pub explicit: bool,
+    /// The row the store will keep (made here, at the store boundary).
+    pub(crate) record: RequestRecord,
+    /// Its `request.decided` event.
+    pub(crate) event: NewEvent,
+}
+
+/// What a decision is made from.
+pub struct Draft<'a> {
+    pub id: &'a RequestId,
+    pub agent: &'a AgentName,
+    pub method: &'a str,
+    /// Normalised URL (what the operator reads).
+    pub url: &'a str,
+    /// The URL exactly as sent: approvals bind it (S3 keys are literal).
+    pub raw_url: &'a str,
+    pub intents: &'a [Intent],
+    pub body: &'a [u8],
+    /// Request headers that travel upstream (None for explicit intents).
+    pub headers: Option<&'a http::HeaderMap>,
+    pub explicit: bool,
+    pub policy_version: &'a str,
+    /// Approval window when the decision is REQUIRE_APPROVAL.
+    pub hold_timeout: std::time::Duration,
+}
+
+impl Decided {
+    /// Builds the record and event of a decision. `request` is the normalised
+    /// request as judged, recorded with the event when there is one.
+    pub fn new(d: &Draft<'_>, decision: &Decision, request: Option<Value>) -> Self {
+        let record = new_record(d, decision);
+        let mut event = decided_event(&record, decision);
+        if let Some(req) = request {
+            event = event.field("request", req);
+        }
+        Decided {
+            id: d.id.clone(),
+            agent: d.agent.clone(),
+            verdict: decision.verdict,
+            rule: decision.rule.clone(),
+            explicit: d.explicit,
+            record,
+            event,
+        }
+    }
+
+    pub fn resource(&self) -> &str {
+        &self.record.resource
+    }
+
+    pub fn action(&self) -> &str {
+        &self.record.action
+    }
+
+    pub fn reason(&self) -> &str {
+        &self.record.reason
+    }
+
+    /// The identity of "the same request" for joining and retries.
+    pub fn retry_key(&self) -> &str {
+        &self.record.retry_key
+    }
+
+    /// Turns the decision into the proxy's own DENY (rule `sudomode.builtin`),
+    /// e.g. when the agent has too many requests waiting.
+    pub fn into_builtin_denial(mut self, reason: String) -> Self {
+        self.verdict = Verdict::Deny;
+        self.rule = Some(RuleName(RuleName::BUILTIN.to_string()));
+        let r = &mut self.record;
+        r.status = Status::Denied;
+        r.decision = Verdict::Deny.as_str().to_string();
+        r.rule = Some(RuleName::BUILTIN.to_string());
+        r.reason = reason.clone();
+        r.expires_at = None;
+        self.event = self
+            .event
+            .field("decision", Verdict::Deny.as_str())
+            .field("rule", RuleName::BUILTIN)
+            .field("reason", reason);
+        self
+    }
+
+    /// Adds a field to the decision's event (e.g. why it was refused unjudged).
+    pub fn note(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.event = self.event.field(name, value);
+        self
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Identity of "the same request" for joining and retries (SPEC §6): agent,
+/// method, the URL exactly as sent, body hash — and the headers that reach the
+/// upstream, because they change what it executes (`Stripe-Account`).
+pub fn retry_key(
+    agent: &str,
+    method: &str,
+    raw_url: &str,
+    body_sha256: &str,
+    headers_sha256: &str,
+) -> String {
+    sha256_hex(format!("{agent}\n{method}\n{raw_url}\n{body_sha256}\n{headers_sha256}").as_bytes())
+}
+
+/// Headers that differ between an SDK's attempts at the same call without
+/// changing what the upstream executes: signatures and their dates, per-call
+/// ids, telemetry, framing. Everything else is bound by the approval.
+const VOLATILE_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "date",
+    "x-amz-date",
+    "x-amz-security-token",
+    "amz-sdk-invocation-id",
+    "amz-sdk-request",
+    "idempotency-key",
+    "x-stripe-client-telemetry",
+    "x-stripe-client-user-agent",
+    "user-agent",
+    "content-length",
+    "traceparent",
+    "tracestate",
+    "x-request-id",
+    "x-amzn-trace-id",
+];
+
+/// SHA-256 over the sorted, lower-cased stable headers (name: value lines).
+pub fn headers_sha256(headers: &http::HeaderMap) -> String {
+    let mut lines: Vec<String> = headers
+        .iter()
+        .filter(|(n, _)| !VOLATILE_HEADERS.contains(&n.as_str()))
+        .map(|(n, v)| format!("{}: {}", n.as_str(), String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    lines.sort();
+    sha256_hex(lines.join("\n").as_bytes())
+}
+
+fn status_of(verdict: Verdict) -> Status {
+    match verdict {
+        Verdict::Allow => Status::Allowed,
+        Verdict::Deny => Status::Denied,
+        Verdict::RequireApproval => Status::Pending,
+    }
+}
+
+fn new_record(d: &Draft<'_>, decision: &Decision) -> RequestRecord {
+    let now = OffsetDateTime::now_utc();
+    let idx = decision.intent_index.min(d.intents.len().saturating_sub(1));
+    let intent = d.intents.get(idx);
+    let body_sha256 = sha256_hex(d.body);
+    let status = status_of(decision.verdict);
+    let window = decision.timeout.unwrap_or(d.hold_timeout);
+    RequestRecord {
+        id: d.id.as_str().to_string(),
+        created_at: now,
+        agent: d.agent.as_str().to_string(),
+        method: d.method.to_string(),
+        url: d.url.to_string(),
+        resource: intent.map(|i| i.resource.clone()).unwrap_or_default(),
+        action: intent.map(|i| i.action.clone()).unwrap_or_default(),
+        args: intent
+            .map(|i| i.args.clone())
+            .unwrap_or(Value::Object(Default::default())),
+        decision: decision.verdict.as_str().to_string(),
+        rule: decision.rule.as_ref().map(|r| r.0.clone()),
+        reason: decision.reason.clone(),
+        status,
+        required_approvals: decision.approvals.max(1),
+        approvals: vec![],
+        rejected_by: None,
+        rejected_reason: None,
+        expires_at: (status == Status::Pending)
+            .then(|| now + time::Duration::try_from(window).unwrap_or(time::Duration::minutes(10))),
+        upstream_status: None,
+        completed_at: None,
+        intents: d
+            .intents
+            .iter()
+            .map(|i| json!({"resource": i.resource, "action": i.action, "args": i.args}))
+            .collect(),
+        retry_key: retry_key(
+            d.agent.as_str(),
+            d.method,
+            d.raw_url,
+            &body_sha256,
+            &d.headers.map(headers_sha256).unwrap_or_default(),
+        ),
+        body_sha256,
+        policy_version: d.policy_version.to_string(),
+        retry_grant_used: false,
+        explicit: d.explicit,
+    }
+}
+
+/// `request.decided`: intent(s), decision, rule, reason, policy version,
+/// condition errors and report-mode matches.
+fn decided_event(r: &RequestRecord, d: &Decision) -> NewEvent {
+    NewEvent::new("request.decided")
+        .request(r.id.clone())
+        .agent(r.agent.clone())
+        .field("method", r.method.clone())
+        .field("url", r.url.clone())
+        .field("resource", r.resource.clone())
+        .field("action", r.action.clone())
+        .field("args", r.args.clone())
+        .field("intents", Value::Array(r.intents.clone()))
+        .field("decision", r.decision.clone())
+        .field(
+            "rule",
+            r.rule.clone().map(Value::String).unwrap_or(Value::Null),
+        )
+        .field("reason", r.reason.clone())
+        .field("policy_version", r.policy_version.clone())
+        .field("body_sha256", r.body_sha256.clone())
+        .field("condition_errors", json!(d.condition_errors))
+        .field(
+            "would_have",
+            json!(d.would_have.iter().map(|w| w.0.clone()).collect::<Vec<_>>()),
+        )
+}

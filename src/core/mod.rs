@@ -1,0 +1,352 @@
+//! The governance core: one path that judges, records and ends every request,
+//! for the proxy and for explicit intents (`/v1/govern`) alike.
+//!
+//! `judge_*` maps a request to intents and asks the policy (nothing is written
+//! yet); [`Core::admit`] records the decision through the audit phase and says
+//! what happens next: forward (with the terminal guard that writes how it
+//! ended), hold for an operator, or refuse. Refusals are [`Refusal`] values;
+//! each listener turns them into its wire format in one place.
+
+pub mod decided;
+pub mod engine;
+pub mod refusal;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+use sudomode_intent::{Intent, IntentError, Mapped, NormalizedRequest, RawRequest};
+use sudomode_policy::{Decision, RuleName, Verdict};
+
+use crate::audit::{Flight, Recorder};
+use crate::hold::{Entry, Holds, Ticket};
+use crate::ids::{AgentName, RequestId};
+use crate::metrics::Metrics;
+use decided::{Decided, Draft};
+use engine::Engine;
+pub use refusal::{Refusal, RefusalKind};
+
+/// One agent call's context through the phases.
+pub struct Call {
+    pub id: RequestId,
+    pub agent: AgentName,
+    pub started: Instant,
+}
+
+impl Call {
+    pub fn new(agent: AgentName) -> Self {
+        Call {
+            id: RequestId::new(),
+            agent,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// What a refusal about a decided request names (resource, action, rule).
+#[derive(Debug, Clone)]
+pub struct About {
+    pub resource: String,
+    pub action: String,
+    pub rule: Option<String>,
+    pub reason: String,
+}
+
+impl About {
+    fn of(d: &Decided) -> Self {
+        About {
+            resource: d.resource().to_string(),
+            action: d.action().to_string(),
+            rule: d.rule.as_ref().map(|r| r.0.clone()),
+            reason: d.reason().to_string(),
+        }
+    }
+}
+
+/// What happens to a recorded decision.
+pub enum Admission {
+    /// Send it upstream now; the guard writes how it ended.
+    Forward(Flight),
+    /// An explicit intent was allowed: the agent acts itself.
+    Allowed(RequestId),
+    /// Refused (and recorded).
+    Refused(Refusal),
+    /// Held for an operator: wait on the ticket.
+    Held(Ticket, About),
+}
+
+/// An HTTP request as the proxy received it.
+pub struct HttpSubject<'a> {
+    pub raw: RawRequest<'a>,
+    /// The URL exactly as sent (approvals bind it).
+    pub raw_url: &'a str,
+    /// The query string as sent (the normalised URL keeps it as is).
+    pub raw_query: &'a str,
+}
+
+pub struct Core {
+    pub engine: Engine,
+    pub recorder: Arc<Recorder>,
+    pub holds: Arc<Holds>,
+    pub metrics: Arc<Metrics>,
+    hold_timeout: Duration,
+    public_url: String,
+}
+
+impl Core {
+    pub fn new(
+        engine: Engine,
+        recorder: Arc<Recorder>,
+        holds: Arc<Holds>,
+        metrics: Arc<Metrics>,
+        hold_timeout: Duration,
+        public_url: String,
+    ) -> Self {
+        Core {
+            engine,
+            recorder,
+            holds,
+            metrics,
+            hold_timeout,
+            public_url,
+        }
+    }
+
+    /// Maps and judges an HTTP request; nothing is recorded yet.
+    pub fn judge_http(&self, call: &Call, s: &HttpSubject<'_>) -> Result<Decided, IntentError> {
+        let judged = self.engine.judge(call.agent.as_str(), &s.raw)?;
+        let url = judged.mapped.request.url(s.raw_query);
+        Ok(Decided::new(
+            &Draft {
+                id: &call.id,
+                agent: &call.agent,
+                method: &judged.mapped.request.method,
+                url: &url,
+                raw_url: s.raw_url,
+                intents: &judged.mapped.intents,
+                body: s.raw.body,
+                headers: Some(s.raw.headers),
+                explicit: false,
+                policy_version: judged.policy.version(),
+                hold_timeout: self.hold_timeout,
+            },
+            &judged.decision,
+            serde_json::to_value(&judged.mapped.request).ok(),
+        ))
+    }
+
+    /// Judges an explicit intent (`/v1/govern`): the agent names the intent.
+    pub fn judge_explicit(
+        &self,
+        call: &Call,
+        resource: &str,
+        action: &str,
+        args: Value,
+    ) -> Decided {
+        let mapped = Mapped {
+            request: NormalizedRequest {
+                method: "GOVERN".into(),
+                scheme: "sudomode".into(),
+                host: "govern".into(),
+                port: 0,
+                path: "/v1/govern".into(),
+                query: Default::default(),
+                headers: Default::default(),
+            },
+            intents: vec![Intent {
+                resource: resource.to_string(),
+                action: action.to_string(),
+                args,
+            }],
+        };
+        let policy = self.engine.policy();
+        let decision = policy.decide(
+            call.agent.as_str(),
+            &mapped,
+            time::OffsetDateTime::now_utc(),
+        );
+        let url = format!("sudomode:govern/{resource}/{action}");
+        // Canonical args are the "body": identical asks join one pending request.
+        let body = sudomode_store::canonical_json(&mapped.intents[0].args);
+        Decided::new(
+            &Draft {
+                id: &call.id,
+                agent: &call.agent,
+                method: "GOVERN",
+                url: &url,
+                raw_url: &url,
+                intents: &mapped.intents,
+                body: body.as_bytes(),
+                headers: None,
+                explicit: true,
+                policy_version: policy.version(),
+                hold_timeout: self.hold_timeout,
+            },
+            &decision,
+            None,
+        )
+    }
+
+    /// A request refused before it could be judged (unreadable, too large, a
+    /// forbidden target): still a decision, recorded as the proxy's own DENY.
+    pub async fn refuse_unjudged(
+        &self,
+        call: &Call,
+        method: &str,
+        url: &str,
+        host: &str,
+        refusal: Refusal,
+    ) -> Refusal {
+        let decision = Decision::builtin_deny(refusal.message.clone());
+        let intents = [Intent {
+            resource: format!("http.{host}"),
+            action: method.to_ascii_lowercase(),
+            args: serde_json::json!({}),
+        }];
+        let mut decided = Decided::new(
+            &Draft {
+                id: &call.id,
+                agent: &call.agent,
+                method,
+                url,
+                raw_url: url,
+                intents: &intents,
+                body: &[],
+                headers: None,
+                explicit: false,
+                policy_version: self.engine.policy().version(),
+                hold_timeout: self.hold_timeout,
+            },
+            &decision,
+            None,
+        )
+        .note("error_type", refusal.kind.as_str());
+        if let Some(rule) = &refusal.rule {
+            decided.record.rule = Some(rule.clone());
+        }
+        self.log(&decided, Some(refusal.kind));
+        self.metrics.decided(Verdict::Deny);
+        if let Err(e) = self.recorder.decided(&decided).await {
+            tracing::error!(request_id = %call.id, error = %e, "recording a refusal failed");
+        }
+        refusal
+    }
+
+    /// Records the decision and says what happens next. `body` is what a held
+    /// request would forward (shared by the calls that join it).
+    pub async fn admit(&self, decided: Decided, body: Bytes) -> Admission {
+        self.metrics.decided(decided.verdict);
+        let id = decided.id.clone();
+        let about = About::of(&decided);
+        let admitted = match (decided.verdict, decided.explicit) {
+            (Verdict::Allow, false) => {
+                self.log(&decided, None);
+                self.recorder
+                    .admitted(decided)
+                    .await
+                    .map(Admission::Forward)
+            }
+            (Verdict::Allow, true) => {
+                self.log(&decided, None);
+                let id = decided.id.clone();
+                self.recorder
+                    .decided(&decided)
+                    .await
+                    .map(|()| Admission::Allowed(id))
+            }
+            (Verdict::Deny, _) => {
+                self.log(&decided, Some(RefusalKind::Denied));
+                let refusal = self.refusal(RefusalKind::Denied, &id, &about);
+                self.recorder
+                    .decided(&decided)
+                    .await
+                    .map(|()| Admission::Refused(refusal))
+            }
+            (Verdict::RequireApproval, _) => return self.hold(decided, about, body).await,
+        };
+        admitted.unwrap_or_else(|e| {
+            tracing::error!(request_id = %id, error = %e, "recording a decision failed; request refused");
+            Admission::Refused(Refusal::store_unavailable(&id))
+        })
+    }
+
+    async fn hold(&self, decided: Decided, about: About, body: Bytes) -> Admission {
+        let id = decided.id.clone();
+        self.log(&decided, None);
+        match self.holds.enter(decided, body).await {
+            Ok(Entry::Wait(ticket)) => {
+                if ticket.joined {
+                    tracing::info!(request_id = %ticket.id, joined = %id, "identical pending request joined");
+                }
+                Admission::Held(ticket, about)
+            }
+            Ok(Entry::Grant(flight)) => {
+                tracing::info!(request_id = %flight.id(), "identical retry forwarded under an earlier approval");
+                Admission::Forward(flight)
+            }
+            Ok(Entry::OverCap { decided, waiting }) => {
+                let message = format!(
+                    "{} {} needs approval, but agent `{}` already has {waiting} requests waiting (hold.max_pending_per_agent); wait for those to be decided",
+                    about.resource, about.action, decided.agent
+                );
+                let denied = (*decided).into_builtin_denial(message.clone());
+                self.log(&denied, Some(RefusalKind::Denied));
+                let mut refusal = self.refusal(RefusalKind::Denied, &id, &About::of(&denied));
+                refusal.message = message;
+                match self.recorder.decided(&denied).await {
+                    Ok(()) => Admission::Refused(refusal),
+                    Err(_) => Admission::Refused(Refusal::store_unavailable(&id)),
+                }
+            }
+            Err(e) => {
+                tracing::error!(request_id = %id, error = %e, "holding a request failed; request refused");
+                Admission::Refused(Refusal::store_unavailable(&id))
+            }
+        }
+    }
+
+    /// A refusal about a decided request, with its approval URL.
+    pub fn refusal(&self, kind: RefusalKind, id: &RequestId, about: &About) -> Refusal {
+        let message = match kind {
+            RefusalKind::Denied => format!(
+                "{} {} was denied by {}: {}",
+                about.resource,
+                about.action,
+                about
+                    .rule
+                    .as_deref()
+                    .map(|x| format!("rule `{x}`"))
+                    .unwrap_or_else(|| "the default (no rule matched)".into()),
+                about.reason
+            ),
+            _ => format!(
+                "{} {} needs an operator's approval ({})",
+                about.resource, about.action, about.reason
+            ),
+        };
+        let mut r = Refusal::new(kind, id, message);
+        r.resource = Some(about.resource.clone());
+        r.action = Some(about.action.clone());
+        r.rule = about.rule.clone();
+        r.reason = Some(about.reason.clone());
+        r.approval_url = Some(self.approval_url(id));
+        r
+    }
+
+    pub fn approval_url(&self, id: &RequestId) -> String {
+        format!("{}/#/requests/{}", self.public_url, id)
+    }
+
+    /// One structured line per decision, under the id the API knows.
+    fn log(&self, d: &Decided, refused: Option<RefusalKind>) {
+        let r = &d.record;
+        tracing::info!(
+            request_id = %d.id, agent = %d.agent, method = %r.method, url = %r.url,
+            resource = %r.resource, action = %r.action, decision = %d.verdict.as_str(),
+            rule = d.rule.as_ref().map(RuleName::as_str).unwrap_or("-"),
+            refused = refused.map(RefusalKind::as_str).unwrap_or("-"),
+            "decided"
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! Holding for approval (SPEC §6): the pending registry that operators decide
+//! through (`registry`), and the proxy's hold phase that parks an agent call
+//! until the outcome and then forwards it exactly once (`phase`).
+
+pub mod phase;
+pub mod registry;
+
+pub use registry::{Entry, HoldError, Holds, Outcome, Ticket, sweeper};

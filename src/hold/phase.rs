@@ -1,0 +1,87 @@
+//! The hold phase (SPEC §6): an agent call parked on its [`Ticket`] until the
+//! operators' outcome; an approved call then claims the approval's one
+//! forwarding and goes through the forward phase.
+
+use std::time::Instant;
+
+use http::Response;
+
+use super::{Outcome, Ticket};
+use crate::core::{About, Refusal, RefusalKind};
+use crate::ids::RequestId;
+use crate::proxy::ProxyBody;
+use crate::proxy::state::ProxyState;
+use crate::upstream::{Target, Upstream, phase::forward};
+
+/// Waits for the outcome; the answer carries the held request's id.
+pub async fn wait(
+    state: &ProxyState,
+    target: &Target,
+    ticket: Ticket,
+    about: About,
+    mut up: Upstream,
+) -> (RequestId, Result<Response<ProxyBody>, Refusal>) {
+    let core = &state.shared.core;
+    let id = ticket.id.clone();
+    if ticket.joined {
+        // The held request's bytes are this call's bytes (same join key):
+        // keep one copy for all the calls that joined it.
+        up.body = ticket.body.clone();
+    }
+    let started = Instant::now();
+    let outcome = outcome(ticket).await;
+    core.metrics.hold_seconds.observe(started.elapsed());
+    let result = match outcome {
+        Outcome::Approved => match Box::pin(core.holds.claim(&id)).await {
+            Ok(Some(flight)) => {
+                Box::pin(forward(&state.upstreams, &core.metrics, target, flight, up)).await
+            }
+            Ok(None) => Err(Refusal::new(
+                RefusalKind::Denied,
+                &id,
+                "this request was approved and has already been forwarded once (an approval forwards exactly one request)",
+            )),
+            Err(e) => {
+                tracing::error!(request_id = %id, error = %e, "claiming an approval failed");
+                Err(Refusal::store_unavailable(&id))
+            }
+        },
+        Outcome::Rejected { by, reason } => {
+            let mut r = core.refusal(RefusalKind::Rejected, &id, &about);
+            r.message = format!(
+                "{} {} was rejected by {by}{}; it was not sent",
+                about.resource,
+                about.action,
+                reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+            r.reason = reason.or(Some(about.reason.clone()));
+            Err(r)
+        }
+        Outcome::Expired | Outcome::Pending => {
+            let mut r = core.refusal(RefusalKind::Expired, &id, &about);
+            r.message = format!(
+                "{} {} was not approved within the approval window; it was not sent. Ask an operator, then retry",
+                about.resource, about.action
+            );
+            Err(r)
+        }
+    };
+    (id, result)
+}
+
+/// The first outcome other than `Pending`.
+async fn outcome(mut ticket: Ticket) -> Outcome {
+    loop {
+        let current = ticket.rx.borrow_and_update().clone();
+        if current != Outcome::Pending {
+            return current;
+        }
+        if ticket.rx.changed().await.is_err() {
+            // The registry dropped the entry without an outcome.
+            return Outcome::Expired;
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! One intercepted or proxied request through the phases: guard → read body
+//! → judge → admit (record) → hold | forward | refuse → answer. The core
+//! records every decision and the audit phase every ending; this module only
+//! turns the HTTP request into the core's inputs and its outcome into the
+//! agent's answer (`respond`).
+
+// Refusals are built once per refused request and turned straight into a
+// response; boxing them would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use sudomode_intent::{IntentError, RawRequest};
+
+use super::ProxyBody;
+use super::intercept::normalise_host;
+use super::respond;
+use super::state::ProxyState;
+use crate::core::{Admission, Call, HttpSubject, Refusal, RefusalKind};
+use crate::hold::phase as hold_phase;
+use crate::ids::{AgentName, RequestId};
+use crate::upstream::{Target, Upstream, phase::forward, strip_hop_by_hop};
+
+pub async fn handle(
+    state: Arc<ProxyState>,
+    agent: AgentName,
+    target: Target,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let call = Call::new(agent);
+    let (id, result) = run(&state, &call, &target, req).await;
+    respond::finish(&id, result)
+}
+
+/// The phases; answers under the id the request ends up with (a joined or
+/// retried call answers under the held request's id).
+async fn run(
+    state: &ProxyState,
+    call: &Call,
+    target: &Target,
+    req: Request<Incoming>,
+) -> (RequestId, Result<Response<ProxyBody>, Refusal>) {
+    let core = &state.shared.core;
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let raw_url = target.url(&path_and_query);
+    let early = async {
+        check_host_header(&call.id, target, &parts)?;
+        state.check_target(&call.id, target).await?;
+        read_body(state, &call.id, body).await
+    };
+    let body = match early.await {
+        Ok(b) => b,
+        Err(refusal) => return unjudged(state, call, &parts.method, target, refusal).await,
+    };
+    let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
+    // The judgement (normalised request, intents, decision) is turned into the
+    // record and event here and dropped before any await: whatever lives
+    // across an await is kept, for a held request, as long as it waits.
+    let decided = core.judge_http(
+        call,
+        &HttpSubject {
+            raw: RawRequest {
+                method: parts.method.as_str(),
+                scheme: target.scheme,
+                host: &target.host,
+                port: target.port,
+                path_and_query: &path_and_query,
+                headers: &parts.headers,
+                body: &body,
+            },
+            raw_url: &raw_url,
+            raw_query,
+        },
+    );
+    let decided = match decided {
+        Ok(d) => d,
+        Err(e) => {
+            let refusal = intent_refusal(&call.id, e);
+            return unjudged(state, call, &parts.method, target, refusal).await;
+        }
+    };
+    let up = Upstream {
+        parts,
+        path_and_query,
+        body,
+    };
+    let held_body = match decided.verdict {
+        sudomode_policy::Verdict::RequireApproval => up.body.clone(),
+        _ => Bytes::new(),
+    };
+    // Boxed: hyper keeps room for this whole future per agent connection, so
+    // a held request would otherwise carry the allowed path's (larger) state.
+    match Box::pin(core.admit(decided, held_body)).await {
+        Admission::Forward(flight) => {
+            let id = RequestId::from_stored(flight.id());
+            let sent = Box::pin(forward(&state.upstreams, &core.metrics, target, flight, up)).await;
+            (id, sent)
+        }
+        Admission::Held(ticket, about) => {
+            hold_phase::wait(state, target, ticket, about, up.compact()).await
+        }
+        Admission::Refused(refusal) => (refusal.request_id.clone(), Err(refusal)),
+        // Explicit intents only; an HTTP request is never one.
+        Admission::Allowed(id) => (
+            id.clone(),
+            Err(Refusal::new(
+                RefusalKind::BadRequest,
+                &id,
+                "nothing to forward",
+            )),
+        ),
+    }
+}
+
+/// Refused before judgement (unparsable, too large, forbidden address):
+/// still a decision, so still in the audit.
+async fn unjudged(
+    state: &ProxyState,
+    call: &Call,
+    method: &http::Method,
+    target: &Target,
+    refusal: Refusal,
+) -> (RequestId, Result<Response<ProxyBody>, Refusal>) {
+    let url = format!("{}://{}", target.scheme, target.authority());
+    let refusal = state
+        .shared
+        .core
+        .refuse_unjudged(call, method.as_str(), &url, &target.host, refusal)
+        .await;
+    (call.id.clone(), Err(refusal))
+}
+
+/// Inside a tunnel the Host / :authority must name the CONNECT target: the
+/// request is judged and sent to that target, never to another host.
+fn check_host_header(
+    id: &RequestId,
+    target: &Target,
+    parts: &http::request::Parts,
+) -> Result<(), Refusal> {
+    let named = parts
+        .uri
+        .authority()
+        .map(|a| (a.host().to_string(), a.port_u16()))
+        .or_else(|| {
+            let h = parts.headers.get(http::header::HOST)?.to_str().ok()?;
+            let a: http::uri::Authority = h.parse().ok()?;
+            Some((a.host().to_string(), a.port_u16()))
+        });
+    if let Some((host, port)) = named {
+        let port = port.unwrap_or(if target.scheme == "https" { 443 } else { 80 });
+        if normalise_host(&host) != target.host || port != target.port {
+            return Err(Refusal::new(
+                RefusalKind::BadRequest,
+                id,
+                format!(
+                    "the Host header names {host}:{port} but the connection is to {}:{}",
+                    target.host, target.port
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn read_body(state: &ProxyState, id: &RequestId, body: Incoming) -> Result<Bytes, Refusal> {
+    let limit = state.shared.config.max_body_bytes;
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
+            RefusalKind::TooLarge,
+            id,
+            format!(
+                "the request body is over proxy.max_body_bytes ({limit} bytes), so it cannot be judged and was not sent"
+            ),
+        )),
+        Err(e) => Err(Refusal::new(
+            RefusalKind::BadRequest,
+            id,
+            format!("the request body could not be read: {e}"),
+        )),
+    }
+}
+
+fn intent_refusal(id: &RequestId, e: IntentError) -> Refusal {
+    let kind = match e {
+        IntentError::TooLarge { .. } => RefusalKind::TooLarge,
+        _ => RefusalKind::BadRequest,
+    };
+    Refusal::new(kind, id, format!("{e}; the request was not sent"))
+}

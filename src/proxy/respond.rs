@@ -1,0 +1,60 @@
+//! The one place the proxy answers an agent: a [`Refusal`] becomes SudoMode's
+//! JSON error (SPEC §3), and every answer — refusal or the upstream's own —
+//! carries `X-SudoMode-Request-Id`.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, header};
+use http_body_util::{BodyExt, Full};
+
+use super::ProxyBody;
+use crate::core::{Refusal, RefusalKind};
+use crate::ids::RequestId;
+
+pub const REQUEST_ID: &str = "x-sudomode-request-id";
+
+/// The agent's answer under request `id`.
+pub fn finish(id: &RequestId, result: Result<Response<ProxyBody>, Refusal>) -> Response<ProxyBody> {
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(refusal) => refusal_response(&refusal),
+    };
+    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}
+
+/// A refusal on its own (before any request context exists).
+pub fn refused(refusal: Refusal) -> Response<ProxyBody> {
+    let id = refusal.request_id.clone();
+    finish(&id, Err(refusal))
+}
+
+fn refusal_response(r: &Refusal) -> Response<ProxyBody> {
+    let body = serde_json::to_vec(&r.body_json()).unwrap_or_default();
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = r.status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if r.kind == RefusalKind::ProxyAuthRequired {
+        h.insert(
+            header::PROXY_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"sudomode\""),
+        );
+    }
+    resp
+}
+
+pub fn full(body: impl Into<Bytes>) -> ProxyBody {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn empty() -> ProxyBody {
+    full(Bytes::new())
+}

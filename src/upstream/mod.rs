@@ -1,0 +1,143 @@
+//! Where requests go: the target and the request kept byte for byte
+//! ([`Target`], [`Upstream`]), the forward phase (`phase`: credentials in,
+//! send, record how it ended), and the client behind it — the HTTP client
+//! (`client`), the dialer with `upstream.resolve` (`dial`), the address guard
+//! next to it (`guard`) and upstream TLS trust (`tls`).
+
+pub mod client;
+pub mod dial;
+pub mod guard;
+pub mod phase;
+pub mod tls;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use sudomode_credentials::Injector;
+
+pub use client::{ForwardError, Forwarder, strip_hop_by_hop};
+pub use dial::Dialer;
+
+/// Where the request goes: the CONNECT authority, or the absolute URI's.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub scheme: &'static str,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Target {
+    /// `host[:port]` as it appears in a URL (default ports omitted).
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match (self.scheme, self.port) {
+            ("https", 443) | ("http", 80) => host,
+            (_, p) => format!("{host}:{p}"),
+        }
+    }
+
+    /// `scheme://authority` + `path_and_query`: the URL exactly as sent.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}://{}{}", self.scheme, self.authority(), path_and_query)
+    }
+}
+
+/// The request as it will be sent, kept byte for byte.
+pub struct Upstream {
+    pub parts: http::request::Parts,
+    pub path_and_query: String,
+    pub body: Bytes,
+}
+
+impl Upstream {
+    /// The same request in its own small allocations. Parsed header values and
+    /// body chunks share the connection's read buffer (8 KiB or more); a request
+    /// held for approval would keep that whole buffer alive while it waits.
+    pub fn compact(self) -> Upstream {
+        let Upstream {
+            mut parts,
+            path_and_query,
+            body,
+        } = self;
+        let mut headers = http::HeaderMap::with_capacity(parts.headers.len());
+        let mut last: Option<http::HeaderName> = None;
+        for (name, value) in std::mem::take(&mut parts.headers) {
+            // `into_iter` yields a name only for the first value of each header.
+            let name = match name {
+                Some(n) => {
+                    last = Some(n.clone());
+                    n
+                }
+                None => match &last {
+                    Some(n) => n.clone(),
+                    None => continue,
+                },
+            };
+            let value = match HeaderValue::from_bytes(value.as_bytes()) {
+                Ok(mut v) => {
+                    v.set_sensitive(value.is_sensitive());
+                    v
+                }
+                Err(_) => value,
+            };
+            headers.append(name, value);
+        }
+        parts.headers = headers;
+        // `forward` builds the upstream URI from the target and `path_and_query`.
+        parts.uri = http::Uri::default();
+        Upstream {
+            parts,
+            path_and_query,
+            body: Bytes::copy_from_slice(&body),
+        }
+    }
+}
+
+/// Everything that sends requests upstream: dialer, client, credentials and
+/// the cached address guard.
+pub struct Upstreams {
+    pub dialer: Dialer,
+    pub client: Forwarder,
+    pub injector: Injector,
+    /// Guard verdicts per `host:port`, so steady traffic does not pay a DNS
+    /// lookup per request; the dialer re-checks every address it connects to.
+    guard_cache: moka::future::Cache<(String, u16), Option<String>>,
+}
+
+impl Upstreams {
+    pub fn new(dialer: Dialer, client: Forwarder, injector: Injector) -> Self {
+        Upstreams {
+            dialer,
+            client,
+            injector,
+            guard_cache: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+        }
+    }
+
+    /// The address guard for `host:port` (SPEC §13.3, §13.8): `Ok(Some(reason))`
+    /// when it resolves to a forbidden address, `Err` when it does not resolve
+    /// (not cached, so a passing DNS failure is retried).
+    pub async fn guard_target(&self, host: &str, port: u16) -> Result<Option<String>, String> {
+        let dialer = self.dialer.clone();
+        self.guard_cache
+            .try_get_with((host.to_string(), port), async move {
+                match dialer.addresses(host, port).await {
+                    Ok(_) => Ok(None),
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        Ok(Some(e.to_string()))
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

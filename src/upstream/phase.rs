@@ -1,0 +1,90 @@
+//! The forward phase: inject credentials for the target's host only, send
+//! the exact request, and end the request's [`Flight`] with how it went.
+
+use std::time::Instant;
+
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+
+use super::{Target, Upstream, Upstreams};
+use crate::audit::{Ending, Flight};
+use crate::core::{Refusal, RefusalKind};
+use crate::ids::RequestId;
+use crate::metrics::Metrics;
+use crate::proxy::{BoxError, ProxyBody};
+
+/// Sends `up` to `target` and records the ending on `flight`. The response
+/// body streams back as it arrives.
+pub async fn forward(
+    upstreams: &Upstreams,
+    metrics: &Metrics,
+    target: &Target,
+    flight: Flight,
+    up: Upstream,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let id = RequestId::from_stored(flight.id());
+    let request_bytes = up.body.len() as u64;
+    // Boxed: the client's future is large, and hyper keeps room for the whole
+    // request future per agent connection (held ones included).
+    let sent = Box::pin(send(upstreams, metrics, target, &id, up)).await;
+    match sent {
+        Ok(resp) => {
+            let duration_ms = flight.elapsed_ms();
+            flight.end(Ending::Completed {
+                upstream_status: resp.status().as_u16(),
+                duration_ms,
+                request_bytes,
+            });
+            Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()))
+        }
+        Err(refusal) => {
+            flight.end(Ending::Failed {
+                error: refusal.message.clone(),
+                error_type: refusal.kind.as_str(),
+            });
+            Err(refusal)
+        }
+    }
+}
+
+async fn send(
+    upstreams: &Upstreams,
+    metrics: &Metrics,
+    target: &Target,
+    id: &RequestId,
+    up: Upstream,
+) -> Result<Response<hyper::body::Incoming>, Refusal> {
+    let Upstream {
+        mut parts,
+        path_and_query,
+        body,
+    } = up;
+    parts.uri = target.url(&path_and_query).parse().map_err(|_| {
+        Refusal::new(
+            RefusalKind::BadRequest,
+            id,
+            "the request target is not a valid URL",
+        )
+    })?;
+    // The body is already buffered, so the expectation was met here;
+    // forwarding it would make the upstream send a 100 first.
+    parts.headers.remove(http::header::EXPECT);
+    upstreams
+        .injector
+        .apply(&target.host, &mut parts, &body)
+        .map_err(|e| {
+            let kind = if e.is_bad_request() {
+                RefusalKind::BadRequest
+            } else {
+                RefusalKind::UpstreamError
+            };
+            Refusal::new(kind, id, e.to_string())
+        })?;
+    let started = Instant::now();
+    let sent = upstreams
+        .client
+        .send(Request::from_parts(parts, Full::new(body)))
+        .await;
+    metrics.upstream(started.elapsed());
+    sent.map_err(|e| Refusal::new(RefusalKind::UpstreamError, id, e.to_string()).status(e.status()))
+}
