@@ -188,6 +188,14 @@ async fn upstream_handler(
         body: body.clone(),
     };
     rec.lock().unwrap().push(r.clone());
+    // `x-stand-in-delay-ms: N`: a slow upstream (answers after N ms).
+    if let Some(ms) = parts
+        .headers
+        .get("x-stand-in-delay-ms")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     if parts.uri.path() == "/sse" {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
         tokio::spawn(async move {
