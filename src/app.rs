@@ -98,6 +98,9 @@ pub async fn start(config: Config) -> Result<Running> {
         .context("certificate authority")?
         .counting_into(metrics.certs_issued.clone());
     let injector = credentials(&config)?;
+    for w in injector.warnings() {
+        tracing::warn!("{}: {w}", config.name());
+    }
     let mut config = config;
     ensure_admin(&mut config)?;
     let mut secrets = injector.secrets();
@@ -201,9 +204,11 @@ pub async fn start(config: Config) -> Result<Running> {
         notifications.clone(),
         rx.clone(),
     ));
+    let cap = crate::proxy::connection_cap(state.config.max_connections);
     tasks.push(tokio::spawn(crate::proxy::serve(
         proxy_listener,
         proxy_state.clone(),
+        cap,
         rx.clone(),
     )));
     let router = crate::dashboard::router(state.clone(), rx.clone())

@@ -128,6 +128,8 @@ struct RawProxy {
     max_body_bytes: Option<serde_json::Value>,
     tunnel_hosts: Vec<String>,
     idle_timeout: Option<String>,
+    read_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +183,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub tunnel_hosts: Vec<String>,
     pub idle_timeout: Duration,
+    /// A request's head and body must arrive within this (408 otherwise).
+    pub read_timeout: Duration,
+    /// Agent connections served at once.
+    pub max_connections: usize,
     pub dashboard_listen: SocketAddr,
     pub public_url: Option<String>,
     pub operators: Vec<Operator>,
@@ -380,6 +386,16 @@ impl Config {
             max_body_bytes,
             tunnel_hosts: raw.proxy.tunnel_hosts,
             idle_timeout: dur("proxy.idle_timeout", raw.proxy.idle_timeout, "60s")?,
+            read_timeout: dur("proxy.read_timeout", raw.proxy.read_timeout, "30s")?,
+            max_connections: match raw.proxy.max_connections {
+                Some(0) => {
+                    return Err(invalid(
+                        "proxy.max_connections",
+                        "must be at least 1".into(),
+                    ));
+                }
+                n => n.unwrap_or(10_000),
+            },
             dashboard_listen: addr("dashboard.listen", raw.dashboard.listen, "127.0.0.1:8081")?,
             public_url: raw
                 .dashboard

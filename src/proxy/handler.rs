@@ -56,6 +56,7 @@ async fn run(
     let raw_url = target.url(&path_and_query);
     let early = async {
         check_host_header(&call.id, target, &parts)?;
+        check_plaintext_credential(state, &call.id, target)?;
         state.check_target(&call.id, target).await?;
         read_body(state, &call.id, body).await
     };
@@ -173,9 +174,44 @@ fn check_host_header(
     Ok(())
 }
 
+/// Real credentials go only over TLS (SPEC §7): a plain-HTTP request to a
+/// credential's host is refused unless the credential says `plaintext: true`.
+fn check_plaintext_credential(
+    state: &ProxyState,
+    id: &RequestId,
+    target: &Target,
+) -> Result<(), Refusal> {
+    if target.scheme != "http" {
+        return Ok(());
+    }
+    match state.upstreams.injector.refuses_plaintext(&target.host) {
+        None => Ok(()),
+        Some(name) => Err(Refusal::builtin(
+            id,
+            &target.host,
+            target.port,
+            &format!(
+                "credential `{name}` is only sent over TLS; use https:// (or set `plaintext: true` on the credential)"
+            ),
+        )),
+    }
+}
+
 async fn read_body(state: &ProxyState, id: &RequestId, body: Incoming) -> Result<Bytes, Refusal> {
     let limit = state.shared.config.max_body_bytes;
-    match Limited::new(body, limit).collect().await {
+    let within = state.shared.config.read_timeout;
+    let Ok(read) = tokio::time::timeout(within, Limited::new(body, limit).collect()).await else {
+        return Err(Refusal::new(
+            RefusalKind::BadRequest,
+            id,
+            format!(
+                "the request body did not arrive within proxy.read_timeout ({}s), so it cannot be judged and was not sent",
+                within.as_secs_f64()
+            ),
+        )
+        .status(http::StatusCode::REQUEST_TIMEOUT));
+    };
+    match read {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
             RefusalKind::TooLarge,

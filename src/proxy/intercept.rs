@@ -18,6 +18,8 @@ use crate::core::{Refusal, RefusalKind};
 use crate::ids::{AgentName, RequestId};
 use crate::upstream::Target;
 
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn connect(
     state: Arc<ProxyState>,
     agent: AgentName,
@@ -32,6 +34,9 @@ pub async fn connect(
         ));
     };
     let host = normalise_host(&host);
+    // The agent connection's place among `proxy.max_connections` passes to
+    // the tunnel or intercepted session it becomes.
+    let slot = req.extensions().get::<super::ConnSlot>().cloned();
     if state.is_tunnel_host(&host) {
         // Blind tunnels skip interception but never the address guard.
         match state.upstreams.guard_target(&host, port).await {
@@ -43,9 +48,15 @@ pub async fn connect(
                 return respond::refused(Refusal::new(RefusalKind::UpstreamError, &id, e));
             }
         }
-        tokio::spawn(tunnel(state, req, host, port));
+        tokio::spawn(async move {
+            let _slot = slot;
+            tunnel(state, req, host, port).await
+        });
     } else {
-        tokio::spawn(intercept(state, agent, req, host, port));
+        tokio::spawn(async move {
+            let _slot = slot;
+            intercept(state, agent, req, host, port).await
+        });
     }
     let mut resp = Response::new(respond::empty());
     *resp.status_mut() = StatusCode::OK;
@@ -100,27 +111,35 @@ async fn intercept(
         Ok(u) => u,
         Err(e) => return tracing::debug!(error = %e, "CONNECT upgrade failed"),
     };
-    let acceptor =
-        LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
-    let start = match tokio::time::timeout(state.shared.config.idle_timeout, acceptor).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return tracing::debug!(error = %e, %host, "TLS ClientHello failed"),
-        Err(_) => return tracing::debug!(%host, "TLS ClientHello timed out"),
+    let handshake = async {
+        let acceptor =
+            LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
+        let start = acceptor
+            .await
+            .map_err(|e| format!("TLS ClientHello failed: {e}"))?;
+        // The certificate names what the client asked for (SNI), falling back
+        // to the CONNECT host (curl sends no SNI for IP literals).
+        let cert_host = start
+            .client_hello()
+            .server_name()
+            .map(normalise_host)
+            .unwrap_or_else(|| host.clone());
+        let config = state
+            .ca
+            .server_config(&cert_host)
+            .await
+            .map_err(|e| format!("leaf certificate for {cert_host} failed: {e}"))?;
+        start
+            .into_stream(config)
+            .await
+            .map_err(|e| format!("TLS handshake with agent failed: {e}"))
     };
-    // The certificate names what the client asked for (SNI), falling back to
-    // the CONNECT host (curl sends no SNI for IP literals).
-    let cert_host = start
-        .client_hello()
-        .server_name()
-        .map(normalise_host)
-        .unwrap_or_else(|| host.clone());
-    let config = match state.ca.server_config(&cert_host).await {
-        Ok(c) => c,
-        Err(e) => return tracing::warn!(error = %e, host = %cert_host, "leaf certificate failed"),
-    };
-    let tls = match start.into_stream(config).await {
-        Ok(t) => t,
-        Err(e) => return tracing::debug!(error = %e, %host, "TLS handshake with agent failed"),
+    // A whole handshake, ClientHello to Finished, within 10 s (SPEC §13.7):
+    // a client that stalls midway holds no connection slot for long.
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return tracing::debug!(error = %e, %host, "agent TLS failed"),
+        Err(_) => return tracing::debug!(%host, "agent TLS handshake timed out"),
     };
     let target = Target {
         scheme: "https",
@@ -146,7 +165,7 @@ async fn intercept(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Some(state.shared.config.idle_timeout))
+        .header_read_timeout(Some(super::head_timeout(&state)))
         .keep_alive(true);
     builder
         .http2()

@@ -29,13 +29,60 @@ use state::ProxyState;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
-/// Accepts agent connections until `shutdown` flips.
+/// A place among `proxy.max_connections`: held by the agent connection and,
+/// after CONNECT, by the tunnel or intercepted session it became.
+#[derive(Clone)]
+pub struct ConnSlot(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
+
+/// How many agent connections may be open at once: `proxy.max_connections`,
+/// lowered when the process may open too few files for that many (each
+/// agent connection can hold an upstream connection too). The remaining file
+/// descriptors stay free for the dashboard listener and the store.
+pub fn connection_cap(configured: usize) -> usize {
+    const RESERVED_FDS: u64 = 256;
+    let files = raise_file_limit();
+    let fit = (files.saturating_sub(RESERVED_FDS) / 2).max(16) as usize;
+    if fit < configured {
+        tracing::warn!(
+            max_connections = configured,
+            open_files_limit = files,
+            using = fit,
+            "proxy.max_connections is more than the open-files limit allows; serving fewer agent connections at once (raise `ulimit -n`)"
+        );
+    }
+    configured.min(fit)
+}
+
+/// Raises the soft open-files limit to the hard one; returns the limit in force.
+fn raise_file_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read or raise the open-files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .map(|(soft, _)| soft)
+                .unwrap_or(1024)
+        }
+    }
+}
+
+/// Accepts agent connections until `shutdown` flips, at most `cap` at once
+/// (beyond that, new connections wait in the listen queue).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ProxyState>,
+    cap: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(cap));
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -50,7 +97,8 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { serve_connection(stream, peer, state, shutdown).await });
+        let slot = ConnSlot(Arc::new(permit));
+        tokio::spawn(async move { serve_connection(stream, peer, state, slot, shutdown).await });
     }
 }
 
@@ -58,17 +106,19 @@ async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     state: Arc<ProxyState>,
+    slot: ConnSlot,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let svc_state = state.clone();
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |mut req: Request<Incoming>| {
         let state = svc_state.clone();
+        req.extensions_mut().insert(slot.clone());
         async move { Ok::<_, Infallible>(outer(state, peer, req).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Some(state.shared.config.idle_timeout))
+        .header_read_timeout(Some(head_timeout(&state)))
         .keep_alive(true)
         .max_buf_size(64 * 1024);
     let conn = builder
@@ -86,6 +136,14 @@ async fn serve_connection(
             let _ = conn.await;
         }
     }
+}
+
+/// Hyper's header timer also runs while a keep-alive connection waits for
+/// its next request, so it serves as both `proxy.read_timeout` (for the head)
+/// and `proxy.idle_timeout`: the shorter one applies.
+pub(crate) fn head_timeout(state: &ProxyState) -> std::time::Duration {
+    let c = &state.shared.config;
+    c.read_timeout.min(c.idle_timeout)
 }
 
 /// Requests on the proxy port itself: CONNECT or absolute-form HTTP.

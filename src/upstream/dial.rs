@@ -27,6 +27,12 @@ pub struct Dialer {
 impl Dialer {
     /// Addresses for `host:port`, after overrides, each checked by the guard.
     pub async fn addresses(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        if let Some(why) = self.guard.forbidden_name(host, port) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{host}: {}", why.reason()),
+            ));
+        }
         let key = format!("{}:{port}", host.to_ascii_lowercase());
         let addrs: Vec<SocketAddr> = if let Some(a) = self.resolve.get(&key) {
             vec![*a]

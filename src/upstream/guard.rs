@@ -2,7 +2,7 @@
 //! listeners, by any address that reaches them, and link-local / cloud
 //! metadata endpoints.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Why an address is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,21 +54,61 @@ impl Guard {
     }
 }
 
-/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+/// IPv6 forms that carry an IPv4 address are judged as that address:
+/// IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64
+/// (`64:ff9b::/96`, `64:ff9b:1::/48`) and 6to4 (`2002:AABB:CCDD::/48`).
 fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
+    let IpAddr::V6(v6) = ip else { return ip };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
     }
+    let s = v6.segments();
+    let low32 = || Ipv4Addr::from(((s[6] as u32) << 16) | s[7] as u32);
+    let ipv4_compatible = s[..6].iter().all(|&x| x == 0) && (s[6] != 0 || s[7] > 1);
+    let nat64 = s[0] == 0x64 && s[1] == 0xff9b && (s[2] == 1 || s[2..6].iter().all(|&x| x == 0));
+    if ipv4_compatible || nat64 {
+        return IpAddr::V4(low32());
+    }
+    if s[0] == 0x2002 {
+        return IpAddr::V4(Ipv4Addr::from(((s[1] as u32) << 16) | s[2] as u32));
+    }
+    ip
 }
 
+/// Cloud metadata endpoints: link-local (169.254.0.0/16, AWS/GCP/Azure/…),
+/// Alibaba's 100.100.100.200, AWS's IPv6 `fd00:ec2::254`, IPv6 link-local.
 fn is_metadata(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V4(v4) => v4.is_link_local() || v4 == Ipv4Addr::new(100, 100, 100, 200),
         IpAddr::V6(v6) => {
             v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
         }
+    }
+}
+
+/// Host names that always mean a metadata endpoint, whatever they resolve to.
+const METADATA_NAMES: &[&str] = &[
+    "metadata.google.internal",
+    "metadata.goog",
+    "metadata",
+    "instance-data",
+    "instance-data.ec2.internal",
+    "metadata.tencentyun.com",
+];
+
+impl Guard {
+    /// The address the agent named, before any `upstream.resolve` override or
+    /// DNS: an IP literal is judged as it is, metadata names are refused.
+    pub fn forbidden_name(&self, host: &str, port: u16) -> Option<Forbidden> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return self.forbidden(&SocketAddr::new(ip, port));
+        }
+        let name = bare.trim_end_matches('.').to_ascii_lowercase();
+        METADATA_NAMES
+            .contains(&name.as_str())
+            .then_some(Forbidden::Metadata)
     }
 }
 
@@ -113,6 +153,12 @@ mod tests {
             "[fd00:ec2::254]:80",
             "[::ffff:169.254.169.254]:80",
             "[fe80::1]:80",
+            "100.100.100.200:80",
+            "[64:ff9b::a9fe:a9fe]:80",
+            "[64:ff9b:1::a9fe:a9fe]:80",
+            "[::169.254.169.254]:80",
+            "[2002:a9fe:a9fe::1]:80",
+            "[::ffff:100.100.100.200]:80",
         ] {
             assert_eq!(
                 g.forbidden(&a.parse().unwrap()),
@@ -121,5 +167,24 @@ mod tests {
             );
         }
         assert_eq!(g.forbidden(&"8.8.8.8:443".parse().unwrap()), None);
+        assert_eq!(
+            g.forbidden(&"[64:ff9b::808:808]:443".parse().unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn named_targets() {
+        let g = g();
+        for (h, p) in [
+            ("169.254.169.254", 80),
+            ("[fd00:ec2::254]", 80),
+            ("metadata.google.internal", 80),
+            ("Metadata.Google.Internal.", 80),
+            ("127.0.0.1", 8081),
+        ] {
+            assert!(g.forbidden_name(h, p).is_some(), "{h}");
+        }
+        assert_eq!(g.forbidden_name("api.stripe.com", 443), None);
     }
 }

@@ -254,6 +254,8 @@ pub struct Options<'a> {
     pub resolve: Vec<(String, SocketAddr)>,
     pub ca_files: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Run the binary under this open-files limit (soft and hard, via `prlimit`).
+    pub nofile: Option<u64>,
 }
 
 impl Default for Options<'_> {
@@ -264,6 +266,7 @@ impl Default for Options<'_> {
             resolve: vec![],
             ca_files: vec![],
             env: vec![],
+            nofile: None,
         }
     }
 }
@@ -454,7 +457,15 @@ impl SudoMode {
         yaml.push_str(opts.extra);
         std::fs::write(dir.path().join("sudomode.yaml"), yaml).unwrap();
         let stderr_path = dir.path().join("stderr.log");
-        let mut child = Command::new(bin())
+        let mut cmd = match opts.nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = cmd
             .args([
                 "run",
                 "-c",

@@ -30,7 +30,20 @@ struct Entry {
     name: String,
     hosts: Vec<String>,
     action: Action,
+    plaintext: bool,
 }
+
+/// Host globs that span other customers' tenants: a credential for one
+/// project must not be sent to every project on the platform.
+const SHARED_TENANT_SUFFIXES: &[&str] = &[
+    ".supabase.co",
+    ".neon.tech",
+    ".turso.io",
+    ".amazonaws.com",
+    ".herokuapp.com",
+    ".vercel.app",
+    ".workers.dev",
+];
 
 impl Injector {
     /// Validates every spec (exactly one of `header`+`value` or `aws`, a valid header name,
@@ -56,6 +69,7 @@ impl Injector {
                 name: spec.name,
                 hosts,
                 action,
+                plaintext: spec.plaintext,
             });
         }
         // Longest first, so a redactor replacing them in turn never leaves the tail of a
@@ -80,6 +94,38 @@ impl Injector {
     /// session token), longest first, for redaction in logs, audit and responses.
     pub fn secrets(&self) -> Vec<String> {
         self.secrets.clone()
+    }
+
+    /// Startup warnings: host globs such as `*.supabase.co` match every
+    /// customer's tenant on that platform, not just yours. (`*.amazonaws.com`
+    /// is the documented form for an `aws` credential, which re-signs rather
+    /// than hands out a static token, so it is not warned about.)
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in &self.entries {
+            for h in &e.hosts {
+                let Some(rest) = h.strip_prefix('*') else {
+                    continue;
+                };
+                let aws = matches!(e.action, Action::Aws(_)) && rest == ".amazonaws.com";
+                if !aws && SHARED_TENANT_SUFFIXES.contains(&rest) {
+                    out.push(format!(
+                        "credential {:?}: host glob {h:?} matches every tenant on {}; name your own host (e.g. myproject{rest})",
+                        e.name,
+                        rest.trim_start_matches('.')
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The credential that would be injected for `host` over plain HTTP
+    /// without `plaintext: true` — such a request must be refused (SPEC §7).
+    pub fn refuses_plaintext(&self, host: &str) -> Option<&str> {
+        self.entry_for(host)
+            .filter(|e| !e.plaintext)
+            .map(|e| e.name.as_str())
     }
 
     /// Name of the first credential whose host globs match `host`, if any.

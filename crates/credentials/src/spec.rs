@@ -23,6 +23,10 @@ pub struct CredentialSpec {
     /// Re-sign AWS SigV4 requests with these keys instead of injecting a header.
     #[serde(default)]
     pub aws: Option<AwsSpec>,
+    /// Also inject over plain HTTP. Off by default: a credential is sent only
+    /// over TLS, and a plain-HTTP request to its host is refused.
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 /// Real AWS keys for SigV4 re-signing.

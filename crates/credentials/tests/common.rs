@@ -25,6 +25,7 @@ pub fn aws_injector(token: bool) -> Injector {
             secret_access_key: Secret::new(REAL_SECRET),
             session_token: token.then(|| Secret::new(REAL_TOKEN)),
         }),
+        plaintext: false,
     }])
     .expect("valid spec")
 }

@@ -11,6 +11,7 @@ fn stripe() -> CredentialSpec {
         header: Some("Authorization".into()),
         value: Some(Secret::new("Bearer sk_live_real")),
         aws: None,
+        plaintext: false,
     }
 }
 
