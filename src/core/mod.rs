@@ -238,6 +238,12 @@ impl Core {
     pub async fn admit(&self, decided: Decided, body: Bytes) -> Admission {
         self.metrics.decided(decided.verdict);
         let id = decided.id.clone();
+        // A faulted store could not record the decision: refuse at once (in
+        // `batched` mode the decision would otherwise be forwarded unrecorded).
+        if let Some(why) = self.recorder.storage().fault() {
+            tracing::warn!(request_id = %id, reason = %why, "store unavailable; request refused");
+            return Admission::Refused(Refusal::store_unavailable(&id));
+        }
         let about = About::of(&decided);
         let admitted = match (decided.verdict, decided.explicit) {
             (Verdict::Allow, false) => {

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::State as AxState;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::watch;
@@ -106,11 +106,17 @@ async fn not_found() -> Response {
     error::ApiError::not_found("route").into_response()
 }
 
-async fn healthz() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"status":"ok"}"#,
-    )
+/// `GET /healthz`: 200 while the store can commit, 503 with the reason while
+/// it cannot, so a load balancer sends agents elsewhere (SPEC §13.10).
+async fn healthz(AxState(dash): AxState<Arc<Dash>>) -> Response {
+    let (status, body) = match dash.state.core.recorder.storage().fault() {
+        None => (StatusCode::OK, serde_json::json!({"status": "ok"})),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "unavailable", "reason": format!("store: {why}")}),
+        ),
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics(AxState(dash): AxState<Arc<Dash>>) -> impl IntoResponse {
@@ -121,8 +127,14 @@ async fn metrics(AxState(dash): AxState<Arc<Dash>>) -> impl IntoResponse {
         .metrics
         .pending
         .store(state.core.holds.pending_count() as u64, Ordering::Relaxed);
+    let store = state.core.recorder.storage().stats();
+    let extra = format!(
+        "# TYPE sudomode_store_errors_total counter\nsudomode_store_errors_total {}\n\
+         # TYPE sudomode_store_recoveries_total counter\nsudomode_store_recoveries_total {}\n",
+        store.failed_commits, store.recoveries
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.core.metrics.render(""),
+        state.core.metrics.render(&extra),
     )
 }

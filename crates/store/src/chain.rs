@@ -258,7 +258,7 @@ const SLOTS: [(&str, Slot); 8] = [
 
 /// One piece of an event's canonical text: pre-rendered `"key":value` pairs of its fields
 /// (already comma-joined), or a slot.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Piece {
     Fields(String),
     Slot(Slot),
@@ -266,7 +266,7 @@ enum Piece {
 
 /// An event validated, redacted and canonicalised on the caller's thread, with its
 /// canonical text laid out in key order, so the writer only fills the slots and hashes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PreparedEvent {
     kind: String,
     request_id: Option<String>,

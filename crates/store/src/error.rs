@@ -44,6 +44,9 @@ pub enum StoreError {
     /// The store was closed (or its writer thread stopped).
     #[error("store is closed")]
     Closed,
+    /// The store cannot commit right now (a fault it is recovering from).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {

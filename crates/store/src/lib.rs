@@ -15,15 +15,17 @@ pub mod chain;
 mod error;
 mod model;
 mod query;
+mod slot;
 mod storage;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use slot::DbSlot;
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, oneshot};
 
@@ -49,9 +51,6 @@ pub(crate) const REQUESTS: TableDefinition<&str, &str> = TableDefinition::new("r
 pub(crate) const OPEN_REQUESTS: TableDefinition<&str, ()> = TableDefinition::new("open_requests");
 /// `status:<s>` / `decision:<d>` → number of requests.
 pub(crate) const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
-
-/// Memory redb may use for caching pages.
-const STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// A new request id: a UUIDv7 string (sorts by creation time).
 pub fn new_request_id() -> String {
@@ -81,8 +80,7 @@ pub struct Store {
 }
 
 pub(crate) struct Inner {
-    pub(crate) db: Arc<Database>,
-    path: PathBuf,
+    pub(crate) slot: Arc<DbSlot>,
     tx: Sender<Msg>,
     permits: Arc<Semaphore>,
     redactor: RwLock<Arc<Redactor>>,
@@ -100,28 +98,13 @@ impl Store {
                 source,
             })?;
         }
-        // redb's default page cache is 1 GiB; the audit log is append-mostly
-        // and read rarely, so a small cache keeps the proxy's memory flat.
-        let db = Database::builder()
-            .set_cache_size(STORE_CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen
-                | redb::DatabaseError::LockProtocolMismatch => StoreError::Locked {
-                    path: path.to_path_buf(),
-                },
-                redb::DatabaseError::Storage(redb::StorageError::Io(source)) => StoreError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                },
-                other => StoreError::storage(format!("opening {}: {other}", path.display())),
-            })?;
-        let db = Arc::new(db);
+        let db = slot::open_db(path)?;
         let (head_seq, head_hash, last_time) = init_tables(&db)?;
+        let slot = Arc::new(DbSlot::new(db, path));
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(AtomicStats::default());
         let writer = Writer {
-            db: db.clone(),
+            slot: slot.clone(),
             rx,
             stats: stats.clone(),
             durability: opts.durability,
@@ -131,6 +114,8 @@ impl Store {
             head_hash,
             last_time,
             dirty_since: None,
+            recovery: None,
+            replay: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("sudomode-store-writer".into())
@@ -141,8 +126,7 @@ impl Store {
             })?;
         Ok(Store {
             inner: Arc::new(Inner {
-                db,
-                path: path.to_path_buf(),
+                slot,
                 tx,
                 permits: Arc::new(Semaphore::new(
                     opts.queue_capacity.clamp(1, Semaphore::MAX_PERMITS),
@@ -156,7 +140,12 @@ impl Store {
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.inner.slot.path()
+    }
+
+    /// Why the store cannot commit right now; `None` when healthy (SPEC §13.10).
+    pub fn fault(&self) -> Option<String> {
+        self.inner.slot.fault()
     }
 
     /// Replaces the secret values that must never be written: from now on any string in an
@@ -382,7 +371,7 @@ fn redact_record(r: &Redactor, rec: &mut RequestRecord) {
 }
 
 /// Creates missing tables and reads the chain head: (last seq, last hash, last time).
-fn init_tables(db: &Database) -> Result<(u64, String, OffsetDateTime), StoreError> {
+pub(crate) fn init_tables(db: &Database) -> Result<(u64, String, OffsetDateTime), StoreError> {
     let needs_init = {
         let rtx = db.begin_read()?;
         rtx.open_table(EVENTS).is_err()

@@ -388,6 +388,8 @@ pub struct Stats {
     pub upserts: u64,
     /// Group commits that failed.
     pub failed_commits: u64,
+    /// Times the store was reopened after a fault.
+    pub recoveries: u64,
 }
 
 /// Outcome of verifying the hash chain (SPEC §8 `/api/v1/audit/verify`).

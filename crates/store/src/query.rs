@@ -44,7 +44,7 @@ fn get_record(
 impl Store {
     /// One request record.
     pub fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         get_record(&rtx.open_table(REQUESTS)?, id)
     }
 
@@ -61,7 +61,7 @@ impl Store {
             0 => DEFAULT_LIMIT,
             n => n.min(MAX_LIMIT),
         };
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         let requests = rtx.open_table(REQUESTS)?;
         let mut out = Vec::new();
         let mut more = false;
@@ -114,7 +114,7 @@ impl Store {
     /// Requests that are pending, or approved with their retry grant unused (restart
     /// recovery), oldest first.
     pub fn pending_requests(&self) -> Result<Vec<RequestRecord>, StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         let requests = rtx.open_table(REQUESTS)?;
         let open = rtx.open_table(OPEN_REQUESTS)?;
         let mut out = Vec::new();
@@ -131,7 +131,7 @@ impl Store {
 
     /// The newest open request (see [`Store::pending_requests`]) with this retry key.
     pub fn find_open_by_retry_key(&self, key: &str) -> Result<Option<RequestRecord>, StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         let requests = rtx.open_table(REQUESTS)?;
         let open = rtx.open_table(OPEN_REQUESTS)?;
         for item in open.iter()?.rev() {
@@ -147,7 +147,7 @@ impl Store {
 
     /// Number of requests per status (every status present, zeros included).
     pub fn counts_by_status(&self) -> Result<BTreeMap<Status, u64>, StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         let counts = rtx.open_table(COUNTS)?;
         let mut out = BTreeMap::new();
         for s in Status::ALL {
@@ -161,7 +161,7 @@ impl Store {
 
     /// Number of requests per decision (`ALLOW`, `DENY`, `REQUIRE_APPROVAL` always present).
     pub fn counts_by_decision(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         let counts = rtx.open_table(COUNTS)?;
         let mut out: BTreeMap<String, u64> = ["ALLOW", "DENY", "REQUIRE_APPROVAL"]
             .into_iter()
@@ -180,7 +180,7 @@ impl Store {
 
     /// Audit events of one request, in seq order.
     pub fn events_for_request(&self, id: &str) -> Result<Vec<AuditEvent>, StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         let index = rtx.open_table(EVENTS_BY_REQUEST)?;
         let events = rtx.open_table(EVENTS)?;
         let mut out = Vec::new();
@@ -196,7 +196,7 @@ impl Store {
 
     /// Up to `limit` events with `seq > after_seq`, in seq order.
     pub fn audit_after(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         let events = rtx.open_table(EVENTS)?;
         let mut out = Vec::new();
         let Some(start) = after_seq.checked_add(1) else {
@@ -211,7 +211,7 @@ impl Store {
 
     /// One event by seq.
     pub fn event(&self, seq: u64) -> Result<Option<AuditEvent>, StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         let events = rtx.open_table(EVENTS)?;
         match events.get(seq)? {
             Some(g) => decode_event(g.value()).map(Some),
@@ -221,7 +221,7 @@ impl Store {
 
     /// The last committed event's seq and hash (0 and 64 zeros when empty).
     pub fn head(&self) -> Result<(u64, String), StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         let events = rtx.open_table(EVENTS)?;
         match events.last()? {
             Some((k, v)) => Ok((k.value(), decode_event(v.value())?.hash)),
@@ -238,7 +238,7 @@ impl Store {
         until: Option<OffsetDateTime>,
         out: &mut impl Write,
     ) -> Result<u64, StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         let events = rtx.open_table(EVENTS)?;
         let mut n = 0;
         for item in events.iter()? {
@@ -263,7 +263,7 @@ impl Store {
 
     /// Recomputes every hash and link of the stored chain.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.slot.get()?.begin_read()?;
         let events = rtx.open_table(EVENTS)?;
         let mut v = ChainVerifier::new(true);
         for item in events.iter()? {

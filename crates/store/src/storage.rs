@@ -211,6 +211,13 @@ impl Storage {
         }
     }
 
+    /// Why the store cannot commit right now; `None` when it can (SPEC §13.10).
+    pub fn fault(&self) -> Option<String> {
+        match &self.inner.backend {
+            Backend::Redb(s) => s.fault(),
+        }
+    }
+
     /// Writer counters.
     pub fn stats(&self) -> Stats {
         match &self.inner.backend {

@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable, Table};
+use redb::{ReadableTable, Table};
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::chain::{PreparedEvent, format_time};
 use crate::error::StoreError;
 use crate::model::{Committed, Durability, RequestRecord, Stats, Status};
+use crate::slot::DbSlot;
 use crate::{COUNTS, EVENTS, EVENTS_BY_REQUEST, OPEN_REQUESTS, REQUESTS};
 
 /// Reply channel of a strict commit.
@@ -81,6 +82,7 @@ pub(crate) struct AtomicStats {
     events: AtomicU64,
     upserts: AtomicU64,
     failed_commits: AtomicU64,
+    recoveries: AtomicU64,
 }
 
 impl AtomicStats {
@@ -93,6 +95,7 @@ impl AtomicStats {
             events: l(&self.events),
             upserts: l(&self.upserts),
             failed_commits: l(&self.failed_commits),
+            recoveries: l(&self.recoveries),
         }
     }
 
@@ -103,7 +106,7 @@ impl AtomicStats {
 
 /// Writer configuration and state; lives on the writer thread.
 pub(crate) struct Writer {
-    pub(crate) db: Arc<Database>,
+    pub(crate) slot: Arc<DbSlot>,
     pub(crate) rx: Receiver<Msg>,
     pub(crate) stats: Arc<AtomicStats>,
     pub(crate) durability: Durability,
@@ -114,7 +117,24 @@ pub(crate) struct Writer {
     pub(crate) last_time: OffsetDateTime,
     /// Set while non-durable commits await a flush: when the first of them happened.
     pub(crate) dirty_since: Option<Instant>,
+    /// Set while the store is faulted and being reopened.
+    pub(crate) recovery: Option<Recovery>,
+    /// Batches nobody waits on that arrived (or failed) during a fault: written
+    /// once the store is back, so nothing decided before the fault is lost.
+    pub(crate) replay: Vec<Prepared>,
 }
+
+/// Reopen attempts after a fault, with growing gaps.
+pub(crate) struct Recovery {
+    since: Instant,
+    next_try: Instant,
+    backoff: Duration,
+}
+
+/// Longest gap between reopen attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Most unwaited batches kept for replay during a fault (a bound on memory).
+const MAX_REPLAY: usize = 100_000;
 
 type Pending = (Prepared, Option<CommitReply>, Option<OwnedSemaphorePermit>);
 
@@ -124,6 +144,17 @@ impl Writer {
         let mut shutdown_reply = None;
         let mut stopping = false;
         while !stopping {
+            if let Some(r) = &self.recovery {
+                let wait = r.next_try.saturating_duration_since(Instant::now());
+                match self.rx.recv_timeout(wait) {
+                    Ok(m) => {
+                        self.handle_faulted(m, &mut stopping, &mut shutdown_reply);
+                    }
+                    Err(RecvTimeoutError::Timeout) => self.try_reopen(),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                continue;
+            }
             let first = match self.dirty_since {
                 Some(since) => {
                     let wait = self.flush_interval.saturating_sub(since.elapsed());
@@ -229,12 +260,122 @@ impl Writer {
         }
     }
 
+    /// While faulted: waited work fails at once (its caller refuses the
+    /// request), unwaited batches are kept for replay.
+    fn handle_faulted(
+        &mut self,
+        msg: Msg,
+        stopping: &mut bool,
+        shutdown_reply: &mut Option<oneshot::Sender<Result<(), StoreError>>>,
+    ) {
+        let unavailable = || StoreError::Unavailable(self.slot.fault().unwrap_or_default());
+        match msg {
+            Msg::Commit {
+                batch,
+                reply: Some(reply),
+                ..
+            } => {
+                drop(batch);
+                let _ = reply.send(Err(unavailable()));
+            }
+            Msg::Commit { batch, .. } => self.keep_for_replay(batch),
+            Msg::Flush(reply) => {
+                let _ = reply.send(Err(unavailable()));
+            }
+            Msg::Shutdown(reply) => {
+                *stopping = true;
+                *shutdown_reply = reply;
+            }
+        }
+    }
+
+    fn keep_for_replay(&mut self, batch: Prepared) {
+        if self.replay.len() >= MAX_REPLAY {
+            tracing::error!(
+                "audit store: too many records queued during a fault; dropping the oldest"
+            );
+            self.replay.remove(0);
+        }
+        self.replay.push(batch);
+    }
+
+    /// A commit failed: take the database out of service until it reopens.
+    fn enter_fault(&mut self, why: &str) {
+        if self.recovery.is_some() {
+            return;
+        }
+        tracing::error!(error = %why, "audit store fault: refusing what needs the store until it recovers");
+        if let Some(db) = self.slot.take(why) {
+            // Readers finish their short transactions; the file's lock is only
+            // released once the last handle is gone.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Arc::strong_count(&db) > 1 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            drop(db);
+        }
+        self.dirty_since = None;
+        let now = Instant::now();
+        self.recovery = Some(Recovery {
+            since: now,
+            next_try: now + Duration::from_millis(100),
+            backoff: Duration::from_millis(100),
+        });
+    }
+
+    /// One reopen attempt; on success the chain continues from its head and
+    /// the batches kept during the fault are written.
+    fn try_reopen(&mut self) {
+        let Some(r) = &mut self.recovery else { return };
+        let reopened = crate::slot::open_db(self.slot.path()).and_then(|db| {
+            let head = crate::init_tables(&db)?;
+            Ok((db, head))
+        });
+        match reopened {
+            Ok((db, (seq, hash, time))) => {
+                if seq != self.head_seq || hash != self.head_hash {
+                    tracing::warn!(
+                        seq,
+                        head_seq = self.head_seq,
+                        "audit store head moved during the fault; continuing from the file's head"
+                    );
+                }
+                (self.head_seq, self.head_hash) = (seq, hash);
+                self.last_time = self.last_time.max(time);
+                let down = r.since.elapsed();
+                self.slot.put(Arc::new(db));
+                self.recovery = None;
+                AtomicStats::add(&self.stats.recoveries, 1);
+                tracing::info!(
+                    after_ms = down.as_millis() as u64,
+                    replayed = self.replay.len(),
+                    "audit store recovered"
+                );
+                let replay: Vec<Pending> = std::mem::take(&mut self.replay)
+                    .into_iter()
+                    .map(|b| (b, None, None))
+                    .collect();
+                self.commit_group(replay, true, Instant::now());
+            }
+            Err(e) => {
+                r.backoff = (r.backoff * 2).min(MAX_BACKOFF);
+                r.next_try = Instant::now() + r.backoff;
+                tracing::debug!(error = %e, "audit store still unavailable");
+            }
+        }
+    }
+
     /// Makes earlier non-durable commits durable with an empty fsync'd commit.
     fn flush(&mut self) -> Result<(), StoreError> {
         if self.dirty_since.is_none() {
             return Ok(());
         }
-        let txn = self.db.begin_write()?;
+        if self.recovery.is_some() {
+            return Err(StoreError::Unavailable(
+                self.slot.fault().unwrap_or_default(),
+            ));
+        }
+        let txn = self.slot.get()?.begin_write()?;
         txn.commit()?;
         AtomicStats::add(&self.stats.commits, 1);
         AtomicStats::add(&self.stats.fsyncs, 1);
@@ -265,7 +406,19 @@ impl Writer {
         let n_batches = batches.len() as u64;
         let n_events: u64 = batches.iter().map(|b| b.0.events.len() as u64).sum();
         let n_upserts: u64 = batches.iter().map(|b| b.0.upserts.len() as u64).sum();
-        match self.write(batches, durable) {
+        if self.recovery.is_some() {
+            let why = self.slot.fault().unwrap_or_default();
+            for ((batch, _), (reply, _)) in batches.into_iter().zip(replies) {
+                match reply {
+                    Some(reply) => {
+                        let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
+                    }
+                    None => self.keep_for_replay(batch),
+                }
+            }
+            return;
+        }
+        match self.write(&batches, durable) {
             Ok(results) => {
                 let s = &self.stats;
                 AtomicStats::add(&s.commits, 1);
@@ -289,10 +442,20 @@ impl Writer {
                 AtomicStats::add(&self.stats.failed_commits, 1);
                 let msg = e.to_string();
                 tracing::error!(error = %msg, batches = n_batches, "audit store group commit failed");
-                for (reply, _permit) in replies {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(StoreError::Commit(msg.clone())));
+                // The transaction rolled back: waiters are refused, the rest is
+                // written again once the store is back.
+                let mut kept = Vec::new();
+                for ((batch, _), (reply, _permit)) in batches.into_iter().zip(replies) {
+                    match reply {
+                        Some(reply) => {
+                            let _ = reply.send(Err(StoreError::Commit(msg.clone())));
+                        }
+                        None => kept.push(batch),
                     }
+                }
+                self.enter_fault(&msg);
+                for b in kept {
+                    self.keep_for_replay(b);
                 }
             }
         }
@@ -309,10 +472,10 @@ impl Writer {
     /// Writes the batches in one transaction. `bool`: build the stored events for a waiter.
     fn write(
         &mut self,
-        batches: Vec<(Prepared, bool)>,
+        batches: &[(Prepared, bool)],
         durable: bool,
     ) -> Result<Vec<Committed>, StoreError> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.slot.get()?.begin_write()?;
         if !durable {
             txn.set_durability(redb::Durability::None)?;
         }
@@ -324,10 +487,11 @@ impl Writer {
             let mut open = txn.open_table(OPEN_REQUESTS)?;
             let mut counts = txn.open_table(COUNTS)?;
             let mut deltas = Deltas::new();
-            let mut rows: Vec<Row> = Vec::new();
+            let mut rows: Vec<&Row> = Vec::new();
             for (batch, wanted) in batches {
+                let wanted = *wanted;
                 let mut committed = Committed::default();
-                for ev in batch.events {
+                for ev in &batch.events {
                     let seq = self.head_seq + 1;
                     let time = self.next_time();
                     let (hash, line) = ev.seal(seq, &time, &self.head_hash);
@@ -339,10 +503,12 @@ impl Writer {
                     self.head_seq = seq;
                     committed.seqs.push(seq);
                     if wanted {
-                        committed.events.push(ev.into_event(seq, time, prev, hash));
+                        committed
+                            .events
+                            .push(ev.clone().into_event(seq, time, prev, hash));
                     }
                 }
-                rows.extend(batch.upserts);
+                rows.extend(batch.upserts.iter());
                 out.push(committed);
             }
             // Several upserts of one record in a group (decided, then forwarded) collapse
