@@ -6,6 +6,7 @@ pub mod ca;
 pub mod guard;
 mod held;
 mod intercept;
+mod mcp_reply;
 pub mod pipeline;
 pub mod reply;
 

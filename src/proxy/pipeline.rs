@@ -54,6 +54,8 @@ pub struct Ctx {
     pub agent: AgentName,
     pub target: Target,
     pub started: Instant,
+    /// The JSON-RPC id of an MCP request, for refusals in JSON-RPC shape.
+    pub jsonrpc_id: std::sync::OnceLock<serde_json::Value>,
 }
 
 pub async fn handle(
@@ -67,6 +69,7 @@ pub async fn handle(
         agent,
         target,
         started: Instant::now(),
+        jsonrpc_id: std::sync::OnceLock::new(),
     };
     let method = req.method().to_string();
     let mut resp = match run(&state, &ctx, req).await {
@@ -78,6 +81,7 @@ pub async fn handle(
             e.into_response()
         }
     };
+    resp = super::mcp_reply::answer(&ctx, resp);
     if !resp.headers().contains_key(REQUEST_ID)
         && let Ok(v) = HeaderValue::from_str(ctx.id.as_str())
     {
@@ -116,10 +120,13 @@ async fn run(
     // record and event here and dropped before any await: whatever lives across
     // an await is kept, for a held request, as long as it waits.
     let (record, event, verdict) = {
-        let judged = state
-            .engine
-            .judge(&ctx.agent.0, &raw)
-            .map_err(|e| intent_error(ctx, e))?;
+        let judged = state.engine.judge(&ctx.agent.0, &raw);
+        super::mcp_reply::note(
+            ctx,
+            &body,
+            judged.as_ref().ok().map(|j| &j.mapped.intents[..]),
+        );
+        let judged = judged.map_err(|e| intent_error(ctx, e))?;
         let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
         let url = judged.mapped.request.url(raw_query);
         let record = new_record(&Draft {

@@ -9,6 +9,11 @@ use super::ProxyBody;
 
 pub const REQUEST_ID: &str = "x-sudomode-request-id";
 
+/// Marks a response as SudoMode's own refusal and keeps its JSON, so a
+/// protocol-specific shape can be given to it later (MCP, §4.9).
+#[derive(Debug, Clone)]
+pub struct RefusalBody(pub serde_json::Value);
+
 /// Kinds of refusal an agent can receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorType {
@@ -99,8 +104,10 @@ impl AgentError {
     }
 
     pub fn into_response(self) -> Response<ProxyBody> {
-        let body = serde_json::to_vec(&self.body_json()).unwrap_or_default();
+        let json = self.body_json();
+        let body = serde_json::to_vec(&json).unwrap_or_default();
         let mut resp = Response::new(full(body));
+        resp.extensions_mut().insert(RefusalBody(json));
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
         h.insert(
