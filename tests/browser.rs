@@ -999,3 +999,80 @@ fn save(dir: &Path, name: &str, png: Vec<u8>) {
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
     std::fs::write(dir.join(name), png).unwrap();
 }
+
+// ------------------------------------------------------------------ MCP (SPEC §4.9)
+
+const MCP_HOST: &str = "mcp.example.com";
+const MCP_POLICY: &str = r#"rules:
+  - name: tool_calls_need_a_human
+    resource: "mcp.*.tools"
+    decision: REQUIRE_APPROVAL
+    reason: every tool call needs a human
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_mcp_tool_call_shows_server_tool_and_arguments_and_is_approved_in_the_page() {
+    require_browser();
+    bounded(async {
+        let (_ca, up, sm) = api_world(MCP_POLICY, OPS, &[MCP_HOST]).await;
+        let b = Browser::open(1280, 900).await;
+        b.login(&sm, ALICE).await;
+
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "send_payment",
+            "arguments": {"amount": 250, "to": {"iban": "DE89 3704", "name": "Ada"}, "memo": "invoice <7>"}}})
+        .to_string();
+        let bot = agent_client(&sm, "billing-bot", "bot-token-1");
+        let sent = body.clone();
+        let call = tokio::spawn(async move {
+            let r = bot
+                .post(format!("https://{MCP_HOST}/mcp"))
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(sent)
+                .send()
+                .await
+                .expect("agent call");
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        });
+        let held = sm.wait_pending(ALICE, 1).await;
+        let id = held[0]["id"].as_str().unwrap().to_string();
+        let card = card_css(&id);
+        b.wait_for(&format!("{card} [data-testid=mcp-call]")).await;
+        assert_eq!(b.text_of(&format!("{card} [data-testid=mcp-server]")).await, MCP_HOST);
+        assert_eq!(b.text_of(&format!("{card} [data-testid=mcp-tool]")).await, "send_payment");
+        let rows = b
+            .client
+            .execute(
+                "return [...document.querySelectorAll(arguments[0])].map(tr => [...tr.cells].map(td => td.textContent))",
+                vec![json!(format!("{card} [data-testid=mcp-args] tbody tr"))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            json!([["amount", "250"], ["to.iban", "DE89 3704"], ["to.name", "Ada"], ["memo", "invoice <7>"]]),
+            "one row per argument, nested ones by path"
+        );
+        assert!(up.requests().is_empty(), "nothing upstream before approval");
+
+        b.wait_for(&format!("{card} [data-testid=approve-btn]"))
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.wait_for(&format!("{card} [data-testid=confirm-btn]"))
+            .await
+            .click()
+            .await
+            .unwrap();
+        let (status, answer) = finished(call).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(up.requests().len(), 1, "forwarded exactly once");
+        assert_eq!(up.requests()[0].body, body.as_bytes());
+        b.assert_clean_console().await;
+        b.close().await;
+    })
+    .await;
+}
