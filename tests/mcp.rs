@@ -43,7 +43,7 @@ rules:
     decision: ALLOW
   - name: payments_need_a_human
     resource: "mcp.*.tools"
-    action: send_payment
+    action: [send_payment, handshake]
     decision: REQUIRE_APPROVAL
     reason: payments need a human
   - name: mcp_session
@@ -212,7 +212,13 @@ async fn allowed_tool_call_runs_and_its_sse_answer_streams_back() {
     .unwrap();
     assert_eq!(
         out["tools"],
-        json!(["count", "delete_file", "read_file", "send_payment"])
+        json!([
+            "count",
+            "delete_file",
+            "handshake",
+            "read_file",
+            "send_payment"
+        ])
     );
     assert_eq!(out["results"][0]["ok"], true, "{out}");
     assert_eq!(out["results"][0]["text"], "contents of /etc/motd");
@@ -301,6 +307,25 @@ async fn held_tool_call_runs_only_after_approval_and_its_result_reaches_the_clie
     assert_eq!(out["results"][0]["ok"], true, "{out}");
     assert_eq!(out["results"][0]["text"], "sent 250 to acct_1");
     assert_eq!(server.ran_tools(), ["send_payment"]);
+}
+
+/// The `handshake` tool answers only after the client has received its
+/// progress event: it finishes only if the proxy streams the SSE answer of
+/// an approved call as it is produced, rather than buffering it.
+#[tokio::test]
+async fn approved_tool_call_streams_its_sse_events_as_they_happen() {
+    let (_ca, server, sm) = world(POLICY, "", false).await;
+    let marker = sm.path("progress-seen").display().to_string();
+    let call = agent(&sm, json!([["handshake", {"marker": marker}]]));
+    let pending = sm.wait_pending(ADMIN, 1).await;
+    assert_eq!(pending[0]["action"], "handshake");
+    let id = pending[0]["id"].as_str().unwrap();
+    sm.api_post(&format!("/api/v1/requests/{id}/approve"), ADMIN, json!({}))
+        .await;
+    let out = call.await.unwrap();
+    assert_eq!(out["results"][0]["text"], "streamed", "{out}");
+    assert_eq!(out["results"][0]["progress"], json!([1.0]));
+    assert_eq!(server.ran_tools(), ["handshake"]);
 }
 
 #[tokio::test]
@@ -445,6 +470,32 @@ async fn batch_with_one_denied_call_is_refused_whole() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(up.requests().len(), 1);
     assert_eq!(up.requests()[0].body, ok.as_bytes());
+}
+
+#[tokio::test]
+async fn a_tool_call_cannot_hide_behind_its_content_type_or_a_method_override() {
+    let (_ca, up, sm) = api_world(RAW_POLICY, "", &[HOST]).await;
+    let body = tool_call(1, "delete_file").to_string();
+    for (content_type, method_override) in [
+        ("text/plain", None),
+        ("application/x-www-form-urlencoded", None),
+        ("application/json", Some("PUT")),
+        ("application/json", Some("DELETE")),
+    ] {
+        let mut req = sm
+            .client()
+            .post(URL)
+            .header("content-type", content_type)
+            .body(body.clone());
+        if let Some(m) = method_override {
+            req = req.header("x-http-method-override", m);
+        }
+        let (status, err) = error_body(req.send().await.unwrap()).await;
+        let case = format!("{content_type} {method_override:?}");
+        assert_eq!(status, 403, "{case}: {err}");
+        assert_eq!(err["error"]["action"], "delete_file", "{case}: {err}");
+    }
+    assert!(up.requests().is_empty());
 }
 
 #[tokio::test]

@@ -29,8 +29,11 @@ async def run(url: str, calls: list) -> dict:
             for name, args in calls:
                 progress: list = []
 
-                async def on_progress(p, total, message, progress=progress):
+                async def on_progress(p, total, message, progress=progress, args=args):
                     progress.append(p)
+                    # The `handshake` tool answers once it sees this file.
+                    if "marker" in args:
+                        open(args["marker"], "w").close()
 
                 try:
                     r = await session.call_tool(name, args, progress_callback=on_progress)

@@ -11,9 +11,11 @@ listens on 127.0.0.1.
 import argparse
 import json
 import logging
+import os
 import socket
 import sys
 
+import anyio
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -51,6 +53,19 @@ def build(log_path: str) -> MCPServer:
             await ctx.report_progress(i + 1, n)
         ran("count", n=n)
         return f"counted to {n}"
+
+    @server.tool()
+    async def handshake(marker: str, ctx: Context) -> str:
+        """Sends a progress event, then answers only once the client has seen
+        it (the client creates `marker` when progress arrives): proof that the
+        SSE stream reaches the client while the tool is still running."""
+        await ctx.report_progress(1, 2)
+        for _ in range(300):
+            if os.path.exists(marker):
+                ran("handshake", marker=marker)
+                return "streamed"
+            await anyio.sleep(0.1)
+        return "the progress event never reached the client"
 
     return server
 
