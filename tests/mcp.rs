@@ -273,8 +273,15 @@ async fn denied_tool_never_runs_and_the_client_sees_the_reason() {
     assert_eq!(rec[0]["args"]["path"], "/etc/passwd");
 }
 
-/// Waits for the held `send_payment` call and checks what the operator sees.
-async fn held_payment(sm: &SudoMode, server: &McpServer) -> String {
+/// The agent's `send_payment` call, held; checks what the operator sees.
+async fn held_payment(
+    sm: &SudoMode,
+    server: &McpServer,
+) -> (tokio::task::JoinHandle<Value>, String) {
+    let call = agent(
+        sm,
+        json!([["send_payment", {"amount": 250, "to": "acct_1"}]]),
+    );
     let pending = sm.wait_pending(ADMIN, 1).await;
     let p = &pending[0];
     assert_eq!(p["resource"], "mcp.mcp.example.com.tools");
@@ -284,25 +291,26 @@ async fn held_payment(sm: &SudoMode, server: &McpServer) -> String {
         server.ran_tools().is_empty(),
         "nothing runs before a decision"
     );
-    p["id"].as_str().unwrap().to_string()
+    (call, p["id"].as_str().unwrap().to_string())
+}
+
+/// An operator's `approve` or `reject` through the operator API.
+async fn decide(sm: &SudoMode, id: &str, verdict: &str, reason: &str) {
+    let (status, body) = sm
+        .api_post(
+            &format!("/api/v1/requests/{id}/{verdict}"),
+            ADMIN,
+            json!({"reason": reason}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]
 async fn held_tool_call_runs_only_after_approval_and_its_result_reaches_the_client() {
     let (_ca, server, sm) = world(POLICY, "", false).await;
-    let call = agent(
-        &sm,
-        json!([["send_payment", {"amount": 250, "to": "acct_1"}]]),
-    );
-    let id = held_payment(&sm, &server).await;
-    let (status, _) = sm
-        .api_post(
-            &format!("/api/v1/requests/{id}/approve"),
-            ADMIN,
-            json!({"reason": "invoice 7"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let (call, id) = held_payment(&sm, &server).await;
+    decide(&sm, &id, "approve", "invoice 7").await;
     let out = call.await.unwrap();
     assert_eq!(out["results"][0]["ok"], true, "{out}");
     assert_eq!(out["results"][0]["text"], "sent 250 to acct_1");
@@ -319,9 +327,7 @@ async fn approved_tool_call_streams_its_sse_events_as_they_happen() {
     let call = agent(&sm, json!([["handshake", {"marker": marker}]]));
     let pending = sm.wait_pending(ADMIN, 1).await;
     assert_eq!(pending[0]["action"], "handshake");
-    let id = pending[0]["id"].as_str().unwrap();
-    sm.api_post(&format!("/api/v1/requests/{id}/approve"), ADMIN, json!({}))
-        .await;
+    decide(&sm, pending[0]["id"].as_str().unwrap(), "approve", "").await;
     let out = call.await.unwrap();
     assert_eq!(out["results"][0]["text"], "streamed", "{out}");
     assert_eq!(out["results"][0]["progress"], json!([1.0]));
@@ -331,19 +337,8 @@ async fn approved_tool_call_streams_its_sse_events_as_they_happen() {
 #[tokio::test]
 async fn rejected_tool_call_never_runs() {
     let (_ca, server, sm) = world(POLICY, "", false).await;
-    let call = agent(
-        &sm,
-        json!([["send_payment", {"amount": 250, "to": "acct_1"}]]),
-    );
-    let id = held_payment(&sm, &server).await;
-    let (status, _) = sm
-        .api_post(
-            &format!("/api/v1/requests/{id}/reject"),
-            ADMIN,
-            json!({"reason": "not this month"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let (call, id) = held_payment(&sm, &server).await;
+    decide(&sm, &id, "reject", "not this month").await;
     let out = call.await.unwrap();
     let r = &out["results"][0];
     assert_eq!(r["ok"], false, "{out}");
@@ -412,9 +407,7 @@ async fn starter_policy_allows_the_session_and_holds_tool_calls() {
     assert_eq!(pending[0]["action"], "read_file");
     assert_eq!(pending[0]["rule"], "approve_mcp_tool_calls");
     assert!(server.ran_tools().is_empty());
-    let id = pending[0]["id"].as_str().unwrap();
-    sm.api_post(&format!("/api/v1/requests/{id}/approve"), ADMIN, json!({}))
-        .await;
+    decide(&sm, pending[0]["id"].as_str().unwrap(), "approve", "").await;
     let out = call.await.unwrap();
     assert_eq!(out["results"][0]["text"], "contents of /s", "{out}");
     let init = requests(&sm, "action=initialize").await;
