@@ -2,6 +2,8 @@
 // Everything here returns plain strings or plain data; the views turn that into
 // DOM nodes with textContent only.
 
+import { mcpToolCalls } from './mcp.js';
+
 // ---------------------------------------------------------------- money
 
 // Stripe's zero-decimal and three-decimal currencies
@@ -156,6 +158,7 @@ export function isRiskyAction(action, resource = '') {
 /** Which argument renderer fits a request. */
 export function argsKind(req) {
   const r = String(req?.resource || '');
+  if (mcpToolCalls(req).length > 0) return 'mcp';
   if (sqlStatements(req).length > 0) return 'sql';
   if (r.startsWith('stripe.')) return 'stripe';
   if (r.startsWith('aws.')) return 'aws';

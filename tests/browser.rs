@@ -999,3 +999,145 @@ fn save(dir: &Path, name: &str, png: Vec<u8>) {
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
     std::fs::write(dir.join(name), png).unwrap();
 }
+
+// ------------------------------------------------------------------ MCP (SPEC §4.9)
+
+const MCP_HOST: &str = "mcp.example.com";
+const MCP_POLICY: &str = r#"rules:
+  - name: tool_calls_need_a_human
+    resource: "mcp.*.tools"
+    decision: REQUIRE_APPROVAL
+    reason: every tool call needs a human
+"#;
+
+/// An agent's MCP tool call (JSON-RPC over HTTP) through the proxy.
+fn spawn_tool_call(sm: &SudoMode, body: String) -> tokio::task::JoinHandle<(u16, String)> {
+    let bot = agent_client(sm, "billing-bot", "bot-token-1");
+    tokio::spawn(async move {
+        let r = bot
+            .post(format!("https://{MCP_HOST}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+            .await
+            .expect("agent call");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    })
+}
+
+fn tool_call_body(id: u32, tool: &str, arguments: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": tool, "arguments": arguments}})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_mcp_tool_call_shows_server_tool_and_arguments_and_is_approved_in_the_page() {
+    require_browser();
+    bounded(async {
+        let (_ca, up, sm) = api_world(MCP_POLICY, OPS, &[MCP_HOST]).await;
+        let b = Browser::open(1280, 900).await;
+        b.login(&sm, ALICE).await;
+
+        let body = tool_call_body(
+            7,
+            "send_payment",
+            json!({"amount": 250, "to": {"iban": "DE89 3704", "name": "Ada"}, "memo": "invoice <7>"}),
+        );
+        let call = spawn_tool_call(&sm, body.clone());
+        let held = sm.wait_pending(ALICE, 1).await;
+        let id = held[0]["id"].as_str().unwrap().to_string();
+        let card = card_css(&id);
+        b.wait_for(&format!("{card} [data-testid=mcp-call]")).await;
+        assert_eq!(b.text_of(&format!("{card} [data-testid=mcp-server]")).await, MCP_HOST);
+        assert_eq!(b.text_of(&format!("{card} [data-testid=mcp-tool]")).await, "send_payment");
+        let rows = b
+            .client
+            .execute(
+                "return [...document.querySelectorAll(arguments[0])].map(tr => [...tr.cells].map(td => td.textContent))",
+                vec![json!(format!("{card} [data-testid=mcp-args] tbody tr"))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            json!([["amount", "250"], ["to.iban", "DE89 3704"], ["to.name", "Ada"], ["memo", "invoice <7>"]]),
+            "one row per argument, nested ones by path"
+        );
+        assert!(up.requests().is_empty(), "nothing upstream before approval");
+
+        b.wait_for(&format!("{card} [data-testid=approve-btn]"))
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.wait_for(&format!("{card} [data-testid=confirm-btn]"))
+            .await
+            .click()
+            .await
+            .unwrap();
+        let (status, answer) = finished(call).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(up.requests().len(), 1, "forwarded exactly once");
+        assert_eq!(up.requests()[0].body, body.as_bytes());
+        b.assert_clean_console().await;
+        b.close().await;
+    })
+    .await;
+}
+
+/// A list fetched before a held call arrived over SSE must not remove that
+/// call's card when it lands: the pending view's list was stale, the card new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_pending_list_does_not_remove_a_card_that_arrived_live() {
+    require_browser();
+    bounded(async {
+        let (_ca, _up, sm) = api_world(MCP_POLICY, OPS, &[MCP_HOST]).await;
+        let b = Browser::open(1280, 900).await;
+        b.login(&sm, ALICE).await;
+        b.goto(&sm.dashboard_url("/#/history")).await;
+        b.wait_for("[data-testid=history-table]").await;
+        // Hold the next pending-list response (fetched at once, so stale)
+        // until the test releases it.
+        b.js(
+            "const orig = window.fetch; \
+             window.__gate = new Promise(r => { window.__release = r; }); \
+             window.fetch = async (input, init) => { \
+               const res = await orig(input, init); \
+               const gate = window.__gate; \
+               if (gate && String(input).includes('status=pending')) { window.__gate = null; window.__held = 1; await gate; } \
+               return res; }; \
+             return 1",
+        )
+        .await;
+        // `first` is held while the page is elsewhere: only the list brings it.
+        let _first = spawn_tool_call(&sm, tool_call_body(1, "read_file", json!({"path": "/a"})));
+        let first = sm.wait_pending(ALICE, 1).await[0]["id"].as_str().unwrap().to_string();
+        b.goto(&sm.dashboard_url("/#/pending")).await;
+        b.wait_js("the pending list request", "return window.__held === 1", vec![]).await;
+        // `second` arrives over SSE while that list is in flight.
+        let _second = spawn_tool_call(&sm, tool_call_body(2, "send_payment", json!({"amount": 9})));
+        let pending = sm.wait_pending(ALICE, 2).await;
+        let second = pending
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_string())
+            .find(|id| *id != first)
+            .unwrap();
+        b.wait_for(&card_css(&second)).await;
+        b.js("window.__release(); return 1").await;
+        // The stale list is applied when `first` shows; `second` must remain.
+        b.wait_for(&card_css(&first)).await;
+        let left = b
+            .js("return [...document.querySelectorAll('[data-testid=pending-card]')].map(c => c.dataset.requestId)")
+            .await;
+        let mut left: Vec<String> = serde_json::from_value(left).unwrap();
+        left.sort();
+        let mut want = vec![first, second];
+        want.sort();
+        assert_eq!(left, want, "both held calls are on the page");
+        b.close().await;
+    })
+    .await;
+}

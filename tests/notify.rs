@@ -733,3 +733,44 @@ fn notification_config_errors_name_the_key_not_the_secret() {
         assert!(!err.contains("very-secret-1"), "{err}");
     }
 }
+
+// --- MCP tool calls (SPEC §4.9): Slack and webhooks name the tool. ---
+
+#[tokio::test]
+async fn mcp_tool_calls_are_named_in_slack_and_webhooks() {
+    let (_ca, up, stand_in, sm) = setup(None).await;
+    let client = sm.client();
+    let call = tokio::spawn(async move {
+        client
+            .post(format!("https://{HOST}/mcp"))
+            .header("content-type", "application/json")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send_payment","arguments":{"amount":250,"to":"acct_1"}}}"#)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+    });
+    let id = sm.wait_pending("alice-token-1", 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let post = stand_in
+        .wait("/api/chat.postMessage", "the pending message", |_| true)
+        .await
+        .json();
+    let blocks = post["blocks"].to_string();
+    assert!(
+        blocks.contains(&format!("*Tool:* `send_payment` on MCP server `{HOST}`")),
+        "{blocks}"
+    );
+    let hook = webhook(&stand_in, "pending", &id).await;
+    assert_eq!(
+        hook["tool"],
+        json!({"server": HOST, "name": "send_payment"})
+    );
+    assert_eq!(
+        hook["request"]["args"],
+        json!({"amount": 250, "to": "acct_1"})
+    );
+    assert!(up.requests().is_empty(), "held, so nothing was sent");
+    call.abort();
+}

@@ -126,12 +126,15 @@ export function pendingView(root, ctx) {
   let truncated = false;
   async function refresh() {
     const mine = ++seq;
+    // A card that arrives over SSE while the list is in flight is newer than
+    // the list: only cards known before the fetch may be dropped by it.
+    const known = new Set(cards.keys());
     try {
       const data = await api.listRequests({ status: 'pending', limit: 500 });
       if (mine !== seq) return;
       const reqs = (data && data.requests) || [];
       const ids = new Set(reqs.map((r) => r.id));
-      for (const id of [...cards.keys()]) if (!ids.has(id)) remove(id);
+      for (const id of [...cards.keys()]) if (!ids.has(id) && known.has(id)) remove(id);
       reqs.sort(byNewest).forEach(upsert);
       truncated = !!(data && data.next_cursor);
       updateEmpty();

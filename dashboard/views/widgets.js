@@ -6,6 +6,7 @@ import {
   compactValue, prettyJson, isRiskyAction, approvalsRemaining,
 } from '../render.js';
 import { api } from '../api.js';
+import { mcpArgs } from './mcp.js';
 
 export function statusBadge(status, testid = true) {
   const s = String(status || 'unknown');
@@ -113,7 +114,7 @@ function genericArgs(req) {
 /** Arguments rendered for a human, plus the raw JSON collapsed. */
 export function argsView(req, { raw = true } = {}) {
   const kind = argsKind(req);
-  const body = { sql: sqlArgs, stripe: stripeArgs, aws: awsArgs, generic: genericArgs }[kind](req);
+  const body = { sql: sqlArgs, stripe: stripeArgs, aws: awsArgs, mcp: mcpArgs, generic: genericArgs }[kind](req);
   return h('div', { class: `args args-${kind}` }, body, raw ? rawJson(req.args ?? {}, 'Arguments as JSON') : null);
 }
 

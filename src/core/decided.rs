@@ -76,6 +76,15 @@ impl Decided {
         &self.record.reason
     }
 
+    /// Whether any intent is an MCP message (SPEC §4.9).
+    pub fn touches_mcp(&self) -> bool {
+        self.record.intents.iter().any(|i| {
+            i.get("resource")
+                .and_then(Value::as_str)
+                .is_some_and(|r| r.starts_with("mcp."))
+        })
+    }
+
     /// The identity of "the same request" for joining and retries.
     pub fn retry_key(&self) -> &str {
         &self.record.retry_key

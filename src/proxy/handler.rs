@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use sudomode_intent::{IntentError, RawRequest};
 
 use super::ProxyBody;
+use super::dialect::Dialect;
 use super::intercept::normalise_host;
 use super::respond;
 use super::state::ProxyState;
@@ -32,8 +33,9 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let call = Call::new(agent);
-    let (id, result) = run(&state, &call, &target, req).await;
-    respond::finish(&id, result)
+    let mut dialect = Dialect::Json;
+    let (id, result) = run(&state, &call, &target, req, &mut dialect).await;
+    respond::finish(&id, &dialect, result)
 }
 
 /// The phases; answers under the id the request ends up with (a joined or
@@ -43,6 +45,7 @@ async fn run(
     call: &Call,
     target: &Target,
     req: Request<Incoming>,
+    dialect: &mut Dialect,
 ) -> (RequestId, Result<Response<ProxyBody>, Refusal>) {
     let core = &state.shared.core;
     let (mut parts, body) = req.into_parts();
@@ -84,6 +87,7 @@ async fn run(
             raw_query,
         },
     );
+    *dialect = Dialect::of(decided.as_ref().map_err(|_| ()), &body);
     let decided = match decided {
         Ok(d) => d,
         Err(e) => {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod ca;
+mod dialect;
 mod handler;
 pub mod intercept;
 pub mod respond;

@@ -7,16 +7,21 @@ use http::{HeaderValue, Response, header};
 use http_body_util::{BodyExt, Full};
 
 use super::ProxyBody;
+use super::dialect::Dialect;
 use crate::core::{Refusal, RefusalKind};
 use crate::ids::RequestId;
 
 pub const REQUEST_ID: &str = "x-sudomode-request-id";
 
-/// The agent's answer under request `id`.
-pub fn finish(id: &RequestId, result: Result<Response<ProxyBody>, Refusal>) -> Response<ProxyBody> {
+/// The agent's answer under request `id`, refusals in the client's `dialect`.
+pub fn finish(
+    id: &RequestId,
+    dialect: &Dialect,
+    result: Result<Response<ProxyBody>, Refusal>,
+) -> Response<ProxyBody> {
     let mut resp = match result {
         Ok(r) => r,
-        Err(refusal) => refusal_response(&refusal),
+        Err(refusal) => refusal_response(&refusal, dialect),
     };
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         resp.headers_mut().insert(REQUEST_ID, v);
@@ -27,11 +32,12 @@ pub fn finish(id: &RequestId, result: Result<Response<ProxyBody>, Refusal>) -> R
 /// A refusal on its own (before any request context exists).
 pub fn refused(refusal: Refusal) -> Response<ProxyBody> {
     let id = refusal.request_id.clone();
-    finish(&id, Err(refusal))
+    finish(&id, &Dialect::Json, Err(refusal))
 }
 
-fn refusal_response(r: &Refusal) -> Response<ProxyBody> {
-    let body = serde_json::to_vec(&r.body_json()).unwrap_or_default();
+fn refusal_response(r: &Refusal, dialect: &Dialect) -> Response<ProxyBody> {
+    let body = dialect.body(r.kind, r.body_json());
+    let body = serde_json::to_vec(&body).unwrap_or_default();
     let mut resp = Response::new(full(body));
     *resp.status_mut() = r.status;
     let h = resp.headers_mut();

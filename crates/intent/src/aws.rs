@@ -155,9 +155,14 @@ pub(crate) fn parse_host(host: &str) -> Option<HostInfo> {
 }
 
 /// `None` when the request is not AWS at all.
+/// AWS's own host names, which the AWS mapping claims whatever the request.
+pub(crate) fn claims_host(host: &str) -> bool {
+    host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
+}
+
 pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Option<Intent>, IntentError> {
     let host = ctx.req.host.as_str();
-    let on_aws = host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn");
+    let on_aws = claims_host(host);
     let scope = credential_scope(ctx)?;
     if !on_aws && scope.is_none() {
         return Ok(None);

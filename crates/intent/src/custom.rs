@@ -1,11 +1,11 @@
 //! Custom intent mappings (SPEC §4.7): validation at start-up, host globs,
-//! path templates with `{name}` captures and `*`, and their three kinds.
+//! path templates with `{name}` captures and `*`, and their four kinds.
 
 use serde_json::Value;
 
 use crate::normalize::decoded_segments;
 use crate::sql::{Flavor, many};
-use crate::{Ctx, CustomIntent, Intent, IntentError, generic, postgrest};
+use crate::{Ctx, CustomIntent, Intent, IntentError, generic, mcp, postgrest};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Seg {
@@ -20,6 +20,7 @@ enum Kind {
     Fixed { resource: String, action: String },
     Sql { pointer: String },
     Postgrest,
+    Mcp { server: String },
 }
 
 #[derive(Debug, Clone)]
@@ -94,21 +95,33 @@ impl Compiled {
             .map(parse_template)
             .transpose()
             .map_err(err)?;
-        let kind = match (c.sql, c.postgrest, c.resource, c.action) {
+        let kind = match (c.sql, c.postgrest, c.resource, c.action, c.mcp) {
+            (None, false, None, None, Some(server)) => {
+                if !valid_name(&server) {
+                    return Err(err("`mcp` must be a non-empty name without spaces".into()));
+                }
+                Kind::Mcp { server }
+            }
+            (.., Some(_)) => {
+                return Err(err(
+                    "`mcp` cannot be combined with `sql`, `postgrest`, `resource` or `action`"
+                        .into(),
+                ));
+            }
             (Some(_), true, ..) => {
                 return Err(err("`sql` and `postgrest` cannot both be set".into()));
             }
-            (Some(_), false, Some(_), _) | (Some(_), false, _, Some(_)) => {
+            (Some(_), false, Some(_), ..) | (Some(_), false, _, Some(_), _) => {
                 return Err(err(
                     "`resource`/`action` cannot be combined with `sql` (resource is `sql`)".into(),
                 ));
             }
-            (None, true, Some(_), _) | (None, true, _, Some(_)) => {
+            (None, true, Some(_), ..) | (None, true, _, Some(_), _) => {
                 return Err(err(
                     "`resource`/`action` cannot be combined with `postgrest`".into(),
                 ));
             }
-            (Some(p), false, None, None) => {
+            (Some(p), false, None, None, _) => {
                 if !p.starts_with('/') {
                     return Err(err(format!(
                         "sql {p:?} must be a JSON pointer starting with '/'"
@@ -116,8 +129,8 @@ impl Compiled {
                 }
                 Kind::Sql { pointer: p }
             }
-            (None, true, None, None) => Kind::Postgrest,
-            (None, false, Some(r), Some(a)) => {
+            (None, true, None, None, _) => Kind::Postgrest,
+            (None, false, Some(r), Some(a), _) => {
                 if !valid_name(&r) || !valid_name(&a) {
                     return Err(err(
                         "`resource` and `action` must be non-empty without spaces".into(),
@@ -128,8 +141,8 @@ impl Compiled {
                     action: a,
                 }
             }
-            (None, false, None, _) => return Err(err("`resource` is required".into())),
-            (None, false, Some(_), None) => return Err(err("`action` is required".into())),
+            (None, false, None, ..) => return Err(err("`resource` is required".into())),
+            (None, false, Some(_), None, _) => return Err(err("`action` is required".into())),
         };
         Ok(Self {
             host,
@@ -200,6 +213,7 @@ impl Compiled {
                 many(&texts, &ctx.req.host, Flavor::Any)?
             }
             Kind::Postgrest => vec![postgrest::map(ctx)?],
+            Kind::Mcp { server } => mcp::declared(ctx, server)?,
         };
         Ok(Some(intents))
     }
@@ -252,6 +266,7 @@ mod tests {
             action: None,
             sql: None,
             postgrest: false,
+            mcp: None,
         }
     }
 

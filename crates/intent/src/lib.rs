@@ -9,6 +9,7 @@ mod custom;
 mod decode;
 mod generic;
 mod llm;
+mod mcp;
 mod normalize;
 mod postgrest;
 mod s3;
@@ -24,6 +25,7 @@ use serde_json::{Map, Value};
 use crate::decode::Body;
 
 pub use crate::decode::{Kind as BodyKind, parse_args, parse_form, scalar};
+pub use crate::mcp::request_id as jsonrpc_request_id;
 pub use crate::normalize::normalize_path;
 pub use crate::sql::{Flavor as SqlFlavor, sql_intents};
 
@@ -130,6 +132,9 @@ pub struct CustomIntent {
     /// Treat matching requests as PostgREST.
     #[serde(default)]
     pub postgrest: bool,
+    /// MCP server name: requests map to `mcp.<name>` / `mcp.<name>.tools` (§4.9).
+    #[serde(default)]
+    pub mcp: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,6 +219,12 @@ impl Mapper {
         }
         if let Some(i) = llm::map(ctx)? {
             return Ok(vec![i]);
+        }
+        // Before the SigV4 check, so a forged signature cannot move a tool call.
+        if !aws::claims_host(host)
+            && let Some(intents) = mcp::detect(ctx)?
+        {
+            return Ok(intents);
         }
         if let Some(i) = aws::map(ctx)? {
             return Ok(vec![i]);

@@ -4,6 +4,7 @@
 //! [`serde_json::Value`] shaped like the Request object of SPEC §8.
 
 pub mod error;
+pub mod mcp;
 pub mod slack;
 pub mod webhook;
 

@@ -12,6 +12,7 @@ use sha2::Sha256;
 use tokio::task::JoinHandle;
 
 use crate::error::NotifyError;
+use crate::mcp::{ToolCall, tool_call};
 use crate::{
     Channel, DEFAULT_TIMEOUT, EventName, NotifyStats, WebhookConfig, build_http_client, redact_url,
 };
@@ -33,11 +34,20 @@ pub const DEFAULT_RETRY_DELAYS: [Duration; 5] = [
 struct Envelope<'a> {
     event: EventName,
     request: &'a Value,
+    /// For an MCP tool call: `{"server", "name"}` of the tool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool: Option<ToolCall<'a>>,
 }
 
-/// The exact body delivered: `{"event": "<name>", "request": Request}`.
+/// The exact body delivered: `{"event": "<name>", "request": Request}`, plus
+/// `"tool": {"server", "name"}` when the request is an MCP tool call.
 pub fn webhook_body(event: EventName, request: &Value) -> Result<Vec<u8>, NotifyError> {
-    Ok(serde_json::to_vec(&Envelope { event, request })?)
+    let tool = tool_call(request);
+    Ok(serde_json::to_vec(&Envelope {
+        event,
+        request,
+        tool,
+    })?)
 }
 
 fn mac(secret: &str, body: &[u8]) -> Option<Hmac<Sha256>> {

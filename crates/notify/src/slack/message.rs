@@ -290,7 +290,7 @@ fn body_blocks(req: &Value, public_url: &str, title: &str) -> Vec<Value> {
                 code(str_field(req, "action"), 100),
                 text(str_field(req, "method"), 10),
                 code(str_field(req, "url"), 200),
-            )),
+            ) + &mcp_tool_line(req)),
         }),
     ];
     let args = key_args_lines(req);
@@ -315,6 +315,19 @@ fn body_blocks(req: &Value, public_url: &str, title: &str) -> Vec<Value> {
         "elements": [mrkdwn(format!("<{link}|Open in dashboard> · request {}", code(id, 80)))],
     }));
     blocks
+}
+
+/// `\n*Tool:* `send_payment` on MCP server `github`` for an MCP tool call.
+fn mcp_tool_line(req: &Value) -> String {
+    crate::mcp::tool_call(req)
+        .map(|t| {
+            format!(
+                "\n*Tool:* {} on MCP server {}",
+                code(t.tool, 100),
+                code(t.server, 100)
+            )
+        })
+        .unwrap_or_default()
 }
 
 fn block_id(prefix: &str, id: &str) -> String {
