@@ -197,26 +197,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Env { cfg, agent } => {
-            let config = load(&cfg)?;
-            print!(
-                "{}",
-                commands::env_lines(
-                    &config,
-                    agent
-                        .as_deref()
-                        .map(|a| commands::agent_token(&config, a))
-                        .transpose()?
-                )
-            );
-            Ok(ExitCode::SUCCESS)
+            commands::env_command(cfg.config.as_deref(), agent.as_deref())
         }
         Command::Exec { cfg, agent, cmd } => {
-            let config = load(&cfg)?;
-            let creds = agent
-                .as_deref()
-                .map(|a| commands::agent_token(&config, a))
-                .transpose()?;
-            commands::exec(&config, creds, &cmd)
+            commands::exec(cfg.config.as_deref(), agent.as_deref(), &cmd)
         }
         Command::Policy { command } => commands::policy_cmd::run(command),
         Command::Audit { command } => commands::audit_cmd::run(command),

@@ -77,12 +77,7 @@ impl Store {
     /// Opens (creating if needed, with its parent directory) the store at `path` and starts
     /// the writer. Fails with [`StoreError::Locked`] when another process has it open.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
+        private_file(path)?;
         // redb's default page cache is 1 GiB; the audit log is append-mostly
         // and read rarely, so a small cache keeps the proxy's memory flat.
         let db = Database::builder()
@@ -295,6 +290,38 @@ impl Drop for Inner {
         let _ = self.tx.send(Msg::Shutdown(None));
         self.join();
     }
+}
+
+/// Creates the store file owner-only (0600, its new directories 0700) before
+/// redb opens it: it holds every request's arguments. An existing file
+/// readable by others is narrowed to 0600.
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| StoreError::Io { path: p, source }
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io(parent))?;
+    }
+    // redb initialises an empty file as a new database.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    let perms = file.metadata().map_err(io(path))?.permissions();
+    if perms.mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io(path))?;
+    }
+    Ok(())
 }
 
 fn redact_record(r: &Redactor, rec: &mut RequestRecord) {
