@@ -251,3 +251,286 @@ async fn the_store_file_is_created_owner_only() {
     assert_eq!(mode("data/sudomode.redb"), 0o600, "store file");
     assert_eq!(mode("data/admin-token"), 0o600, "admin token");
 }
+
+// ------------------------------------------------------------ 20.2 / 20.11 / 20.13 operator API auth
+
+const OPS: &str = "operators:
+  - {name: alice, token: alice-token-1, role: approver}
+  - {name: vic, token: viewer-token-1, role: viewer}
+agents:
+  - {name: bot, token: bot-token-1}
+";
+const HOLD_SHELL: &str = "rules:\n  - name: shell_needs_approval\n    resource: shell\n    decision: REQUIRE_APPROVAL\n    reason: a human decides\n  - name: allow_rest\n    resource: \"*\"\n    decision: ALLOW\n    reason: fine\n";
+
+fn start_ops() -> SudoMode {
+    SudoMode::start(Options {
+        policy: HOLD_SHELL,
+        extra: OPS,
+        ..Default::default()
+    })
+}
+
+/// A dashboard sign-in as the server answers it: a session token the page
+/// keeps (and, in the old design, a cookie plus its CSRF token).
+struct SignIn {
+    token: Option<String>,
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+impl SignIn {
+    async fn new(sm: &SudoMode, operator_token: &str) -> SignIn {
+        let resp = sm
+            .api()
+            .post(sm.dashboard_url("/api/v1/session"))
+            .json(&serde_json::json!({"token": operator_token}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let cookie = resp
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+        let v: serde_json::Value = resp.json().await.unwrap();
+        SignIn {
+            token: v["session_token"].as_str().map(String::from),
+            cookie,
+            csrf: v["csrf_token"].as_str().map(String::from),
+        }
+    }
+
+    /// The request with whatever this sign-in authenticates with.
+    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let mut rb = rb;
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(c) = &self.cookie {
+            rb = rb.header("cookie", c);
+        }
+        if let Some(c) = &self.csrf {
+            rb = rb.header("x-csrf-token", c);
+        }
+        rb
+    }
+}
+
+async fn govern_shell(sm: &SudoMode) -> String {
+    let (s, v) = sm
+        .api_post(
+            "/v1/govern",
+            "bot-token-1",
+            serde_json::json!({"resource": "shell", "action": "exec", "args": {"cmd": "reboot"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v["request_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn no_cookie_authorises_anything() {
+    let sm = start_ops();
+    let id = govern_shell(&sm).await;
+    let session = SignIn::new(&sm, "alice-token-1").await;
+    // Whatever the browser might hold: the cookie the server set, or one
+    // carrying the session token. Neither may authorise a request.
+    let cookie = session.cookie.clone().unwrap_or_else(|| {
+        format!(
+            "sudomode_session={}",
+            session.token.as_deref().unwrap_or("x")
+        )
+    });
+    let c = sm.api();
+    let list = c
+        .get(sm.dashboard_url("/api/v1/requests"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 401, "a cookie read the operator API");
+    let who = c
+        .get(sm.dashboard_url("/api/v1/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(who.status(), 401, "a cookie identified an operator");
+    let mut approve = c
+        .post(sm.dashboard_url(&format!("/api/v1/requests/{id}/approve")))
+        .header("cookie", &cookie)
+        .json(&serde_json::json!({}));
+    if let Some(csrf) = &session.csrf {
+        approve = approve.header("x-csrf-token", csrf);
+    }
+    assert_eq!(approve.send().await.unwrap().status(), 401);
+    let (_, rec) = sm
+        .api_get(&format!("/api/v1/requests/{id}"), "alice-token-1")
+        .await;
+    assert_eq!(rec["status"], "pending", "{rec}");
+
+    // The session token itself works, as a bearer token, until sign-out.
+    let token = session.token.expect("login returns a session token");
+    let (s, who) = sm.api_get("/api/v1/session", &token).await;
+    assert_eq!(s, 200);
+    assert_eq!(who["operator"]["name"], "alice");
+    let out = c
+        .delete(sm.dashboard_url("/api/v1/session"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    assert!(out.headers().get("set-cookie").is_none());
+    assert_eq!(sm.api_get("/api/v1/requests", &token).await.0, 401);
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_sessions_event_streams() {
+    use futures_util::StreamExt;
+    let sm = start_ops();
+    let session = SignIn::new(&sm, "alice-token-1").await;
+    let c = sm.api();
+    let resp = session
+        .auth(c.get(sm.dashboard_url("/api/v1/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let id = govern_shell(&sm).await;
+    let mut seen = String::new();
+    while !seen.contains(&id) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .expect("the held request on the stream")
+            .expect("stream open")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let out = session
+        .auth(c.delete(sm.dashboard_url("/api/v1/session")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    // After sign-out nothing more arrives: the stream ends (keep-alive
+    // comments would keep coming every 15 s otherwise).
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(chunk) = stream.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream outlived the sign-out");
+}
+
+#[tokio::test]
+async fn wrong_tokens_are_logged_slowed_and_limited() {
+    let sm = start_ops();
+    let attempts = (0..24).map(|i| {
+        let c = sm.api();
+        let url = sm.dashboard_url("/api/v1/requests");
+        async move {
+            c.get(url)
+                .bearer_auth(format!("guess-{i:04}-zzzz"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&429),
+        "24 guesses at once were all answered: {statuses:?}"
+    );
+    // Sign-in guesses count too.
+    let login = sm
+        .api()
+        .post(sm.dashboard_url("/api/v1/session"))
+        .json(&serde_json::json!({"token": "guess-login"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 429);
+    let logs = sm.logs();
+    assert!(
+        logs.contains("failed authentication") && logs.contains("127.0.0.1"),
+        "{logs}"
+    );
+    assert!(!logs.contains("guess-00"), "a guessed token was logged");
+    // The limit is per second: the operator gets back in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (s, _) = sm.api_get("/api/v1/requests", "alice-token-1").await;
+        if s == 200 {
+            break;
+        }
+        assert_eq!(s, 429);
+        assert!(std::time::Instant::now() < deadline, "still limited");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn only_configured_host_names_are_answered() {
+    // Open mode: loopback clients are the `default` agent on /v1/govern.
+    let sm = SudoMode::start(Options {
+        policy: HOLD_SHELL,
+        ..Default::default()
+    });
+    let port = sm.dashboard.port();
+    let c = sm.api();
+    // A page on a rebinding name (rebind.example → 127.0.0.1) posts from
+    // its own origin, with its own Host.
+    let rebound = format!("rebind.example:{port}");
+    let r = c
+        .post(sm.dashboard_url("/v1/govern"))
+        .header("host", &rebound)
+        .header("origin", format!("http://{rebound}"))
+        .json(&serde_json::json!({"resource": "shell", "action": "exec", "args": {"cmd": "x"}}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    assert!(status == 421 || status == 403, "{status}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"]["type"].is_string(), "{body}");
+    for path in ["/healthz", "/", "/api/v1/requests"] {
+        let r = c
+            .get(sm.dashboard_url(path))
+            .header("host", &rebound)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(r.status().as_u16(), 421 | 403),
+            "{path}: {}",
+            r.status()
+        );
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let r = c
+            .get(sm.dashboard_url("/healthz"))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+    }
+    let admin = std::fs::read_to_string(sm.path("data/admin-token")).unwrap();
+    let (_, list) = sm.api_get("/api/v1/requests", admin.trim()).await;
+    assert_eq!(list["requests"], serde_json::json!([]), "{list}");
+}

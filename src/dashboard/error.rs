@@ -21,6 +21,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A request for a host name the dashboard does not answer for.
+    #[error("{0}")]
+    Misdirected(String),
+    /// Too many failed authentications from one address.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// Details are logged, never sent: they may name files or internals.
     #[error("internal error: {0}")]
     Internal(String),
@@ -50,6 +56,8 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Misdirected(_) => (StatusCode::MISDIRECTED_REQUEST, "misdirected"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -94,6 +102,12 @@ impl IntoResponse for ApiError {
             Json(json!({"error": {"type": kind, "message": message}})),
         )
             .into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             // Tells API clients which scheme to use; browsers show no prompt for Bearer.
             resp.headers_mut().insert(

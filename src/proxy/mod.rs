@@ -9,6 +9,8 @@ mod intercept;
 pub mod pipeline;
 pub mod reply;
 
+pub use intercept::normalise_host;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
