@@ -66,9 +66,13 @@ impl Recorder {
     async fn commit(
         &self,
         events: Vec<NewEvent>,
-        record: Option<RequestRecord>,
+        mut record: Option<RequestRecord>,
         wait: bool,
     ) -> Result<(), StoreError> {
+        // One view for every channel: what is announced is what is stored.
+        if let Some(r) = &mut record {
+            self.store.redact_record(r);
+        }
         let announced = self.to_announce(&record);
         let batch = Batch {
             events,

@@ -145,10 +145,13 @@ impl Holds {
     /// `record` arrives with status `pending`; `decided` is its decision event.
     pub async fn enter(
         &self,
-        record: RequestRecord,
+        mut record: RequestRecord,
         decided: NewEvent,
         explicit: bool,
     ) -> Result<Entry, HoldError> {
+        // Held as stored (secrets masked, bulk arguments cut): every answer
+        // built from the held copy shows what every other view shows.
+        self.recorder.store().redact_record(&mut record);
         let now = OffsetDateTime::now_utc();
         let claimed = {
             let mut map = self.lock();

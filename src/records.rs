@@ -74,6 +74,24 @@ pub fn headers_sha256(headers: &http::HeaderMap) -> String {
     sha256_hex(lines.join("\n").as_bytes())
 }
 
+/// Upstream-visible headers that change what runs (SPEC §8): shown to the
+/// operator beside the arguments.
+const SHOWN_HEADERS: [&str; 3] = ["stripe-account", "idempotency-key", "prefer"];
+
+fn shown_headers(headers: &http::HeaderMap) -> std::collections::BTreeMap<String, String> {
+    SHOWN_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let values: Vec<String> = headers
+                .get_all(*name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            (!values.is_empty()).then(|| (name.to_string(), values.join(", ")))
+        })
+        .collect()
+}
+
 pub fn new_record(d: &Draft<'_>) -> RequestRecord {
     let now = OffsetDateTime::now_utc();
     let idx = d
@@ -94,6 +112,7 @@ pub fn new_record(d: &Draft<'_>) -> RequestRecord {
         agent: d.agent.to_string(),
         method: d.method.to_string(),
         url: d.url.to_string(),
+        headers: d.headers.map(shown_headers).unwrap_or_default(),
         resource: intent.map(|i| i.resource.clone()).unwrap_or_default(),
         action: intent.map(|i| i.action.clone()).unwrap_or_default(),
         args: intent

@@ -534,3 +534,71 @@ async fn only_configured_host_names_are_answered() {
     let (_, list) = sm.api_get("/api/v1/requests", admin.trim()).await;
     assert_eq!(list["requests"], serde_json::json!([]), "{list}");
 }
+
+// ------------------------------------------------------------ 20.8 bulk denied requests
+
+#[tokio::test]
+async fn denied_bulk_requests_do_not_fill_the_disk() {
+    install_crypto();
+    let ca = TestCa::new("Upstream Test CA");
+    let host = "bulk.example.test";
+    let up = Upstream::https(&ca, &[host]).await;
+    let sm = SudoMode::start(Options {
+        policy: "rules:\n  - name: no_bulk\n    resource: \"*\"\n    decision: DENY\n    reason: refused\n",
+        resolve: vec![(format!("{host}:443"), up.addr)],
+        ca_files: vec![ca.pem.clone()],
+        ..Default::default()
+    });
+    let store = sm.path("data/sudomode.redb");
+    let before = std::fs::metadata(&store).unwrap().len();
+    let client = sm.client();
+    let blob = "z".repeat(900 * 1024);
+    let body = serde_json::json!({"amount": 5, "destination": "acct_1", "blob": blob}).to_string();
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let r = client
+            .post(format!("https://{host}/v1/bulk"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        ids.push(
+            r.headers()["x-sudomode-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let grown = std::fs::metadata(&store).unwrap().len() - before;
+    assert!(
+        grown < 20 * 1024 * 1024,
+        "40 refused 0.9 MB requests grew the store by {} MB",
+        grown / (1024 * 1024)
+    );
+    assert!(up.requests().is_empty());
+    // What is kept says what was cut, how big it was and which body it was.
+    let admin = std::fs::read_to_string(sm.path("data/admin-token")).unwrap();
+    let (s, rec) = sm
+        .api_get(&format!("/api/v1/requests/{}", ids[0]), admin.trim())
+        .await;
+    assert_eq!(s, 200, "{rec}");
+    assert_eq!(rec["args"]["amount"], 5, "small arguments are kept whole");
+    assert_eq!(rec["args"]["destination"], "acct_1");
+    let marker = &rec["args"]["sudomode_truncated"];
+    assert_eq!(marker["body_sha256"], rec["body_sha256"], "{marker}");
+    assert!(marker["bytes"].as_u64().unwrap() > 921_600, "{marker}");
+    let blob = rec["args"]["blob"].as_str().unwrap();
+    assert!(blob.len() < 2048, "{}", blob.len());
+    assert!(
+        blob.ends_with("[921600 bytes]"),
+        "the cut value's size is kept"
+    );
+    let (s, verify) = sm.api_get("/api/v1/audit/verify", admin.trim()).await;
+    assert_eq!(
+        (s, &verify["ok"]),
+        (200, &serde_json::json!(true)),
+        "{verify}"
+    );
+}

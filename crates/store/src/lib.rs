@@ -13,6 +13,7 @@
 
 pub mod chain;
 mod error;
+mod large;
 mod model;
 mod query;
 mod writer;
@@ -28,6 +29,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use chain::{GENESIS_HASH, REDACTED, Redactor, canonical_json, event_hash};
 pub use error::StoreError;
+pub use large::{MAX_ARGS_BYTES, TRUNCATED_KEY};
 pub use model::{
     Approval, AuditEvent, Batch, Committed, Durability, Filter, NewEvent, RequestRecord, Stats,
     Status, StoreOptions, VerifyReport,
@@ -150,6 +152,12 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner) = r;
     }
 
+    /// The record as it will be stored: secrets masked, bulk arguments
+    /// truncated. Every view (API, SSE, Slack, webhooks) is this one.
+    pub fn redact_record(&self, rec: &mut RequestRecord) {
+        stored_view(&self.redactor(), rec);
+    }
+
     fn redactor(&self) -> Arc<Redactor> {
         self.inner
             .redactor
@@ -166,6 +174,7 @@ impl Store {
         let mut events = Vec::with_capacity(batch.events.len());
         for mut ev in batch.events {
             chain::validate(&ev).map_err(StoreError::Invalid)?;
+            truncate_event_args(&mut ev);
             r.redact_map(&mut ev.fields);
             for s in [&mut ev.request_id, &mut ev.agent, &mut ev.operator]
                 .into_iter()
@@ -180,7 +189,7 @@ impl Store {
             if rec.id.is_empty() {
                 return Err(StoreError::Invalid("request id is empty".into()));
             }
-            redact_record(&r, &mut rec);
+            stored_view(&r, &mut rec);
             let json =
                 serde_json::to_string(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
             upserts.push(writer::Row::new(&rec, json));
@@ -324,6 +333,32 @@ fn private_file(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Bulk `args` (and each intent's) of a `request.decided`-style event.
+fn truncate_event_args(ev: &mut NewEvent) {
+    let sha = ev
+        .fields
+        .get("body_sha256")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(args) = ev.fields.get_mut("args") {
+        large::truncate_args(args, &sha);
+    }
+    if let Some(serde_json::Value::Array(intents)) = ev.fields.get_mut("intents") {
+        for i in intents.iter_mut().filter_map(|i| i.get_mut("args")) {
+            large::truncate_args(i, &sha);
+        }
+    }
+}
+
+fn stored_view(r: &Redactor, rec: &mut RequestRecord) {
+    large::truncate_args(&mut rec.args, &rec.body_sha256);
+    for i in rec.intents.iter_mut().filter_map(|i| i.get_mut("args")) {
+        large::truncate_args(i, &rec.body_sha256);
+    }
+    redact_record(r, rec);
+}
+
 fn redact_record(r: &Redactor, rec: &mut RequestRecord) {
     for s in [
         &mut rec.agent,
@@ -352,6 +387,9 @@ fn redact_record(r: &Redactor, rec: &mut RequestRecord) {
         }
     }
     r.redact(&mut rec.args);
+    for v in rec.headers.values_mut() {
+        r.redact_str(v);
+    }
     for i in &mut rec.intents {
         r.redact(i);
     }
