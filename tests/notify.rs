@@ -884,6 +884,8 @@ async fn slack_cannot_be_made_to_show_a_fake_destination() {
     );
     body.insert("memo".into(), json!("m".repeat(5000)));
     body.insert("destination".into(), json!("acct_REAL_ATTACKER"));
+    // Issue 20.12: a bidi override would show this account number reversed.
+    body.insert("iban".into(), json!("DE89\u{202E}4321\u{202C}\u{200B}"));
     let agent = bot_call(&sm, "/v1/payouts", &[], Value::Object(body));
     let msg = stand_in
         .wait("/api/chat.postMessage", "the pending message", |_| true)
@@ -904,6 +906,11 @@ async fn slack_cannot_be_made_to_show_a_fake_destination() {
         assert!(text.contains(key), "argument {key} is hidden:\n{text}");
     }
     assert!(text.contains("DE89"), "{text}");
+    assert!(
+        text.contains("DE89[U+202E]4321[U+202C][U+200B]"),
+        "bidi shown: {text}"
+    );
+    assert!(!text.contains('\u{202E}'), "{text}");
     assert!(text.contains("5000"), "a cut value says its length: {text}");
     assert!(!text.contains("more_"), "{text}");
     let confirm = msg.to_string();
