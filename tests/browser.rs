@@ -284,6 +284,10 @@ impl Browser {
         self.client.execute(script, vec![]).await.unwrap()
     }
 
+    async fn js_arg(&self, script: &str, arg: Value) -> Value {
+        self.client.execute(script, vec![arg]).await.unwrap()
+    }
+
     /// Polls a script until it returns something truthy; returns it.
     async fn wait_js(&self, what: &str, script: &str, args: Vec<Value>) -> Value {
         let deadline = Instant::now() + WAIT;
@@ -1008,6 +1012,146 @@ async fn a_page_on_another_port_cannot_approve() {
         b.wait_for(&card_css(&id)).await;
         b.close().await;
         call.abort();
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------ what the operator reads (issue 20)
+
+const HOLD_ALL: &str = "rules:\n  - name: hold_all\n    resource: \"*\"\n    decision: REQUIRE_APPROVAL\n    reason: a human reads every argument\n";
+
+/// Issue 20.5: the card shows SQL as PostgreSQL reads it, with the
+/// destructive verb after a backslash-quote flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_is_highlighted_as_postgresql_reads_it() {
+    require_browser();
+    bounded(async {
+        let (_ca, up, sm) = api_world(HOLD_ALL, OPS, &[STRIPE, NEON]).await;
+        let b = Browser::open(1280, 900).await;
+        b.login(&sm, ALICE).await;
+
+        // 20.5: PostgreSQL ends the string at \' — `OR true` is code, and
+        // the DROP after it runs.
+        let sql = spawn_sql(&sm, r"SELECT * FROM users WHERE name = 'x\' OR true; DROP TABLE users; SELECT 'oops");
+        let held = sm.wait_pending(ALICE, 1).await;
+        let sql_id = held[0]["id"].as_str().unwrap().to_string();
+        let card = b.wait_for(&card_css(&sql_id)).await;
+        let chips = b
+            .js_arg(
+                "return [...document.querySelectorAll(arguments[0] + ' .danger-chip')].map((e) => e.textContent)",
+                json!(card_css(&sql_id)),
+            )
+            .await;
+        assert!(chips.as_array().unwrap().contains(&json!("DROP")), "{chips}");
+        let strings = b
+            .js_arg(
+                "return [...document.querySelectorAll(arguments[0] + ' .sql-string')].map((e) => e.textContent)",
+                json!(card_css(&sql_id)),
+            )
+            .await;
+        assert_eq!(strings, json!([r"'x\'", "'oops"]), "strings as PostgreSQL reads them");
+        let keywords = b
+            .js_arg(
+                "return [...document.querySelectorAll(arguments[0] + ' .sql-keyword')].map((e) => e.textContent)",
+                json!(card_css(&sql_id)),
+            )
+            .await;
+        assert!(keywords.as_array().unwrap().contains(&json!("OR")), "{keywords}");
+        drop(card);
+        assert!(up.requests().is_empty(), "nothing forwarded");
+        b.assert_clean_console().await;
+        b.close().await;
+        sql.abort();
+    })
+    .await;
+}
+
+/// Issues 20.4 and 20.12: the card shows bind parameters, meaning-changing
+/// headers, bidi and zero-width characters as visible markers, and any long
+/// value in full on request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_show_every_input_and_hidden_character() {
+    require_browser();
+    bounded(async {
+        let (_ca, up, sm) = api_world(HOLD_ALL, OPS, &[STRIPE, NEON]).await;
+        let b = Browser::open(1280, 900).await;
+        b.login(&sm, ALICE).await;
+
+        // 20.4: bind parameters change what runs.
+        let (s, v) = sm
+            .api_post(
+                "/v1/govern",
+                "bot-token-1",
+                json!({"resource": "sql", "action": "update",
+                       "args": {"sql": "UPDATE accounts SET balance = $1 WHERE id = $2", "params": [0, "acct_9"]}}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let params_id = v["request_id"].as_str().unwrap().to_string();
+        let card = b.wait_for(&card_css(&params_id)).await;
+        let text = card.text().await.unwrap();
+        assert!(text.contains("$1") && text.contains("$2") && text.contains("acct_9"), "{text}");
+
+        // 20.4 and 20.12: a Stripe call for a connected account, with a
+        // reversed account number and long values.
+        let bot = agent_client(&sm, "billing-bot", "bot-token-1");
+        let long = format!("{}END-OF-MEMO", "m".repeat(400));
+        let body = format!(
+            "amount=5000&currency=usd&metadata[iban]=DE89%E2%80%AE4321%E2%80%AC&metadata[note]=ok%E2%80%8B&description={long}"
+        );
+        let charge = tokio::spawn(async move {
+            bot.post(format!("https://{STRIPE}/v1/charges"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("stripe-account", "acct_CONNECTED_9")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+        let held = sm.wait_pending(ALICE, 2).await;
+        let charge_id = held
+            .iter()
+            .find(|r| r["resource"] == "stripe.charges")
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .expect("the held charge");
+        let card_sel = card_css(&charge_id);
+        let card = b.wait_for(&card_sel).await;
+        let headers = b.text_of(&format!("{card_sel} [data-testid=request-headers]")).await;
+        assert!(headers.contains("stripe-account") && headers.contains("acct_CONNECTED_9"), "{headers}");
+        let markers = b
+            .js_arg(
+                "return [...document.querySelectorAll(arguments[0] + ' .args [data-testid=invisible-char]')].map((e) => e.textContent)",
+                json!(card_sel),
+            )
+            .await;
+        for m in ["[U+202E]", "[U+202C]", "[U+200B]"] {
+            assert!(markers.as_array().unwrap().contains(&json!(m)), "{m}: {markers}");
+        }
+        let raw = b
+            .js_arg(
+                "return document.querySelector(arguments[0] + ' .args .kv').textContent",
+                json!(card_sel),
+            )
+            .await;
+        let raw = raw.as_str().unwrap();
+        assert!(!raw.contains(['\u{202E}', '\u{202C}', '\u{200B}']), "{raw}");
+        assert!(!raw.contains("END-OF-MEMO"), "a long value starts cut");
+        card.find(Locator::Css("[data-testid=expand-value]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.wait_js(
+            "the whole long value",
+            "return document.querySelector(arguments[0] + ' .args .kv').textContent.includes('END-OF-MEMO')",
+            vec![json!(card_sel)],
+        )
+        .await;
+        assert!(up.requests().is_empty(), "nothing forwarded");
+        b.assert_clean_console().await;
+        b.close().await;
+        charge.abort();
     })
     .await;
 }
