@@ -9,6 +9,7 @@ mod engine;
 mod forward;
 mod hold;
 mod ids;
+mod logtext;
 mod metrics;
 mod notify;
 mod proxy;

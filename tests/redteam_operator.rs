@@ -602,3 +602,39 @@ async fn denied_bulk_requests_do_not_fill_the_disk() {
         "{verify}"
     );
 }
+
+// ------------------------------------------------------------ 20.10 forged log lines
+
+#[tokio::test]
+async fn agent_text_cannot_forge_log_lines() {
+    let sm = start_ops();
+    let forged = "shell\n2030-01-01T00:00:00.000000Z  INFO sudomode::dashboard: FORGED request approved by alice";
+    let (s, v) = sm
+        .api_post(
+            "/v1/govern",
+            "bot-token-1",
+            serde_json::json!({"resource": forged, "action": "exec\u{1b}[2K\u{202E}", "args": {}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sm.logs().contains("FORGED") {
+        assert!(std::time::Instant::now() < deadline, "{}", sm.logs());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let logs = sm.logs();
+    for line in logs.lines().filter(|l| l.contains("FORGED")) {
+        assert!(
+            line.contains("explicit intent decided"),
+            "an agent wrote a log line of its own: {line:?}"
+        );
+    }
+    assert!(
+        !logs.contains('\u{1b}'),
+        "a terminal escape reached the log"
+    );
+    assert!(
+        !logs.contains('\u{202E}'),
+        "a bidi override reached the log"
+    );
+}

@@ -21,6 +21,7 @@ use super::api::{request_json, request_with_events};
 use super::auth::{authenticate, bearer, check_origin};
 use super::error::{ApiError, ApiResult};
 use crate::hold::Entry;
+use crate::logtext::escape_log;
 use crate::records::{Draft, decided_event, new_record};
 
 /// Who is calling a `/v1` route.
@@ -148,7 +149,8 @@ pub async fn govern(
     let event = decided_event(&record, &decision, None);
     dash.state.metrics.decided(decision.verdict);
     tracing::info!(
-        request_id = %id, agent = %agent, resource = %resource, action = %action,
+        request_id = %id, agent = %escape_log(&agent), resource = %escape_log(&resource),
+        action = %escape_log(&action),
         decision = decision.verdict.as_str(), rule = ?decision.rule.as_ref().map(|r| r.0.as_str()),
         "explicit intent decided"
     );

@@ -212,9 +212,11 @@ impl Upstream {
 }
 
 fn log_decision(ctx: &Ctx, r: &RequestRecord) {
+    use crate::logtext::escape_log;
     tracing::info!(
-        request_id = %ctx.id, agent = %ctx.agent, method = %r.method, host = %ctx.target.host,
-        resource = %r.resource, action = %r.action, decision = %r.decision,
+        request_id = %ctx.id, agent = %ctx.agent, method = %escape_log(&r.method),
+        host = %escape_log(&ctx.target.host), resource = %escape_log(&r.resource),
+        action = %escape_log(&r.action), decision = %r.decision,
         rule = r.rule.as_deref().unwrap_or("-"), "decided"
     );
 }
