@@ -70,12 +70,7 @@ impl AgentView {
             needed.insert("agents".into(), Value::Array(agents));
         }
         let mut needed = Value::Object(needed);
-        let from_refs =
-            secrets::expand(&mut needed, base).map_err(|(key, message)| ConfigError::Invalid {
-                file: name.to_string(),
-                key,
-                message,
-            })?;
+        let from_refs = super::expand(&mut needed, base, name)?;
         if let Some(Value::Array(agents)) = needed.get_mut("agents") {
             agents.retain(|a| !a.is_null());
         }

@@ -230,12 +230,7 @@ impl Config {
         name: &str,
     ) -> Result<Config, ConfigError> {
         let mut value = checked_tree(text, name)?;
-        let from_refs =
-            secrets::expand(&mut value, base).map_err(|(key, message)| ConfigError::Invalid {
-                file: name.to_string(),
-                key,
-                message,
-            })?;
+        let from_refs = expand(&mut value, base, name)?;
         let raw = typed(value, name)?;
         Config::resolve(raw, file, base, name, &from_refs)
     }
@@ -477,6 +472,19 @@ fn syntax(name: &str, e: &serde_yaml::Error) -> ConfigError {
         col,
         message: scrub_values(&e.to_string()),
     }
+}
+
+/// Expands the tree's secret references; returns the keys that had one.
+fn expand(
+    value: &mut serde_json::Value,
+    base: &Path,
+    name: &str,
+) -> Result<Vec<String>, ConfigError> {
+    secrets::expand(value, base).map_err(|(key, message)| ConfigError::Invalid {
+        file: name.to_string(),
+        key,
+        message,
+    })
 }
 
 /// The expanded tree as [`RawConfig`]. YAML reads `token: 12345678` as a
