@@ -1,10 +1,28 @@
-// Thin client for the operator API (§8). Same origin, session cookie, CSRF header.
+// Thin client for the operator API (§8). Same origin; the session token the
+// sign-in returned is kept in sessionStorage (this tab, this origin only) and
+// sent as `Authorization: Bearer`. No cookie is used: browsers send cookies
+// for 127.0.0.1 to every port, including a page an agent serves.
 
-let csrfToken = null;
+const STORAGE_KEY = 'sudomode.session';
 let onUnauthorized = () => {};
 
-export function setCsrfToken(token) { csrfToken = token || null; }
+function storage() {
+  try { return window.sessionStorage; } catch { return null; }
+}
+
+export function sessionToken() { return storage()?.getItem(STORAGE_KEY) || null; }
+export function setSessionToken(token) {
+  const s = storage();
+  if (!s) return;
+  if (token) s.setItem(STORAGE_KEY, token);
+  else s.removeItem(STORAGE_KEY);
+}
 export function setUnauthorizedHandler(fn) { onUnauthorized = fn; }
+
+function authHeaders(extra = {}) {
+  const token = sessionToken();
+  return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
+}
 
 export class ApiError extends Error {
   constructor(status, type, message) {
@@ -15,11 +33,10 @@ export class ApiError extends Error {
 }
 
 async function call(method, path, body, { quiet401 = false } = {}) {
-  const headers = { Accept: 'application/json' };
-  const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
+  const headers = authHeaders({ Accept: 'application/json' });
+  const init = { method, headers, credentials: 'omit', cache: 'no-store' };
   if (method !== 'GET' && method !== 'HEAD') {
     headers['Content-Type'] = 'application/json';
-    if (csrfToken) headers['X-CSRF-Token'] = csrfToken;
     init.body = JSON.stringify(body ?? {});
   }
   let res;
@@ -66,51 +83,91 @@ export const api = {
 };
 
 /**
- * Live request changes over SSE. onRequest(req) for each `request` event,
- * onOpen() on every (re)connect, onState('live'|'connecting'|'down').
- * EventSource reconnects by itself; if it gives up (CLOSED, e.g. after a 401
- * or a server restart) we retry with backoff. Returns a stop() function.
+ * Split an SSE byte stream's text into events: [{event, data}] for every
+ * complete event in `buffer`, and the unfinished rest.
+ */
+export function parseSse(buffer) {
+  const events = [];
+  const text = buffer.replace(/\r\n?/g, '\n');
+  const blocks = text.split('\n\n');
+  const rest = blocks.pop();
+  for (const block of blocks) {
+    let event = 'message';
+    const data = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith(':')) continue;
+      const i = line.indexOf(':');
+      const field = i === -1 ? line : line.slice(0, i);
+      let value = i === -1 ? '' : line.slice(i + 1);
+      if (value.startsWith(' ')) value = value.slice(1);
+      if (field === 'event') event = value;
+      else if (field === 'data') data.push(value);
+    }
+    if (data.length) events.push({ event, data: data.join('\n') });
+  }
+  return { events, rest };
+}
+
+/**
+ * Live request changes over SSE, read with fetch so the session token goes
+ * in the Authorization header (EventSource cannot send one).
+ * onRequest(req) for each `request` event, onOpen() on every (re)connect,
+ * onState('live'|'connecting'|'down'). Reconnects with backoff; a 401 (the
+ * session ended, e.g. signed out elsewhere) calls the unauthorized handler.
+ * Returns a stop() function.
  */
 export function subscribe({ onRequest, onOpen, onState }) {
-  let es = null;
   let stopped = false;
   let retry = 1000;
   let timer = null;
+  let controller = null;
 
-  const handle = (ev) => {
+  const handle = (data) => {
     let req;
-    try { req = JSON.parse(ev.data); } catch { return; }
+    try { req = JSON.parse(data); } catch { return; }
     if (req && typeof req === 'object' && req.id) onRequest(req);
   };
 
-  function connect() {
+  async function connect() {
     if (stopped) return;
     onState('connecting');
-    es = new EventSource('/api/v1/events', { withCredentials: true });
-    es.addEventListener('request', handle);
-    es.addEventListener('message', handle);
-    es.addEventListener('open', () => { retry = 1000; onState('live'); onOpen(); });
-    es.addEventListener('error', () => {
-      if (stopped) return;
-      if (es.readyState === EventSource.CLOSED) {
+    controller = new AbortController();
+    try {
+      const res = await fetch('/api/v1/events', {
+        headers: authHeaders({ Accept: 'text/event-stream' }),
+        credentials: 'omit', cache: 'no-store', signal: controller.signal,
+      });
+      if (res.status === 401) {
         onState('down');
-        es.close();
-        timer = setTimeout(async () => {
-          try { await api.getSession(); } catch (e) {
-            if (e.status === 401) { onUnauthorized(e); return; }
-          }
-          connect();
-        }, retry);
-        retry = Math.min(retry * 2, 30000);
-      } else {
-        onState('connecting');
+        onUnauthorized(new ApiError(401, 'unauthorized', 'session ended'));
+        return;
       }
-    });
+      if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+      retry = 1000;
+      onState('live');
+      onOpen();
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const { events, rest } = parseSse(buffer + value);
+        buffer = rest;
+        for (const ev of events) if (ev.event === 'request' || ev.event === 'message') handle(ev.data);
+      }
+    } catch (e) {
+      if (stopped) return;
+    }
+    if (stopped) return;
+    // The stream ended (server restart, sign-out elsewhere, network): retry.
+    onState('down');
+    timer = setTimeout(connect, retry);
+    retry = Math.min(retry * 2, 30000);
   }
   connect();
   return () => {
     stopped = true;
     clearTimeout(timer);
-    if (es) es.close();
+    if (controller) controller.abort();
   };
 }

@@ -1,5 +1,5 @@
 // Entry point: session, header, hash router, live updates.
-import { api, setCsrfToken, setUnauthorizedHandler, subscribe } from './api.js';
+import { api, sessionToken, setSessionToken, setUnauthorizedHandler, subscribe } from './api.js';
 import { h, fill, startTicker } from './dom.js';
 import { loginView } from './views/login.js';
 import { pendingView } from './views/pending.js';
@@ -120,7 +120,7 @@ function setLive(state) {
 
 function startApp(s) {
   session = s;
-  setCsrfToken(s.csrf_token);
+  if (s.session_token) setSessionToken(s.session_token);
   shell = buildShell();
   route();
   loadStats();
@@ -145,13 +145,13 @@ function showLogin(notice) {
   current = null;
   shell = null;
   session = null;
-  setCsrfToken(null);
+  setSessionToken(null);
   document.title = 'Sign in · SudoMode';
   loginView(root, startApp, notice);
 }
 
 async function logout() {
-  try { await api.logout(); } catch { /* the cookie may already be gone */ }
+  try { await api.logout(); } catch { /* the session may already have ended */ }
   showLogin('Signed out.');
 }
 
@@ -166,6 +166,8 @@ window.addEventListener('hashchange', () => {
 
 async function boot() {
   startTicker();
+  // A reload keeps this tab's session; a new tab signs in again.
+  if (!sessionToken()) { showLogin(''); return; }
   try {
     startApp(await api.getSession());
   } catch (e) {

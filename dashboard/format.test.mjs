@@ -5,7 +5,7 @@ import {
   formatMoney, currencyDecimals, stripeAmounts, formatDuration, formatElapsed,
   formatCountdown, formatTimestamp, localInputToRfc3339, rfc3339ToLocalInput, shortHash,
   approvalsRemaining, isRiskyAction, argsKind, sqlStatements, awsTargets, compactValue,
-  tokenizeSql, highlightSql,
+  tokenizeSql, highlightSql, visibleSegments, visibleText, prettyJson, oneLine,
 } from './render.js';
 
 test('money: minor units with currency', () => {
@@ -159,4 +159,37 @@ test('highlightSql lays out clauses and keeps comments safe', () => {
   // a line comment must still end its line, or it would swallow code
   const c = highlightSql('SELECT 1 -- c\n, 2').tokens.map((t) => t.text).join('');
   assert.match(c, /-- c\n/);
+});
+
+test('SQL strings end where PostgreSQL ends them (standard_conforming_strings)', () => {
+  const types = (sql) => tokenizeSql(sql).filter((t) => t.type !== 'ws').map((t) => [t.type, t.text]);
+  // A backslash is an ordinary character in '…': the string ends at \' and
+  // OR true is code.
+  assert.deepEqual(types("WHERE n = 'x\\' OR true").slice(-3),
+    [['string', "'x\\'"], ['keyword', 'OR'], ['keyword', 'true']]);
+  // Only E'…' strings take backslash escapes.
+  assert.deepEqual(types("SELECT E'x\\'; DROP'"), [['keyword', 'SELECT'], ['string', "E'x\\'; DROP'"]]);
+  assert.deepEqual(types("SELECT e'a\\\\'"), [['keyword', 'SELECT'], ['string', "e'a\\\\'"]]);
+  // A word ending in e is not a prefix.
+  assert.deepEqual(types("one'b'"), [['word', 'one'], ['string', "'b'"]]);
+  // Doubled quotes stay inside; every character is kept.
+  const sql = "SELECT 'it''s', E'\\'', \"a\\\" FROM t";
+  assert.equal(tokenizeSql(sql).map((t) => t.text).join(''), sql);
+});
+
+test('destructive verbs after a backslash-quote are flagged', () => {
+  assert.deepEqual(highlightSql("SELECT 'x\\'; DROP TABLE users; SELECT 'oops").danger, ['DROP']);
+  assert.deepEqual(highlightSql("SELECT E'x\\'; DROP TABLE users'").danger, []);
+  const { tokens } = highlightSql("SELECT 'x\\'; DELETE FROM t");
+  assert.ok(tokens.some((t) => t.type === 'danger' && t.text === 'DELETE'));
+});
+
+test('invisible and control characters are shown as markers', () => {
+  assert.equal(visibleText('DE89\u202E4321\u202C\u200B'), 'DE89[U+202E]4321[U+202C][U+200B]');
+  assert.equal(visibleText('a\nb\tc\u0007'), 'a\\nb\\tc[U+0007]');
+  assert.equal(visibleText('a\nb', { keepNewlines: true }), 'a\nb');
+  assert.deepEqual(visibleSegments('x\u2066y').map((p) => p.marker), [false, true, false]);
+  assert.equal(visibleText('plain'), 'plain');
+  assert.equal(prettyJson({ a: 'x\u202E' }), '{\n  "a": "x\\u202e"\n}');
+  assert.equal(oneLine({ a: [1] }), '{"a":[1]}');
 });

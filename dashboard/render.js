@@ -170,11 +170,11 @@ export function sqlStatements(req) {
   const intents = Array.isArray(req?.intents) ? req.intents : [];
   const fromIntents = intents
     .filter((i) => i && i.resource === 'sql' && i.args && typeof i.args.sql === 'string')
-    .map((i) => ({ sql: i.args.sql, action: i.action, has_where: i.args.has_where, tables: i.args.tables }));
+    .map((i) => ({ sql: i.args.sql, action: i.action, has_where: i.args.has_where, tables: i.args.tables, params: i.args.params }));
   if (fromIntents.length > 0) return fromIntents;
   const a = req?.args;
   if (a && typeof a.sql === 'string') {
-    return [{ sql: a.sql, action: req.action, has_where: a.has_where, tables: a.tables }];
+    return [{ sql: a.sql, action: req.action, has_where: a.has_where, tables: a.tables, params: a.params }];
   }
   return [];
 }
@@ -209,22 +209,71 @@ export function awsTargets(args) {
   return out;
 }
 
+/** The whole one-line rendering of an argument value. */
+export function oneLine(v) {
+  if (v === null) return 'null';
+  if (v === undefined) return '';
+  if (typeof v === 'string') return v;
+  if (typeof v === 'object') {
+    try { return JSON.stringify(v); } catch { return String(v); }
+  }
+  return String(v);
+}
+
 /** One-line rendering of an argument value for a key/value list. */
 export function compactValue(v, max = 160) {
-  let s;
-  if (v === null) s = 'null';
-  else if (typeof v === 'string') s = v;
-  else if (typeof v === 'object') s = JSON.stringify(v);
-  else s = String(v);
+  const s = oneLine(v);
   return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }
 
+// ---------------------------------------------------------------- invisible characters
+
+// Characters that reorder or hide text (bidi embeddings, overrides and
+// isolates, marks, zero-width characters, joiners, the BOM) and control
+// characters: shown as visible markers, the same as in Slack.
+const INVISIBLE = /[\u0000-\u001F\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]/g;
+const ESCAPES = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** The marker shown for an invisible or control character. */
+export function markerFor(ch) {
+  return ESCAPES[ch] || `[U+${ch.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}]`;
+}
+
+/**
+ * Split text into [{text, marker}] segments: marker segments stand for one
+ * invisible or control character each. keepNewlines keeps "\n" as text
+ * (multi-line blocks such as SQL).
+ */
+export function visibleSegments(s, { keepNewlines = false } = {}) {
+  const str = String(s ?? '');
+  const out = [];
+  let last = 0;
+  for (const m of str.matchAll(INVISIBLE)) {
+    if (keepNewlines && m[0] === '\n') continue;
+    if (m.index > last) out.push({ text: str.slice(last, m.index), marker: false });
+    out.push({ text: markerFor(m[0]), marker: true, code: m[0].codePointAt(0) });
+    last = m.index + 1;
+  }
+  if (last < str.length) out.push({ text: str.slice(last), marker: false });
+  return out;
+}
+
+/** The text with every invisible or control character as its marker. */
+export function visibleText(s, opts) {
+  return visibleSegments(s, opts).map((p) => p.text).join('');
+}
+
 export function prettyJson(v) {
+  let text;
   try {
-    return JSON.stringify(v, null, 2) ?? 'null';
+    text = JSON.stringify(v, null, 2) ?? 'null';
   } catch {
     return String(v);
   }
+  // Still valid JSON: bidi and zero-width characters written as escapes.
+  // (JSON.stringify already escaped control characters inside strings; the
+  // newlines left are its own layout.)
+  return text.replace(INVISIBLE, (ch) => (ch === '\n' ? ch : `\\u${ch.codePointAt(0).toString(16).padStart(4, '0')}`));
 }
 
 // ---------------------------------------------------------------- SQL
@@ -244,6 +293,21 @@ export const SQL_KEYWORDS = new Set(`
 const DANGER_VERBS = new Set(['drop', 'delete', 'truncate', 'alter', 'grant', 'revoke']);
 const CLAUSE_BREAK = new Set(['from', 'where', 'group', 'order', 'having', 'limit', 'offset',
   'values', 'set', 'union', 'returning', 'join', 'inner', 'left', 'right', 'full', 'cross', 'on']);
+
+/** Index just past the quoted run opening at `open`; doubled quotes stay
+ * inside, and with `backslashes` so does a backslash-escaped character. */
+function quotedEnd(s, open, quote, backslashes) {
+  let i = open + 1;
+  while (i < s.length) {
+    if (s[i] === quote) {
+      if (s[i + 1] === quote) { i += 2; continue; }
+      return i + 1;
+    }
+    if (backslashes && s[i] === '\\') i++;
+    i++;
+  }
+  return s.length;
+}
 
 /**
  * Split SQL into tokens: {type, text} with type one of
@@ -268,18 +332,13 @@ export function tokenizeSql(sql) {
       i = end === -1 ? s.length : end + 2;
       push('comment', start);
     } else if (c === "'" || c === '"' || c === '`') {
-      i++;
-      while (i < s.length) {
-        if (s[i] === c) {
-          if (s[i + 1] === c) { i += 2; continue; }
-          i++;
-          break;
-        }
-        if (s[i] === '\\' && c === "'") i++;
-        i++;
-      }
-      i = Math.min(i, s.length);
+      // As PostgreSQL reads it (standard_conforming_strings): a backslash
+      // is an ordinary character here; only E'…' strings (below) escape.
+      i = quotedEnd(s, i, c, false);
       push(c === "'" ? 'string' : 'ident', start);
+    } else if ((c === 'E' || c === 'e') && s[i + 1] === "'" && !/[A-Za-z0-9_$\u0080-\uffff]/.test(s[i - 1] || '')) {
+      i = quotedEnd(s, i + 1, "'", true);
+      push('string', start);
     } else if (c === '$' && /[A-Za-z_$]/.test(s[i + 1] || '')) {
       // $$ ... $$ or $tag$ ... $tag$ dollar quoting, or $1 parameters below
       const m = /^\$([A-Za-z_]\w*)?\$/.exec(s.slice(i));

@@ -221,6 +221,7 @@ pub async fn start(config: Config) -> Result<Running> {
             notifications.clone(),
             crate::notify::append_metrics,
         ));
+    let router = crate::dashboard::guard_hosts(router, &state.config);
     let mut dash_rx = rx.clone();
     tasks.push(tokio::spawn(async move {
         let shutdown = async move {

@@ -179,26 +179,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Env { cfg, agent } => {
-            let config = load(&cfg)?;
-            print!(
-                "{}",
-                crate::commands::env_lines(
-                    &config,
-                    agent
-                        .as_deref()
-                        .map(|a| crate::commands::agent_token(&config, a))
-                        .transpose()?
-                )
-            );
-            Ok(ExitCode::SUCCESS)
+            crate::commands::env_command(cfg.config.as_deref(), agent.as_deref())
         }
         Command::Exec { cfg, agent, cmd } => {
-            let config = load(&cfg)?;
-            let creds = agent
-                .as_deref()
-                .map(|a| crate::commands::agent_token(&config, a))
-                .transpose()?;
-            crate::commands::exec(&config, creds, &cmd)
+            crate::commands::exec(cfg.config.as_deref(), agent.as_deref(), &cmd)
         }
         Command::Policy { command } => crate::commands::policy_cmd::run(command),
         Command::Audit { command } => crate::commands::audit_cmd::run(command),

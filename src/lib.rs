@@ -12,6 +12,7 @@ pub mod core;
 pub mod dashboard;
 pub mod hold;
 pub mod ids;
+pub mod logtext;
 pub mod metrics;
 pub mod notify;
 pub mod proxy;

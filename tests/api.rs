@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use common::{Options, SudoMode, error_body};
 use futures_util::StreamExt;
-use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
 
 const POLICY: &str = r#"rules:
@@ -479,14 +478,10 @@ async fn sse_delivers_request_changes() {
     assert_eq!(get(&sm, "/api/v1/events", None).await.status(), 401);
 }
 
-fn session_cookie(resp: &reqwest::Response) -> (String, String) {
-    let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_string();
-    let pair = set.split(';').next().unwrap().trim().to_string();
-    (pair, set)
-}
-
+/// The dashboard's sign-in: an operator token for a session token the page
+/// sends as a bearer token (SPEC §8); no cookie is set or honoured.
 #[tokio::test]
-async fn session_cookie_and_csrf() {
+async fn session_tokens() {
     let sm = start();
     let url = sm.dashboard_url("/api/v1/session");
     let c = sm.api();
@@ -509,6 +504,17 @@ async fn session_cookie_and_csrf() {
         401
     );
     assert_eq!(c.get(&url).send().await.unwrap().status(), 401);
+    // A foreign page cannot sign the browser in (login CSRF).
+    assert_eq!(
+        c.post(&url)
+            .header("Origin", "https://evil.example")
+            .json(&json!({"token": ALICE}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 
     let resp = c
         .post(&url)
@@ -517,98 +523,41 @@ async fn session_cookie_and_csrf() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let (cookie, set) = session_cookie(&resp);
-    assert!(
-        cookie.starts_with("sudomode_session=") && cookie.len() == "sudomode_session=".len() + 64,
-        "{set}"
-    );
-    assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
-        "{set}"
-    );
+    assert!(resp.headers().get("set-cookie").is_none(), "no cookie");
     let login: Value = resp.json().await.unwrap();
     assert_eq!(
         login["operator"],
         json!({"name": "alice", "role": "approver"})
     );
-    let csrf = login["csrf_token"].as_str().unwrap().to_string();
+    let session = login["session_token"].as_str().unwrap().to_string();
+    assert_eq!(session.len(), 64, "{login}");
+    assert!(login.get("csrf_token").is_none(), "{login}");
 
-    let who: Value = c
-        .get(&url)
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let who = get_json(&sm, "/api/v1/session", &session).await;
     assert_eq!(who["operator"]["name"], "alice");
-    assert_eq!(who["csrf_token"], csrf.as_str());
 
     let held = govern(&sm, BOT, "shell", "exec", json!({"cmd": "id"})).await;
-    let approve = sm.dashboard_url(&format!(
+    let approve = format!(
         "/api/v1/requests/{}/approve",
         held["request_id"].as_str().unwrap()
-    ));
-    let send = |csrf: Option<&str>, origin: Option<&str>| {
-        let mut rb = c.post(&approve).header(COOKIE, &cookie).json(&json!({}));
-        if let Some(t) = csrf {
-            rb = rb.header("X-CSRF-Token", t);
-        }
-        if let Some(o) = origin {
-            rb = rb.header("Origin", o);
-        }
-        rb.send()
-    };
-    assert_eq!(
-        send(None, None).await.unwrap().status(),
-        403,
-        "cookie POST without CSRF"
     );
-    assert_eq!(
-        send(Some("0000"), None).await.unwrap().status(),
-        403,
-        "wrong CSRF"
-    );
-    assert_eq!(
-        send(Some(&csrf), Some("https://evil.example"))
-            .await
-            .unwrap()
-            .status(),
-        403,
-        "cross-origin"
-    );
-    let own = format!("http://{}", sm.dashboard);
-    let resp = send(Some(&csrf), Some(&own)).await.unwrap();
+    let resp = post(&sm, &approve, &session, json!({})).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.json::<Value>().await.unwrap()["approvals"][0]["operator"],
         "alice"
     );
 
-    let out = c
-        .delete(&url)
-        .header(COOKIE, &cookie)
-        .header("X-CSRF-Token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    let out = c.delete(&url).bearer_auth(&session).send().await.unwrap();
     assert_eq!(out.status(), 200);
-    assert!(
-        out.headers()[SET_COOKIE]
-            .to_str()
-            .unwrap()
-            .contains("Max-Age=0")
-    );
     assert_eq!(
-        c.get(&url)
-            .header(COOKIE, &cookie)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get(&sm, "/api/v1/session", Some(&session)).await.status(),
         401
     );
+    // Signing out with an operator token ends nothing and is harmless.
+    let out = c.delete(&url).bearer_auth(ALICE).send().await.unwrap();
+    assert_eq!(out.status(), 200);
+    assert_eq!(get(&sm, "/api/v1/session", Some(ALICE)).await.status(), 200);
 }
 
 #[tokio::test]

@@ -284,6 +284,10 @@ impl Browser {
         self.client.execute(script, vec![]).await.unwrap()
     }
 
+    async fn js_arg(&self, script: &str, arg: Value) -> Value {
+        self.client.execute(script, vec![arg]).await.unwrap()
+    }
+
     /// Polls a script until it returns something truthy; returns it.
     async fn wait_js(&self, what: &str, script: &str, args: Vec<Value>) -> Value {
         let deadline = Instant::now() + WAIT;
@@ -706,9 +710,13 @@ async fn approver_signs_in_sees_live_holds_and_approves_and_rejects_in_the_page(
 
         b.assert_clean_console().await;
 
-        // Sign out → the sign-in form; the API refuses the old cookie.
+        // Sign out → the sign-in form, and the tab forgets its session.
         b.wait_for("[data-testid=logout-btn]").await.click().await.unwrap();
         b.wait_for("[data-testid=login-token]").await;
+        assert_eq!(
+            b.js("return sessionStorage.getItem('sudomode.session')").await,
+            Value::Null
+        );
         b.goto(&sm.dashboard_url("/#/history")).await;
         b.wait_for("[data-testid=login-token]").await;
         b.close().await;
@@ -773,17 +781,17 @@ async fn viewer_sees_the_queue_but_cannot_decide() {
         // The page stays usable on a phone: nothing wider than the screen.
         b.assert_fits_width("the detail page").await;
 
-        // Even a request forged from the page with the viewer's session and
-        // CSRF token is refused by the server.
+        // Even a request forged from the page with the viewer's session
+        // token is refused by the server.
         let forged = b
             .client
             .execute_async(
                 r#"const done = arguments[arguments.length - 1];
                    (async () => {
-                     const s = await (await fetch('/api/v1/session')).json();
+                     const token = sessionStorage.getItem('sudomode.session');
                      const r = await fetch('/api/v1/requests/' + arguments[0] + '/approve', {
                        method: 'POST', body: '{}',
-                       headers: {'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf_token}});
+                       headers: {'Content-Type': 'application/json', 'Authorization': 'Bearer ' + token}});
                      done(r.status);
                    })().catch((e) => done(String(e)));"#,
                 vec![json!(id)],
@@ -868,6 +876,282 @@ async fn dashboard_is_served_with_a_strict_csp() {
         }
         b.assert_clean_console().await;
         b.close().await;
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------ another port (issue 20.2)
+
+/// A page an agent serves on another port of 127.0.0.1. It records the
+/// `Cookie` headers the browser sends it, and its script tries to approve
+/// with whatever the browser will attach.
+struct AgentPage {
+    addr: std::net::SocketAddr,
+    cookies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl AgentPage {
+    async fn start(dashboard: &str, id: &str) -> AgentPage {
+        use axum::http::HeaderMap;
+        use axum::response::Html;
+        let cookies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let page = format!(
+            r#"<!doctype html><title>agent</title><script>
+(async () => {{
+  const approve = '{dashboard}/api/v1/requests/{id}/approve';
+  const held = sessionStorage.getItem('sudomode.session');
+  const headers = {{'Content-Type': 'text/plain'}};
+  if (held) headers['Authorization'] = 'Bearer ' + held;
+  let result;
+  try {{
+    const r = await fetch(approve, {{method: 'POST', credentials: 'include', mode: 'no-cors', headers, body: '{{}}'}});
+    result = 'sent ' + r.type;
+  }} catch (e) {{ result = 'failed'; }}
+  document.title = 'done: ' + result + (held ? ' with a token' : '');
+}})();
+</script>"#
+        );
+        let seen = cookies.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move |headers: HeaderMap| {
+                let seen = seen.clone();
+                let page = page.clone();
+                async move {
+                    for c in headers.get_all("cookie") {
+                        seen.lock()
+                            .unwrap()
+                            .push(c.to_str().unwrap_or("").to_string());
+                    }
+                    Html(page)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        AgentPage { addr, cookies }
+    }
+
+    /// Replays every cookie it received to the dashboard, the way the
+    /// agent's server would: read the session (and any CSRF token), approve.
+    async fn replay(&self, sm: &SudoMode, id: &str) -> Vec<u16> {
+        let http = plain_http();
+        let mut statuses = Vec::new();
+        let cookies = self.cookies.lock().unwrap().clone();
+        for cookie in cookies {
+            let who = http
+                .get(sm.dashboard_url("/api/v1/session"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap();
+            statuses.push(who.status().as_u16());
+            let csrf = who.json::<Value>().await.unwrap_or(Value::Null)["csrf_token"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let r = http
+                .post(sm.dashboard_url(&format!("/api/v1/requests/{id}/approve")))
+                .header("cookie", &cookie)
+                .header("x-csrf-token", csrf)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+        }
+        statuses
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_port_cannot_approve() {
+    require_browser();
+    bounded(async {
+        let (_ca, up, sm) = world().await;
+        let call = spawn_charge(&sm, "amount=2500000&currency=usd&destination=acct_agent");
+        let held = sm.wait_pending(ALICE, 1).await;
+        let id = held[0]["id"].as_str().unwrap().to_string();
+
+        // The operator signs in on the dashboard and sees the held payout…
+        let b = Browser::open(1280, 900).await;
+        b.login(&sm, ALICE).await;
+        b.wait_for(&card_css(&id)).await;
+
+        // …then opens a page the agent serves on another port of 127.0.0.1.
+        let page = AgentPage::start(&sm.dashboard_url(""), &id).await;
+        b.goto(&format!("http://{}/", page.addr)).await;
+        let title = b
+            .wait_js(
+                "the agent page's attempt",
+                "return document.title.startsWith('done') && document.title",
+                vec![],
+            )
+            .await;
+        assert!(
+            !title.as_str().unwrap_or("").contains("with a token"),
+            "the agent page read the dashboard's session: {title}"
+        );
+        let replayed = page.replay(&sm, &id).await;
+        assert!(
+            replayed.iter().all(|s| *s == 401),
+            "a cookie the browser sent the agent's page worked on the dashboard: {replayed:?}"
+        );
+
+        let (_, rec) = sm.api_get(&format!("/api/v1/requests/{id}"), ALICE).await;
+        assert_eq!(rec["status"], "pending", "{rec}");
+        assert!(rec["approvals"].as_array().unwrap().is_empty(), "{rec}");
+        assert!(!call.is_finished(), "the payout is still held");
+        assert!(up.requests().is_empty(), "nothing reached Stripe");
+
+        // The operator's own tab still works.
+        b.goto(&sm.dashboard_url("/#/pending")).await;
+        b.wait_for(&card_css(&id)).await;
+        b.close().await;
+        call.abort();
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------ what the operator reads (issue 20)
+
+const HOLD_ALL: &str = "rules:\n  - name: hold_all\n    resource: \"*\"\n    decision: REQUIRE_APPROVAL\n    reason: a human reads every argument\n";
+
+/// Issue 20.5: the card shows SQL as PostgreSQL reads it, with the
+/// destructive verb after a backslash-quote flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_is_highlighted_as_postgresql_reads_it() {
+    require_browser();
+    bounded(async {
+        let (_ca, up, sm) = api_world(HOLD_ALL, OPS, &[STRIPE, NEON]).await;
+        let b = Browser::open(1280, 900).await;
+        b.login(&sm, ALICE).await;
+
+        // 20.5: PostgreSQL ends the string at \' — `OR true` is code, and
+        // the DROP after it runs.
+        let sql = spawn_sql(&sm, r"SELECT * FROM users WHERE name = 'x\' OR true; DROP TABLE users; SELECT 'oops");
+        let held = sm.wait_pending(ALICE, 1).await;
+        let sql_id = held[0]["id"].as_str().unwrap().to_string();
+        let card = b.wait_for(&card_css(&sql_id)).await;
+        let chips = b
+            .js_arg(
+                "return [...document.querySelectorAll(arguments[0] + ' .danger-chip')].map((e) => e.textContent)",
+                json!(card_css(&sql_id)),
+            )
+            .await;
+        assert!(chips.as_array().unwrap().contains(&json!("DROP")), "{chips}");
+        let strings = b
+            .js_arg(
+                "return [...document.querySelectorAll(arguments[0] + ' .sql-string')].map((e) => e.textContent)",
+                json!(card_css(&sql_id)),
+            )
+            .await;
+        assert_eq!(strings, json!([r"'x\'", "'oops"]), "strings as PostgreSQL reads them");
+        let keywords = b
+            .js_arg(
+                "return [...document.querySelectorAll(arguments[0] + ' .sql-keyword')].map((e) => e.textContent)",
+                json!(card_css(&sql_id)),
+            )
+            .await;
+        assert!(keywords.as_array().unwrap().contains(&json!("OR")), "{keywords}");
+        drop(card);
+        assert!(up.requests().is_empty(), "nothing forwarded");
+        b.assert_clean_console().await;
+        b.close().await;
+        sql.abort();
+    })
+    .await;
+}
+
+/// Issues 20.4 and 20.12: the card shows bind parameters, meaning-changing
+/// headers, bidi and zero-width characters as visible markers, and any long
+/// value in full on request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_show_every_input_and_hidden_character() {
+    require_browser();
+    bounded(async {
+        let (_ca, up, sm) = api_world(HOLD_ALL, OPS, &[STRIPE, NEON]).await;
+        let b = Browser::open(1280, 900).await;
+        b.login(&sm, ALICE).await;
+
+        // 20.4: bind parameters change what runs.
+        let (s, v) = sm
+            .api_post(
+                "/v1/govern",
+                "bot-token-1",
+                json!({"resource": "sql", "action": "update",
+                       "args": {"sql": "UPDATE accounts SET balance = $1 WHERE id = $2", "params": [0, "acct_9"]}}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let params_id = v["request_id"].as_str().unwrap().to_string();
+        let card = b.wait_for(&card_css(&params_id)).await;
+        let text = card.text().await.unwrap();
+        assert!(text.contains("$1") && text.contains("$2") && text.contains("acct_9"), "{text}");
+
+        // 20.4 and 20.12: a Stripe call for a connected account, with a
+        // reversed account number and long values.
+        let bot = agent_client(&sm, "billing-bot", "bot-token-1");
+        let long = format!("{}END-OF-MEMO", "m".repeat(400));
+        let body = format!(
+            "amount=5000&currency=usd&metadata[iban]=DE89%E2%80%AE4321%E2%80%AC&metadata[note]=ok%E2%80%8B&description={long}"
+        );
+        let charge = tokio::spawn(async move {
+            bot.post(format!("https://{STRIPE}/v1/charges"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("stripe-account", "acct_CONNECTED_9")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+        let held = sm.wait_pending(ALICE, 2).await;
+        let charge_id = held
+            .iter()
+            .find(|r| r["resource"] == "stripe.charges")
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .expect("the held charge");
+        let card_sel = card_css(&charge_id);
+        let card = b.wait_for(&card_sel).await;
+        let headers = b.text_of(&format!("{card_sel} [data-testid=request-headers]")).await;
+        assert!(headers.contains("stripe-account") && headers.contains("acct_CONNECTED_9"), "{headers}");
+        let markers = b
+            .js_arg(
+                "return [...document.querySelectorAll(arguments[0] + ' .args [data-testid=invisible-char]')].map((e) => e.textContent)",
+                json!(card_sel),
+            )
+            .await;
+        for m in ["[U+202E]", "[U+202C]", "[U+200B]"] {
+            assert!(markers.as_array().unwrap().contains(&json!(m)), "{m}: {markers}");
+        }
+        let raw = b
+            .js_arg(
+                "return document.querySelector(arguments[0] + ' .args .kv').textContent",
+                json!(card_sel),
+            )
+            .await;
+        let raw = raw.as_str().unwrap();
+        assert!(!raw.contains(['\u{202E}', '\u{202C}', '\u{200B}']), "{raw}");
+        assert!(!raw.contains("END-OF-MEMO"), "a long value starts cut");
+        card.find(Locator::Css("[data-testid=expand-value]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.wait_js(
+            "the whole long value",
+            "return document.querySelector(arguments[0] + ' .args .kv').textContent.includes('END-OF-MEMO')",
+            vec![json!(card_sel)],
+        )
+        .await;
+        assert!(up.requests().is_empty(), "nothing forwarded");
+        b.assert_clean_console().await;
+        b.close().await;
+        charge.abort();
     })
     .await;
 }

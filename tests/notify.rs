@@ -734,6 +734,264 @@ fn notification_config_errors_name_the_key_not_the_secret() {
     }
 }
 
+// --------------------------------------------------------------- issue 20 (operator red team)
+
+/// Agents and a setup where everything is held and announced everywhere.
+async fn red_team_setup() -> (TestCa, Upstream, StandIn, SudoMode) {
+    setup_with(|s| {
+        format!(
+            "{}agents:\n  - {{name: bot, token: bot-proxy-token-77}}\n",
+            config(&s.url("/api"), &s.url("/hook"))
+        )
+    })
+    .await
+}
+
+/// A held call by agent `bot` with these headers and JSON body.
+fn bot_call(
+    sm: &SudoMode,
+    path_and_query: &str,
+    headers: &[(&'static str, &'static str)],
+    body: Value,
+) -> tokio::task::JoinHandle<reqwest::Response> {
+    let client = agent_client(sm, "bot", "bot-proxy-token-77");
+    let mut rb = client
+        .post(format!("https://{HOST}{path_and_query}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .timeout(Duration::from_secs(60));
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    tokio::spawn(async move { rb.send().await.unwrap() })
+}
+
+/// The first `request` event on an open SSE stream for request `id`.
+async fn sse_record(
+    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Unpin),
+    id: &str,
+) -> Value {
+    use futures_util::StreamExt;
+    let mut buf = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(line) = buf
+            .lines()
+            .find(|l| l.starts_with("data:") && l.contains(id))
+        {
+            return serde_json::from_str(line.trim_start_matches("data:").trim()).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no SSE event for {id}: {buf}");
+        let chunk = tokio::time::timeout(Duration::from_secs(15), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// Issue 20.6: an agent's proxy token in its URL is masked where it occurs —
+/// the rest of the URL stays readable — and API, SSE, webhook and Slack all
+/// get the same redacted record.
+#[tokio::test]
+async fn a_token_in_the_url_is_masked_alike_in_every_view() {
+    let (_ca, _up, stand_in, sm) = red_team_setup().await;
+    let events = sm
+        .api()
+        .get(sm.dashboard_url("/api/v1/events"))
+        .bearer_auth("alice-token-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let mut stream = events.bytes_stream();
+    let agent = bot_call(
+        &sm,
+        "/v1/payouts?note=bot-proxy-token-77&destination=acct_REAL",
+        &[],
+        json!({"amount": 100}),
+    );
+    let hook = stand_in
+        .wait("/hook", "pending", |c| c.text().contains("\"pending\""))
+        .await
+        .json();
+    let id = hook["request"]["id"].as_str().unwrap().to_string();
+    let api = request_status(&sm, &id).await;
+    let sse = sse_record(&mut stream, &id).await;
+    let slack = stand_in
+        .wait("/api/chat.postMessage", "the pending message", |_| true)
+        .await
+        .text();
+    let expected = format!("https://{HOST}/v1/payouts?note=[redacted]&destination=acct_REAL");
+    for (view, url) in [
+        ("API", &api["url"]),
+        ("SSE", &sse["url"]),
+        ("webhook", &hook["request"]["url"]),
+    ] {
+        assert_eq!(url, &json!(expected), "{view}");
+    }
+    assert!(slack.contains("destination=acct_REAL"), "{slack}");
+    assert!(slack.contains("[redacted]"), "{slack}");
+    for (view, text) in [
+        ("API", api.to_string()),
+        ("SSE", sse.to_string()),
+        ("webhook", hook.to_string()),
+        ("Slack", slack),
+    ] {
+        assert!(!text.contains("bot-proxy-token-77"), "{view}: {text}");
+    }
+    agent.abort();
+}
+
+/// The Slack message's text blocks, joined.
+fn slack_text(msg: &Value) -> String {
+    msg["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| {
+            let mut t = vec![b["text"]["text"].as_str().unwrap_or("").to_string()];
+            if let Some(fields) = b["fields"].as_array() {
+                t.extend(
+                    fields
+                        .iter()
+                        .map(|f| f["text"].as_str().unwrap_or("").to_string()),
+                );
+            }
+            t
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Issue 20.3: no argument value can draw a line of its own, every argument
+/// is shown, and the confirmation claims no more than that.
+#[tokio::test]
+async fn slack_cannot_be_made_to_show_a_fake_destination() {
+    let (_ca, _up, stand_in, sm) = red_team_setup().await;
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "description".into(),
+        json!("Invoice 7\n• *destination:* acct_1TRUSTEDVENDOR\n> all checked _by finance_"),
+    );
+    for k in ["a1", "a2", "a3", "a4", "a5", "a6", "a7"] {
+        body.insert(k.into(), json!(format!("filler {k}")));
+    }
+    body.insert(
+        "meta".into(),
+        json!({"route": {"hops": ["x", {"bank": "DE89"}]}}),
+    );
+    body.insert("memo".into(), json!("m".repeat(5000)));
+    body.insert("destination".into(), json!("acct_REAL_ATTACKER"));
+    // Issue 20.12: a bidi override would show this account number reversed.
+    body.insert("iban".into(), json!("DE89\u{202E}4321\u{202C}\u{200B}"));
+    let agent = bot_call(&sm, "/v1/payouts", &[], Value::Object(body));
+    let msg = stand_in
+        .wait("/api/chat.postMessage", "the pending message", |_| true)
+        .await
+        .json();
+    let text = slack_text(&msg);
+    assert!(text.contains("acct_REAL_ATTACKER"), "{text}");
+    for line in text.lines() {
+        assert!(
+            !line.contains("destination")
+                || line.contains("acct_REAL_ATTACKER")
+                || line.contains("\\n"),
+            "a value drew its own line: {line:?}\n{text}"
+        );
+        assert!(!line.trim_start().starts_with('>'), "{line:?}");
+    }
+    for key in ["a1", "a7", "meta.route.hops[1].bank", "memo", "description"] {
+        assert!(text.contains(key), "argument {key} is hidden:\n{text}");
+    }
+    assert!(text.contains("DE89"), "{text}");
+    assert!(
+        text.contains("DE89[U+202E]4321[U+202C][U+200B]"),
+        "bidi shown: {text}"
+    );
+    assert!(!text.contains('\u{202E}'), "{text}");
+    assert!(text.contains("5000"), "a cut value says its length: {text}");
+    assert!(!text.contains("more_"), "{text}");
+    let confirm = msg.to_string();
+    assert!(
+        !confirm.contains("exact request shown"),
+        "the confirmation claims more than is shown: {confirm}"
+    );
+    assert_eq!(button_values(&msg).len(), 2, "{msg:#}");
+    agent.abort();
+}
+
+/// Issue 20.3: where Slack's limits would hide arguments, the buttons give
+/// way to "Review in the dashboard".
+#[tokio::test]
+async fn too_many_arguments_for_slack_means_review_in_the_dashboard() {
+    let (_ca, _up, stand_in, sm) = red_team_setup().await;
+    let items: Vec<Value> = (0..3000)
+        .map(|i| json!({"to": format!("acct_{i}"), "n": i}))
+        .collect();
+    let agent = bot_call(
+        &sm,
+        "/v1/batch",
+        &[],
+        json!({"items": items, "destination": "acct_LAST"}),
+    );
+    let msg = stand_in
+        .wait("/api/chat.postMessage", "the pending message", |_| true)
+        .await
+        .json();
+    assert!(
+        button_values(&msg).is_empty(),
+        "buttons despite hidden arguments"
+    );
+    let text = slack_text(&msg);
+    assert!(text.contains("Review in the dashboard"), "{text}");
+    assert!(msg["blocks"].as_array().unwrap().len() <= 50);
+    for b in msg["blocks"].as_array().unwrap() {
+        assert!(b["text"]["text"].as_str().unwrap_or("").chars().count() <= 3000);
+    }
+    agent.abort();
+}
+
+/// Issue 20.4: headers that change what the upstream executes are shown.
+#[tokio::test]
+async fn meaning_changing_headers_are_shown_in_slack_and_the_api() {
+    let (_ca, _up, stand_in, sm) = red_team_setup().await;
+    let agent = bot_call(
+        &sm,
+        "/v1/charges",
+        &[
+            ("Stripe-Account", "acct_CONNECTED_9"),
+            ("Idempotency-Key", "idem-42"),
+            ("Prefer", "return=minimal"),
+        ],
+        json!({"amount": 100}),
+    );
+    let msg = stand_in
+        .wait("/api/chat.postMessage", "the pending message", |_| true)
+        .await
+        .json();
+    let text = slack_text(&msg);
+    for v in [
+        "stripe-account",
+        "acct_CONNECTED_9",
+        "idempotency-key",
+        "idem-42",
+        "prefer",
+        "return=minimal",
+    ] {
+        assert!(text.contains(v), "{v}: {text}");
+    }
+    let id = button_values(&msg)[0].1.clone();
+    let rec = request_status(&sm, &id).await;
+    assert_eq!(
+        rec["headers"],
+        json!({"stripe-account": "acct_CONNECTED_9", "idempotency-key": "idem-42", "prefer": "return=minimal"}),
+        "{rec:#}"
+    );
+    agent.abort();
+}
+
 // --- MCP tool calls (SPEC §4.9): Slack and webhooks name the tool. ---
 
 #[tokio::test]

@@ -432,7 +432,8 @@ fn env_and_exec_set_the_agent_variables() {
         text.contains("HTTPS_PROXY=http://bot:t%3Ak%20n@127.0.0.1:8080"),
         "{text}"
     );
-    assert!(text.contains("NO_PROXY=127.0.0.1:8081"), "{text}");
+    // Host names without ports, the only spelling every client honours (SPEC §3).
+    assert!(text.contains("NO_PROXY=127.0.0.1,localhost,::1"), "{text}");
     assert!(text.contains("AWS_CA_BUNDLE="), "{text}");
     let out = std::process::Command::new(bin())
         .args([

@@ -2,10 +2,10 @@
 // upstream result and the hash-chained audit trail.
 import { h, fill, labelCells, timeEl, elapsedEl, countdownEl } from '../dom.js';
 import { api } from '../api.js';
-import { compactValue, shortHash, formatDuration } from '../render.js';
+import { shortHash, formatDuration } from '../render.js';
 import {
   statusBadge, decisionBadge, intentEl, methodUrl, argsView, approvalsEl, rawJson,
-  decideControls, canDecide, errorBox,
+  decideControls, canDecide, errorBox, valueEl, headersView, visible,
 } from './widgets.js';
 
 const COMMON = new Set(['seq', 'time', 'type', 'request_id', 'agent', 'operator', 'prev_hash', 'hash']);
@@ -22,7 +22,7 @@ function eventFields(ev) {
   const out = [];
   for (const [k, v] of Object.entries(ev)) {
     if (COMMON.has(k) || SHOWN_ABOVE.has(k) || isEmpty(v)) continue;
-    let text = compactValue(v, 200);
+    let text = valueEl(v, 200);
     let title = null;
     if (k === 'duration_ms' && typeof v === 'number') text = v < 1000 ? `${Math.round(v * 10) / 10} ms` : formatDuration(v);
     else if (typeof v === 'string' && /^[0-9a-f]{40,}$/i.test(v)) { text = shortHash(v); title = v; }
@@ -74,6 +74,7 @@ export function detailView(root, ctx, params, id) {
           statusBadge(req.status), decisionBadge(req.decision),
           h('span', { class: 'agent' }, req.agent || '?'), intentEl(req)),
         methodUrl(req),
+        headersView(req),
         req.reason ? h('p', { class: 'reason-text' }, req.reason) : null,
         pending ? h('p', { class: 'times' }, 'waiting ', elapsedEl(req.created_at), ' · ', countdownEl(req.expires_at)) : null,
         pending && canDecide(ctx) ? decideControls(req, ctx, () => load()) : null),
@@ -82,15 +83,15 @@ export function detailView(root, ctx, params, id) {
         argsView(req)),
       intents.length > 1 ? h('section', { class: 'panel' },
         h('h2', null, `Intents (${intents.length})`),
-        h('ol', { class: 'intents' }, intents.map((it) => h('li', null, intentEl(it), ' ', h('code', null, compactValue(it.args, 200)))))) : null,
+        h('ol', { class: 'intents' }, intents.map((it) => h('li', null, intentEl(it), ' ', h('code', null, valueEl(it.args, 200)))))) : null,
       h('section', { class: 'panel' },
         h('h2', null, 'Decision'),
         h('dl', { class: 'fields' },
           field('ID', h('code', null, req.id)),
           field('Created', timeEl(req.created_at)),
-          field('Agent', req.agent),
+          field('Agent', req.agent ? visible(req.agent) : null),
           field('Method', req.method),
-          field('URL', h('span', { class: 'url' }, req.url || '')),
+          field('URL', h('span', { class: 'url' }, visible(req.url || ''))),
           field('Resource', req.resource),
           field('Action', req.action),
           field('Decision', decisionBadge(req.decision)),

@@ -4,7 +4,7 @@ import { h, fill, elapsedEl, countdownEl, timeEl } from '../dom.js';
 import { api } from '../api.js';
 import {
   decisionBadge, intentEl, methodUrl, argsView, approvalsEl,
-  decideControls, canDecide, errorBox,
+  decideControls, canDecide, errorBox, headersView, visible,
 } from './widgets.js';
 
 export function pendingView(root, ctx) {
@@ -42,12 +42,13 @@ export function pendingView(root, ctx) {
     },
     h('header', { class: 'card-head' },
       h('div', { class: 'card-title', id: `t-${req.id}` },
-        h('span', { class: 'agent', title: 'agent' }, req.agent || '?'),
+        h('span', { class: 'agent', title: 'agent' }, req.agent ? visible(req.agent) : '?'),
         intentEl(req)),
       h('div', { class: 'card-times' },
         h('span', { class: 'waited' }, 'waiting ', elapsedEl(req.created_at)),
         h('span', { class: 'left' }, countdownEl(req.expires_at)))),
     methodUrl(req),
+    headersView(req),
     argsView(req),
     h('div', { class: 'rule-line' },
       decisionBadge(req.decision),

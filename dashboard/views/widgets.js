@@ -1,9 +1,9 @@
 // Shared building blocks: badges, intent, human-readable arguments, approvals,
 // and the approve/reject control with its confirmation step.
-import { h, clear, timeEl } from '../dom.js';
+import { h, clear, fill, timeEl } from '../dom.js';
 import {
   argsKind, sqlStatements, highlightSql, stripeAmounts, isAmountKey, awsTargets,
-  compactValue, prettyJson, isRiskyAction, approvalsRemaining,
+  oneLine, prettyJson, isRiskyAction, approvalsRemaining, visibleSegments,
 } from '../render.js';
 import { api } from '../api.js';
 import { mcpArgs } from './mcp.js';
@@ -19,27 +19,70 @@ export function decisionBadge(decision) {
   return h('span', { class: `badge decision-${cls}` }, d === 'REQUIRE_APPROVAL' ? 'APPROVAL' : d);
 }
 
+/**
+ * Agent-supplied text as DOM nodes: bidi controls, zero-width and control
+ * characters become visible markers, so nothing can reorder or hide what
+ * the operator reads (e.g. an account number shown reversed).
+ */
+export function visible(s, opts) {
+  return visibleSegments(s, opts).map((p) => (p.marker
+    ? h('span', { class: 'invisible-char', 'data-testid': 'invisible-char', title: `hidden character ${p.text}` }, p.text)
+    : p.text));
+}
+
+/**
+ * A value on one line, cut at `max` characters with a button that shows it
+ * all (and back): the operator can always read every character.
+ */
+export function valueEl(v, max = 160) {
+  const full = oneLine(v);
+  if (full.length <= max) return h('span', { class: 'val' }, visible(full));
+  const shown = h('span', { class: 'val' });
+  const count = `${full.length.toLocaleString('en-US')} characters`;
+  let open = false;
+  const toggle = h('button', {
+    type: 'button', class: 'btn ghost small expand', 'data-testid': 'expand-value', 'aria-expanded': 'false',
+  });
+  const draw = () => {
+    fill(shown, visible(open ? full : `${full.slice(0, max - 1)}…`));
+    toggle.textContent = open ? 'show less' : `show all ${count}`;
+    toggle.setAttribute('aria-expanded', String(open));
+  };
+  toggle.addEventListener('click', () => { open = !open; draw(); });
+  draw();
+  return h('span', { class: 'val-wrap' }, shown, ' ', toggle);
+}
+
 /** resource · action, with risky actions in red. */
 export function intentEl(req) {
   const risky = isRiskyAction(req.action, req.resource);
   return h('span', { class: 'intent' },
-    h('span', { class: 'resource' }, req.resource || '—'),
+    h('span', { class: 'resource' }, req.resource ? visible(req.resource) : '—'),
     h('span', { class: 'sep', 'aria-hidden': 'true' }, ' · '),
-    h('span', { class: risky ? 'action risky' : 'action' }, req.action || '—'));
+    h('span', { class: risky ? 'action risky' : 'action' }, req.action ? visible(req.action) : '—'));
 }
 
 export function methodUrl(req) {
   return h('div', { class: 'method-url' },
     h('span', { class: `method m-${String(req.method || '').toLowerCase().replace(/[^a-z]/g, '')}` }, req.method || '?'),
     ' ',
-    h('span', { class: 'url', title: req.url || '' }, req.url || ''));
+    h('span', { class: 'url', title: req.url || '' }, visible(req.url || '')));
+}
+
+/** Headers that change what the upstream runs (Stripe-Account, …). */
+export function headersView(req) {
+  const hs = req.headers && typeof req.headers === 'object' ? Object.entries(req.headers) : [];
+  if (hs.length === 0) return null;
+  return h('div', { class: 'req-headers', 'data-testid': 'request-headers' },
+    h('span', { class: 'req-headers-title' }, 'Headers that change what runs'),
+    kvList(hs.map(([k, v]) => [k, v])));
 }
 
 function kvList(pairs) {
   if (pairs.length === 0) return null;
   return h('dl', { class: 'kv' }, pairs.map(([k, v, cls]) => [
-    h('dt', null, k),
-    h('dd', { class: cls || null }, v instanceof Node ? v : compactValue(v)),
+    h('dt', null, visible(k)),
+    h('dd', { class: cls || null }, v instanceof Node ? v : valueEl(v)),
   ]));
 }
 
@@ -51,7 +94,8 @@ export function rawJson(value, summary = 'Raw JSON', open = false) {
 
 export function sqlBlock(sql) {
   const { tokens, danger } = highlightSql(sql);
-  const code = h('code', null, tokens.map((t) => (t.type === 'ws' ? t.text : h('span', { class: `sql-${t.type}` }, t.text))));
+  const code = h('code', null, tokens.map((t) => (t.type === 'ws' ? t.text
+    : h('span', { class: `sql-${t.type}` }, visible(t.text, { keepNewlines: true })))));
   return h('div', { class: 'sql-wrap' },
     danger.length ? h('div', { class: 'danger-line' }, danger.map((d) => h('span', { class: 'danger-chip' }, d))) : null,
     h('pre', { class: 'sql' }, code));
@@ -74,6 +118,10 @@ function sqlArgs(req) {
   const meta = [];
   const tables = [...new Set(stmts.flatMap((s) => (Array.isArray(s.tables) ? s.tables : [])))];
   if (tables.length) meta.push(['tables', tables.join(', ')]);
+  // Bind parameters change what runs as much as the SQL text does.
+  const params = stmts.find((s) => Array.isArray(s.params) && s.params.length)?.params
+    || (Array.isArray(a.params) ? a.params : []);
+  params.forEach((p, i) => meta.push([`$${i + 1}`, p, 'param']));
   if (a.database) meta.push(['database', a.database]);
   out.push(kvList(meta));
   return out;

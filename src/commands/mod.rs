@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::Config;
+use crate::config::{AgentView, Config};
 use crate::proxy::ca::{self, CaPaths};
 
 pub mod audit_cmd;
@@ -70,7 +70,7 @@ pub fn env_vars(config: &Config, agent: Option<(String, String)>) -> Vec<(String
     let paths = CaPaths::new(&config.ca_dir);
     let bundle = paths.bundle.display().to_string();
     let ca = paths.cert.display().to_string();
-    let no_proxy = config.dashboard_listen.to_string();
+    let no_proxy = no_proxy(config);
     let mut v = Vec::new();
     for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
         v.push((k.to_string(), proxy.clone()));
@@ -109,14 +109,71 @@ pub fn env_lines(config: &Config, agent: Option<(String, String)>) -> String {
     .concat()
 }
 
-/// `sudomode exec -- CMD`: exits with CMD's status.
-pub fn exec(config: &Config, agent: Option<(String, String)>, cmd: &[String]) -> Result<ExitCode> {
+/// `NO_PROXY` as every common client reads it (SPEC §3): host names and
+/// addresses without ports; the loopback names too when the dashboard is
+/// on loopback, so an agent reaches `/v1/govern` directly.
+fn no_proxy(config: &Config) -> String {
+    let ip = config.dashboard_listen.ip();
+    let mut hosts: Vec<String> = Vec::new();
+    if let Some(host) = config
+        .public_url
+        .as_deref()
+        .and_then(url_host)
+        .filter(|h| !h.is_empty())
+    {
+        hosts.push(host);
+    }
+    if !ip.is_unspecified() {
+        hosts.push(ip.to_string());
+    }
+    if ip.is_loopback() || ip.is_unspecified() {
+        hosts.extend(["127.0.0.1", "localhost", "::1"].map(String::from));
+    }
+    let mut seen = std::collections::HashSet::new();
+    hosts.retain(|h| seen.insert(h.clone()));
+    hosts.join(",")
+}
+
+/// The host of an `http(s)://host[:port]/…` URL, IPv6 without brackets.
+fn url_host(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri.host()?;
+    Some(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    )
+}
+
+/// `sudomode env [--agent NAME]`: reads no secret but the agent's own token.
+pub fn env_command(explicit: Option<&Path>, agent: Option<&str>) -> Result<ExitCode> {
+    let view = AgentView::discover(explicit, agent)?;
+    let creds = agent.map(|a| agent_token(&view.config, a)).transpose()?;
+    print!("{}", env_lines(&view.config, creds));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sudomode exec -- CMD`: exits with CMD's status. CMD gets the proxy
+/// variables and loses `SUDOMODE_ADMIN_TOKEN` and every variable the config
+/// reads through `${env:…}`: the agent never inherits SudoMode's keys.
+pub fn exec(explicit: Option<&Path>, agent: Option<&str>, cmd: &[String]) -> Result<ExitCode> {
     let Some((program, args)) = cmd.split_first() else {
         bail!("exec needs a command after --")
     };
-    let status = std::process::Command::new(program)
-        .args(args)
-        .envs(env_vars(config, agent))
+    let view = AgentView::discover(explicit, agent)?;
+    let creds = agent.map(|a| agent_token(&view.config, a)).transpose()?;
+    let mut command = std::process::Command::new(program);
+    command.args(args);
+    for name in view
+        .env_refs
+        .iter()
+        .map(String::as_str)
+        .chain(["SUDOMODE_ADMIN_TOKEN"])
+    {
+        command.env_remove(name);
+    }
+    let status = command
+        .envs(env_vars(&view.config, creds))
         .status()
         .with_context(|| format!("cannot run `{program}`"))?;
     let code = status.code().unwrap_or(1);

@@ -3,6 +3,7 @@
 //! Parse → expand `${env:…}`/`${file:…}` → validate → a resolved [`Config`]
 //! whose paths are absolute. No I/O beyond reading the file and secret files.
 
+mod agent_view;
 mod secrets;
 mod units;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use agent_view::AgentView;
 pub use units::{parse_duration, parse_size};
 
 /// Why the configuration cannot be used. Exit code 2; never shows a secret.
@@ -214,33 +216,16 @@ impl Config {
     /// Config discovery (SPEC §1): `-c FILE`, else `$SUDOMODE_CONFIG`, else
     /// `./sudomode.yaml` if present, else built-in defaults.
     pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-        let from_env = std::env::var_os("SUDOMODE_CONFIG").map(PathBuf::from);
-        let path = explicit.map(Path::to_path_buf).or(from_env).or_else(|| {
-            let p = PathBuf::from("sudomode.yaml");
-            p.exists().then_some(p)
-        });
-        match path {
+        match discovered_path(explicit) {
             Some(p) => Config::load(&p),
-            None => {
-                let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-                Config::resolve(RawConfig::default(), None, &cwd, "<defaults>")
-            }
+            None => Config::resolve(RawConfig::default(), None, &cwd(), "<defaults>", &[]),
         }
     }
 
     /// Reads and resolves one config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: file.clone(),
-            source,
-        })?;
-        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let base = abs
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        Config::parse(&text, Some(abs), &base, &file)
+        let f = ConfigFile::read(path)?;
+        Config::parse(&f.text, Some(f.abs), &f.base, &f.name)
     }
 
     /// Parses config text; `base` resolves relative paths and `${file:…}`.
@@ -250,53 +235,46 @@ impl Config {
         base: &Path,
         name: &str,
     ) -> Result<Config, ConfigError> {
-        // Typed parse of the raw text first: it reports unknown keys and type
-        // errors with line and column, before any secret is expanded.
-        if !text.trim().is_empty() {
-            serde_yaml::from_str::<RawConfig>(text).map_err(|e| syntax(name, &e))?;
-        }
-        let mut value: serde_json::Value = if text.trim().is_empty() {
-            serde_json::Value::Object(Default::default())
-        } else {
-            serde_yaml::from_str(text).map_err(|e| syntax(name, &e))?
-        };
-        if value.is_null() {
-            value = serde_json::Value::Object(Default::default());
-        }
-        secrets::expand(&mut value, base, "").map_err(|(key, message)| ConfigError::Invalid {
-            file: name.to_string(),
-            key,
-            message,
-        })?;
-        let raw: RawConfig = serde_json::from_value(value).map_err(|e| ConfigError::Invalid {
-            file: name.to_string(),
-            key: "(root)".into(),
-            message: e.to_string(),
-        })?;
-        Config::resolve(raw, file, base, name)
+        let mut value = checked_tree(text, name)?;
+        let from_refs = expand(&mut value, base, name)?;
+        let raw = typed(value, name)?;
+        Config::resolve(raw, file, base, name, &from_refs)
     }
 
+    /// `from_refs`: keys whose values came from secret references; an error
+    /// about one of them never quotes the value.
     fn resolve(
         raw: RawConfig,
         file: Option<PathBuf>,
         base: &Path,
         name: &str,
+        from_refs: &[String],
     ) -> Result<Config, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             file: name.to_string(),
             key: key.to_string(),
             message,
         };
+        let shown = |key: &str, value: &str| -> String {
+            if from_refs.iter().any(|k| k == key) {
+                "the value of its secret reference".to_string()
+            } else {
+                format!("`{value}`")
+            }
+        };
         let addr =
             |key: &str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
                 let s = v.unwrap_or_else(|| default.to_string());
                 s.parse().map_err(|_| {
-                    invalid(key, format!("`{s}` is not an address like 127.0.0.1:8080"))
+                    invalid(
+                        key,
+                        format!("{} is not an address like 127.0.0.1:8080", shown(key, &s)),
+                    )
                 })
             };
         let dur = |key: &str, v: Option<String>, default: &str| -> Result<Duration, ConfigError> {
             let s = v.unwrap_or_else(|| default.to_string());
-            parse_duration(&s).map_err(|m| invalid(key, m))
+            parse_duration(&s).map_err(|m| invalid(key, format!("{} {m}", shown(key, &s))))
         };
         let path = |p: &str| -> PathBuf {
             let p = Path::new(p);
@@ -312,9 +290,10 @@ impl Config {
                 .as_u64()
                 .map(|n| n as usize)
                 .ok_or_else(|| invalid("proxy.max_body_bytes", "must be a positive size".into()))?,
-            Some(serde_json::Value::String(s)) => {
-                parse_size(&s).map_err(|m| invalid("proxy.max_body_bytes", m))?
-            }
+            Some(serde_json::Value::String(s)) => parse_size(&s).map_err(|m| {
+                let key = "proxy.max_body_bytes";
+                invalid(key, format!("{} {m}", shown(key, &s)))
+            })?,
             Some(_) => {
                 return Err(invalid(
                     "proxy.max_body_bytes",
@@ -354,12 +333,10 @@ impl Config {
         }
         let mut resolve = BTreeMap::new();
         for (k, v) in raw.upstream.resolve {
-            let target: SocketAddr = v.parse().map_err(|_| {
-                invalid(
-                    &format!("upstream.resolve.{k}"),
-                    format!("`{v}` is not an ip:port"),
-                )
-            })?;
+            let key = format!("upstream.resolve.{k}");
+            let target: SocketAddr = v
+                .parse()
+                .map_err(|_| invalid(&key, format!("{} is not an ip:port", shown(&key, &v))))?;
             if !k.contains(':') {
                 return Err(invalid(
                     &format!("upstream.resolve.{k}"),
@@ -442,6 +419,64 @@ impl Config {
     }
 }
 
+/// `-c FILE`, else `$SUDOMODE_CONFIG`, else `./sudomode.yaml` if present.
+fn discovered_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    let from_env = std::env::var_os("SUDOMODE_CONFIG").map(PathBuf::from);
+    explicit.map(Path::to_path_buf).or(from_env).or_else(|| {
+        let p = PathBuf::from("sudomode.yaml");
+        p.exists().then_some(p)
+    })
+}
+
+fn cwd() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// A config file's text and where relative paths resolve from.
+struct ConfigFile {
+    text: String,
+    abs: PathBuf,
+    base: PathBuf,
+    name: String,
+}
+
+impl ConfigFile {
+    fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: name.clone(),
+            source,
+        })?;
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = abs
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(ConfigFile {
+            text,
+            abs,
+            base,
+            name,
+        })
+    }
+}
+
+/// The file's tree, after a typed parse of the raw text: that reports
+/// unknown keys and type errors with line and column, before any secret is
+/// expanded.
+fn checked_tree(text: &str, name: &str) -> Result<serde_json::Value, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    serde_yaml::from_str::<RawConfig>(text).map_err(|e| syntax(name, &e))?;
+    let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| syntax(name, &e))?;
+    Ok(if value.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        value
+    })
+}
+
 fn syntax(name: &str, e: &serde_yaml::Error) -> ConfigError {
     let (line, col) = e
         .location()
@@ -451,8 +486,60 @@ fn syntax(name: &str, e: &serde_yaml::Error) -> ConfigError {
         file: name.to_string(),
         line,
         col,
-        message: e.to_string(),
+        message: scrub_values(&e.to_string()),
     }
+}
+
+/// Expands the tree's secret references; returns the keys that had one.
+fn expand(
+    value: &mut serde_json::Value,
+    base: &Path,
+    name: &str,
+) -> Result<Vec<String>, ConfigError> {
+    secrets::expand(value, base).map_err(|(key, message)| ConfigError::Invalid {
+        file: name.to_string(),
+        key,
+        message,
+    })
+}
+
+/// The expanded tree as [`RawConfig`]. YAML reads `token: 12345678` as a
+/// number, which the typed parse of the text let through as a string: the
+/// error names the key, never the value.
+fn typed(value: serde_json::Value, name: &str) -> Result<RawConfig, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::Invalid {
+            file: name.to_string(),
+            key: if key == "." { "(root)".into() } else { key },
+            message: format!(
+                "{}; write the value in quotes",
+                scrub_values(&e.into_inner().to_string())
+            ),
+        }
+    })
+}
+
+/// serde's "invalid type: integer `12345678`, expected a string" quotes the
+/// value, which may be a token written without quotes: keep only its kind.
+fn scrub_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = ["invalid type: ", "invalid value: "]
+        .iter()
+        .filter_map(|p| rest.find(p).map(|i| i + p.len()))
+        .min()
+    {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let end = rest.find(", expected").unwrap_or(rest.len());
+        let kind = &rest[..end];
+        let cut = kind.find(['`', '"']).unwrap_or(kind.len());
+        out.push_str(kind[..cut].trim_end());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]

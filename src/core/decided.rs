@@ -109,6 +109,13 @@ impl Decided {
         self
     }
 
+    /// Masks secrets and truncates bulk arguments in the record, as the store
+    /// will keep it: the one view every channel gets.
+    pub(crate) fn redact(mut self, storage: &sudomode_store::Storage) -> Self {
+        storage.redact_record(&mut self.record);
+        self
+    }
+
     /// Adds a field to the decision's event (e.g. why it was refused unjudged).
     pub fn note(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.event = self.event.field(name, value);
@@ -166,6 +173,24 @@ pub fn headers_sha256(headers: &http::HeaderMap) -> String {
     sha256_hex(lines.join("\n").as_bytes())
 }
 
+/// Upstream-visible headers that change what runs (SPEC §8): shown to the
+/// operator beside the arguments.
+const SHOWN_HEADERS: [&str; 3] = ["stripe-account", "idempotency-key", "prefer"];
+
+fn shown_headers(headers: &http::HeaderMap) -> std::collections::BTreeMap<String, String> {
+    SHOWN_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let values: Vec<String> = headers
+                .get_all(*name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            (!values.is_empty()).then(|| (name.to_string(), values.join(", ")))
+        })
+        .collect()
+}
+
 fn status_of(verdict: Verdict) -> Status {
     match verdict {
         Verdict::Allow => Status::Allowed,
@@ -187,6 +212,7 @@ fn new_record(d: &Draft<'_>, decision: &Decision) -> RequestRecord {
         agent: d.agent.as_str().to_string(),
         method: d.method.to_string(),
         url: d.url.to_string(),
+        headers: d.headers.map(shown_headers).unwrap_or_default(),
         resource: intent.map(|i| i.resource.clone()).unwrap_or_default(),
         action: intent.map(|i| i.action.clone()).unwrap_or_default(),
         args: intent

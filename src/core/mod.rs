@@ -133,7 +133,8 @@ impl Core {
             },
             &judged.decision,
             serde_json::to_value(&judged.mapped.request).ok(),
-        ))
+        )
+        .redact(self.recorder.storage()))
     }
 
     /// Judges an explicit intent (`/v1/govern`): the agent names the intent.
@@ -186,6 +187,7 @@ impl Core {
             &decision,
             None,
         )
+        .redact(self.recorder.storage())
     }
 
     /// A request refused before it could be judged (unreadable, too large, a
@@ -221,7 +223,8 @@ impl Core {
             &decision,
             None,
         )
-        .note("error_type", refusal.kind.as_str());
+        .note("error_type", refusal.kind.as_str())
+        .redact(self.recorder.storage());
         if let Some(rule) = &refusal.rule {
             decided.record.rule = Some(rule.clone());
         }
@@ -346,10 +349,13 @@ impl Core {
 
     /// One structured line per decision, under the id the API knows.
     fn log(&self, d: &Decided, refused: Option<RefusalKind>) {
+        use crate::logtext::escape_log;
         let r = &d.record;
         tracing::info!(
-            request_id = %d.id, agent = %d.agent, method = %r.method, url = %r.url,
-            resource = %r.resource, action = %r.action, decision = %d.verdict.as_str(),
+            request_id = %d.id, agent = %escape_log(d.agent.as_str()),
+            method = %escape_log(&r.method), url = %escape_log(&r.url),
+            resource = %escape_log(&r.resource), action = %escape_log(&r.action),
+            decision = %d.verdict.as_str(),
             rule = d.rule.as_ref().map(RuleName::as_str).unwrap_or("-"),
             refused = refused.map(RefusalKind::as_str).unwrap_or("-"),
             "decided"

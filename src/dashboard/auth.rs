@@ -1,35 +1,38 @@
-//! Operator authentication (SPEC §8, §13.3–4): bearer operator tokens or the
-//! dashboard's session cookie; agent tokens are refused; cookie-authenticated
-//! state changes need the session's CSRF token and a same-origin `Origin`.
+//! Operator authentication (SPEC §8, §13.3–4): `Authorization: Bearer`
+//! with an operator token or a dashboard session token. The dashboard page
+//! keeps its session token in sessionStorage and sends it as that header;
+//! no cookie authorises anything, because browsers send cookies for
+//! 127.0.0.1 to every port of it, a page an agent serves included. Agent
+//! tokens are refused; failed attempts go through [`Throttle`].
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequestParts, State as AxState};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+use tokio::sync::watch;
 
 use super::Dash;
 use super::error::{ApiError, ApiResult};
 use crate::config::{Config, Role};
 
-pub const COOKIE_NAME: &str = "sudomode_session";
-const CSRF_HEADER: &str = "x-csrf-token";
 /// A working day: long enough not to interrupt an on-call shift.
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(250);
 
-/// How the caller proved who they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Via {
-    Bearer,
-    Cookie { csrf: String },
+/// The session an operator is signed in with; it ends (and ends the
+/// session's event streams) at sign-out or expiry.
+#[derive(Debug, Clone)]
+pub struct SessionEnd {
+    pub expires: Instant,
+    pub ended: watch::Receiver<bool>,
 }
 
 /// An authenticated operator.
@@ -37,7 +40,8 @@ pub enum Via {
 pub struct Operator {
     pub name: String,
     pub role: Role,
-    pub via: Via,
+    /// None when authenticated with an operator token.
+    pub session: Option<SessionEnd>,
 }
 
 impl Operator {
@@ -62,12 +66,26 @@ impl Operator {
 struct Session {
     name: String,
     role: Role,
-    csrf: String,
     expires: Instant,
+    ended: watch::Sender<bool>,
 }
 
-/// In-memory dashboard sessions: a restart signs everyone out, which is fine
-/// for a single-binary tool and keeps session secrets off the disk.
+impl Session {
+    fn operator(&self) -> Operator {
+        Operator {
+            name: self.name.clone(),
+            role: self.role,
+            session: Some(SessionEnd {
+                expires: self.expires,
+                ended: self.ended.subscribe(),
+            }),
+        }
+    }
+}
+
+/// In-memory dashboard sessions, keyed by their token: a restart signs
+/// everyone out, which is fine for a single-binary tool and keeps session
+/// secrets off the disk.
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
@@ -82,46 +100,42 @@ impl Sessions {
         }
     }
 
-    fn create(&self, name: &str, role: Role) -> ApiResult<(String, String)> {
-        let id = random_hex()?;
-        let csrf = random_hex()?;
+    fn create(&self, name: &str, role: Role) -> ApiResult<(String, Operator)> {
+        let token = random_hex()?;
         let now = Instant::now();
+        let (ended, _) = watch::channel(false);
+        let session = Session {
+            name: name.to_string(),
+            role,
+            expires: now + SESSION_TTL,
+            ended,
+        };
+        let op = session.operator();
         let mut map = self.lock();
         map.retain(|_, s| s.expires > now);
-        map.insert(
-            id.clone(),
-            Session {
-                name: name.to_string(),
-                role,
-                csrf: csrf.clone(),
-                expires: now + SESSION_TTL,
-            },
-        );
-        Ok((id, csrf))
+        map.insert(token.clone(), session);
+        Ok((token, op))
     }
 
-    fn get(&self, id: &str) -> Option<Operator> {
+    fn get(&self, token: &str) -> Option<Operator> {
         let mut map = self.lock();
-        let s = map.get(id)?;
+        let s = map.get(token)?;
         if s.expires <= Instant::now() {
-            map.remove(id);
+            map.remove(token);
             return None;
         }
-        Some(Operator {
-            name: s.name.clone(),
-            role: s.role,
-            via: Via::Cookie {
-                csrf: s.csrf.clone(),
-            },
-        })
+        Some(s.operator())
     }
 
-    fn remove(&self, id: &str) {
-        self.lock().remove(id);
+    /// Ends a session and every stream opened with it.
+    fn remove(&self, token: &str) -> Option<String> {
+        let s = self.lock().remove(token)?;
+        s.ended.send_replace(true);
+        Some(s.name)
     }
 }
 
-/// 32 random bytes, hex: session ids and CSRF tokens.
+/// 32 random bytes, hex: session tokens.
 fn random_hex() -> ApiResult<String> {
     let mut buf = [0u8; 32];
     rustls::crypto::ring::default_provider()
@@ -153,13 +167,15 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| kv.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+/// The client's address (the throttle's key); unknown only without
+/// connection info, which the listener always provides.
+pub fn peer_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(p)| {
+            p.ip().to_canonical()
+        })
 }
 
 fn agent_refused() -> ApiError {
@@ -168,35 +184,38 @@ fn agent_refused() -> ApiError {
     )
 }
 
-/// Authenticates an operator by bearer token, else by session cookie.
-pub fn authenticate(dash: &Dash, headers: &HeaderMap) -> ApiResult<Operator> {
-    if let Some(token) = bearer(headers) {
-        // Checked first so a token shared by mistake never grants operator power.
-        if dash.state.auth.by_token(token).is_some() {
-            return Err(agent_refused());
-        }
-        return match operator_by_token(&dash.state.config, token) {
-            Some(op) => Ok(Operator {
-                name: op.name.clone(),
-                role: op.role,
-                via: Via::Bearer,
-            }),
-            None => Err(ApiError::Unauthorized("unknown operator token".into())),
-        };
+/// Authenticates an operator by bearer token: an operator token or a
+/// session token. Unknown tokens are logged, slowed and limited.
+pub async fn authenticate(dash: &Dash, parts: &Parts) -> ApiResult<Operator> {
+    let Some(token) = bearer(&parts.headers) else {
+        return Err(ApiError::Unauthorized(
+            "authentication required: `Authorization: Bearer <operator or session token>`".into(),
+        ));
+    };
+    let peer = peer_ip(parts);
+    dash.throttle.check(peer)?;
+    // Checked first so a token shared by mistake never grants operator power.
+    if dash.state.auth.by_token(token).is_some() {
+        return Err(agent_refused());
     }
-    if let Some(id) = session_cookie(headers) {
-        return dash.sessions.get(id).ok_or_else(|| {
-            ApiError::Unauthorized("session expired or unknown; sign in again".into())
+    if let Some(op) = operator_by_token(&dash.state.config, token) {
+        return Ok(Operator {
+            name: op.name.clone(),
+            role: op.role,
+            session: None,
         });
     }
-    Err(ApiError::Unauthorized(
-        "authentication required: `Authorization: Bearer <operator token>` or a dashboard session"
-            .into(),
-    ))
+    if let Some(op) = dash.sessions.get(token) {
+        return Ok(op);
+    }
+    let refused = ApiError::Unauthorized("unknown token, or the session has ended".into());
+    Err(dash.throttle.failed(peer, parts.uri.path(), refused).await)
 }
 
-/// Cross-site protection for cookie-authenticated state changes: the
-/// browser's own `Origin` / `Sec-Fetch-Site` must not say another site.
+/// Login CSRF and explicit intents: the browser's own `Origin` /
+/// `Sec-Fetch-Site` must not say another site. `Host` is one of the
+/// dashboard's own names (checked for every route), so the page's origin is
+/// `scheme://Host`.
 pub fn check_origin(config: &Config, headers: &HeaderMap) -> ApiResult<()> {
     let refused = || ApiError::forbidden("cross-origin request refused");
     if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
@@ -211,8 +230,6 @@ pub fn check_origin(config: &Config, headers: &HeaderMap) -> ApiResult<()> {
         .trim_end_matches('/');
     let public = config.public_url();
     let mut own = vec![origin_of(&public).to_string()];
-    // The dashboard is often reached by another name than public_url
-    // (localhost vs 127.0.0.1); the browser's Host is then the origin.
     if let Some(host) = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -237,25 +254,6 @@ fn origin_of(url: &str) -> &str {
     }
 }
 
-fn check_csrf(dash: &Dash, op: &Operator, headers: &HeaderMap) -> ApiResult<()> {
-    let Via::Cookie { csrf } = &op.via else {
-        return Ok(());
-    };
-    let sent = headers
-        .get(CSRF_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    let ok: bool = csrf.as_bytes().ct_eq(sent).into();
-    if !ok {
-        return Err(ApiError::forbidden("missing or wrong X-CSRF-Token header"));
-    }
-    check_origin(&dash.state.config, headers)
-}
-
-fn is_safe(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
-}
-
 impl FromRequestParts<Arc<Dash>> for Operator {
     type Rejection = ApiError;
 
@@ -263,24 +261,8 @@ impl FromRequestParts<Arc<Dash>> for Operator {
         parts: &mut Parts,
         dash: &Arc<Dash>,
     ) -> Result<Self, Self::Rejection> {
-        let op = authenticate(dash, &parts.headers)?;
-        if !is_safe(&parts.method) {
-            check_csrf(dash, &op, &parts.headers)?;
-        }
-        Ok(op)
+        authenticate(dash, parts).await
     }
-}
-
-fn cookie_header(dash: &Dash, value: &str, max_age: u64) -> ApiResult<HeaderValue> {
-    let secure = if dash.state.config.public_url().starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{COOKIE_NAME}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
-    ))
-    .map_err(ApiError::internal)
 }
 
 #[derive(serde::Deserialize)]
@@ -288,59 +270,53 @@ struct Login {
     token: String,
 }
 
-/// `POST /api/v1/session` `{"token"}`: signs in with an operator token.
+/// `POST /api/v1/session` `{"token"}` → `{"session_token", "operator"}`:
+/// exchanges an operator token for a session token the page keeps.
 pub async fn login(
     AxState(dash): AxState<Arc<Dash>>,
-    headers: HeaderMap,
+    parts: Parts,
     body: Bytes,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<Value>> {
     // Login CSRF: a foreign page must not sign the browser in as someone else.
-    check_origin(&dash.state.config, &headers)?;
+    check_origin(&dash.state.config, &parts.headers)?;
+    let peer = peer_ip(&parts);
+    dash.throttle.check(peer)?;
     let login: Login = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("expected {{\"token\": \"…\"}}: {e}")))?;
+        .map_err(|_| ApiError::bad_request("expected {\"token\": \"…\"}"))?;
     let token = login.token.trim();
     if dash.state.auth.by_token(token).is_some() {
         return Err(agent_refused());
     }
     let Some(op) = operator_by_token(&dash.state.config, token) else {
-        tracing::warn!("dashboard sign-in with an unknown token");
-        // Slows down guessing from a browser; API clients use bearer tokens.
-        tokio::time::sleep(FAILED_LOGIN_DELAY).await;
-        return Err(ApiError::Unauthorized("unknown operator token".into()));
+        let refused = ApiError::Unauthorized("unknown operator token".into());
+        return Err(dash.throttle.failed(peer, "sign-in", refused).await);
     };
-    let (id, csrf) = dash.sessions.create(&op.name, op.role)?;
+    let (session_token, op) = dash.sessions.create(&op.name, op.role)?;
     tracing::info!(operator = %op.name, "dashboard sign-in");
-    let body = json!({"operator": {"name": op.name, "role": op.role.as_str()}, "csrf_token": csrf});
-    let mut resp = Json(body).into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        cookie_header(&dash, &id, SESSION_TTL.as_secs())?,
-    );
-    Ok(resp)
+    Ok(Json(
+        json!({"session_token": session_token, "operator": op.json()}),
+    ))
 }
 
-/// `GET /api/v1/session`: who is signed in (and the CSRF token to use).
+/// `GET /api/v1/session`: who is signed in.
 pub async fn whoami(op: Operator) -> Json<Value> {
-    let csrf = match &op.via {
-        Via::Cookie { csrf } => Value::String(csrf.clone()),
-        Via::Bearer => Value::Null,
-    };
-    Json(json!({"operator": op.json(), "csrf_token": csrf}))
+    Json(json!({"operator": op.json()}))
 }
 
-/// `DELETE /api/v1/session`: signs out; always clears the cookie.
-pub async fn logout(AxState(dash): AxState<Arc<Dash>>, headers: HeaderMap) -> ApiResult<Response> {
-    if let Some(id) = session_cookie(&headers)
-        && let Some(op) = dash.sessions.get(id)
+/// `DELETE /api/v1/session`: ends the session whose token is sent, and its
+/// event streams.
+pub async fn logout(
+    AxState(dash): AxState<Arc<Dash>>,
+    op: Operator,
+    headers: HeaderMap,
+) -> Json<Value> {
+    if op.session.is_some()
+        && let Some(token) = bearer(&headers)
+        && let Some(name) = dash.sessions.remove(token)
     {
-        check_csrf(&dash, &op, &headers)?;
-        dash.sessions.remove(id);
-        tracing::info!(operator = %op.name, "dashboard sign-out");
+        tracing::info!(operator = %name, "dashboard sign-out");
     }
-    let mut resp = Json(json!({})).into_response();
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, cookie_header(&dash, "", 0)?);
-    Ok(resp)
+    Json(json!({}))
 }
 
 #[cfg(test)]
@@ -356,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_bearer_and_cookie() {
+    fn parses_bearer() {
         assert_eq!(
             bearer(&hdrs(&[("authorization", "Bearer abc ")])),
             Some("abc")
@@ -366,12 +342,7 @@ mod tests {
             Some("abc")
         );
         assert_eq!(bearer(&hdrs(&[("authorization", "Basic abc")])), None);
-        let h = hdrs(&[("cookie", "a=b; sudomode_session=xyz; c=d")]);
-        assert_eq!(session_cookie(&h), Some("xyz"));
-        assert_eq!(
-            session_cookie(&hdrs(&[("cookie", "sudomode_sessionx=1")])),
-            None
-        );
+        assert_eq!(bearer(&hdrs(&[("cookie", "sudomode_session=x")])), None);
     }
 
     #[test]
@@ -413,9 +384,14 @@ mod tests {
     }
 
     #[test]
-    fn random_tokens_differ() {
-        let a = random_hex().unwrap();
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, random_hex().unwrap());
+    fn sessions_end_at_sign_out() {
+        let s = Sessions::default();
+        let (token, op) = s.create("alice", Role::Approver).unwrap();
+        assert_eq!(token.len(), 64);
+        let ended = op.session.unwrap().ended;
+        assert_eq!(s.get(&token).map(|o| o.name), Some("alice".into()));
+        assert_eq!(s.remove(&token), Some("alice".into()));
+        assert!(*ended.borrow(), "streams see the end");
+        assert!(s.get(&token).is_none());
     }
 }

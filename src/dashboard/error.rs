@@ -26,6 +26,12 @@ pub enum ApiError {
     /// The store cannot record or read right now (SPEC §13.10).
     #[error("{0}")]
     Unavailable(String),
+    /// A request for a host name the dashboard does not answer for.
+    #[error("{0}")]
+    Misdirected(String),
+    /// Too many failed authentications from one address.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// Details are logged, never sent: they may name files or internals.
     #[error("internal error: {0}")]
     Internal(String),
@@ -56,6 +62,8 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::Misdirected(_) => (StatusCode::MISDIRECTED_REQUEST, "misdirected"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -65,10 +73,12 @@ impl From<sudomode_store::StoreError> for ApiError {
     fn from(e: sudomode_store::StoreError) -> Self {
         use sudomode_store::StoreError as E;
         match e {
-            E::Commit(_) | E::Closed | E::Io { .. } | E::Storage(_) => ApiError::Unavailable(
-                "the store cannot be reached right now, so nothing was changed; retry shortly"
-                    .into(),
-            ),
+            E::Commit(_) | E::Closed | E::Io { .. } | E::Storage(_) | E::Unavailable(_) => {
+                ApiError::Unavailable(
+                    "the store cannot be reached right now, so nothing was changed; retry shortly"
+                        .into(),
+                )
+            }
             other => ApiError::Internal(format!("store: {other}")),
         }
     }
@@ -110,6 +120,12 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         resp.extensions_mut().insert(detail);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             // Tells API clients which scheme to use; browsers show no prompt for Bearer.
             resp.headers_mut().insert(

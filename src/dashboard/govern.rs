@@ -48,7 +48,7 @@ impl FromRequestParts<Arc<Dash>> for Caller {
         {
             return Ok(Caller::Agent(agent.0));
         }
-        match authenticate(dash, &parts.headers) {
+        match authenticate(dash, parts).await {
             Ok(_) => Ok(Caller::Operator),
             // No agents configured: loopback clients are the `default` agent,
             // as at the proxy (SPEC §3).

@@ -1,7 +1,8 @@
 //! The operator listener: health, metrics, the operator API (SPEC §8),
 //! explicit intents for agents (`/v1/govern`) and the web UI (SPEC §9).
 //!
-//! Modules: `auth` (operators, sessions, CSRF), `api` (requests, audit,
+//! Modules: `auth` (operators, sessions), `throttle` (failed
+//! authentication), `host` (answered host names), `api` (requests, audit,
 //! policy, stats), `sse` (live events), `govern` (explicit intents),
 //! `assets` (embedded UI), `error` (the one error → response mapping).
 
@@ -10,7 +11,9 @@ mod assets;
 mod auth;
 pub mod error;
 mod govern;
+mod host;
 mod sse;
+mod throttle;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,6 +32,7 @@ use crate::state::State;
 pub struct Dash {
     pub state: Arc<State>,
     sessions: auth::Sessions,
+    throttle: throttle::Throttle,
     /// Turns true at shutdown; ends SSE streams so graceful shutdown finishes.
     shutdown: watch::Receiver<bool>,
 }
@@ -40,8 +44,19 @@ pub fn router(state: Arc<State>, shutdown: watch::Receiver<bool>) -> Router {
     build(Dash {
         state,
         sessions: auth::Sessions::default(),
+        throttle: throttle::Throttle::default(),
         shutdown,
     })
+}
+
+/// Answers only for the dashboard's configured host names (DNS rebinding);
+/// applied here and again by the caller to routes merged in later.
+pub fn guard_hosts(router: Router, config: &crate::config::Config) -> Router {
+    let allowed = Arc::new(host::AllowedHosts::new(config));
+    router.layer(axum::middleware::from_fn_with_state(
+        allowed,
+        host::check_host,
+    ))
 }
 
 fn build(dash: Dash) -> Router {
@@ -66,7 +81,8 @@ fn build(dash: Dash) -> Router {
     let v1 = requests
         .route("/requests/{id}", get(govern::get_request))
         .route("/govern", post(govern::govern));
-    Router::new()
+    let state = dash.state.clone();
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/", get(assets::index))
@@ -76,7 +92,8 @@ fn build(dash: Dash) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn(error::log_errors))
         .layer(axum::middleware::map_response(security_headers))
-        .with_state(Arc::new(dash))
+        .with_state(Arc::new(dash));
+    guard_hosts(router, &state.config)
 }
 
 /// Headers on every dashboard response (SPEC §9, §13.4).

@@ -1,5 +1,6 @@
 //! `GET /api/v1/events`: Server-Sent Events, one `request` event per
-//! request change, as recorded (SPEC §8, §9).
+//! request change, as recorded (SPEC §8, §9). A stream opened with a
+//! dashboard session ends when that session is signed out or expires.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,7 +14,19 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::Dash;
 use super::api::request_json;
-use super::auth::Operator;
+use super::auth::{Operator, SessionEnd};
+
+/// Resolves when the stream's session is signed out or expires; never for
+/// an operator token.
+async fn session_over(session: Option<SessionEnd>) {
+    let Some(SessionEnd { expires, mut ended }) = session else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = ended.wait_for(|over| *over) => {}
+        () = tokio::time::sleep_until(expires.into()) => {}
+    }
+}
 
 pub async fn events(
     AxState(dash): AxState<Arc<Dash>>,
@@ -22,9 +35,13 @@ pub async fn events(
     tracing::debug!(operator = %op.name, "event stream opened");
     let rx = dash.state.core.recorder.subscribe();
     let mut shutdown = dash.shutdown.clone();
+    let session_over = session_over(op.session);
     let stop = async move {
-        // A dropped sender also ends the stream: nothing more will come.
-        let _ = shutdown.wait_for(|stopping| *stopping).await;
+        tokio::select! {
+            // A dropped sender also ends the stream: nothing more will come.
+            _ = shutdown.wait_for(|stopping| *stopping) => {}
+            () = session_over => {}
+        }
     };
     let stream = BroadcastStream::new(rx)
         // A slow client that lagged has missed changes: end the stream, and

@@ -9,6 +9,8 @@ pub mod intercept;
 pub mod respond;
 pub mod state;
 
+pub use intercept::normalise_host;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

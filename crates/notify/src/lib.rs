@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 pub use error::{InteractionError, NotifyError, SlackVerifyError};
 pub use slack::client::{MessageRef, SlackNotifier, UpdateTarget};
 pub use slack::interaction::{Decision, Interaction, parse_interaction};
-pub use slack::message::{decided_message, escape_mrkdwn, pending_message};
+pub use slack::message::{decided_message, pending_message};
+pub use slack::text::escape_mrkdwn;
 pub use slack::verify::{
     SLACK_MAX_SKEW_SECS, SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER, slack_signature,
     verify_slack_signature,

@@ -25,6 +25,7 @@ fn decided() -> Batch {
         agent: "bench".into(),
         method: "POST".into(),
         url: "https://api.stripe.com/v1/charges".into(),
+        headers: Default::default(),
         resource: "stripe.charges".into(),
         action: "create".into(),
         args: json!({"amount": 1999, "currency": "usd", "description": "bench"}),

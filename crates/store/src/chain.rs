@@ -20,7 +20,9 @@
 //! `authorization`, `proxy-authorization`, `cookie`, `set-cookie`, `x-api-key` or
 //! `x-amz-security-token` has its value replaced by `"[redacted]"` at any depth, as does the
 //! value of `[name, value]` pairs and `{"name", "value"}` objects naming those headers; and
-//! any string containing a configured secret becomes `"[redacted]"`.
+//! every occurrence of a configured secret inside a string is replaced by `[redacted]`, the
+//! rest of the string kept (an agent must not be able to blank its own URL by putting its
+//! token in it).
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -163,21 +165,25 @@ pub fn is_sensitive_name(name: &str) -> bool {
 /// Scrubs credential headers and secret values (see the module doc).
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
+    /// Longest first, so a secret containing another is masked whole.
     secrets: Vec<String>,
 }
 
 impl Redactor {
     /// A redactor for these secret values (empty strings are ignored).
     pub fn new(secrets: Vec<String>) -> Self {
-        Redactor {
-            secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
-        }
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        secrets.dedup();
+        Redactor { secrets }
     }
 
-    /// The string, or `[redacted]` when it contains a secret.
+    /// Masks every occurrence of a secret in the string with `[redacted]`.
     pub fn redact_str(&self, s: &mut String) {
-        if self.secrets.iter().any(|sec| s.contains(sec.as_str())) {
-            *s = REDACTED.to_string();
+        for secret in &self.secrets {
+            if s.contains(secret.as_str()) {
+                *s = s.replace(secret.as_str(), REDACTED);
+            }
         }
     }
 
@@ -617,6 +623,17 @@ mod tests {
     }
 
     #[test]
+    fn masks_secrets_where_they_occur() {
+        let r = Redactor::new(vec!["tok".into(), "tok-long-1".into()]);
+        let mut s = "https://h/p?a=tok-long-1&b=tok&c=x".to_string();
+        r.redact_str(&mut s);
+        assert_eq!(s, "https://h/p?a=[redacted]&b=[redacted]&c=x");
+        let mut again = s.clone();
+        r.redact_str(&mut again);
+        assert_eq!(again, s, "idempotent");
+    }
+
+    #[test]
     fn redacts_pairs_and_name_value_objects() {
         let r = Redactor::new(vec!["sk_live_123".into(), String::new()]);
         let mut v = json!({
@@ -631,7 +648,7 @@ mod tests {
             json!({
                 "headers": [["Cookie", "[redacted]"], ["Accept", "x"]],
                 "h2": [{"name": "x-api-key", "value": "[redacted]"}],
-                "note": "[redacted]",
+                "note": "key is [redacted]!",
                 "ok": "fine"
             })
         );

@@ -13,6 +13,7 @@
 
 pub mod chain;
 mod error;
+mod large;
 mod model;
 mod query;
 mod slot;
@@ -31,6 +32,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use chain::{GENESIS_HASH, REDACTED, Redactor, canonical_json, event_hash};
 pub use error::StoreError;
+pub use large::{MAX_ARGS_BYTES, TRUNCATED_KEY};
 pub use model::{
     Approval, AuditEvent, Batch, Committed, Durability, Filter, NewEvent, RequestRecord, Stats,
     Status, StoreOptions, VerifyReport,
@@ -92,12 +94,7 @@ impl Store {
     /// Opens (creating if needed, with its parent directory) the store at `path` and starts
     /// the writer. Fails with [`StoreError::Locked`] when another process has it open.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
+        private_file(path)?;
         let db = slot::open_db(path)?;
         let (head_seq, head_hash, last_time) = init_tables(&db)?;
         let slot = Arc::new(DbSlot::new(db, path));
@@ -161,6 +158,12 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner) = r;
     }
 
+    /// The record as it will be stored: secrets masked, bulk arguments
+    /// truncated. Every view (API, SSE, Slack, webhooks) is this one.
+    pub fn redact_record(&self, rec: &mut RequestRecord) {
+        stored_view(&self.redactor(), rec);
+    }
+
     fn redactor(&self) -> Arc<Redactor> {
         self.inner
             .redactor
@@ -177,6 +180,7 @@ impl Store {
         let mut events = Vec::with_capacity(batch.events.len());
         for mut ev in batch.events {
             chain::validate(&ev).map_err(StoreError::Invalid)?;
+            truncate_event_args(&mut ev);
             r.redact_map(&mut ev.fields);
             for s in [&mut ev.request_id, &mut ev.agent, &mut ev.operator]
                 .into_iter()
@@ -191,7 +195,7 @@ impl Store {
             if rec.id.is_empty() {
                 return Err(StoreError::Invalid("request id is empty".into()));
             }
-            redact_record(&r, &mut rec);
+            stored_view(&r, &mut rec);
             let json =
                 serde_json::to_string(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
             upserts.push(writer::Row::new(&rec, json));
@@ -337,6 +341,64 @@ impl Drop for Inner {
     }
 }
 
+/// Creates the store file owner-only (0600, its new directories 0700) before
+/// redb opens it: it holds every request's arguments. An existing file
+/// readable by others is narrowed to 0600.
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| StoreError::Io { path: p, source }
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io(parent))?;
+    }
+    // redb initialises an empty file as a new database.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    let perms = file.metadata().map_err(io(path))?.permissions();
+    if perms.mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io(path))?;
+    }
+    Ok(())
+}
+
+/// Bulk `args` (and each intent's) of a `request.decided`-style event.
+fn truncate_event_args(ev: &mut NewEvent) {
+    let sha = ev
+        .fields
+        .get("body_sha256")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(args) = ev.fields.get_mut("args") {
+        large::truncate_args(args, &sha);
+    }
+    if let Some(serde_json::Value::Array(intents)) = ev.fields.get_mut("intents") {
+        for i in intents.iter_mut().filter_map(|i| i.get_mut("args")) {
+            large::truncate_args(i, &sha);
+        }
+    }
+}
+
+fn stored_view(r: &Redactor, rec: &mut RequestRecord) {
+    large::truncate_args(&mut rec.args, &rec.body_sha256);
+    for i in rec.intents.iter_mut().filter_map(|i| i.get_mut("args")) {
+        large::truncate_args(i, &rec.body_sha256);
+    }
+    redact_record(r, rec);
+}
+
 fn redact_record(r: &Redactor, rec: &mut RequestRecord) {
     for s in [
         &mut rec.agent,
@@ -365,6 +427,9 @@ fn redact_record(r: &Redactor, rec: &mut RequestRecord) {
         }
     }
     r.redact(&mut rec.args);
+    for v in rec.headers.values_mut() {
+        r.redact_str(v);
+    }
     for i in &mut rec.intents {
         r.redact(i);
     }

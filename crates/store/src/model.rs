@@ -110,6 +110,10 @@ pub struct RequestRecord {
     pub method: String,
     /// Normalised URL.
     pub url: String,
+    /// Request headers that change what the upstream executes
+    /// (`stripe-account`, `idempotency-key`, `prefer`), lower-case names.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
     /// Primary intent resource.
     pub resource: String,
     /// Primary intent action.

@@ -211,6 +211,15 @@ impl Storage {
         }
     }
 
+    /// The record as it will be stored — secrets masked where they occur, bulk
+    /// arguments truncated — so every view (API, SSE, Slack, webhooks, the
+    /// hold registry) is the same one (SPEC §11).
+    pub fn redact_record(&self, rec: &mut RequestRecord) {
+        match &self.inner.backend {
+            Backend::Redb(s) => s.redact_record(rec),
+        }
+    }
+
     /// Why the store cannot commit right now; `None` when it can (SPEC §13.10).
     pub fn fault(&self) -> Option<String> {
         match &self.inner.backend {

@@ -631,6 +631,7 @@ mod tests {
             agent: "bot".into(),
             method: "GET".into(),
             url: "https://api.test/x".into(),
+            headers: Default::default(),
             resource: "http.api.test".into(),
             action: "get".into(),
             args: json!({}),

@@ -37,6 +37,7 @@ fn record(id: &str, agent: &str, status: Status, decision: &str) -> RequestRecor
         agent: agent.to_string(),
         method: "POST".into(),
         url: "https://api.stripe.com/v1/charges".into(),
+        headers: Default::default(),
         resource: "stripe.charges".into(),
         action: "create".into(),
         args: json!({"amount": 5000, "currency": "usd"}),
@@ -575,10 +576,11 @@ async fn redacts_credential_headers_and_secrets() {
         stored["header_list"],
         json!([["Proxy-Authorization", "[redacted]"], ["Accept", "*/*"]])
     );
-    assert_eq!(stored["note"], "[redacted]");
+    // Masked where it occurs; the rest of each value stays readable.
+    assert_eq!(stored["note"], "leaked [redacted] here");
     let got = store.get_request(&id).expect("get").expect("some");
-    assert_eq!(got.args["description"], "[redacted]");
-    assert_eq!(got.url, "[redacted]");
+    assert_eq!(got.args["description"], "pay with [redacted]");
+    assert_eq!(got.url, "https://api.example.com/v1?key=[redacted]");
     assert!(store.verify().expect("verify").ok);
     let export = export_string(&store);
     assert!(!export.contains(secret) && !export.contains("Bearer abc"));

@@ -7,7 +7,8 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::message::{decided_message, escape_mrkdwn, pending_message};
+use super::message::{decided_message, pending_message};
+use super::text::escape_mrkdwn;
 use super::verify::verify_slack_signature;
 use crate::error::{NotifyError, SlackVerifyError};
 use crate::{Channel, DEFAULT_TIMEOUT, NotifyStats, SlackConfig, build_http_client};

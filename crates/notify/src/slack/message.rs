@@ -1,24 +1,29 @@
-//! Block Kit messages for pending and decided requests, with mrkdwn escaping of agent-controlled text.
+//! Block Kit messages for pending and decided requests (SPEC §10). Every
+//! argument is shown (see [`super::args`]) and all agent-controlled text is
+//! escaped (see [`super::text`]); when Slack's limits would hide any
+//! argument, the buttons give way to "Review in the dashboard".
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::args::{arg_lines, header_lines, sections};
+pub use super::money::format_money;
+use super::text::{code, escape_mrkdwn, text};
 use super::{ACTION_APPROVE, ACTION_REJECT, ACTIONS_BLOCK_PREFIX};
 
-/// Longest rendering of one argument value (characters, before escaping).
-const MAX_VALUE_CHARS: usize = 200;
-/// Longest SQL shown (characters, before escaping).
-const MAX_SQL_CHARS: usize = 600;
-/// Most arguments listed.
-const MAX_ARGS: usize = 6;
-/// Arguments shown first when present (after a Stripe amount).
-const KEY_ARGS: [&str; 5] = ["sql", "bucket", "key", "TableName", "region"];
-/// Mention keywords neutralised when they follow `@`.
-const MENTIONS: [&str; 3] = ["channel", "here", "everyone"];
-/// Zero-width space inserted after `@` in `@channel`-style text.
-const ZWSP: char = '\u{200B}';
+/// Slack's limit on blocks in one message.
+const MAX_BLOCKS: usize = 50;
+/// Blocks besides the arguments: header, request, headers, rule, link,
+/// actions, decision — and one spare.
+const OTHER_BLOCKS: usize = 8;
+/// Longest URL shown (characters).
+const MAX_URL_CHARS: usize = 500;
+
+/// What the Approve button's confirmation says: no more than is shown.
+const CONFIRM_TEXT: &str = "Forwards this request upstream with real credentials. \
+Every argument is listed in the message; long values are cut and show their length.";
 
 /// Characters left unescaped in a URL path segment (RFC 3986 unreserved).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -27,184 +32,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// Escape text for Slack mrkdwn: `&`, `<`, `>` become entities (so no link,
-/// mention or `<!channel>` can be injected) and `@channel` / `@here` /
-/// `@everyone` get a zero-width space after the `@`.
-pub fn escape_mrkdwn(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for (i, c) in s.char_indices() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '@' => {
-                out.push('@');
-                let rest = &s[i + 1..];
-                if MENTIONS.iter().any(|m| {
-                    rest.get(..m.len())
-                        .is_some_and(|head| head.eq_ignore_ascii_case(m))
-                }) {
-                    out.push(ZWSP);
-                }
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// Truncate to at most `max` characters, ending with `…` when cut.
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        None => s.to_string(),
-        Some((idx, _)) => {
-            let cut = s[..idx]
-                .char_indices()
-                .nth(max.saturating_sub(1))
-                .map_or(idx, |(i, _)| i);
-            format!("{}…", &s[..cut])
-        }
-    }
-}
-
-/// Escaped, truncated text.
-fn text(s: &str, max: usize) -> String {
-    escape_mrkdwn(&truncate(s, max))
-}
-
-/// Inline code span: escaped, truncated, backticks replaced so the span cannot be closed early.
-fn code(s: &str, max: usize) -> String {
-    let t = truncate(s, max).replace('`', "\u{02CB}");
-    if t.is_empty() {
-        return "_(empty)_".to_string();
-    }
-    format!("`{}`", escape_mrkdwn(&t))
-}
-
-/// Code block, same rules as [`code`].
-fn code_block(s: &str, max: usize) -> String {
-    let t = truncate(s, max).replace('`', "\u{02CB}");
-    format!("```{}```", escape_mrkdwn(&t))
-}
-
 fn str_field<'a>(req: &'a Value, key: &str) -> &'a str {
     req.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn render_value(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "null".to_string(),
-        other => other.to_string(),
-    }
-}
-
-const ZERO_DECIMAL: [&str; 16] = [
-    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
-    "XAF", "XOF", "XPF",
-];
-const THREE_DECIMAL: [&str; 5] = ["BHD", "JOD", "KWD", "OMR", "TND"];
-
-fn group_thousands(n: u128) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Format a Stripe amount (minor units) as money: `2500`, `usd` → `25.00 USD`.
-pub fn format_money(amount_minor: i64, currency: &str) -> String {
-    let cur = currency.to_ascii_uppercase();
-    let decimals: u32 = if ZERO_DECIMAL.contains(&cur.as_str()) {
-        0
-    } else if THREE_DECIMAL.contains(&cur.as_str()) {
-        3
-    } else {
-        2
-    };
-    let sign = if amount_minor < 0 { "-" } else { "" };
-    let abs = u128::from(amount_minor.unsigned_abs());
-    let scale = 10u128.pow(decimals);
-    let whole = group_thousands(abs / scale);
-    let cur = if cur.is_empty() {
-        String::new()
-    } else {
-        format!(" {cur}")
-    };
-    if decimals == 0 {
-        format!("{sign}{whole}{cur}")
-    } else {
-        let frac = abs % scale;
-        format!(
-            "{sign}{whole}.{frac:0width$}{cur}",
-            width = decimals as usize
-        )
-    }
-}
-
-/// The key arguments as mrkdwn lines (escaped).
-fn key_args_lines(req: &Value) -> Vec<String> {
-    let Some(args) = req.get("args").and_then(Value::as_object) else {
-        return Vec::new();
-    };
-    let resource = str_field(req, "resource");
-    let mut lines = Vec::new();
-    let mut shown: Vec<&str> = Vec::new();
-
-    // Stripe amounts as money.
-    if resource.starts_with("stripe.")
-        && let Some(amount) = args.get("amount").and_then(Value::as_i64)
-    {
-        let currency = args.get("currency").and_then(Value::as_str).unwrap_or("");
-        let money = if currency.is_empty() {
-            format!("{amount} (minor units)")
-        } else {
-            format_money(amount, currency)
-        };
-        lines.push(format!("• *amount:* {}", text(&money, 60)));
-        shown.push("amount");
-        if args.contains_key("currency") {
-            shown.push("currency");
-        }
-    }
-    for key in KEY_ARGS {
-        if let Some(v) = args.get(key) {
-            if key == "sql" {
-                lines.push(format!(
-                    "• *sql:*\n{}",
-                    code_block(&render_value(v), MAX_SQL_CHARS)
-                ));
-            } else {
-                lines.push(format!(
-                    "• *{}:* {}",
-                    key,
-                    code(&render_value(v), MAX_VALUE_CHARS)
-                ));
-            }
-            shown.push(key);
-        }
-    }
-    let rest: Vec<(&String, &Value)> = args
-        .iter()
-        .filter(|(k, _)| !shown.contains(&k.as_str()))
-        .collect();
-    let room = MAX_ARGS.saturating_sub(lines.len());
-    for (k, v) in rest.iter().take(room) {
-        lines.push(format!(
-            "• *{}:* {}",
-            text(k, 60),
-            code(&render_value(v), MAX_VALUE_CHARS)
-        ));
-    }
-    if rest.len() > room {
-        lines.push(format!("_…and {} more_", rest.len() - room));
-    }
-    lines
 }
 
 fn expiry_text(req: &Value) -> String {
@@ -262,6 +91,12 @@ pub fn dashboard_link(public_url: &str, id: &str) -> String {
     )
 }
 
+/// The dashboard link as mrkdwn `<url|label>`.
+fn link(public_url: &str, id: &str, label: &str) -> String {
+    let url = escape_mrkdwn(&dashboard_link(public_url, id)).replace('|', "%7C");
+    format!("<{url}|{label}>")
+}
+
 fn mrkdwn(s: String) -> Value {
     json!({"type": "mrkdwn", "text": s})
 }
@@ -275,8 +110,9 @@ fn fallback_text(req: &Value, prefix: &str) -> String {
     )
 }
 
-/// Blocks common to the pending and decided messages.
-fn body_blocks(req: &Value, public_url: &str, title: &str) -> Vec<Value> {
+/// Blocks common to the pending and decided messages, and whether every
+/// argument is in them.
+fn body_blocks(req: &Value, public_url: &str, title: &str) -> (Vec<Value>, bool) {
     let id = str_field(req, "id");
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": title, "emoji": true}}),
@@ -289,16 +125,29 @@ fn body_blocks(req: &Value, public_url: &str, title: &str) -> Vec<Value> {
                 code(str_field(req, "resource"), 100),
                 code(str_field(req, "action"), 100),
                 text(str_field(req, "method"), 10),
-                code(str_field(req, "url"), 200),
+                code(str_field(req, "url"), MAX_URL_CHARS),
             ) + &mcp_tool_line(req)),
         }),
     ];
-    let args = key_args_lines(req);
-    if !args.is_empty() {
-        blocks.push(json!({
-            "type": "section",
-            "text": mrkdwn(format!("*Key arguments*\n{}", args.join("\n"))),
-        }));
+    let headers = header_lines(req);
+    let mut complete = true;
+    if !headers.is_empty() {
+        let (h, left) = sections("Headers that change what runs", &headers, 1);
+        complete &= left == 0;
+        blocks.extend(h);
+    }
+    let args = arg_lines(req);
+    complete &= args.complete;
+    if !args.lines.is_empty() {
+        let (mut a, left) = sections("Arguments", &args.lines, MAX_BLOCKS - OTHER_BLOCKS);
+        if left > 0 {
+            complete = false;
+            a.push(json!({"type": "section", "text": mrkdwn(format!(
+                "_…and {left} more argument lines: {}_",
+                link(public_url, id, "review them in the dashboard")
+            ))}));
+        }
+        blocks.extend(a);
     }
     blocks.push(json!({
         "type": "section",
@@ -309,12 +158,15 @@ fn body_blocks(req: &Value, public_url: &str, title: &str) -> Vec<Value> {
             mrkdwn(format!("*Approvals*\n{}", approvals_text(req))),
         ],
     }));
-    let link = escape_mrkdwn(&dashboard_link(public_url, id)).replace('|', "%7C");
     blocks.push(json!({
         "type": "context",
-        "elements": [mrkdwn(format!("<{link}|Open in dashboard> · request {}", code(id, 80)))],
+        "elements": [mrkdwn(format!(
+            "{} · request {}",
+            link(public_url, id, "Open in dashboard"),
+            code(id, 80)
+        ))],
     }));
-    blocks
+    (blocks, complete)
 }
 
 /// `\n*Tool:* `send_payment` on MCP server `github`` for an MCP tool call.
@@ -343,12 +195,8 @@ fn block_id(prefix: &str, id: &str) -> String {
     s
 }
 
-/// The Block Kit message (`{"text", "blocks"}`) for a pending request, with
-/// Approve / Reject buttons whose `value` is the request id.
-pub fn pending_message(request: &Value, public_url: &str) -> Value {
-    let id = str_field(request, "id");
-    let mut blocks = body_blocks(request, public_url, "🔐 Approval needed");
-    blocks.push(json!({
+fn buttons(id: &str) -> Value {
+    json!({
         "type": "actions",
         "block_id": block_id(ACTIONS_BLOCK_PREFIX, id),
         "elements": [
@@ -360,7 +208,7 @@ pub fn pending_message(request: &Value, public_url: &str) -> Value {
                 "value": id,
                 "confirm": {
                     "title": {"type": "plain_text", "text": "Approve this request?"},
-                    "text": {"type": "mrkdwn", "text": "The exact request shown will be forwarded upstream with real credentials."},
+                    "text": {"type": "mrkdwn", "text": CONFIRM_TEXT},
                     "confirm": {"type": "plain_text", "text": "Approve"},
                     "deny": {"type": "plain_text", "text": "Cancel"}
                 }
@@ -373,7 +221,27 @@ pub fn pending_message(request: &Value, public_url: &str) -> Value {
                 "value": id
             }
         ]
-    }));
+    })
+}
+
+/// The Block Kit message (`{"text", "blocks"}`) for a pending request:
+/// Approve / Reject buttons whose `value` is the request id, or, when not
+/// every argument could be shown, a "Review in the dashboard" link.
+pub fn pending_message(request: &Value, public_url: &str) -> Value {
+    let id = str_field(request, "id");
+    let (mut blocks, complete) = body_blocks(request, public_url, "🔐 Approval needed");
+    if complete {
+        blocks.push(buttons(id));
+    } else {
+        blocks.push(json!({
+            "type": "section",
+            "block_id": block_id("sudomode_review:", id),
+            "text": mrkdwn(format!(
+                "*{}*: not every argument fits in Slack, so decide there.",
+                link(public_url, id, "Review in the dashboard")
+            )),
+        }));
+    }
     json!({"text": fallback_text(request, "Approval needed"), "blocks": blocks})
 }
 
@@ -439,7 +307,7 @@ pub fn decided_message(request: &Value, public_url: &str) -> Value {
         "cancelled" => "🚫 Cancelled",
         _ => "SudoMode request",
     };
-    let mut blocks = body_blocks(request, public_url, title);
+    let (mut blocks, _) = body_blocks(request, public_url, title);
     blocks.push(json!({
         "type": "section",
         "block_id": block_id("sudomode_decision:", str_field(request, "id")),
@@ -478,17 +346,19 @@ mod tests {
         v.to_string()
     }
 
-    fn buttons(msg: &Value) -> Vec<Value> {
+    fn actions(msg: &Value) -> Vec<Value> {
         let blocks = msg["blocks"].as_array().unwrap();
-        let actions = blocks.iter().find(|b| b["type"] == "actions").unwrap();
-        assert_eq!(actions["block_id"], "sudomode_actions:req_01H");
-        actions["elements"].as_array().unwrap().clone()
+        blocks
+            .iter()
+            .filter(|b| b["type"] == "actions")
+            .flat_map(|b| b["elements"].as_array().unwrap().clone())
+            .collect()
     }
 
     #[test]
     fn pending_has_both_buttons_with_id() {
         let msg = pending_message(&request(), "https://sudo.example.com/");
-        let b = buttons(&msg);
+        let b = actions(&msg);
         assert_eq!(b.len(), 2);
         assert_eq!(b[0]["action_id"], "sudomode_approve");
         assert_eq!(b[0]["style"], "primary");
@@ -507,6 +377,7 @@ mod tests {
         assert!(s.contains("<!date^"), "{s}");
         assert!(s.contains("billing-bot"));
         assert!(s.contains("stripe.charges"));
+        assert!(!s.contains("exact request shown"), "{s}");
     }
 
     #[test]
@@ -533,61 +404,46 @@ mod tests {
     }
 
     #[test]
-    fn escape_rules() {
-        assert_eq!(escape_mrkdwn("a<b>&c"), "a&lt;b&gt;&amp;c");
-        assert_eq!(
-            escape_mrkdwn("@Channel @here @everyone"),
-            "@\u{200B}Channel @\u{200B}here @\u{200B}everyone"
-        );
-        assert_eq!(escape_mrkdwn("bob@example.com"), "bob@example.com");
-        assert_eq!(escape_mrkdwn("&amp;"), "&amp;amp;");
-    }
-
-    #[test]
-    fn truncates_long_values() {
+    fn truncates_long_values_with_their_length() {
         let mut r = request();
         r["args"]["description"] = Value::String("x".repeat(5000));
         r["args"]["sql"] = Value::String(format!("SELECT `a` FROM t WHERE {}", "y".repeat(5000)));
         let s = all_text(&pending_message(&r, "http://h"));
-        assert!(!s.contains(&"x".repeat(MAX_VALUE_CHARS + 1)));
-        assert!(!s.contains(&"y".repeat(MAX_SQL_CHARS + 1)));
-        assert!(s.contains('…'));
+        assert!(!s.contains(&"x".repeat(201)));
+        assert!(!s.contains(&"y".repeat(601)));
+        assert!(s.contains("(5000 chars)"), "{s}");
         assert!(!s.contains("`a`"), "backticks in values are neutralised");
-        assert_eq!(truncate("héllo", 3), "hé…");
-        assert_eq!(truncate("héllo", 5), "héllo");
     }
 
     #[test]
-    fn key_args_selection() {
-        let r = json!({"id": "r", "resource": "sql", "action": "drop",
-            "args": {"database": "db.neon.tech", "sql": "DROP TABLE users", "tables": ["users"], "has_where": false}});
-        let lines = key_args_lines(&r);
-        assert!(
-            lines[0].starts_with("• *sql:*\n```DROP TABLE users```"),
-            "{lines:?}"
-        );
-        let r = json!({"id": "r", "resource": "aws.dynamodb", "action": "DeleteTable",
-            "args": {"region": "us-east-1", "TableName": "prod"}});
-        let lines = key_args_lines(&r);
-        assert_eq!(lines[0], "• *TableName:* `prod`");
+    fn every_argument_is_listed() {
         let many: Map<String, Value> = (0..10).map(|i| (format!("k{i}"), json!(i))).collect();
         let r = json!({"id": "r", "resource": "http.x", "action": "post", "args": many});
-        let lines = key_args_lines(&r);
-        assert_eq!(lines.len(), MAX_ARGS + 1);
-        assert_eq!(lines[MAX_ARGS], "_…and 4 more_");
+        let s = all_text(&pending_message(&r, "http://h"));
+        for i in 0..10 {
+            assert!(s.contains(&format!("`k{i}`")), "{s}");
+        }
+        assert_eq!(actions(&pending_message(&r, "http://h")).len(), 2);
     }
 
     #[test]
-    fn money() {
-        assert_eq!(format_money(2500, "usd"), "25.00 USD");
-        assert_eq!(format_money(5, "eur"), "0.05 EUR");
-        assert_eq!(format_money(-123456789, "gbp"), "-1,234,567.89 GBP");
-        assert_eq!(format_money(5000, "jpy"), "5,000 JPY");
-        assert_eq!(format_money(1230, "kwd"), "1.230 KWD");
-        assert_eq!(
-            format_money(i64::MIN, "usd"),
-            "-92,233,720,368,547,758.08 USD"
-        );
+    fn hidden_arguments_replace_the_buttons() {
+        let items: Vec<Value> = (0..5000).map(|i| json!(format!("acct_{i}"))).collect();
+        let r = json!({"id": "r", "resource": "http.x", "action": "post", "args": {"to": items}});
+        let msg = pending_message(&r, "http://h");
+        assert!(actions(&msg).is_empty());
+        let blocks = msg["blocks"].as_array().unwrap();
+        assert!(blocks.len() <= MAX_BLOCKS, "{}", blocks.len());
+        assert!(all_text(&msg).contains("Review in the dashboard"));
+    }
+
+    #[test]
+    fn headers_are_shown() {
+        let mut r = request();
+        r["headers"] = json!({"stripe-account": "acct_X"});
+        let s = all_text(&pending_message(&r, "http://h"));
+        assert!(s.contains("Headers that change what runs"), "{s}");
+        assert!(s.contains("`stripe-account`: `acct_X`"), "{s}");
     }
 
     #[test]
@@ -600,13 +456,7 @@ mod tests {
         ]);
         let msg = decided_message(&r, "http://h");
         let s = all_text(&msg);
-        assert!(
-            !msg["blocks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|b| b["type"] == "actions")
-        );
+        assert!(actions(&msg).is_empty());
         assert!(
             s.contains("✅ Approved by alice, &lt;!channel&gt;: looks fine"),
             "{s}"

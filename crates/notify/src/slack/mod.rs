@@ -1,8 +1,11 @@
 //! Slack integration: Block Kit messages, request signature verification, interaction parsing, and the Web API client.
 
+mod args;
 pub mod client;
 pub mod interaction;
 pub mod message;
+mod money;
+pub mod text;
 pub mod verify;
 
 /// `action_id` of the Approve button.
