@@ -71,10 +71,11 @@ fn scan_dir(dir: &Path) -> std::io::Result<Vec<Found>> {
         }
         if kind.is_symlink() {
             match std::fs::canonicalize(&path) {
+                // Directories are never read, wherever they are.
+                Ok(target) if target.is_dir() => {}
                 Ok(target) if !target.starts_with(&root) => {
                     found.push(Found::Refused(path, LEAVES_DIR));
                 }
-                Ok(target) if target.is_dir() => {}
                 Ok(target) if !target.is_file() => found.push(Found::Refused(path, NOT_REGULAR)),
                 Ok(_) => found.push(Found::File(path)),
                 // A dangling link: refused without saying where it points.
@@ -187,6 +188,24 @@ mod tests {
         assert!(!e.to_string().contains("secret-token"), "{e}");
         assert!(!e.to_string().contains("token.txt"), "{e}");
         assert_eq!(read(&found[0]).unwrap(), "rules: []");
+    }
+
+    #[test]
+    fn fifos_are_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("pipe.yaml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            return; // no mkfifo here: nothing to test
+        }
+        let found = find(&[d.path().to_path_buf()]).unwrap();
+        assert_eq!(found, [Found::Refused(fifo.clone(), NOT_REGULAR)]);
+        assert_eq!(read(&found[0]).unwrap_err().message, NOT_REGULAR);
+        // Named explicitly, it is refused as well, unread.
+        assert_eq!(
+            find(std::slice::from_ref(&fifo)).unwrap(),
+            [Found::Refused(fifo, NOT_REGULAR)]
+        );
     }
 
     #[test]
