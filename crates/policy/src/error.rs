@@ -88,6 +88,27 @@ impl PolicyErrors {
     }
 }
 
+/// Longest value from a policy file a message quotes: enough for a mistyped
+/// keyword (`REQUIRE_APPROVALS`, `enforced`, `10 minutes`), too short for a key or
+/// token, so a file dropped into `policies/` is never read back to viewers.
+pub(crate) const SHOWN_MAX: usize = 24;
+
+/// `"value"` when short, else only its length.
+pub(crate) fn quote_value(s: &str) -> String {
+    match s.chars().count() {
+        n if n <= SHOWN_MAX => format!("{s:?}"),
+        n => format!("(a value of {n} characters, not shown)"),
+    }
+}
+
+/// `` `name` `` when short, else only its length.
+pub(crate) fn quote_name(s: &str) -> String {
+    match s.chars().count() {
+        n if n <= SHOWN_MAX => format!("`{s}`"),
+        n => format!("(a name of {n} characters, not shown)"),
+    }
+}
+
 /// Parses a duration: an integer followed by `ms`, `s`, `m`, `h` or `d`
 /// (`500ms`, `30s`, `10m`, `2h`, `7d`), as in the configuration file.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

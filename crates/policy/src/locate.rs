@@ -1,5 +1,7 @@
 //! Finding where rules, tests and their fields are written (serde_yaml values carry no spans), and YAML error wording.
 
+use crate::error::quote_name;
+
 /// Where items of a top-level list (`rules:` / `tests:`) and their fields are
 /// written, found by scanning the text (serde_yaml values carry no spans).
 #[derive(Debug, Default, Clone)]
@@ -131,8 +133,8 @@ const VALUE_KINDS: &[(&str, char, char, &str)] = &[
     ("char '", '\'', '\'', "a character"),
 ];
 
-/// Replaces quoted values in a serde message by their kind, and cuts long quoted
-/// names (`` unknown field `…` ``) to their start.
+/// Replaces quoted values in a serde message by their kind, and long quoted names
+/// (`` unknown field `…` ``) by their length.
 fn redact_values(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg;
@@ -146,9 +148,7 @@ fn redact_values(msg: &str) -> String {
         }
         if let Some(after) = rest.strip_prefix('`') {
             let end = after.find('`').unwrap_or(after.len());
-            out.push('`');
-            out.push_str(&crate::condition::excerpt(&after[..end], 40));
-            out.push('`');
+            out.push_str(&quote_name(&after[..end]));
             rest = after.get(end + 1..).unwrap_or("");
             continue;
         }
@@ -248,9 +248,14 @@ mod tests {
             "unknown field `{}`, expected `rules` or `tests`",
             "k".repeat(100)
         );
-        let r = redact_values(&long);
-        assert!(r.contains(&format!("`{}…`", "k".repeat(40))), "{r}");
-        assert!(r.ends_with("expected `rules` or `tests`"), "{r}");
+        assert_eq!(
+            redact_values(&long),
+            "unknown field (a name of 100 characters, not shown), expected `rules` or `tests`"
+        );
+        assert_eq!(
+            redact_values("unknown field `rule`, expected `rules` or `tests`"),
+            "unknown field `rule`, expected `rules` or `tests`"
+        );
         for text in [
             "sk_live_ABCDEF0123456789",
             "- sk_live_ABCDEF0123456789",

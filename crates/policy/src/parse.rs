@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use crate::condition::{Condition, excerpt};
-use crate::error::{PolicyError, PolicyWarning, parse_duration};
+use crate::error::{PolicyError, PolicyWarning, SHOWN_MAX, parse_duration, quote_value};
 use crate::glob::{Glob, GlobList};
 use crate::locate::{ItemLoc, describe_yaml_error, locate_items};
 use crate::testing::{PolicyTest, RawTest, compile_test};
@@ -129,16 +129,9 @@ impl FileCtx<'_> {
     }
 }
 
-/// Longest value from a policy file quoted in a message: the offending spot, never
-/// more (a file dropped into `policies/` must not be read back to viewers).
-pub(crate) const SHOWN_MAX: usize = 60;
-
-/// A scalar as quoted in a message.
+/// A scalar as quoted in a message (see [`quote_value`]).
 fn shown(v: &serde_yaml::Value) -> String {
-    scalar_string(v).map_or_else(
-        || yaml_kind(v).to_string(),
-        |s| format!("{:?}", excerpt(&s, SHOWN_MAX)),
-    )
+    scalar_string(v).map_or_else(|| yaml_kind(v).to_string(), |s| quote_value(&s))
 }
 
 pub(crate) struct Parsed {

@@ -787,6 +787,15 @@ fn version_and_errors_do_not_depend_on_path_spelling_or_quote_files() {
         );
     }
     assert_eq!(fingerprint(std::slice::from_ref(&dir)).unwrap(), v);
+    for text in [
+        "sk_live_THE_SECRET_VALUE_0123: x\n",
+        "rules:\n  - {name: a, resource: '*', decision: sk_live_THE_SECRET_VALUE_0123}\n",
+        "rules:\n  - {name: a, resource: '*', decision: DENY, mode: sk_live_THE_SECRET_VALUE_0123}\n",
+    ] {
+        let e = load_err(text);
+        assert!(!e.contains("THE_SECRET"), "{e}");
+    }
+    assert!(load_err("rule: []\n").contains("unknown field `rule`"));
     std::fs::write(dir.join("secret.yaml"), "sk_live_THE_SECRET_VALUE").unwrap();
     let e = Policy::load(std::slice::from_ref(&dir))
         .unwrap_err()
