@@ -30,6 +30,14 @@ const LEAVES_DIR: &str =
     "refused: a symbolic link to a file outside the policy directory (copy the file in instead)";
 const NOT_REGULAR: &str = "refused: not a regular file";
 
+/// The last component of a file path as given (`policies//x.yaml` → `x.yaml`).
+pub(crate) fn file_name(path: &str) -> &str {
+    Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(path)
+}
+
 fn is_policy_name(p: &Path) -> bool {
     let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
         return false;

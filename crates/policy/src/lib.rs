@@ -30,6 +30,8 @@ mod python;
 mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lang;
 
 pub use bounds::{MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH};
 pub use condition::Condition;

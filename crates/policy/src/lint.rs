@@ -6,6 +6,7 @@ use sudomode_intent::CustomIntent;
 use sudomode_intent::catalog::{FAMILIES, Family};
 
 use crate::error::{PolicyError, PolicyWarning};
+use crate::files::file_name;
 use crate::{GlobList, Mode, Rule, Verdict};
 
 /// Suggestions closer than this (normalised Damerau–Levenshtein) are near misses.
@@ -58,13 +59,6 @@ pub(crate) fn shadowed(rules: &[Rule]) -> Vec<PolicyWarning> {
         ));
     }
     out
-}
-
-fn file_name(path: &str) -> &str {
-    std::path::Path::new(path)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(path)
 }
 
 /// Whether every request `later` matches is matched by `first`'s matchers.

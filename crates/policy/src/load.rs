@@ -26,19 +26,11 @@ pub const DEFAULT_POLICY_YAML: &str = include_str!("../../../policies/default.ya
 /// The name the built-in policy is loaded under.
 pub const DEFAULT_POLICY_NAME: &str = "builtin:default.yaml";
 
-/// The name a file is hashed under: its last path component.
-fn hash_name(name: &str) -> &str {
-    Path::new(name)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(name)
-}
-
 fn hash_sources<N: AsRef<str>, T: AsRef<[u8]>>(sources: &[(N, T)]) -> String {
     let mut h = Sha256::new();
     for (name, text) in sources {
         let text = text.as_ref();
-        h.update(hash_name(name.as_ref()).as_bytes());
+        h.update(files::file_name(name.as_ref()).as_bytes());
         h.update(b"\n");
         h.update(text.len().to_string().as_bytes());
         h.update(b"\n");
@@ -248,6 +240,6 @@ mod tests {
         for spelled in ["./a.yaml", "policies//a.yaml", "/srv/policies/a.yaml"] {
             assert_eq!(hash_sources(&[(spelled, "x")]), a, "{spelled}");
         }
-        assert_eq!(hash_name(DEFAULT_POLICY_NAME), DEFAULT_POLICY_NAME);
+        assert_eq!(files::file_name(DEFAULT_POLICY_NAME), DEFAULT_POLICY_NAME);
     }
 }
