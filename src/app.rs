@@ -32,7 +32,7 @@ pub fn install_crypto() {
 pub fn load_policy(config: &Config) -> Result<sudomode_policy::Policy, String> {
     let any_exists = config.policies.iter().any(|p| p.exists());
     if config.policies_explicit || any_exists {
-        sudomode_policy::Policy::load(&config.policies).map_err(|e| e.to_string())
+        crate::commands::policy_cmd::load_configured(config).map_err(|e| e.to_string())
     } else {
         Ok(sudomode_policy::Policy::builtin())
     }

@@ -14,7 +14,16 @@ const POLL: Duration = Duration::from_millis(500);
 
 pub async fn watch(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let paths = state.config.policies.clone();
-    let mut last = sudomode_policy::fingerprint(&paths).ok();
+    // Start from what was loaded, not from the files as they are when this task
+    // first runs: a change made in between must still be picked up.
+    let mut last = {
+        let loaded = state.core.engine.policy();
+        if loaded.files() == [sudomode_policy::DEFAULT_POLICY_NAME] {
+            sudomode_policy::fingerprint(&paths).ok()
+        } else {
+            Some(loaded.version().to_string())
+        }
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}

@@ -5,7 +5,11 @@
 //! checked or tested as a policy of its own, so `policy test policies/default.yaml
 //! policies/examples/*.yaml` tests every example against its own rules. Without FILES the
 //! configured policy set is used (`policies:` of the config, else `./policies/`, else the
-//! built-in starter policy).
+//! built-in starter policy); `explain --policy FILE` judges against FILE instead.
+//!
+//! `check` (and `run`, through [`log_warnings`]) also report what loads but will not do
+//! what it says: Python spellings read as CEL, rules an earlier rule always takes first,
+//! and resource or action names no mapping produces.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +38,10 @@ pub(crate) enum PolicyCommand {
     Explain {
         #[command(flatten)]
         cfg: ConfigArg,
+        /// Policy files or directories to judge with instead of the configured policy
+        /// (repeatable; read in the order given).
+        #[arg(long = "policy", value_name = "FILE")]
+        policy: Vec<PathBuf>,
         /// Agent name the request is judged for.
         #[arg(long, default_value = "default")]
         agent: String,
@@ -76,6 +84,7 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
         PolicyCommand::Check { cfg, files } => check(&cfg, &files),
         PolicyCommand::Explain {
             cfg,
+            policy,
             agent,
             method,
             headers,
@@ -91,7 +100,7 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
                 data,
                 url,
             };
-            explain(&config, &req, format)
+            explain(&config, &policy, &req, format)
         }
         PolicyCommand::Test { cfg, files } => {
             let config = crate::cli::load(&cfg)?;
@@ -114,9 +123,14 @@ impl Unit {
         }
     }
 
-    fn load(&self) -> Result<Policy, sudomode_policy::PolicyErrors> {
+    /// Loads the policy, warning about names neither the built-in mappings nor
+    /// `custom` produce.
+    fn load(
+        &self,
+        custom: &[sudomode_intent::CustomIntent],
+    ) -> Result<Policy, sudomode_policy::PolicyErrors> {
         match self {
-            Unit::Files(_, paths) => Policy::load(paths),
+            Unit::Files(_, paths) => Policy::load_with_intents(paths, custom),
             Unit::Builtin => Ok(Policy::builtin()),
         }
     }
@@ -149,24 +163,39 @@ fn units(config: Option<&Config>, files: &[PathBuf]) -> Vec<Unit> {
 }
 
 fn check(cfg: &ConfigArg, files: &[PathBuf]) -> Result<ExitCode> {
-    // The configuration only matters when it names the policy.
+    // The configuration names the policy when no FILES are given; otherwise it is
+    // read (if it can be) only for its custom intents, so names they produce are known.
     let config = if files.is_empty() {
         Some(crate::cli::load(cfg)?)
     } else {
-        None
+        crate::cli::load(cfg).ok()
     };
+    let custom = config.as_ref().map_or(&[][..], |c| c.intents.as_slice());
     let mut problems = 0;
     for unit in units(config.as_ref(), files) {
-        match unit.load() {
-            Ok(p) => println!(
-                "ok: {}: {} rules, {} tests, version {}",
-                unit.label(),
-                p.rules().len(),
-                p.tests().len(),
-                p.version()
-            ),
+        match unit.load(custom) {
+            Ok(p) => {
+                for w in p.warnings() {
+                    println!("{w}");
+                }
+                let noted = match p.warnings().len() {
+                    0 => String::new(),
+                    1 => "1 warning, ".to_string(),
+                    n => format!("{n} warnings, "),
+                };
+                println!(
+                    "ok: {}: {} rules, {} tests, {noted}version {}",
+                    unit.label(),
+                    p.rules().len(),
+                    p.tests().len(),
+                    p.version()
+                );
+            }
             Err(errors) => {
                 problems += errors.len();
+                for w in &errors.warnings {
+                    println!("{w}");
+                }
                 println!("{errors}");
             }
         }
@@ -182,6 +211,17 @@ fn check(cfg: &ConfigArg, files: &[PathBuf]) -> Result<ExitCode> {
     }
 }
 
+/// Loads the policy the configuration names, with warnings about names its custom
+/// intents and the built-in mappings do not produce, and logs every warning, one
+/// line each, for `run` and hot reload (the policy still loads).
+pub(crate) fn load_configured(config: &Config) -> Result<Policy, sudomode_policy::PolicyErrors> {
+    let policy = Policy::load_with_intents(&config.policies, &config.intents)?;
+    for w in policy.warnings() {
+        tracing::warn!("policy: {w}");
+    }
+    Ok(policy)
+}
+
 fn mapper(config: &Config) -> Result<Mapper> {
     Mapper::new(config.intents.clone(), config.max_body_bytes)
         .map_err(|e| anyhow::Error::new(ConfigProblem(format!("{}: intents: {e}", config.name()))))
@@ -191,7 +231,7 @@ fn test(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     let mapper = mapper(config)?;
     let (mut passed, mut failed) = (0, 0);
     for unit in units(Some(config), files) {
-        let policy = match unit.load() {
+        let policy = match unit.load(&config.intents) {
             Ok(p) => p,
             Err(errors) => {
                 println!("{errors}");
@@ -328,10 +368,18 @@ fn build(req: &ExplainRequest) -> Result<Built> {
     })
 }
 
-fn explain(config: &Config, req: &ExplainRequest, format: Format) -> Result<ExitCode> {
+fn explain(
+    config: &Config,
+    files: &[PathBuf],
+    req: &ExplainRequest,
+    format: Format,
+) -> Result<ExitCode> {
     let built = build(req)?;
-    let policy =
-        crate::app::load_policy(config).map_err(|e| anyhow::Error::new(ConfigProblem(e)))?;
+    let policy = if files.is_empty() {
+        crate::app::load_policy(config).map_err(|e| anyhow::Error::new(ConfigProblem(e)))?
+    } else {
+        Policy::load(files).map_err(|e| anyhow::Error::new(ConfigProblem(e.to_string())))?
+    };
     let mapper = mapper(config)?;
     let raw = RawRequest {
         method: &built.method,

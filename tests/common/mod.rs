@@ -637,3 +637,37 @@ pub fn parse_raw_response(buf: &[u8]) -> RawResp {
         body: buf[split..].to_vec(),
     }
 }
+
+// --- Added for tests/policy_lang.rs. ---
+
+/// What one `sudomode` command printed.
+pub struct CliOut {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOut {
+    /// Both streams, for assertion messages.
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `sudomode ARGS` in `dir` with no config path or admin token from the
+/// environment, logging warnings only.
+pub fn cli(dir: &Path, args: &[&str]) -> CliOut {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SUDOMODE_CONFIG")
+        .env_remove("SUDOMODE_ADMIN_TOKEN")
+        .env("SUDOMODE_LOG", "warn")
+        .output()
+        .unwrap();
+    CliOut {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -5,6 +5,7 @@
 //! and generic mappers (§4.2–4.7). Everything here is pure: no I/O.
 
 mod aws;
+pub mod catalog;
 mod custom;
 mod decode;
 mod generic;

@@ -49,7 +49,7 @@ fn rank(verb: &str) -> u8 {
     }
 }
 
-const KNOWN_VERBS: &[&str] = &[
+pub(crate) const KNOWN_VERBS: &[&str] = &[
     "select",
     "insert",
     "update",

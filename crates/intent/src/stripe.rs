@@ -8,7 +8,7 @@ use crate::{Ctx, Intent, IntentError, merge_strict, object};
 
 /// Path segments that group collections rather than name one, so the
 /// segment after them is a collection, not an id.
-const NAMESPACES: &[&str] = &[
+pub(crate) const NAMESPACES: &[&str] = &[
     "apps",
     "billing",
     "billing_portal",
@@ -31,7 +31,7 @@ const NAMESPACES: &[&str] = &[
 ];
 
 /// Segments that are operations on an object or collection.
-const VERBS: &[&str] = &[
+pub(crate) const VERBS: &[&str] = &[
     "accept",
     "activate",
     "advance",
@@ -78,7 +78,7 @@ const VERBS: &[&str] = &[
 ];
 
 /// Single objects addressed without an id (`/v1/balance`, `/v1/account`).
-const SINGLETONS: &[&str] = &["account", "balance", "cash_balance", "balance_settings"];
+pub(crate) const SINGLETONS: &[&str] = &["account", "balance", "cash_balance", "balance_settings"];
 
 /// `cus_1`, `ch_3NxYz`, `sub_sched_1A`: lower-case prefix(es), `_`, then a
 /// part with a digit or capital (collection names are all lower-case words).

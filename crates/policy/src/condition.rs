@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, operators};
+use cel::common::ast::{Expr, IdedExpr, LiteralValue, operators};
 use cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp,
     CelUInt,
@@ -20,9 +20,15 @@ use cel::common::value::Val;
 use cel::{Context, Env, Program, Value};
 use sudomode_intent::{Intent, NormalizedRequest};
 
+use crate::bounds;
+use crate::python::{self, PythonSpelling};
+
 /// A compiled, boolean CEL condition.
 pub struct Condition {
+    /// As written in the policy file.
     source: String,
+    /// The CEL judged, when the source was written with Python spellings.
+    cel: Option<String>,
     program: Program,
 }
 
@@ -35,59 +41,77 @@ impl std::fmt::Debug for Condition {
 /// The variables a condition may use.
 pub const VARIABLES: &[&str] = &["resource", "action", "args", "agent", "request", "now"];
 
+/// Longest stretch of a condition quoted in an error message.
+const QUOTE_MAX: usize = 200;
+
 impl Condition {
-    /// Compiles `source` against `env`. Refuses Python's `and`/`or`/`not`
-    /// (naming the CEL spelling), unknown variables, and expressions whose
-    /// top level is visibly not boolean (a literal, arithmetic, a map/list).
-    pub fn compile(env: &Env, source: &str) -> Result<Condition, String> {
-        if let Some((word, cel)) = python_operator(source) {
-            return Err(format!(
-                "condition uses Python's `{word}`: CEL spells it `{cel}` (condition: {source})"
-            ));
-        }
-        let program = env.compile(source).map_err(|e| {
+    /// Compiles `source` against `env`. Python spellings (`and`, `or`, `not`, `True`,
+    /// `False`, `None`) are read as CEL and returned so the caller can warn. Refuses
+    /// text too large or deep to judge safely, text that does not parse, unknown
+    /// variables, and expressions whose top level is visibly not boolean.
+    pub fn compile(env: &Env, source: &str) -> Result<(Condition, Option<PythonSpelling>), String> {
+        bounds::check_text(source)?;
+        let python = python::from_python(source);
+        let text = python.as_ref().map_or(source, |p| p.cel.as_str());
+        let shown = || match &python {
+            Some(p) => format!(
+                "(condition: {}; read as CEL: {})",
+                excerpt(source, QUOTE_MAX),
+                excerpt(&p.cel, QUOTE_MAX)
+            ),
+            None => format!("(condition: {})", excerpt(source, QUOTE_MAX)),
+        };
+        let program = env.compile(text).map_err(|e| {
             let msgs: Vec<String> = e
                 .errors
                 .iter()
                 .map(|pe| format!("{}:{}: {}", pe.pos.0, pe.pos.1, pe.msg))
                 .collect();
             format!(
-                "condition does not compile: {} (condition: {source})",
-                msgs.join("; ")
+                "condition does not compile: {}{} {}",
+                msgs.join("; "),
+                not_cel_hint(text),
+                shown()
             )
         })?;
+        bounds::check_depth(program.expression())?;
         let mut unknown: Vec<String> = Vec::new();
         unknown_idents(program.expression(), &mut Vec::new(), &mut unknown);
         unknown.sort_unstable();
         unknown.dedup();
         if !unknown.is_empty() {
-            let python = unknown
-                .iter()
-                .any(|u| matches!(u.as_str(), "True" | "False" | "None"));
-            let hint = if python {
-                "; CEL spells True, False, None as true, false, null"
-            } else {
-                ""
-            };
             return Err(format!(
-                "condition uses unknown variable(s) {}: the variables are {}{hint} (condition: {source})",
+                "condition uses unknown variable(s) {}: the variables are {} {}",
                 unknown.join(", "),
-                VARIABLES.join(", ")
+                VARIABLES.join(", "),
+                shown()
             ));
         }
         if let Some(kind) = non_boolean(&program.expression().expr) {
             return Err(format!(
-                "condition is not boolean: it is {kind} (condition: {source})"
+                "condition is not boolean: it is {kind} {}",
+                shown()
             ));
         }
-        Ok(Condition {
-            source: source.to_string(),
-            program,
-        })
+        let cel = python.as_ref().map(|p| p.cel.clone());
+        Ok((
+            Condition {
+                source: source.to_string(),
+                cel,
+                program,
+            },
+            python,
+        ))
     }
 
+    /// The condition as written.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The CEL that is judged: the source, or its reading when it used Python spellings.
+    pub fn cel(&self) -> &str {
+        self.cel.as_deref().unwrap_or(&self.source)
     }
 
     /// Evaluates to a bool; any other result is an error (fail-closed is the
@@ -104,60 +128,28 @@ impl Condition {
     }
 }
 
-/// Finds `and`, `or` or `not` used as a word outside string literals and not
-/// as a field (`args.not` is fine).
-fn python_operator(src: &str) -> Option<(&'static str, &'static str)> {
-    let b = src.as_bytes();
-    let mut i = 0;
-    let mut prev_sig: u8 = b' ';
-    while i < b.len() {
-        let c = b[i];
-        if c == b'"' || c == b'\'' {
-            // Skip a string literal (triple quotes and escapes included).
-            let triple = b[i..].starts_with(&[c, c, c]);
-            i += if triple { 3 } else { 1 };
-            while i < b.len() {
-                if b[i] == b'\\' {
-                    i += 2;
-                    continue;
-                }
-                if triple {
-                    if b[i..].starts_with(&[c, c, c]) {
-                        i += 3;
-                        break;
-                    }
-                } else if b[i] == c {
-                    i += 1;
-                    break;
-                }
-                i += 1;
-            }
-            prev_sig = b'"';
-            continue;
-        }
-        if c.is_ascii_alphabetic() || c == b'_' {
-            let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                i += 1;
-            }
-            let word = &src[start..i];
-            if prev_sig != b'.' {
-                match word {
-                    "and" => return Some(("and", "&&")),
-                    "or" => return Some(("or", "||")),
-                    "not" => return Some(("not", "!")),
-                    _ => {}
-                }
-            }
-            prev_sig = b'a';
-            continue;
-        }
-        if !c.is_ascii_whitespace() {
-            prev_sig = c;
-        }
-        i += 1;
+/// At most `max` bytes of `s` (on a character boundary), marked when cut.
+pub(crate) fn excerpt(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
     }
-    None
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Hints for Python spellings that have no token-level CEL reading.
+fn not_cel_hint(text: &str) -> &'static str {
+    let toks = crate::cel_text::tokenize(text);
+    if toks.iter().any(|t| t.is_word("is")) {
+        "; Python's `is None` / `is not None` are written `== null` / `!= null` in CEL"
+    } else if toks.iter().any(|t| t.is("=")) {
+        "; comparison is `==` in CEL"
+    } else {
+        ""
+    }
 }
 
 /// Type names a condition may mention (`type(x) == int`).
@@ -187,14 +179,6 @@ fn unknown_idents(e: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<String>) 
                 out.push(name.clone());
             }
         }
-        Expr::Call(call) => {
-            if let Some(t) = &call.target {
-                unknown_idents(t, bound, out);
-            }
-            for a in &call.args {
-                unknown_idents(a, bound, out);
-            }
-        }
         Expr::Comprehension(c) => {
             unknown_idents(&c.iter_range, bound, out);
             let before = bound.len();
@@ -208,35 +192,11 @@ fn unknown_idents(e: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<String>) 
             }
             bound.truncate(before);
         }
-        Expr::List(l) => {
-            for x in &l.elements {
-                unknown_idents(x, bound, out);
+        other => {
+            for child in bounds::children(other) {
+                unknown_idents(child, bound, out);
             }
         }
-        Expr::Map(m) => {
-            for entry in &m.entries {
-                match &entry.expr {
-                    EntryExpr::StructField(f) => unknown_idents(&f.value, bound, out),
-                    EntryExpr::MapEntry(me) => {
-                        unknown_idents(&me.key, bound, out);
-                        unknown_idents(&me.value, bound, out);
-                    }
-                }
-            }
-        }
-        Expr::Select(sel) => unknown_idents(&sel.operand, bound, out),
-        Expr::Struct(st) => {
-            for entry in &st.entries {
-                match &entry.expr {
-                    EntryExpr::StructField(f) => unknown_idents(&f.value, bound, out),
-                    EntryExpr::MapEntry(me) => {
-                        unknown_idents(&me.key, bound, out);
-                        unknown_idents(&me.value, bound, out);
-                    }
-                }
-            }
-        }
-        Expr::Literal(_) | Expr::Unspecified => {}
     }
 }
 
@@ -402,7 +362,7 @@ mod tests {
 
     fn eval(src: &str, args: serde_json::Value) -> Result<bool, String> {
         let env = env();
-        let c = Condition::compile(&env, src)?;
+        let (c, _) = Condition::compile(&env, src)?;
         let intent = Intent {
             resource: "stripe.charges".into(),
             action: "create".into(),
@@ -519,20 +479,69 @@ mod tests {
     }
 
     #[test]
-    fn python_operators_refused() {
+    fn python_spellings_are_read_as_cel() {
         let env = env();
-        for (src, cel) in [
-            ("args.amount > 50 and agent == 'x'", "&&"),
-            ("args.a or args.b", "||"),
-            ("not has(args.a)", "!"),
-            ("(args.a > 1)and(args.b > 1)", "&&"),
-        ] {
-            let e = Condition::compile(&env, src).unwrap_err();
-            assert!(e.contains(&format!("`{cel}`")), "{src}: {e}");
-        }
-        // Inside strings or as a field name it is fine.
-        assert!(Condition::compile(&env, "args.note == 'this and that'").is_ok());
-        assert!(Condition::compile(&env, "args.not == 1 || args.android == 2").is_ok());
+        let (c, py) = Condition::compile(&env, "args.amount > 50 and agent == 'x'").unwrap();
+        assert_eq!(c.cel(), "args.amount > 50 && agent == 'x'");
+        assert_eq!(c.source(), "args.amount > 50 and agent == 'x'");
+        assert_eq!(py.unwrap().words, ["and"]);
+        // Inside strings or as a field name: CEL as written, no warning.
+        let (c, py) = Condition::compile(&env, "args.note == 'this and that'").unwrap();
+        assert!(py.is_none());
+        assert_eq!(c.cel(), c.source());
+        assert!(
+            Condition::compile(&env, "args.not == 1 || args.android == 2")
+                .unwrap()
+                .1
+                .is_none()
+        );
+        // Decides as Python would.
+        assert_eq!(eval("not args.a > 10", json!({"a": 5})), Ok(true));
+        assert_eq!(eval("not args.a > 10", json!({"a": 50})), Ok(false));
+        assert_eq!(eval("args.a == None", json!({"a": null})), Ok(true));
+        assert_eq!(
+            eval(
+                "args.c not in ['usd'] or args.a",
+                json!({"c": "eur", "a": false})
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            eval(
+                "args.t == 'salt and pepper' and not args.u",
+                json!({"t": "salt and pepper", "u": false})
+            ),
+            Ok(true)
+        );
+        // Still not CEL: an error that says how CEL spells it.
+        let e = Condition::compile(&env, "args.a is None").unwrap_err();
+        assert!(e.contains("== null"), "{e}");
+        let e = Condition::compile(&env, "args.a = 5").unwrap_err();
+        assert!(e.contains("`==`"), "{e}");
+    }
+
+    #[test]
+    fn size_and_depth_are_bounded() {
+        let env = env();
+        let chain = |n: usize| format!("{} > 0", vec!["args.amount"; n].join(" + "));
+        // 126 terms: `>`, 125 `+`, the select and `args` = 128 levels.
+        assert!(Condition::compile(&env, &chain(126)).is_ok());
+        let e = Condition::compile(&env, &chain(127)).unwrap_err();
+        assert!(e.contains("too deeply") && e.contains("129"), "{e}");
+        let ones = format!("{} > 0", vec!["1"; 1500].join(" + "));
+        let e = Condition::compile(&env, &ones).unwrap_err();
+        assert!(e.contains("too deeply"), "{e}");
+        let e = Condition::compile(&env, &"x".repeat(20_000)).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        // The largest accepted chain evaluates on a small stack.
+        let handle = std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || eval(&chain(126), json!({"amount": 1})))
+            .unwrap();
+        assert_eq!(handle.join().unwrap(), Ok(true));
+        // Balanced `&&` chains are wide, not deep.
+        let wide = vec!["args.amount > 0"; 500].join(" && ");
+        assert!(Condition::compile(&env, &wide).is_ok());
     }
 
     #[test]
@@ -568,8 +577,7 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown variable")
         );
-        let e = Condition::compile(&env, "args.refund == True").unwrap_err();
-        assert!(e.contains("true, false, null"), "{e}");
+        assert!(Condition::compile(&env, "args.refund == True").is_ok());
         assert!(Condition::compile(&env, "true").is_ok());
         assert!(Condition::compile(&env, "[1,2].exists(x, x > 1)").is_ok());
     }

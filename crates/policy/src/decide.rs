@@ -89,24 +89,31 @@ impl<'a> RuleEval<'a> {
     fn eval(&mut self, rule: &Rule, describe: bool) -> Outcome {
         let intent = self.input.intent;
         let req = self.input.request;
-        let checks: [(&'static str, Option<&crate::GlobList>, &str); 6] = [
+        let checks: [(&'static str, Option<&crate::GlobList>, &str); 5] = [
             ("resource", Some(&rule.resource), intent.resource.as_str()),
             ("action", Some(&rule.action), intent.action.as_str()),
             ("agent", rule.agent.as_ref(), self.input.agent),
             ("host", rule.host.as_ref(), req.host.as_str()),
             ("method", rule.method.as_ref(), req.method.as_str()),
-            ("path", rule.path.as_ref(), req.path.as_str()),
         ];
-        for (field, globs, subject) in checks {
-            if let Some(g) = globs
-                && !g.is_match(subject)
-            {
-                return if describe {
-                    Outcome::NoMatch(field, subject.to_string(), g.describe())
-                } else {
-                    Outcome::NoMatch(field, String::new(), String::new())
-                };
-            }
+        let path_fails = rule
+            .path
+            .as_ref()
+            .filter(|g| !path_matches(rule, g, &req.path));
+        let failed = checks
+            .into_iter()
+            .find_map(|(field, globs, subject)| {
+                globs
+                    .filter(|g| !g.is_match(subject))
+                    .map(|g| (field, g, subject))
+            })
+            .or_else(|| path_fails.map(|g| ("path", g, req.path.as_str())));
+        if let Some((field, g, subject)) = failed {
+            return if describe {
+                Outcome::NoMatch(field, subject.to_string(), g.describe())
+            } else {
+                Outcome::NoMatch(field, String::new(), String::new())
+            };
         }
         let Some(cond) = &rule.condition else {
             return Outcome::Matched(None);
@@ -125,6 +132,27 @@ impl<'a> RuleEval<'a> {
             }
         }
     }
+}
+
+/// A rule's `path` against the request path. DENY and REQUIRE_APPROVAL globs are
+/// compiled case-insensitive and also match the path with `;` parameters removed
+/// (`/admin;jsessionid=1/users` → `/admin/users`), as servlet containers and
+/// case-insensitive routers execute it; ALLOW rules match the path as sent.
+fn path_matches(rule: &Rule, globs: &crate::GlobList, path: &str) -> bool {
+    if globs.is_match(path) {
+        return true;
+    }
+    rule.decision != Verdict::Allow
+        && path.contains(';')
+        && globs.is_match(&strip_path_params(path))
+}
+
+/// `path` with every `;…` parameter removed from each segment.
+fn strip_path_params(path: &str) -> String {
+    path.split('/')
+        .map(|seg| seg.split_once(';').map_or(seg, |(name, _)| name))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The `why` of an explanation line.
@@ -375,5 +403,21 @@ impl Explanation {
             s.push_str("(no rule matched: default DENY)\n");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::strip_path_params;
+
+    #[test]
+    fn path_parameters_are_removed_per_segment() {
+        assert_eq!(
+            strip_path_params("/admin;jsessionid=1/users"),
+            "/admin/users"
+        );
+        assert_eq!(strip_path_params("/admin;/users;x=1;y=2"), "/admin/users");
+        assert_eq!(strip_path_params("/a/b"), "/a/b");
+        assert_eq!(strip_path_params("/;x/a"), "//a");
     }
 }

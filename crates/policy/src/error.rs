@@ -15,14 +15,15 @@ pub struct PolicyError {
     pub message: String,
 }
 
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl PolicyError {
+    /// `file:line:col: {tag}message`, or `file: {tag}message` without a line.
+    fn write_tagged(&self, f: &mut fmt::Formatter<'_>, tag: &str) -> fmt::Result {
         if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
+            write!(f, "{}: {tag}{}", self.file, self.message)
         } else {
             write!(
                 f,
-                "{}:{}:{}: {}",
+                "{}:{}:{}: {tag}{}",
                 self.file,
                 self.line,
                 self.column.max(1),
@@ -32,15 +33,38 @@ impl fmt::Display for PolicyError {
     }
 }
 
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_tagged(f, "")
+    }
+}
+
+/// A problem that does not stop a policy from loading (a Python spelling read as
+/// CEL, a rule that can never match, a name no mapping produces). `Display` prints
+/// `file:line:col: warning: message`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct PolicyWarning(pub PolicyError);
+
+impl fmt::Display for PolicyWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write_tagged(f, "warning: ")
+    }
+}
+
 /// Every problem found in a load (never empty). `Display` prints one
 /// `file:line:col: message` per line, as `sudomode policy check` does.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
-#[serde(transparent)]
-pub struct PolicyErrors(pub Vec<PolicyError>);
+pub struct PolicyErrors {
+    pub errors: Vec<PolicyError>,
+    /// Warnings met on the way (not part of `Display`), so `policy check` can show
+    /// everything in one run.
+    pub warnings: Vec<PolicyWarning>,
+}
 
 impl fmt::Display for PolicyErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
+        for (i, e) in self.errors.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
@@ -52,15 +76,36 @@ impl fmt::Display for PolicyErrors {
 
 impl PolicyErrors {
     pub fn iter(&self) -> impl Iterator<Item = &PolicyError> {
-        self.0.iter()
+        self.errors.iter()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.errors.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.errors.is_empty()
+    }
+}
+
+/// Longest value from a policy file a message quotes: enough for a mistyped
+/// keyword (`REQUIRE_APPROVALS`, `enforced`, `10 minutes`), too short for a key or
+/// token, so a file dropped into `policies/` is never read back to viewers.
+pub(crate) const SHOWN_MAX: usize = 24;
+
+/// `"value"` when short, else only its length.
+pub(crate) fn quote_value(s: &str) -> String {
+    match s.chars().count() {
+        n if n <= SHOWN_MAX => format!("{s:?}"),
+        n => format!("(a value of {n} characters, not shown)"),
+    }
+}
+
+/// `` `name` `` when short, else only its length.
+pub(crate) fn quote_name(s: &str) -> String {
+    match s.chars().count() {
+        n if n <= SHOWN_MAX => format!("`{s}`"),
+        n => format!("(a name of {n} characters, not shown)"),
     }
 }
 
@@ -127,20 +172,27 @@ mod tests {
 
     #[test]
     fn display() {
-        let e = PolicyErrors(vec![
-            PolicyError {
-                file: "a.yaml".into(),
-                line: 3,
-                column: 5,
-                message: "x".into(),
-            },
-            PolicyError {
-                file: "b.yaml".into(),
-                line: 0,
-                column: 0,
-                message: "y".into(),
-            },
-        ]);
+        let e = PolicyErrors {
+            errors: vec![
+                PolicyError {
+                    file: "a.yaml".into(),
+                    line: 3,
+                    column: 5,
+                    message: "x".into(),
+                },
+                PolicyError {
+                    file: "b.yaml".into(),
+                    line: 0,
+                    column: 0,
+                    message: "y".into(),
+                },
+            ],
+            warnings: Vec::new(),
+        };
         assert_eq!(e.to_string(), "a.yaml:3:5: x\nb.yaml: y");
+        assert_eq!(
+            PolicyWarning(e.errors[0].clone()).to_string(),
+            "a.yaml:3:5: warning: x"
+        );
     }
 }

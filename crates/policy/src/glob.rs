@@ -103,6 +103,44 @@ impl Glob {
         matches!(self.kind, Kind::Any)
     }
 
+    /// The characters before the first wildcard (all of a literal).
+    pub fn fixed_prefix(&self) -> &str {
+        let end = self.source.find(['*', '?']).unwrap_or(self.source.len());
+        &self.source[..end]
+    }
+
+    /// The characters after the last wildcard (all of a literal), as written.
+    fn fixed_suffix(&self) -> &str {
+        let start = self.source.rfind(['*', '?']).map_or(0, |i| i + 1);
+        &self.source[start..]
+    }
+
+    /// Whether every subject `other` matches, this glob matches too. A sufficient
+    /// check: `false` when it cannot tell (two general patterns that differ).
+    pub fn covers(&self, other: &Glob) -> bool {
+        if self.is_any() {
+            return true;
+        }
+        if other.is_any() || (other.case_insensitive && !self.case_insensitive) {
+            return false;
+        }
+        let fold = |s: &str| {
+            if self.case_insensitive {
+                s.to_ascii_lowercase()
+            } else {
+                s.to_string()
+            }
+        };
+        match &self.kind {
+            Kind::Any => true,
+            _ if self.source == other.source => true,
+            _ if other.literal().is_some() => self.is_match(&other.source),
+            Kind::Prefix(p) => fold(other.fixed_prefix()).starts_with(p.as_str()),
+            Kind::Suffix(sfx) => fold(other.fixed_suffix()).ends_with(sfx.as_str()),
+            Kind::Literal(_) | Kind::General(_) => false,
+        }
+    }
+
     pub fn is_match(&self, subject: &str) -> bool {
         let ci = self.case_insensitive;
         match &self.kind {
@@ -199,6 +237,12 @@ impl GlobList {
         self.0.iter().map(Glob::literal).collect()
     }
 
+    /// Whether every subject `other` matches, this list matches too (each of
+    /// `other`'s globs is covered by one of these).
+    pub fn covers(&self, other: &GlobList) -> bool {
+        other.0.iter().all(|o| self.0.iter().any(|s| s.covers(o)))
+    }
+
     /// The first glob that a subject fails against, for explanations.
     pub fn describe(&self) -> String {
         if self.0.len() == 1 {
@@ -273,6 +317,28 @@ mod tests {
     fn bad_globs() {
         assert_eq!(Glob::new("", false), Err(GlobError::Empty));
         assert!(Glob::new("a\nb", false).is_err());
+    }
+
+    #[test]
+    fn coverage() {
+        let g = |p: &str| Glob::new(p, false).unwrap();
+        let ci = |p: &str| Glob::new(p, true).unwrap();
+        assert!(g("*").covers(&g("stripe.*")));
+        assert!(g("stripe.*").covers(&g("stripe.charges")));
+        assert!(g("stripe.*").covers(&g("stripe.charges.*")));
+        assert!(!g("stripe.*").covers(&g("stripe*")));
+        assert!(!g("stripe.charges").covers(&g("stripe.*")));
+        assert!(g("*Policy").covers(&g("Put*Policy")));
+        assert!(!g("*Policy").covers(&g("Put*")));
+        assert!(g("a*b").covers(&g("a*b")));
+        assert!(!g("a*b").covers(&g("a*c*b")));
+        assert!(ci("/admin/*").covers(&g("/ADMIN/x")));
+        assert!(ci("/admin/*").covers(&g("/Admin/*")));
+        assert!(!g("/admin/*").covers(&ci("/admin/x")));
+        assert!(!g("x").covers(&GlobList::any().0[0]));
+        let l = GlobList(vec![g("a*"), g("b")]);
+        assert!(l.covers(&GlobList(vec![g("ab"), g("b")])));
+        assert!(!l.covers(&GlobList(vec![g("ab"), g("c")])));
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct RuleInfo {
     pub path: Option<Vec<String>>,
     pub decision: Verdict,
     pub condition: Option<String>,
+    /// The CEL judged, when `condition` is written with Python spellings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition_cel: Option<String>,
     /// The reason as shown to agents (see [`Rule::reason_text`]).
     pub reason: String,
     /// `enforce` or `report`.
@@ -46,6 +49,11 @@ impl From<&Rule> for RuleInfo {
             path: r.path.as_ref().map(|g| g.patterns()),
             decision: r.decision,
             condition: r.condition.as_ref().map(|c| c.source().to_string()),
+            condition_cel: r
+                .condition
+                .as_ref()
+                .filter(|c| c.cel() != c.source())
+                .map(|c| c.cel().to_string()),
             reason: r.reason_text(),
             mode: r.mode.as_str(),
             approvals: r.approvals,

@@ -6,30 +6,42 @@
 //! * [`Policy::run_tests`] runs the files' `tests:` cases.
 //! * [`fingerprint`] is a cheap hash of the policy files for hot-reload polling.
 //! * [`Policy::rules_info`] / [`Policy::summary`] describe the policy for the API.
+//! * [`Policy::warnings`] / [`Policy::name_warnings`]: what loads but will not do
+//!   what it says (Python spellings read as CEL, shadowed rules, unknown names).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod bounds;
+mod cel_text;
 mod condition;
 mod decide;
 mod error;
+mod files;
 mod glob;
 mod info;
+mod lint;
 mod load;
 mod locate;
 mod parse;
+mod python;
 mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lang;
 
+pub use bounds::{MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH};
 pub use condition::Condition;
 pub use decide::{Considered, Explanation};
-pub use error::{PolicyError, PolicyErrors, parse_duration};
+pub use error::{PolicyError, PolicyErrors, PolicyWarning, parse_duration};
+pub use files::MAX_POLICY_FILE_BYTES;
 pub use glob::{Glob, GlobError, GlobList};
 pub use info::{PolicySummary, RuleInfo};
-pub use load::{DEFAULT_POLICY_NAME, DEFAULT_POLICY_YAML, expand_paths, fingerprint};
+pub use load::{DEFAULT_POLICY_NAME, DEFAULT_POLICY_YAML, fingerprint};
+pub use python::PythonSpelling;
 pub use testing::{PolicyTest, TestReport, TestRequest, TestResult};
 
 /// What a policy says about a request.
@@ -187,9 +199,19 @@ pub struct Rule {
     pub file: String,
     pub line: usize,
     pub column: usize,
+    /// Where each field is written: (key, line, column).
+    pub(crate) fields: Vec<(String, usize, usize)>,
 }
 
 impl Rule {
+    /// Line and column of field `key`, else of the rule.
+    pub(crate) fn field(&self, key: &str) -> (usize, usize) {
+        self.fields
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map_or((self.line, self.column), |(_, l, c)| (*l, *c))
+    }
+
     /// The reason shown to agents and operators: `reason`, else the
     /// description, else `rule <name>`.
     pub fn reason_text(&self) -> String {
@@ -211,6 +233,7 @@ pub struct Policy {
     version: String,
     loaded_at: time::OffsetDateTime,
     files: Vec<String>,
+    warnings: Vec<PolicyWarning>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -245,6 +268,20 @@ impl Policy {
 
     pub fn tests(&self) -> &[PolicyTest] {
         &self.tests
+    }
+
+    /// What loads but is likely not meant: conditions written with Python spellings
+    /// (with the CEL they are read as), and rules that can never match because an
+    /// earlier rule without a condition takes every request they would.
+    pub fn warnings(&self) -> &[PolicyWarning] {
+        &self.warnings
+    }
+
+    /// Resource and action names that neither a built-in mapping nor one of `custom`
+    /// produces (only an explicit `/v1/govern` call could match them), each with the
+    /// closest real name.
+    pub fn name_warnings(&self, custom: &[sudomode_intent::CustomIntent]) -> Vec<PolicyWarning> {
+        lint::unknown_names(&self.rules, custom)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Loading and validating policy files (SPEC §5.1, §5.4), the version hash and reload fingerprints.
 //!
 //! Version / fingerprint scheme (hex SHA-256), over the files in load order:
-//! for each file, `path` as given (UTF-8, lossy), `"\n"`, the content length
-//! in bytes as ASCII decimal, `"\n"`, then the content bytes. The built-in
-//! policy hashes as one file named `builtin:default.yaml`. So a policy loaded
-//! from some paths has `version() == fingerprint(paths)` until a file changes.
+//! for each file, its file name (the last path component, UTF-8, lossy — so
+//! `./policies/x.yaml`, `policies//x.yaml` and an absolute path hash alike),
+//! `"\n"`, the content length in bytes as ASCII decimal, `"\n"`, then the
+//! content bytes. The built-in policy hashes as one file named
+//! `builtin:default.yaml`. So a policy loaded from some paths has
+//! `version() == fingerprint(paths)` until a file changes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::decide::RuleIndex;
-use crate::error::{PolicyError, PolicyErrors};
+use crate::error::{PolicyError, PolicyErrors, PolicyWarning};
+use crate::files;
 use crate::parse::parse_file;
 use crate::testing::PolicyTest;
 use crate::{Policy, Rule};
@@ -23,41 +26,11 @@ pub const DEFAULT_POLICY_YAML: &str = include_str!("../../../policies/default.ya
 /// The name the built-in policy is loaded under.
 pub const DEFAULT_POLICY_NAME: &str = "builtin:default.yaml";
 
-/// Expands `paths`: a file as is; a directory → its `*.yaml` / `*.yml` files
-/// in sorted file-name order. Only files directly in the directory are read,
-/// not subdirectories (so `policies/examples/` is not loaded with
-/// `policies/`).
-pub fn expand_paths(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        let meta = std::fs::metadata(p)?;
-        if meta.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|f| {
-                    f.is_file()
-                        && matches!(f.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
-                        && !f
-                            .file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with('.'))
-                })
-                .collect();
-            files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-            out.extend(files);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
-
 fn hash_sources<N: AsRef<str>, T: AsRef<[u8]>>(sources: &[(N, T)]) -> String {
     let mut h = Sha256::new();
     for (name, text) in sources {
         let text = text.as_ref();
-        h.update(name.as_ref().as_bytes());
+        h.update(files::file_name(name.as_ref()).as_bytes());
         h.update(b"\n");
         h.update(text.len().to_string().as_bytes());
         h.update(b"\n");
@@ -68,32 +41,55 @@ fn hash_sources<N: AsRef<str>, T: AsRef<[u8]>>(sources: &[(N, T)]) -> String {
 
 /// Cheap hash of the policy files' names and contents (see the module doc
 /// for the scheme): poll it (~500 ms) and reload when it changes. Equal to
-/// [`Policy::version`] of a policy loaded from the same, unchanged paths.
+/// [`Policy::version`] of a policy loaded from the same, unchanged paths. A file
+/// the load would refuse (a symlink leaving the directory, a FIFO) is not read.
 pub fn fingerprint(paths: &[PathBuf]) -> std::io::Result<String> {
-    let files = expand_paths(paths)?;
-    let mut sources = Vec::with_capacity(files.len());
-    for f in files {
-        let bytes = std::fs::read(&f)?;
-        sources.push((f.to_string_lossy().into_owned(), bytes));
+    let found = files::find(paths)?;
+    let mut sources = Vec::with_capacity(found.len());
+    for f in &found {
+        sources.push((
+            f.path().to_string_lossy().into_owned(),
+            files::fingerprint_bytes(f)?,
+        ));
     }
     Ok(hash_sources(&sources))
 }
 
 impl Policy {
-    /// Loads files and/or directories (see [`expand_paths`]), rules
-    /// concatenated in order. All problems are reported at once.
+    /// Loads files and/or directories, rules concatenated in order. A directory
+    /// gives its regular `*.yaml` / `*.yml` files (not subdirectories) in sorted
+    /// file-name order; a symlink in it that leads outside it is refused unread.
+    /// All problems are reported at once.
     pub fn load(paths: &[PathBuf]) -> Result<Policy, PolicyErrors> {
+        Self::load_inner(paths, None)
+    }
+
+    /// Like [`Policy::load`], and also warns about resource and action names that
+    /// neither a built-in mapping nor one of `custom` produces (see
+    /// [`Policy::name_warnings`]) — in [`Policy::warnings`], or in
+    /// [`PolicyErrors::warnings`] next to the errors when the policy does not load.
+    pub fn load_with_intents(
+        paths: &[PathBuf],
+        custom: &[sudomode_intent::CustomIntent],
+    ) -> Result<Policy, PolicyErrors> {
+        Self::load_inner(paths, Some(custom))
+    }
+
+    fn load_inner(
+        paths: &[PathBuf],
+        custom: Option<&[sudomode_intent::CustomIntent]>,
+    ) -> Result<Policy, PolicyErrors> {
         let mut errors = Vec::new();
         let mut sources: Vec<(String, String)> = Vec::new();
         for p in paths {
-            let files = match expand_paths(std::slice::from_ref(p)) {
+            let found = match files::find(std::slice::from_ref(p)) {
                 Ok(f) => f,
                 Err(e) => {
                     errors.push(io_error(p, &e));
                     continue;
                 }
             };
-            if files.is_empty() {
+            if found.is_empty() {
                 errors.push(PolicyError {
                     file: p.to_string_lossy().into_owned(),
                     line: 0,
@@ -101,18 +97,10 @@ impl Policy {
                     message: "directory holds no *.yaml or *.yml policy file".to_string(),
                 });
             }
-            for f in files {
-                match std::fs::read(&f) {
-                    Ok(bytes) => match String::from_utf8(bytes) {
-                        Ok(s) => sources.push((f.to_string_lossy().into_owned(), s)),
-                        Err(_) => errors.push(PolicyError {
-                            file: f.to_string_lossy().into_owned(),
-                            line: 0,
-                            column: 0,
-                            message: "not UTF-8 text".to_string(),
-                        }),
-                    },
-                    Err(e) => errors.push(io_error(&f, &e)),
+            for f in &found {
+                match files::read(f) {
+                    Ok(text) => sources.push((f.path().to_string_lossy().into_owned(), text)),
+                    Err(e) => errors.push(e),
                 }
             }
         }
@@ -124,7 +112,7 @@ impl Policy {
                 message: "no policy file given".to_string(),
             });
         }
-        Self::build(&sources, errors)
+        Self::build(&sources, errors, custom)
     }
 
     /// Loads in-memory sources `(name, text)`, in order (names are used in
@@ -136,7 +124,7 @@ impl Policy {
             .iter()
             .map(|(n, t)| (n.as_ref().to_string(), t.as_ref().to_string()))
             .collect();
-        Self::build(&owned, Vec::new())
+        Self::build(&owned, Vec::new(), None)
     }
 
     /// The built-in starter policy (SPEC §5.7), from the embedded
@@ -153,13 +141,15 @@ impl Policy {
     fn build(
         sources: &[(String, String)],
         mut errors: Vec<PolicyError>,
+        custom: Option<&[sudomode_intent::CustomIntent]>,
     ) -> Result<Policy, PolicyErrors> {
         let env = Arc::new(cel::Env::stdlib());
+        let mut warnings: Vec<PolicyWarning> = Vec::new();
         let mut rules: Vec<Rule> = Vec::new();
         let mut tests: Vec<(PolicyTest, (usize, usize))> = Vec::new();
         let mut seen: HashMap<String, (String, usize)> = HashMap::new();
         for (name, text) in sources {
-            let parsed = parse_file(&env, name, text, &mut errors);
+            let parsed = parse_file(&env, name, text, &mut errors, &mut warnings);
             for (n, line, column) in parsed.names {
                 if let Some((f, l)) = seen.get(&n) {
                     errors.push(PolicyError {
@@ -194,15 +184,23 @@ impl Policy {
                 }
             }
         }
+        // File order, then line order (stable: same-line messages keep theirs).
+        let order: HashMap<&str, usize> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.as_str(), i))
+            .collect();
+        let key = |e: &PolicyError| (order.get(e.file.as_str()).copied().unwrap_or(0), e.line);
+        if errors.is_empty() {
+            warnings.extend(crate::lint::shadowed(&rules));
+        }
+        if let Some(custom) = custom {
+            warnings.extend(crate::lint::unknown_names(&rules, custom));
+        }
+        warnings.sort_by_key(|w| key(&w.0));
         if !errors.is_empty() {
-            // File order, then line order (stable: same-line messages keep theirs).
-            let order: HashMap<&str, usize> = sources
-                .iter()
-                .enumerate()
-                .map(|(i, (n, _))| (n.as_str(), i))
-                .collect();
-            errors.sort_by_key(|e| (order.get(e.file.as_str()).copied().unwrap_or(0), e.line));
-            return Err(PolicyErrors(errors));
+            errors.sort_by_key(key);
+            return Err(PolicyErrors { errors, warnings });
         }
         let index = RuleIndex::build(&rules);
         Ok(Policy {
@@ -213,6 +211,7 @@ impl Policy {
             version: hash_sources(sources),
             loaded_at: time::OffsetDateTime::now_utc(),
             files: sources.iter().map(|(n, _)| n.clone()).collect(),
+            warnings,
         })
     }
 }
@@ -237,5 +236,10 @@ mod tests {
         h.update(b"a.yaml\n1\nx");
         assert_eq!(a, hex::encode(h.finalize()));
         assert_ne!(a, hash_sources(&[("b.yaml", "x")]));
+        // However the path is spelled.
+        for spelled in ["./a.yaml", "policies//a.yaml", "/srv/policies/a.yaml"] {
+            assert_eq!(hash_sources(&[(spelled, "x")]), a, "{spelled}");
+        }
+        assert_eq!(files::file_name(DEFAULT_POLICY_NAME), DEFAULT_POLICY_NAME);
     }
 }

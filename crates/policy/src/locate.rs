@@ -1,5 +1,7 @@
 //! Finding where rules, tests and their fields are written (serde_yaml values carry no spans), and YAML error wording.
 
+use crate::error::quote_name;
+
 /// Where items of a top-level list (`rules:` / `tests:`) and their fields are
 /// written, found by scanning the text (serde_yaml values carry no spans).
 #[derive(Debug, Default, Clone)]
@@ -114,10 +116,62 @@ pub(crate) fn yaml_message(e: &serde_yaml::Error) -> String {
         };
     }
     out.push_str(rest);
+    let mut out = redact_values(&out);
     if out.contains("while scanning an alias") {
         out.push_str(" (a glob starting with `*` must be quoted: resource: \"*\")");
     }
     out
+}
+
+/// serde's wording of a value (`string "…"`, ``integer `5` ``) → its kind only: a
+/// file that is not a policy (a token, a key) must not be quoted back.
+const VALUE_KINDS: &[(&str, char, char, &str)] = &[
+    ("string \"", '"', '"', "a string"),
+    ("integer `", '`', '`', "an integer"),
+    ("floating point `", '`', '`', "a number"),
+    ("boolean `", '`', '`', "a boolean"),
+    ("char '", '\'', '\'', "a character"),
+];
+
+/// Replaces quoted values in a serde message by their kind, and long quoted names
+/// (`` unknown field `…` ``) by their length.
+fn redact_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    'scan: while !rest.is_empty() {
+        for (lead, _, close, kind) in VALUE_KINDS {
+            if let Some(after) = rest.strip_prefix(lead) {
+                out.push_str(kind);
+                rest = skip_quoted(after, *close);
+                continue 'scan;
+            }
+        }
+        if let Some(after) = rest.strip_prefix('`') {
+            let end = after.find('`').unwrap_or(after.len());
+            out.push_str(&quote_name(&after[..end]));
+            rest = after.get(end + 1..).unwrap_or("");
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or(' ');
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The text after a quoted value ending with `close` (backslash escapes skipped).
+fn skip_quoted(s: &str, close: char) -> &str {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == close {
+            return &s[i + c.len_utf8()..];
+        }
+    }
+    ""
 }
 
 /// serde_yaml's message, with `rules[3]: ` replaced by the rule's name when
@@ -178,6 +232,40 @@ mod tests {
         let (_, t) = locate_items(text, "tests");
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].field("expect"), (11, 3));
+    }
+
+    #[test]
+    fn values_are_not_quoted_back() {
+        assert_eq!(
+            redact_values(r#"invalid type: string "sk_live_\"x\" 123", expected struct RawFile"#),
+            "invalid type: a string, expected struct RawFile"
+        );
+        assert_eq!(
+            redact_values("invalid type: integer `12345`, expected a string"),
+            "invalid type: an integer, expected a string"
+        );
+        let long = format!(
+            "unknown field `{}`, expected `rules` or `tests`",
+            "k".repeat(100)
+        );
+        assert_eq!(
+            redact_values(&long),
+            "unknown field (a name of 100 characters, not shown), expected `rules` or `tests`"
+        );
+        assert_eq!(
+            redact_values("unknown field `rule`, expected `rules` or `tests`"),
+            "unknown field `rule`, expected `rules` or `tests`"
+        );
+        for text in [
+            "sk_live_ABCDEF0123456789",
+            "- sk_live_ABCDEF0123456789",
+            "12345678901234",
+        ] {
+            let e = serde_yaml::from_str::<std::collections::BTreeMap<String, String>>(text)
+                .unwrap_err();
+            let m = yaml_message(&e);
+            assert!(!m.contains("ABCDEF") && !m.contains("12345678"), "{m}");
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-use crate::condition::Condition;
-use crate::error::{PolicyError, parse_duration};
+use crate::condition::{Condition, excerpt};
+use crate::error::{PolicyError, PolicyWarning, SHOWN_MAX, parse_duration, quote_value};
 use crate::glob::{Glob, GlobList};
 use crate::locate::{ItemLoc, describe_yaml_error, locate_items};
 use crate::testing::{PolicyTest, RawTest, compile_test};
@@ -101,21 +101,37 @@ pub(crate) fn scalar_string(v: &serde_yaml::Value) -> Option<String> {
     }
 }
 
-/// Collects errors for one file.
+/// Collects errors and warnings for one file.
 pub(crate) struct FileCtx<'a> {
     pub(crate) file: &'a str,
     pub(crate) errors: &'a mut Vec<PolicyError>,
+    pub(crate) warnings: &'a mut Vec<PolicyWarning>,
 }
 
 impl FileCtx<'_> {
-    pub(crate) fn err(&mut self, (line, column): (usize, usize), message: String) {
-        self.errors.push(PolicyError {
+    fn problem(&self, (line, column): (usize, usize), message: String) -> PolicyError {
+        PolicyError {
             file: self.file.to_string(),
             line,
             column,
             message,
-        });
+        }
     }
+
+    pub(crate) fn err(&mut self, at: (usize, usize), message: String) {
+        let e = self.problem(at, message);
+        self.errors.push(e);
+    }
+
+    pub(crate) fn warn(&mut self, at: (usize, usize), message: String) {
+        let w = PolicyWarning(self.problem(at, message));
+        self.warnings.push(w);
+    }
+}
+
+/// A scalar as quoted in a message (see [`quote_value`]).
+fn shown(v: &serde_yaml::Value) -> String {
+    scalar_string(v).map_or_else(|| yaml_kind(v).to_string(), |s| quote_value(&s))
 }
 
 pub(crate) struct Parsed {
@@ -130,13 +146,18 @@ pub(crate) fn parse_file(
     file: &str,
     text: &str,
     errors: &mut Vec<PolicyError>,
+    warnings: &mut Vec<PolicyWarning>,
 ) -> Parsed {
     let mut out = Parsed {
         rules: Vec::new(),
         names: Vec::new(),
         tests: Vec::new(),
     };
-    let mut cx = FileCtx { file, errors };
+    let mut cx = FileCtx {
+        file,
+        errors,
+        warnings,
+    };
     if text.trim().is_empty() {
         cx.err(
             (1, 1),
@@ -248,7 +269,6 @@ fn compile_rule(
     let agent = glob_field(cx, "agent", &rr.agent, false);
     let host = glob_field(cx, "host", &rr.host, true);
     let method = glob_field(cx, "method", &rr.method, true);
-    let path = glob_field(cx, "path", &rr.path, false);
 
     let decision = match &rr.decision {
         None => {
@@ -258,20 +278,24 @@ fn compile_rule(
             );
             None
         }
-        Some(v) => {
-            match scalar_string(v).as_deref().and_then(Verdict::parse) {
-                Some(d) => Some(d),
-                None => {
-                    let shown = scalar_string(v).unwrap_or_else(|| yaml_kind(v).to_string());
-                    cx.err(
+        Some(v) => match scalar_string(v).as_deref().and_then(Verdict::parse) {
+            Some(d) => Some(d),
+            None => {
+                cx.err(
                     loc.field("decision"),
-                    format!("{who}: bad decision {shown:?}: expected ALLOW, DENY or REQUIRE_APPROVAL"),
+                    format!(
+                        "{who}: bad decision {}: expected ALLOW, DENY or REQUIRE_APPROVAL",
+                        shown(v)
+                    ),
                 );
-                    None
-                }
+                None
             }
-        }
+        },
     };
+    // A DENY or approval path also matches its case and `;`-parameter variants
+    // (SPEC §5.2), which servers execute as the same path; ALLOW stays exact.
+    let loose_path = decision.is_some_and(|d| d != Verdict::Allow);
+    let path = glob_field(cx, "path", &rr.path, loose_path);
 
     let condition = match &rr.condition {
         None => None,
@@ -292,7 +316,19 @@ fn compile_rule(
                 None
             }
             Some(src) => match Condition::compile(env, &src) {
-                Ok(c) => Some(c),
+                Ok((c, python)) => {
+                    if let Some(p) = python {
+                        cx.warn(
+                            loc.field("condition"),
+                            format!(
+                                "{who}: condition is written in Python ({}); read as the CEL `{}`",
+                                p.words.join(", "),
+                                excerpt(&p.cel, 300)
+                            ),
+                        );
+                    }
+                    Some(c)
+                }
                 Err(e) => {
                     cx.err(loc.field("condition"), format!("{who}: {e}"));
                     None
@@ -338,7 +374,10 @@ fn compile_rule(
                 format!("{who}: `timeout` only applies to REQUIRE_APPROVAL rules"),
             );
         } else {
-            match scalar_string(v).map(|s| (parse_duration(&s), s)) {
+            match scalar_string(v)
+                .filter(|s| s.len() <= SHOWN_MAX)
+                .map(|s| (parse_duration(&s), s))
+            {
                 Some((Ok(d), s)) => {
                     timeout = Some(d);
                     timeout_text = Some(s);
@@ -360,10 +399,9 @@ fn compile_rule(
             Some("enforce") => Mode::Enforce,
             Some("report") => Mode::Report,
             _ => {
-                let shown = scalar_string(v).unwrap_or_else(|| yaml_kind(v).to_string());
                 cx.err(
                     loc.field("mode"),
-                    format!("{who}: bad mode {shown:?}: expected enforce or report"),
+                    format!("{who}: bad mode {}: expected enforce or report", shown(v)),
                 );
                 Mode::Enforce
             }
@@ -391,5 +429,6 @@ fn compile_rule(
         file: cx.file.to_string(),
         line: loc.line,
         column: loc.col,
+        fields: loc.fields.clone(),
     })
 }

@@ -273,17 +273,31 @@ fn run_one(policy: &Policy, mapper: &Mapper, t: &PolicyTest) -> Result<String, S
         .get(d.intent_index)
         .map(|i| format!("{} {}", i.resource, i.action))
         .unwrap_or_else(|| "no intent".to_string());
-    let got_rule = d.rule.as_ref().map_or("none", RuleName::as_str);
-    let what = format!("{intent} → {} (rule {got_rule}: {})", d.verdict, d.reason);
-    if d.verdict != t.expect {
-        return Err(format!("expected {}, got {what}", t.expect));
-    }
-    if let Some(r) = &t.rule
-        && d.rule.as_ref() != Some(r)
-    {
-        return Err(format!("expected rule {}, got {what}", r.0));
+    let what = format!("{intent} → {} {}", d.verdict, decided_by(policy, &d));
+    if d.verdict != t.expect || t.rule.as_ref().is_some_and(|r| d.rule.as_ref() != Some(r)) {
+        let wanted = t
+            .rule
+            .as_ref()
+            .map_or(String::new(), |r| format!(" by rule {}", r.0));
+        return Err(format!("expected {}{wanted}, got {what}", t.expect));
     }
     Ok(what)
+}
+
+/// `by rule NAME (file:line)`, with the reason when the rule gives one.
+fn decided_by(policy: &Policy, d: &crate::Decision) -> String {
+    let Some(name) = &d.rule else {
+        return format!("({})", d.reason);
+    };
+    let Some(rule) = policy.rules().iter().find(|r| &r.name == name) else {
+        return format!("by rule {name}: {}", d.reason);
+    };
+    let place = format!("by rule {name} ({}:{})", rule.file, rule.line);
+    if rule.reason.is_some() || rule.description.is_some() {
+        format!("{place}: {}", d.reason)
+    } else {
+        place
+    }
 }
 
 impl Policy {
