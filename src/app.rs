@@ -106,22 +106,8 @@ pub async fn start(config: Config) -> Result<Running> {
     let mut secrets = injector.secrets();
     secrets.extend(config.operators.iter().map(|o| o.token.clone()));
     secrets.extend(config.agents.iter().map(|a| a.token.clone()));
-    let store = sudomode_store::Store::open(
-        &config.store_path,
-        sudomode_store::StoreOptions {
-            durability: match config.durability {
-                crate::config::Durability::Strict => sudomode_store::Durability::Strict,
-                crate::config::Durability::Batched => sudomode_store::Durability::Batched,
-            },
-            secrets,
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("opening the store {}", config.store_path.display()))?;
-    let recorder = Arc::new(Recorder::new(
-        sudomode_store::Storage::redb(store),
-        config.durability,
-    ));
+    let storage = open_storage(&config, secrets).await?;
+    let recorder = Arc::new(Recorder::new(storage, config.durability));
     let proxy_listener = TcpListener::bind(config.proxy_listen)
         .await
         .with_context(|| format!("binding proxy.listen {}", config.proxy_listen))?;
@@ -313,6 +299,43 @@ pub fn policy_loaded(policy: &sudomode_policy::Policy) -> NewEvent {
         .field("version", policy.version().to_string())
         .field("files", serde_json::json!(policy.files()))
         .field("rules", policy.rules().len() as u64)
+}
+
+/// The store the configuration names: PostgreSQL (`store.postgres`, shared
+/// by several replicas) or the redb file (`store.path`). Errors never show
+/// the connection string.
+pub async fn open_storage(
+    config: &Config,
+    mut secrets: Vec<String>,
+) -> Result<sudomode_store::Storage> {
+    let opts = sudomode_store::StoreOptions {
+        durability: match config.durability {
+            crate::config::Durability::Strict => sudomode_store::Durability::Strict,
+            crate::config::Durability::Batched => sudomode_store::Durability::Batched,
+        },
+        ..Default::default()
+    };
+    match &config.store_postgres {
+        Some(url) => {
+            secrets.push(url.expose().to_string());
+            let opts = sudomode_store::StoreOptions { secrets, ..opts };
+            sudomode_store::Storage::postgres(url.expose(), opts)
+                .await
+                .map_err(|e| match e {
+                    sudomode_store::StoreError::Invalid(m) => {
+                        anyhow::Error::new(ConfigProblem(format!("{}: {m}", config.name())))
+                    }
+                    other => anyhow::Error::new(other)
+                        .context("opening the PostgreSQL store (store.postgres)"),
+                })
+        }
+        None => {
+            let opts = sudomode_store::StoreOptions { secrets, ..opts };
+            let store = sudomode_store::Store::open(&config.store_path, opts)
+                .with_context(|| format!("opening the store {}", config.store_path.display()))?;
+            Ok(sudomode_store::Storage::redb(store))
+        }
+    }
 }
 
 /// Credentials from the config; errors name the entry, never a value.

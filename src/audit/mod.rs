@@ -9,10 +9,12 @@
 
 mod events;
 mod flight;
+mod transitions;
 
 use std::sync::Arc;
 
-use sudomode_store::{Batch, NewEvent, RequestRecord, Storage, StoreError, Wait};
+use sudomode_store::{Batch, NewEvent, Parked, RequestRecord, Storage, StoreError, Wait};
+use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
 use crate::config::Durability;
@@ -20,6 +22,7 @@ use crate::core::decided::Decided;
 
 use flight::InFlight;
 pub use flight::{Ending, Flight};
+pub use transitions::{Refused, Retry};
 
 pub struct Recorder {
     storage: Storage,
@@ -115,10 +118,12 @@ impl Recorder {
         Flight::new(self.clone(), self.in_flight.clone(), record)
     }
 
-    /// A REQUIRE_APPROVAL decision parks the request: durable before anyone
-    /// is notified.
-    pub async fn held(&self, d: &Decided) -> Result<(), StoreError> {
-        self.write(vec![d.event.clone()], Some(d.record.clone()), Wait::Durable)
+    /// A REQUIRE_APPROVAL decision parks the request — durable before anyone
+    /// is notified — unless an identical request is pending already (on any
+    /// replica): then nothing is written and that one is to be joined.
+    pub async fn held(&self, d: &Decided) -> Result<Parked, StoreError> {
+        self.storage
+            .insert_pending(d.record.clone(), d.event.clone())
             .await
     }
 
@@ -129,54 +134,73 @@ impl Recorder {
         self.write(vec![event], None, self.decision_wait()).await
     }
 
-    /// One operator's approval (`released` when enough approved).
-    pub async fn approved(
+    /// One operator's approval, if the request is still pending: the record
+    /// and whether enough operators approved (released).
+    pub async fn approve(
         &self,
-        record: &RequestRecord,
+        id: &str,
         operator: &str,
-        reason: Option<&str>,
-        released: bool,
-    ) -> Result<(), StoreError> {
-        let event = events::approved(record, operator, reason, released);
-        self.write(vec![event], Some(record.clone()), Wait::Durable)
+        reason: Option<String>,
+    ) -> Result<Result<(RequestRecord, bool), Refused>, StoreError> {
+        let operator = operator.to_string();
+        let now = OffsetDateTime::now_utc();
+        self.storage
+            .update_request(id, move |cur| {
+                transitions::approve(cur, &operator, reason.as_deref(), now)
+            })
             .await
     }
 
-    pub async fn rejected(
+    /// An operator's rejection, if the request is still pending.
+    pub async fn reject(
         &self,
-        record: &RequestRecord,
+        id: &str,
         operator: &str,
-        reason: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let event = events::rejected(record, operator, reason);
-        self.write(vec![event], Some(record.clone()), Wait::Durable)
+        reason: Option<String>,
+    ) -> Result<Result<RequestRecord, Refused>, StoreError> {
+        let operator = operator.to_string();
+        let now = OffsetDateTime::now_utc();
+        self.storage
+            .update_request(id, move |cur| {
+                transitions::reject(cur, &operator, reason.as_deref(), now)
+            })
             .await
     }
 
-    pub async fn expired(&self, record: &RequestRecord) -> Result<(), StoreError> {
-        let event = events::expired(record);
-        self.write(vec![event], Some(record.clone()), Wait::Durable)
+    /// Expires the request if its window ended; the expired record, or
+    /// `None` when another replica (or a decision) came first.
+    pub async fn expire(
+        &self,
+        id: &str,
+        retry_window: std::time::Duration,
+    ) -> Result<Option<RequestRecord>, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        self.storage
+            .update_request(id, move |cur| transitions::expire(cur, now, retry_window))
             .await
     }
 
-    /// The approval's one forwarding was claimed — by the waiting agent call,
-    /// or (`retry`) by an identical retry within `hold.retry_window` — and is
-    /// about to be forwarded.
-    pub async fn claimed(
+    /// Takes the approval's one forwarding — for the waiting agent call, or
+    /// (`retry`) for an identical retry within `hold.retry_window` — and
+    /// tracks it until it ends. `None` when it was taken already. Runs to the
+    /// end in its own task: if the caller goes away after the claim, the
+    /// dropped guard records the request as cancelled.
+    pub async fn claim(
         self: &Arc<Self>,
-        record: RequestRecord,
-        retry: bool,
-    ) -> Result<Flight, StoreError> {
-        let events = if retry {
-            vec![events::retry_granted(&record)]
-        } else {
-            Vec::new()
-        };
-        let batch = Batch {
-            events,
-            upserts: vec![record.clone()],
-        };
-        self.tracked(batch, record, Wait::Durable).await
+        id: &str,
+        retry: Option<Retry>,
+    ) -> Result<Option<Flight>, StoreError> {
+        let me = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let claimed = me
+                .storage
+                .update_request(&id, move |cur| transitions::claim(cur, retry))
+                .await?;
+            Ok(claimed.map(|record| me.flight(record)))
+        })
+        .await
+        .map_err(|e| StoreError::Storage(format!("claim task: {e}")))?
     }
 
     /// An event that concerns no single request (server, policy).

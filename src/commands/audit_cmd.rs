@@ -7,6 +7,8 @@
 //! `--server URL`), authenticated with `$SUDOMODE_ADMIN_TOKEN`, else the first admin (else
 //! any) operator of the config, else the generated `<store dir>/admin-token`.
 //! `audit verify --file EXPORT.jsonl` verifies an exported copy instead (`-` reads stdin).
+//! With `store.postgres` both read the database directly (the whole chain, every replica's
+//! events), whether or not servers are running.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -155,7 +157,37 @@ fn open_store(config: &Config) -> Result<Option<Store>> {
     }
 }
 
+/// Runs `f` against the PostgreSQL store of the configuration (every
+/// replica's events in the one chain), on a runtime of its own.
+fn with_postgres<T: Send + 'static>(
+    config: &Config,
+    f: impl FnOnce(sudomode_store::Storage) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let config = config.clone();
+    runtime.block_on(async move {
+        crate::app::install_crypto();
+        let storage = crate::app::open_storage(&config, Vec::new()).await?;
+        // Exports stream page by page from the blocking pool.
+        tokio::task::spawn_blocking(move || f(storage))
+            .await
+            .context("audit task")?
+    })
+}
+
 fn verify(config: &Config, server: Option<&str>) -> Result<ExitCode> {
+    if server.is_none() && config.store_postgres.is_some() {
+        let report = with_postgres(config, |storage| {
+            tokio::runtime::Handle::current()
+                .block_on(storage.verify())
+                .context("reading the audit log")
+        })?;
+        return Ok(print_report(&report));
+    }
     if server.is_none()
         && let Some(store) = open_store(config)?
     {
@@ -198,6 +230,16 @@ fn export(
     until: Option<OffsetDateTime>,
     server: Option<&str>,
 ) -> Result<ExitCode> {
+    if server.is_none() && config.store_postgres.is_some() {
+        return with_postgres(config, move |storage| {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match storage.export_blocking(since, until, &mut out) {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(StoreError::Stream(e)) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+                Err(e) => Err(anyhow!(e)).context("exporting the audit log"),
+            }
+        });
+    }
     let stdout = std::io::stdout();
     if server.is_none()
         && let Some(store) = open_store(config)?

@@ -151,6 +151,7 @@ struct RawCa {
 #[serde(deny_unknown_fields, default)]
 struct RawStore {
     path: Option<String>,
+    postgres: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +177,34 @@ struct RawUpstream {
     timeout: Option<String>,
 }
 
+/// A PostgreSQL connection string. It holds a password: its `Debug` never
+/// shows it, and nothing prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Checks the form only; the driver reads it at start. Errors never quote it.
+    fn parse(url: String) -> Result<DatabaseUrl, String> {
+        let url = url.trim().to_string();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl(url))
+        } else {
+            Err("must be a URL like postgres://user:password@host:5432/db?sslmode=require (the value is not shown)".into())
+        }
+    }
+
+    /// The connection string, for the store to connect with.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl([redacted])")
+    }
+}
+
 /// The resolved configuration the application runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -195,6 +224,8 @@ pub struct Config {
     pub agents: Vec<AgentCred>,
     pub ca_dir: PathBuf,
     pub store_path: PathBuf,
+    /// `store.postgres`: several replicas share this database (SPEC §15).
+    pub store_postgres: Option<DatabaseUrl>,
     pub durability: Durability,
     /// Policy files/directories; `policies_explicit` is false when defaulted.
     pub policies: Vec<PathBuf>,
@@ -382,6 +413,12 @@ impl Config {
             agents: raw.agents,
             ca_dir: path(raw.ca.dir.as_deref().unwrap_or("certs")),
             store_path: path(raw.store.path.as_deref().unwrap_or("data/sudomode.redb")),
+            store_postgres: raw
+                .store
+                .postgres
+                .map(DatabaseUrl::parse)
+                .transpose()
+                .map_err(|m| invalid("store.postgres", m))?,
             durability: raw.audit.durability.unwrap_or(Durability::Strict),
             policies,
             policies_explicit,

@@ -1,22 +1,31 @@
-//! The pending registry (SPEC §6): park a REQUIRE_APPROVAL request, join
+//! The hold registry (SPEC §6, §15): park a REQUIRE_APPROVAL request, join
 //! identical ones, approve / reject / expire, and the one-time retry grant.
 //!
-//! A held request's record is written durably before anyone is notified. An
-//! approval is recorded durably before the waiting agent call is released.
-//! Forwarding after approval happens exactly once: the first live waiter (or
-//! the first identical retry within `hold.retry_window`) claims it. Every
-//! write goes through the audit phase ([`Recorder`]).
+//! The store is the truth about held requests, whichever replica holds the
+//! agent's call: parking is an insert that finds an identical pending
+//! request instead (one pending request per retry key), and every decision
+//! is a conditional update of the stored record with its event
+//! ([`Recorder`]), so it happens once across replicas. This registry keeps
+//! only what is local: the agent calls waiting here (to release them) and
+//! the joined calls counted against the agent's cap. Changes made elsewhere
+//! reach the waiters through the store's feed of held requests, and (on a
+//! shared store) a periodic re-check, so a lost notification only delays.
+//!
+//! A held request's record is durable before anyone is notified; an approval
+//! is durable before the waiting call is released; forwarding after approval
+//! happens exactly once: the first live waiter (or identical retry within
+//! `hold.retry_window`) claims it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sudomode_store::{Approval, RequestRecord, Status, StoreError};
+use sudomode_store::{Parked, RequestRecord, Status, StoreError, approved_at};
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
-use crate::audit::{Flight, Recorder};
+use crate::audit::{Flight, Recorder, Refused, Retry};
 use crate::core::decided::Decided;
 use crate::ids::RequestId;
 
@@ -29,6 +38,24 @@ pub enum Outcome {
     Expired,
 }
 
+impl Outcome {
+    /// What a stored record means for the calls waiting on it.
+    fn of(r: &RequestRecord) -> Option<Outcome> {
+        match r.status {
+            Status::Pending | Status::Allowed | Status::Denied => None,
+            Status::Rejected => Some(Outcome::Rejected {
+                by: r.rejected_by.clone().unwrap_or_default(),
+                reason: r.rejected_reason.clone(),
+            }),
+            Status::Expired => Some(Outcome::Expired),
+            // Approved, and possibly forwarded already: the claim decides.
+            Status::Approved | Status::Completed | Status::Failed | Status::Cancelled => {
+                Some(Outcome::Approved)
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HoldError {
     #[error("no such request")]
@@ -37,6 +64,15 @@ pub enum HoldError {
     NotPending(Status),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+}
+
+impl From<Refused> for HoldError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Missing => HoldError::NotFound,
+            Refused::NotPending(s) => HoldError::NotPending(s),
+        }
+    }
 }
 
 /// How a REQUIRE_APPROVAL request enters the registry.
@@ -68,91 +104,80 @@ pub struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if self.joined {
-            self.holds.lock().leave(&self.agent);
-        }
+        self.holds
+            .lock()
+            .leave(self.id.as_str(), &self.agent, self.joined);
     }
 }
 
-struct Held {
-    record: RequestRecord,
+/// The agent calls waiting here on one held request.
+struct Waiter {
     tx: watch::Sender<Outcome>,
-    /// Approved at (for the retry window).
-    approved_at: Option<OffsetDateTime>,
+    /// The body the calls here share (identical by the join key).
     body: Bytes,
+    calls: usize,
+}
+
+#[derive(Default)]
+struct Local {
+    waiters: HashMap<String, Waiter>,
+    /// Live joined calls per agent (they count against the cap).
+    joined: HashMap<String, usize>,
+}
+
+impl Local {
+    /// Registers one more call waiting on `id`; the body the calls share.
+    fn wait(
+        &mut self,
+        id: &str,
+        agent: &str,
+        body: Bytes,
+        joined: bool,
+    ) -> (watch::Receiver<Outcome>, Bytes) {
+        if joined {
+            *self.joined.entry(agent.to_string()).or_default() += 1;
+        }
+        let w = self
+            .waiters
+            .entry(id.to_string())
+            .or_insert_with(|| Waiter {
+                tx: watch::channel(Outcome::Pending).0,
+                body,
+                calls: 0,
+            });
+        w.calls += 1;
+        (w.tx.subscribe(), w.body.clone())
+    }
+
+    fn leave(&mut self, id: &str, agent: &str, joined: bool) {
+        if joined && let Some(n) = self.joined.get_mut(agent) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.joined.remove(agent);
+            }
+        }
+        if let Some(w) = self.waiters.get_mut(id) {
+            w.calls = w.calls.saturating_sub(1);
+            if w.calls == 0 {
+                self.waiters.remove(id);
+            }
+        }
+    }
+
+    fn joined(&self, agent: &str) -> usize {
+        self.joined.get(agent).copied().unwrap_or(0)
+    }
 }
 
 pub struct Holds {
     recorder: Arc<Recorder>,
     retry_window: Duration,
     max_per_agent: usize,
-    map: Mutex<Map>,
+    local: Mutex<Local>,
 }
 
-#[derive(Default)]
-struct Map {
-    by_id: HashMap<String, Held>,
-    by_key: HashMap<String, String>,
-    /// Pending requests plus live joined calls, per agent (the cap).
-    waiting: HashMap<String, usize>,
-}
-
-impl Map {
-    /// Drops the retry-key link only if it still points at `id`: a newer
-    /// pending request may own that key by now.
-    fn unlink(&mut self, key: &str, id: &str) {
-        if self.by_key.get(key).is_some_and(|k| k == id) {
-            self.by_key.remove(key);
-        }
-    }
-
-    fn waiting(&self, agent: &str) -> usize {
-        self.waiting.get(agent).copied().unwrap_or(0)
-    }
-
-    fn join(&mut self, agent: &str) {
-        *self.waiting.entry(agent.to_string()).or_default() += 1;
-    }
-
-    fn leave(&mut self, agent: &str) {
-        if let Some(n) = self.waiting.get_mut(agent) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.waiting.remove(agent);
-            }
-        }
-    }
-
-    fn insert(&mut self, held: Held) {
-        if held.record.status == Status::Pending {
-            self.join(&held.record.agent);
-        }
-        self.by_key
-            .insert(held.record.retry_key.clone(), held.record.id.clone());
-        self.by_id.insert(held.record.id.clone(), held);
-    }
-
-    /// Sets a held request's status; leaving `pending` drops its agent's count.
-    fn settle(&mut self, id: &str, status: Status) -> Option<&mut Held> {
-        let h = self.by_id.get_mut(id)?;
-        let was_pending = h.record.status == Status::Pending;
-        h.record.status = status;
-        let agent = h.record.agent.clone();
-        if was_pending && status != Status::Pending {
-            self.leave(&agent);
-        }
-        self.by_id.get_mut(id)
-    }
-
-    fn remove(&mut self, id: &str) -> Option<Held> {
-        let h = self.by_id.remove(id)?;
-        if h.record.status == Status::Pending {
-            self.leave(&h.record.agent);
-        }
-        self.unlink(&h.record.retry_key, id);
-        Some(h)
-    }
-}
+/// How many times `enter` looks again after losing a race to another call.
+const ENTER_ATTEMPTS: usize = 4;
 
 impl Holds {
     pub fn new(recorder: Arc<Recorder>, retry_window: Duration, max_per_agent: usize) -> Self {
@@ -160,52 +185,29 @@ impl Holds {
             recorder,
             retry_window,
             max_per_agent,
-            map: Mutex::new(Map::default()),
+            local: Mutex::new(Local::default()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Map> {
-        // Critical sections below never panic; a poisoned lock still holds a
-        // consistent map.
-        match self.map.lock() {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Local> {
+        // Critical sections below never panic; a poisoned lock still holds
+        // consistent maps.
+        match self.local.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
     }
 
+    /// Requests pending now (every replica's, with a shared store).
     pub fn pending_count(&self) -> usize {
-        self.lock()
-            .by_id
-            .values()
-            .filter(|h| h.record.status == Status::Pending)
-            .count()
+        self.recorder.storage().pending_total()
     }
 
-    /// Reloads open records after a restart: pending ones stay approvable,
-    /// approved ones keep their unused retry grant. (Their bodies are not
-    /// kept: only an identical retry can forward them.)
+    /// Open requests in the store at start (they survive restarts as
+    /// records: pending ones stay approvable, approved ones keep their
+    /// unused retry grant).
     pub async fn restore(&self) -> Result<usize, StoreError> {
-        let open = self.recorder.storage().open_requests().await?;
-        let mut map = self.lock();
-        let n = open.len();
-        for record in open {
-            let approved_at = (record.status == Status::Approved)
-                .then(|| record.approvals.last().map(|a| a.at))
-                .flatten();
-            let outcome = if record.status == Status::Approved {
-                Outcome::Approved
-            } else {
-                Outcome::Pending
-            };
-            let (tx, _) = watch::channel(outcome);
-            map.insert(Held {
-                record,
-                tx,
-                approved_at,
-                body: Bytes::new(),
-            });
-        }
-        Ok(n)
+        Ok(self.recorder.storage().open_requests().await?.len())
     }
 
     /// Parks (or joins, or uses the grant of) a REQUIRE_APPROVAL request.
@@ -214,127 +216,123 @@ impl Holds {
         decided: Decided,
         body: Bytes,
     ) -> Result<Entry, HoldError> {
-        let now = OffsetDateTime::now_utc();
         let agent = decided.agent.as_str().to_string();
-        enum Found {
-            Join(RequestId, watch::Receiver<Outcome>, Bytes),
-            Claim(Box<RequestRecord>),
-            New,
-            OverCap(usize),
-        }
-        let found = {
-            let mut map = self.lock();
-            let waiting = map.waiting(&agent);
-            let existing = map
-                .by_key
-                .get(decided.retry_key())
-                .cloned()
-                .and_then(|id| map.by_id.get_mut(&id).map(|h| (id, h)));
-            match existing {
-                Some((_, h)) if h.record.status == Status::Approved => {
-                    if !h.record.retry_grant_used
-                        && !decided.explicit
-                        && !h.record.is_explicit()
-                        && self.within_retry(h, now)
-                    {
-                        h.record.retry_grant_used = true;
-                        Found::Claim(Box::new(h.record.clone()))
-                    } else if waiting >= self.max_per_agent {
-                        Found::OverCap(waiting)
-                    } else {
-                        Found::New
+        let storage = self.recorder.storage();
+        for _ in 0..ENTER_ATTEMPTS {
+            let now = OffsetDateTime::now_utc();
+            match storage.find_open(decided.retry_key()).await? {
+                Some(r) if r.status == Status::Approved && self.claimable(&r, &decided, now) => {
+                    let retry = Retry {
+                        now,
+                        window: self.retry_window,
+                    };
+                    match self.recorder.claim(&r.id, Some(retry)).await? {
+                        Some(flight) => return Ok(Entry::Grant(flight)),
+                        None => continue, // another call took it: look again
                     }
                 }
-                // Joined calls count against the cap too.
-                _ if waiting >= self.max_per_agent => Found::OverCap(waiting),
-                Some((id, h)) if h.record.status == Status::Pending => {
-                    let rx = h.tx.subscribe();
-                    let body = h.body.clone();
-                    map.join(&agent);
-                    Found::Join(RequestId::from_stored(id), rx, body)
+                Some(r) if r.status == Status::Pending => {
+                    if let Some(over) = self.over_cap(&agent).await? {
+                        return Ok(over.into_entry(decided));
+                    }
+                    return self.join(r, &decided, body).await;
                 }
-                _ => Found::New,
+                _ => {}
             }
-        };
-        match found {
-            Found::OverCap(waiting) => Ok(Entry::OverCap {
-                decided: Box::new(decided),
-                waiting,
-            }),
-            Found::Claim(record) => {
-                let id = record.id.clone();
-                let flight = self.recorder.claimed(*record, true).await?;
-                self.forget_if_done(&id);
-                Ok(Entry::Grant(flight))
+            if let Some(over) = self.over_cap(&agent).await? {
+                return Ok(over.into_entry(decided));
             }
-            Found::Join(id, rx, body) => {
-                let ticket = Ticket {
-                    id: id.clone(),
-                    rx,
-                    joined: true,
-                    body,
-                    holds: self.clone(),
-                    agent,
-                };
-                self.recorder.joined(id.as_str(), &decided).await?;
-                Ok(Entry::Wait(ticket))
+            match self.park(&decided, body.clone()).await? {
+                Some(ticket) => return Ok(Entry::Wait(ticket)),
+                None => continue, // an identical request was parked first: join it
             }
-            Found::New => self.park(decided, body).await,
+        }
+        Err(HoldError::Store(StoreError::Commit(
+            "the request kept changing while it was being held; retry".into(),
+        )))
+    }
+
+    /// Whether this call may use `r`'s approval as its one retry.
+    fn claimable(&self, r: &RequestRecord, decided: &Decided, now: OffsetDateTime) -> bool {
+        !r.retry_grant_used
+            && !decided.explicit
+            && !r.is_explicit()
+            && approved_at(r).is_none_or(|at| now - at <= self.retry_window)
+    }
+
+    /// The cap: requests of the agent pending in the store plus the calls
+    /// joined on this replica.
+    async fn over_cap(&self, agent: &str) -> Result<Option<OverCap>, HoldError> {
+        let pending = self.recorder.storage().pending_count(agent).await?;
+        let waiting = pending + self.lock().joined(agent);
+        Ok((waiting >= self.max_per_agent).then_some(OverCap(waiting)))
+    }
+
+    /// Records the request as pending and waits on it here; `None` when an
+    /// identical request was pending already (nothing written).
+    async fn park(
+        self: &Arc<Self>,
+        decided: &Decided,
+        body: Bytes,
+    ) -> Result<Option<Ticket>, HoldError> {
+        let id = decided.id.clone();
+        let agent = decided.agent.as_str().to_string();
+        // Waiting before the insert: an approval right after it finds us.
+        let ticket = self.ticket(id.as_str(), &agent, body, false);
+        match self.recorder.held(decided).await? {
+            Parked::Inserted => Ok(Some(ticket)),
+            Parked::Existing(_) => Ok(None),
         }
     }
 
-    async fn park(self: &Arc<Self>, decided: Decided, body: Bytes) -> Result<Entry, HoldError> {
-        let (tx, rx) = watch::channel(Outcome::Pending);
-        let id = decided.id.clone();
-        self.lock().insert(Held {
-            record: decided.record.clone(),
-            tx,
-            approved_at: None,
-            body: body.clone(),
-        });
-        if let Err(e) = self.recorder.held(&decided).await {
-            self.lock().remove(id.as_str());
-            return Err(e.into());
+    /// Joins the pending request `r` with this call.
+    async fn join(
+        self: &Arc<Self>,
+        r: RequestRecord,
+        decided: &Decided,
+        body: Bytes,
+    ) -> Result<Entry, HoldError> {
+        let ticket = self.ticket(&r.id, decided.agent.as_str(), body, true);
+        self.recorder.joined(&r.id, decided).await?;
+        // Decided between the lookup and the registration above: settle now.
+        if let Some(now) = self.recorder.storage().get_request(&r.id).await? {
+            self.settle(&now);
         }
-        Ok(Entry::Wait(Ticket {
-            id,
+        Ok(Entry::Wait(ticket))
+    }
+
+    fn ticket(self: &Arc<Self>, id: &str, agent: &str, body: Bytes, joined: bool) -> Ticket {
+        let (rx, body) = self.lock().wait(id, agent, body, joined);
+        Ticket {
+            id: RequestId::from_stored(id.to_string()),
             rx,
-            joined: false,
+            joined,
             body,
             holds: self.clone(),
-            agent: decided.agent.as_str().to_string(),
-        }))
+            agent: agent.to_string(),
+        }
     }
 
-    fn within_retry(&self, h: &Held, now: OffsetDateTime) -> bool {
-        h.approved_at.is_none_or(|at| now - at <= self.retry_window)
+    /// Tells the calls waiting here on `r` what became of it.
+    fn settle(&self, r: &RequestRecord) {
+        let Some(outcome) = Outcome::of(r) else {
+            return;
+        };
+        if let Some(w) = self.lock().waiters.get(&r.id) {
+            w.tx.send_if_modified(|o| {
+                let changed = *o == Outcome::Pending;
+                if changed {
+                    *o = outcome;
+                }
+                changed
+            });
+        }
     }
 
     /// A live waiter claims the approval's one forwarding. `None` when another
     /// waiter or a retry already did.
     pub async fn claim(&self, id: &RequestId) -> Result<Option<Flight>, HoldError> {
-        let record = {
-            let mut map = self.lock();
-            let Some(h) = map.by_id.get_mut(id.as_str()) else {
-                return Ok(None);
-            };
-            if h.record.status != Status::Approved || h.record.retry_grant_used {
-                return Ok(None);
-            }
-            h.record.retry_grant_used = true;
-            h.record.clone()
-        };
-        let flight = self.recorder.claimed(record, false).await?;
-        self.forget_if_done(id.as_str());
-        Ok(Some(flight))
-    }
-
-    fn forget_if_done(&self, id: &str) {
-        let mut map = self.lock();
-        let done = map.by_id.get(id).is_some_and(|h| h.record.retry_grant_used);
-        if done {
-            map.remove(id);
-        }
+        Ok(self.recorder.claim(id.as_str(), None).await?)
     }
 
     /// Records an operator's approval; releases the request when enough
@@ -345,48 +343,11 @@ impl Holds {
         operator: &str,
         reason: Option<String>,
     ) -> Result<RequestRecord, HoldError> {
-        let now = OffsetDateTime::now_utc();
-        let step = self.approve_in_map(id, operator, reason.as_deref(), now);
-        let (record, released, tx) = match step {
-            Err(HoldError::NotFound) => return Err(self.explain_not_held(id).await),
-            other => other?,
-        };
-        self.recorder
-            .approved(&record, operator, reason.as_deref(), released)
-            .await?;
+        let (record, released) = self.recorder.approve(id, operator, reason).await??;
         if released {
-            let _ = tx.send(Outcome::Approved);
-            self.forget_if_done(id);
+            self.settle(&record);
         }
         Ok(record)
-    }
-
-    /// The registry's side of an approval: (record, released, waiters).
-    fn approve_in_map(
-        &self,
-        id: &str,
-        operator: &str,
-        reason: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<(RequestRecord, bool, watch::Sender<Outcome>), HoldError> {
-        let mut map = self.lock();
-        let h = pending_mut(&mut map, id)?;
-        if !h.record.approvals.iter().any(|a| a.operator == operator) {
-            h.record.approvals.push(Approval {
-                operator: operator.to_string(),
-                at: now,
-                reason: reason.map(str::to_string),
-            });
-        }
-        let released = h.record.approvals.len() as u32 >= h.record.required_approvals.max(1);
-        let explicit = h.record.is_explicit();
-        if released && let Some(h) = map.settle(id, Status::Approved) {
-            h.approved_at = Some(now);
-            // An explicit intent has nothing to forward.
-            h.record.retry_grant_used |= explicit;
-        }
-        let h = map.by_id.get(id).ok_or(HoldError::NotFound)?;
-        Ok((h.record.clone(), released, h.tx.clone()))
     }
 
     pub async fn reject(
@@ -395,101 +356,105 @@ impl Holds {
         operator: &str,
         reason: Option<String>,
     ) -> Result<RequestRecord, HoldError> {
-        let held = {
-            let mut map = self.lock();
-            match pending_mut(&mut map, id) {
-                Ok(_) => {
-                    map.settle(id, Status::Rejected);
-                    map.remove(id)
-                }
-                Err(HoldError::NotFound) => None,
-                Err(e) => return Err(e),
-            }
-        };
-        let Some(mut held) = held else {
-            return Err(self.explain_not_held(id).await);
-        };
-        held.record.rejected_by = Some(operator.to_string());
-        held.record.rejected_reason = reason.clone();
-        held.record.completed_at = Some(OffsetDateTime::now_utc());
-        self.recorder
-            .rejected(&held.record, operator, reason.as_deref())
-            .await?;
-        let _ = held.tx.send(Outcome::Rejected {
-            by: operator.to_string(),
-            reason,
-        });
-        Ok(held.record)
-    }
-
-    /// 404 for an unknown request, 409 for one that is no longer pending:
-    /// read from the store (outside the registry's lock) when not held here.
-    pub async fn explain_not_held(&self, id: &str) -> HoldError {
-        match self.recorder.storage().get_request(id).await {
-            Ok(Some(r)) => HoldError::NotPending(r.status),
-            Ok(None) => HoldError::NotFound,
-            Err(e) => e.into(),
-        }
+        let record = self.recorder.reject(id, operator, reason).await??;
+        self.settle(&record);
+        Ok(record)
     }
 
     /// Expires pending requests whose window ended and approvals whose retry
-    /// window lapsed unused. Returns how many changed.
+    /// window lapsed unused — once, whichever replica gets there first.
+    /// Returns how many this call expired.
     pub async fn sweep(&self) -> usize {
-        let now = OffsetDateTime::now_utc();
-        let expired: Vec<Held> = {
-            let mut map = self.lock();
-            let ids: Vec<String> = map
-                .by_id
-                .iter()
-                .filter(|(_, h)| match h.record.status {
-                    Status::Pending => h.record.expires_at.is_some_and(|e| now >= e),
-                    Status::Approved => {
-                        !h.record.is_explicit()
-                            && !h.record.retry_grant_used
-                            && !self.within_retry(h, now)
-                    }
-                    _ => false,
-                })
-                .map(|(id, _)| id.clone())
-                .collect();
-            ids.iter()
-                .filter_map(|id| {
-                    map.settle(id, Status::Expired);
-                    map.remove(id)
-                })
-                .collect()
-        };
-        let n = expired.len();
-        for mut held in expired {
-            held.record.completed_at = Some(now);
-            if let Err(e) = self.recorder.expired(&held.record).await {
-                tracing::error!(error = %e, "recording an expiry failed");
+        let storage = self.recorder.storage();
+        let due = match storage
+            .due_for_expiry(OffsetDateTime::now_utc(), self.retry_window)
+            .await
+        {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::debug!(error = %e, "looking for expired requests failed");
+                return 0;
             }
-            let _ = held.tx.send(Outcome::Expired);
+        };
+        let mut n = 0;
+        for r in due {
+            match self.recorder.expire(&r.id, self.retry_window).await {
+                Ok(Some(expired)) => {
+                    n += 1;
+                    self.settle(&expired);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "recording an expiry failed"),
+            }
         }
         n
     }
-}
 
-/// The held entry for `id` while it is pending. Not held here at all →
-/// `NotFound`; the API then asks the store whether it finished
-/// ([`Holds::explain_not_held`]).
-fn pending_mut<'m>(map: &'m mut Map, id: &str) -> Result<&'m mut Held, HoldError> {
-    match map.by_id.get_mut(id) {
-        Some(h) if h.record.status == Status::Pending => Ok(h),
-        Some(h) => Err(HoldError::NotPending(h.record.status)),
-        None => Err(HoldError::NotFound),
+    /// Re-reads the requests calls wait on here and settles those decided
+    /// elsewhere: a lost notification only delays the release.
+    pub async fn recheck(&self) {
+        let ids: Vec<String> = self
+            .lock()
+            .waiters
+            .iter()
+            .filter(|(_, w)| *w.tx.borrow() == Outcome::Pending)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        match self.recorder.storage().get_requests(ids).await {
+            Ok(records) => records.iter().for_each(|r| self.settle(r)),
+            Err(e) => tracing::debug!(error = %e, "re-checking held requests failed"),
+        }
     }
 }
 
-/// Runs the expiry sweep until shutdown.
+/// The agent's count of waiting requests when it is at the cap.
+struct OverCap(usize);
+
+impl OverCap {
+    fn into_entry(self, decided: Decided) -> Entry {
+        Entry::OverCap {
+            decided: Box::new(decided),
+            waiting: self.0,
+        }
+    }
+}
+
+/// How often a shared store's held requests are re-read.
+const RECHECK_EVERY: u32 = 4;
+
+/// Runs the expiry sweep until shutdown, follows held requests changed by
+/// other replicas, and on a shared store re-checks the held requests.
 pub async fn sweeper(holds: Arc<Holds>, mut shutdown: watch::Receiver<bool>) {
+    let storage = holds.recorder.storage().clone();
+    let follower = tokio::spawn(follow(holds.clone(), storage.held_elsewhere()));
+    let shared = storage.is_shared();
+    let mut tick = 0u32;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         }
         holds.sweep().await;
+        tick = tick.wrapping_add(1);
+        if shared && tick.is_multiple_of(RECHECK_EVERY) {
+            holds.recheck().await;
+        }
+    }
+    follower.abort();
+}
+
+/// Settles local waiters as other replicas decide.
+async fn follow(holds: Arc<Holds>, mut changes: broadcast::Receiver<RequestRecord>) {
+    loop {
+        match changes.recv().await {
+            Ok(r) => holds.settle(&r),
+            // Missed some: the periodic re-check catches up.
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 

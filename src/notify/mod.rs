@@ -185,7 +185,10 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     // Nothing to send: do not even subscribe, so the hot path's
     // announcements cost nothing extra.
-    let changes = (!notifications.is_empty()).then(|| state.core.recorder.subscribe());
+    // This replica's own changes only: with several replicas each notifies
+    // about what it did, so nothing is posted or delivered twice.
+    let changes =
+        (!notifications.is_empty()).then(|| state.core.recorder.storage().subscribe_own());
     tokio::spawn(async move {
         if let Some(changes) = changes {
             follow(changes, notifications, shutdown).await;

@@ -671,3 +671,215 @@ pub fn cli(dir: &Path, args: &[&str]) -> CliOut {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+// --- Added for tests/scaleout.rs: PostgreSQL for several replicas. ---
+
+/// A PostgreSQL database for one test: a fresh database on the server
+/// `SUDOMODE_TEST_POSTGRES` names (scripts/test starts one), else on a
+/// throwaway cluster of this test's own (Debian's server binaries, as root).
+pub struct Pg {
+    /// `postgres://…/<database>` of this test.
+    pub url: String,
+    cluster: Option<PgCluster>,
+}
+
+/// A throwaway PostgreSQL cluster in a temp dir, on a free loopback port;
+/// stopped and deleted when dropped.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+fn pg_bin() -> Option<PathBuf> {
+    if let Ok(b) = std::env::var("SUDOMODE_TEST_PG_BIN") {
+        return Some(PathBuf::from(b));
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+fn as_postgres(bin: &Path, tool: &str) -> Command {
+    let mut c = Command::new("runuser");
+    c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+    c
+}
+
+impl PgCluster {
+    /// initdb + start. Needs root (the server runs as user `postgres`).
+    pub fn start() -> PgCluster {
+        let bin = pg_bin().expect(
+            "no PostgreSQL server binaries: apt-get install postgresql, or set SUDOMODE_TEST_POSTGRES (scripts/test does)",
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("sudomode-pg-")
+            .tempdir()
+            .unwrap();
+        let status = Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown postgres (run the tests as root)");
+        let out = as_postgres(&bin, "initdb")
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = PgCluster {
+            dir,
+            bin,
+            port: free_port(),
+        };
+        c.resume();
+        c
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        as_postgres(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Starts the server again on the same port.
+    pub fn resume(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        let out = self.ctl(&["-w", "-o", &opts, "-l", &log, "start"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server (fast: open connections are cut).
+    pub fn halt(&self) {
+        let out = self.ctl(&["-w", "-m", "fast", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop: {out:?}");
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self.ctl(&["-m", "immediate", "stop"]);
+    }
+}
+
+/// Runs SQL with psql; returns its unaligned output.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Pg {
+    /// A fresh database for this test (see [`Pg`]).
+    pub fn database() -> Pg {
+        let (server, cluster) = match std::env::var("SUDOMODE_TEST_POSTGRES") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let c = PgCluster::start();
+                (c.url("postgres"), Some(c))
+            }
+        };
+        let name = format!("sudomode_test_{}", uuid::Uuid::new_v4().simple());
+        psql(&server, &format!("CREATE DATABASE {name}"));
+        let base = server
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(server.clone());
+        Pg {
+            url: format!("{base}/{name}"),
+            cluster,
+        }
+    }
+
+    /// A database on a cluster of this test's own, so it can stop and start it.
+    pub fn own_cluster() -> Pg {
+        let c = PgCluster::start();
+        psql(&c.url("postgres"), "CREATE DATABASE sudomode");
+        Pg {
+            url: c.url("sudomode"),
+            cluster: Some(c),
+        }
+    }
+
+    pub fn cluster(&self) -> &PgCluster {
+        self.cluster.as_ref().expect("a cluster of this test's own")
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        psql(&self.url, sql)
+    }
+}
+
+impl SudoMode {
+    /// A replica on PostgreSQL: `store.postgres` read from
+    /// `$SUDOMODE_DATABASE_URL`, with the CA of `share_ca_from` (replicas
+    /// share one CA, so agents trust any of them).
+    pub fn replica(
+        db_url: &str,
+        share_ca_from: Option<&SudoMode>,
+        mut opts: Options<'_>,
+        extra: &str,
+    ) -> SudoMode {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(other) = share_ca_from {
+            std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+            for f in ["ca.pem", "ca-key.pem", "ca-bundle.pem"] {
+                let from = other.path(&format!("certs/{f}"));
+                if from.exists() {
+                    std::fs::copy(from, dir.path().join("certs").join(f)).unwrap();
+                }
+            }
+        }
+        let yaml = format!("store:\n  postgres: \"${{env:SUDOMODE_DATABASE_URL}}\"\n{extra}");
+        let yaml: &'static str = Box::leak(yaml.into_boxed_str());
+        opts.extra = yaml;
+        opts.env
+            .push(("SUDOMODE_DATABASE_URL".into(), db_url.to_string()));
+        SudoMode::start_in(dir, opts)
+    }
+}

@@ -15,6 +15,8 @@ pub mod chain;
 mod error;
 mod large;
 mod model;
+mod open;
+pub mod postgres;
 mod query;
 mod slot;
 mod storage;
@@ -37,8 +39,9 @@ pub use model::{
     Approval, AuditEvent, Batch, Committed, Durability, Filter, NewEvent, RequestRecord, Stats,
     Status, StoreOptions, VerifyReport,
 };
+pub use open::{approved_at, is_due};
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, verify_lines, verify_lines_partial};
-pub use storage::{Sent, Storage, Wait};
+pub use storage::{Parked, Sent, Storage, Update, Wait};
 
 use writer::{AtomicStats, Msg, Prepared, Writer};
 
@@ -177,29 +180,11 @@ impl Store {
     /// `keep_fields`: the writer will hand the stored events back (strict commits).
     fn prepare(&self, batch: Batch, keep_fields: bool) -> Result<Prepared, StoreError> {
         let r = self.redactor();
-        let mut events = Vec::with_capacity(batch.events.len());
-        for mut ev in batch.events {
-            chain::validate(&ev).map_err(StoreError::Invalid)?;
-            truncate_event_args(&mut ev);
-            r.redact_map(&mut ev.fields);
-            for s in [&mut ev.request_id, &mut ev.agent, &mut ev.operator]
-                .into_iter()
-                .flatten()
-            {
-                r.redact_str(s);
-            }
-            events.push(chain::PreparedEvent::new(ev, keep_fields));
-        }
-        let mut upserts = Vec::with_capacity(batch.upserts.len());
-        for mut rec in batch.upserts {
-            if rec.id.is_empty() {
-                return Err(StoreError::Invalid("request id is empty".into()));
-            }
-            stored_view(&r, &mut rec);
-            let json =
-                serde_json::to_string(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
-            upserts.push(writer::Row::new(&rec, json));
-        }
+        let events = prepare_events(&r, batch.events, keep_fields)?;
+        let upserts = prepare_records(&r, batch.upserts)?
+            .into_iter()
+            .map(|(rec, json)| writer::Row::new(&rec, json))
+            .collect();
         Ok(Prepared {
             events,
             upserts,
@@ -371,6 +356,46 @@ fn private_file(path: &Path) -> Result<(), StoreError> {
             .map_err(io(path))?;
     }
     Ok(())
+}
+
+/// Validates, truncates, redacts and canonicalises events on the caller's
+/// thread (every backend), so the writer only seals and inserts them.
+pub(crate) fn prepare_events(
+    r: &Redactor,
+    events: Vec<NewEvent>,
+    keep_fields: bool,
+) -> Result<Vec<chain::PreparedEvent>, StoreError> {
+    let mut out = Vec::with_capacity(events.len());
+    for mut ev in events {
+        chain::validate(&ev).map_err(StoreError::Invalid)?;
+        truncate_event_args(&mut ev);
+        r.redact_map(&mut ev.fields);
+        for s in [&mut ev.request_id, &mut ev.agent, &mut ev.operator]
+            .into_iter()
+            .flatten()
+        {
+            r.redact_str(s);
+        }
+        out.push(chain::PreparedEvent::new(ev, keep_fields));
+    }
+    Ok(out)
+}
+
+/// Records as stored (see [`Store::redact_record`]) with their JSON.
+pub(crate) fn prepare_records(
+    r: &Redactor,
+    records: Vec<RequestRecord>,
+) -> Result<Vec<(RequestRecord, String)>, StoreError> {
+    let mut out = Vec::with_capacity(records.len());
+    for mut rec in records {
+        if rec.id.is_empty() {
+            return Err(StoreError::Invalid("request id is empty".into()));
+        }
+        stored_view(r, &mut rec);
+        let json = serde_json::to_string(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        out.push((rec, json));
+    }
+    Ok(out)
 }
 
 /// Bulk `args` (and each intent's) of a `request.decided`-style event.

@@ -1,29 +1,55 @@
 //! The storage boundary: everything the request phases, the hold registry and
 //! the operator API need from the store — commits with their durability, reads,
-//! the audit log and its verification, and the change feed — behind one type.
-//! Each backend (redb today) is a variant of [`Backend`]; a new backend adds a
-//! variant here and touches no phase.
+//! the audit log and its verification, conditional updates of held requests,
+//! and the change feed — behind one type. Each backend is a variant of
+//! [`Backend`]: redb (one process owns the file) or PostgreSQL (several
+//! replicas share one database); no phase knows which.
 //!
 //! Every method is async: backends whose reads block (redb) run them on the
 //! blocking pool, so no caller ever blocks an async worker on the store.
+//! Conditional updates run to the end in their own task, so a caller that
+//! goes away cannot leave one half done.
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
 use crate::error::StoreError;
-use crate::model::{AuditEvent, Batch, Filter, RequestRecord, Stats, VerifyReport};
+use crate::model::{
+    AuditEvent, Batch, Filter, NewEvent, RequestRecord, Stats, Status, StoreOptions, VerifyReport,
+};
+use crate::open::RedbBackend;
+use crate::postgres::Postgres;
 use crate::{Store, Submitted};
 
 /// How long a commit's caller waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
-    /// Until the batch is on disk (fsync'd).
+    /// Until the batch is durable (fsync'd, or committed in PostgreSQL).
     Durable,
     /// Only until the batch is queued; it lands within the flush interval.
     Queued,
+}
+
+/// What a conditional update ([`Storage::update_request`]) does with the
+/// request as currently stored.
+pub enum Update<T> {
+    /// Write this record and append these events, atomically; answer `T`.
+    Write(Box<RequestRecord>, Vec<NewEvent>, T),
+    /// Change nothing; answer `T`.
+    Keep(T),
+}
+
+/// What [`Storage::insert_pending`] did.
+#[derive(Debug)]
+pub enum Parked {
+    /// The request is now pending.
+    Inserted,
+    /// An identical request (same retry key) was already pending: join it.
+    Existing(Box<RequestRecord>),
 }
 
 /// A batch in the queue; [`Sent::done`] waits for what the commit asked.
@@ -31,26 +57,83 @@ pub struct Sent {
     storage: Storage,
     submitted: Submitted,
     announced: Vec<RequestRecord>,
+    held: Vec<String>,
 }
 
 impl Sent {
     /// Resolves once the batch is durable (for `Wait::Durable`), then announces it.
     pub async fn done(self) -> Result<(), StoreError> {
-        self.submitted.durable().await?;
-        self.storage.announce(self.announced);
+        if let Err(e) = self.submitted.durable().await {
+            if let Backend::Redb(r) = &self.storage.inner.backend
+                && !self.held.is_empty()
+            {
+                r.resync(&self.held);
+            }
+            return Err(e);
+        }
+        self.storage.inner.feeds.local(self.announced);
         Ok(())
     }
 }
 
 /// The backends.
 enum Backend {
-    Redb(Store),
+    Redb(RedbBackend),
+    Postgres(Postgres),
+}
+
+/// The change feeds: every change (SSE), this process's own (notifications),
+/// and held requests changed by another replica (the hold registry).
+pub(crate) struct Feeds {
+    changes: broadcast::Sender<RequestRecord>,
+    own: broadcast::Sender<RequestRecord>,
+    held_elsewhere: broadcast::Sender<RequestRecord>,
+}
+
+/// Announcements a slow subscriber may fall behind by before it misses some.
+const CHANGE_FEED_CAPACITY: usize = 4_096;
+
+impl Feeds {
+    fn new() -> Self {
+        Feeds {
+            changes: broadcast::channel(CHANGE_FEED_CAPACITY).0,
+            own: broadcast::channel(CHANGE_FEED_CAPACITY).0,
+            held_elsewhere: broadcast::channel(CHANGE_FEED_CAPACITY).0,
+        }
+    }
+
+    /// Whether records changed elsewhere are wanted: `held` ones by the
+    /// registry, any by a change-feed subscriber.
+    pub(crate) fn wants_remote(&self, held: bool) -> bool {
+        self.changes.receiver_count() > 0 || (held && self.held_elsewhere.receiver_count() > 0)
+    }
+
+    fn wants_local(&self) -> bool {
+        self.changes.receiver_count() > 0 || self.own.receiver_count() > 0
+    }
+
+    fn local(&self, records: Vec<RequestRecord>) {
+        for r in records {
+            // A subscriber may have left meanwhile: that is normal.
+            let _ = self.own.send(r.clone());
+            let _ = self.changes.send(r);
+        }
+    }
+
+    /// Records another replica changed.
+    pub(crate) fn remote(&self, records: Vec<RequestRecord>) {
+        for r in records {
+            if r.decision == "REQUIRE_APPROVAL" {
+                let _ = self.held_elsewhere.send(r.clone());
+            }
+            let _ = self.changes.send(r);
+        }
+    }
 }
 
 struct Inner {
     backend: Backend,
-    /// Request records as committed (SSE, Slack, webhooks).
-    changes: broadcast::Sender<RequestRecord>,
+    feeds: Arc<Feeds>,
 }
 
 /// Handle to the storage; cheap to clone.
@@ -59,31 +142,60 @@ pub struct Storage {
     inner: Arc<Inner>,
 }
 
-/// Announcements a slow subscriber may fall behind by before it misses some.
-const CHANGE_FEED_CAPACITY: usize = 4_096;
-
 impl Storage {
     /// Storage on an opened redb [`Store`].
     pub fn redb(store: Store) -> Self {
-        let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
         Storage {
             inner: Arc::new(Inner {
-                backend: Backend::Redb(store),
-                changes,
+                backend: Backend::Redb(RedbBackend::new(store)),
+                feeds: Arc::new(Feeds::new()),
             }),
         }
+    }
+
+    /// Storage in PostgreSQL (`store.postgres`): connects, creates or
+    /// migrates the schema, and starts the writer and the change listener.
+    /// Errors never contain the connection string.
+    pub async fn postgres(url: &str, opts: StoreOptions) -> Result<Self, StoreError> {
+        let feeds = Arc::new(Feeds::new());
+        let pg = Postgres::open(url, opts, feeds.clone()).await?;
+        Ok(Storage {
+            inner: Arc::new(Inner {
+                backend: Backend::Postgres(pg),
+                feeds,
+            }),
+        })
     }
 
     /// The redb store, for tools that read it directly.
     pub fn as_redb(&self) -> Option<&Store> {
         match &self.inner.backend {
-            Backend::Redb(s) => Some(s),
+            Backend::Redb(r) => Some(&r.store),
+            Backend::Postgres(_) => None,
         }
     }
 
-    /// Request changes as they are committed.
+    /// Whether other processes change this store too (several replicas):
+    /// then held requests must be re-checked, not only announced.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.backend, Backend::Postgres(_))
+    }
+
+    /// Every request change as it is committed, this replica's and (with
+    /// PostgreSQL) the others' (SSE).
     pub fn subscribe(&self) -> broadcast::Receiver<RequestRecord> {
-        self.inner.changes.subscribe()
+        self.inner.feeds.changes.subscribe()
+    }
+
+    /// Only the changes this process made (notifications: each replica
+    /// notifies about its own work, so nothing is sent twice).
+    pub fn subscribe_own(&self) -> broadcast::Receiver<RequestRecord> {
+        self.inner.feeds.own.subscribe()
+    }
+
+    /// Held requests changed by another replica (never, with redb).
+    pub fn held_elsewhere(&self) -> broadcast::Receiver<RequestRecord> {
+        self.inner.feeds.held_elsewhere.subscribe()
     }
 
     /// Appends the batch's events and upserts its records atomically, waiting as
@@ -97,13 +209,20 @@ impl Storage {
     /// resolves; once it has, the batch will be committed.
     pub async fn send(&self, batch: Batch, wait: Wait) -> Result<Sent, StoreError> {
         let announced = self.to_announce(&batch);
-        let submitted = match &self.inner.backend {
-            Backend::Redb(s) => s.submit(batch, wait == Wait::Durable).await?,
+        let durable = wait == Wait::Durable;
+        let (submitted, held) = match &self.inner.backend {
+            Backend::Redb(r) => {
+                r.track(&batch.upserts);
+                let held = held_ids(&batch);
+                (r.store.submit(batch, durable).await?, held)
+            }
+            Backend::Postgres(p) => (p.submit(batch, durable).await?, Vec::new()),
         };
         Ok(Sent {
             storage: self.clone(),
             submitted,
             announced,
+            held,
         })
     }
 
@@ -113,37 +232,32 @@ impl Storage {
     pub fn commit_now(&self, batch: Batch) -> Result<(), StoreError> {
         let announced = self.to_announce(&batch);
         match &self.inner.backend {
-            Backend::Redb(s) => s.commit_unbounded(batch)?,
+            Backend::Redb(r) => {
+                r.track(&batch.upserts);
+                r.store.commit_unbounded(batch)?;
+            }
+            Backend::Postgres(p) => p.submit_now(batch)?,
         }
-        self.announce(announced);
+        self.inner.feeds.local(announced);
         Ok(())
     }
 
     /// Copies of the records for the subscribers, only when there are any: with
     /// no dashboard or notifier listening the hot path skips the clone.
     fn to_announce(&self, batch: &Batch) -> Vec<RequestRecord> {
-        if self.inner.changes.receiver_count() == 0 {
+        if !self.inner.feeds.wants_local() {
             return Vec::new();
         }
         batch.upserts.clone()
     }
 
-    fn announce(&self, records: Vec<RequestRecord>) {
-        for r in records {
-            // A subscriber may have left meanwhile: that is normal.
-            let _ = self.inner.changes.send(r);
-        }
-    }
-
     /// Runs a blocking read of the redb store on the blocking pool.
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn read<T, F>(store: &Store, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let store = match &self.inner.backend {
-            Backend::Redb(s) => s.clone(),
-        };
+        let store = store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| StoreError::Storage(format!("store read task: {e}")))?
@@ -152,7 +266,27 @@ impl Storage {
     /// One request record.
     pub async fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
         let id = id.to_string();
-        self.read(move |s| s.get_request(&id)).await
+        match &self.inner.backend {
+            Backend::Redb(r) => Self::read(&r.store, move |s| s.get_request(&id)).await,
+            Backend::Postgres(p) => p.get_request(&id).await,
+        }
+    }
+
+    /// Several request records (those that exist), in no particular order.
+    pub async fn get_requests(&self, ids: Vec<String>) -> Result<Vec<RequestRecord>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(r) => {
+                Self::read(&r.store, move |s| {
+                    let mut out = Vec::with_capacity(ids.len());
+                    for id in &ids {
+                        out.extend(s.get_request(id)?);
+                    }
+                    Ok(out)
+                })
+                .await
+            }
+            Backend::Postgres(p) => p.get_requests(&ids).await,
+        }
     }
 
     /// A page of requests, newest first, and the cursor of the next page.
@@ -162,19 +296,149 @@ impl Storage {
         limit: usize,
         cursor: Option<String>,
     ) -> Result<(Vec<RequestRecord>, Option<String>), StoreError> {
-        self.read(move |s| s.list_requests(&filter, limit, cursor.as_deref()))
-            .await
+        match &self.inner.backend {
+            Backend::Redb(r) => {
+                Self::read(&r.store, move |s| {
+                    s.list_requests(&filter, limit, cursor.as_deref())
+                })
+                .await
+            }
+            Backend::Postgres(p) => p.list_requests(&filter, limit, cursor.as_deref()).await,
+        }
     }
 
     /// The audit events of one request, in order.
     pub async fn events_for_request(&self, id: &str) -> Result<Vec<AuditEvent>, StoreError> {
         let id = id.to_string();
-        self.read(move |s| s.events_for_request(&id)).await
+        match &self.inner.backend {
+            Backend::Redb(r) => Self::read(&r.store, move |s| s.events_for_request(&id)).await,
+            Backend::Postgres(p) => p.events_for_request(&id).await,
+        }
     }
 
-    /// Requests still open (pending, or approved with the retry unused).
+    /// Requests still open (pending, or approved with the retry unused), oldest first.
     pub async fn open_requests(&self) -> Result<Vec<RequestRecord>, StoreError> {
-        self.read(|s| s.pending_requests()).await
+        match &self.inner.backend {
+            Backend::Redb(r) => Ok(r.open().all()),
+            Backend::Postgres(p) => p.open_requests().await,
+        }
+    }
+
+    /// The newest open request with this retry key (an identical call joins
+    /// it while pending, or uses its retry once approved).
+    pub async fn find_open(&self, retry_key: &str) -> Result<Option<RequestRecord>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(r) => Ok(r.open().find(retry_key).cloned()),
+            Backend::Postgres(p) => p.find_open(retry_key).await,
+        }
+    }
+
+    /// Requests of `agent` pending now.
+    pub async fn pending_count(&self, agent: &str) -> Result<usize, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(r) => Ok(r.open().pending(agent)),
+            Backend::Postgres(p) => p.pending_count(agent).await,
+        }
+    }
+
+    /// Requests pending now, all agents (PostgreSQL: as of the last check,
+    /// at most a second old).
+    pub fn pending_total(&self) -> usize {
+        match &self.inner.backend {
+            Backend::Redb(r) => r.open().pending_total(),
+            Backend::Postgres(p) => p.pending_total(),
+        }
+    }
+
+    /// Open requests whose window ended at `now`: pending past `expires_at`,
+    /// approved and unused for longer than `retry_window`.
+    pub async fn due_for_expiry(
+        &self,
+        now: OffsetDateTime,
+        retry_window: Duration,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(r) => Ok(r.open().due(now, retry_window)),
+            Backend::Postgres(p) => p.due_for_expiry(now, retry_window).await,
+        }
+    }
+
+    /// Records a new pending request with its event — unless an identical one
+    /// (same retry key) is pending already, across every replica: then
+    /// nothing is written and that one is returned to be joined.
+    pub async fn insert_pending(
+        &self,
+        record: RequestRecord,
+        event: NewEvent,
+    ) -> Result<Parked, StoreError> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            match &this.inner.backend {
+                Backend::Redb(r) => {
+                    let _one_at_a_time = r.update.lock().await;
+                    let existing = r.open().find(&record.retry_key).cloned();
+                    if let Some(p) = existing.filter(|p| p.status == Status::Pending) {
+                        return Ok(Parked::Existing(Box::new(p)));
+                    }
+                    this.commit(Batch::one(event, record), Wait::Durable)
+                        .await
+                        .map(|()| Parked::Inserted)
+                }
+                Backend::Postgres(p) => {
+                    let parked = p.insert_pending(record.clone(), event).await?;
+                    if matches!(parked, Parked::Inserted) {
+                        this.inner.feeds.local(vec![record]);
+                    }
+                    Ok(parked)
+                }
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Storage(format!("store task: {e}")))?
+    }
+
+    /// Reads request `id` (None when unknown), lets `f` decide, and writes
+    /// what it says together with its events — atomically, across every
+    /// replica: no other change of that request comes in between. Runs to
+    /// the end even if the caller goes away.
+    pub async fn update_request<T, F>(&self, id: &str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Option<RequestRecord>) -> Update<T> + Send + 'static,
+    {
+        let this = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            match &this.inner.backend {
+                Backend::Redb(r) => {
+                    let _one_at_a_time = r.update.lock().await;
+                    let indexed = r.open().get(&id).cloned();
+                    let current = match indexed {
+                        Some(rec) => Some(rec),
+                        None => this.get_request(&id).await?,
+                    };
+                    match f(current) {
+                        Update::Keep(t) => Ok(t),
+                        Update::Write(record, events, t) => {
+                            let batch = Batch {
+                                events,
+                                upserts: vec![*record],
+                            };
+                            this.commit(batch, Wait::Durable).await.map(|()| t)
+                        }
+                    }
+                }
+                Backend::Postgres(p) => {
+                    let (t, written) = p.update_request(&id, f).await?;
+                    if let Some(record) = written {
+                        this.inner.feeds.local(vec![record]);
+                    }
+                    Ok(t)
+                }
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Storage(format!("store task: {e}")))?
     }
 
     /// Audit events after `after_seq`, at most `limit`.
@@ -183,23 +447,34 @@ impl Storage {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        self.read(move |s| s.audit_after(after_seq, limit)).await
+        match &self.inner.backend {
+            Backend::Redb(r) => {
+                Self::read(&r.store, move |s| s.audit_after(after_seq, limit)).await
+            }
+            Backend::Postgres(p) => p.audit_after(after_seq, limit).await,
+        }
     }
 
     /// Recomputes the whole hash chain.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        self.read(|s| s.verify()).await
+        match &self.inner.backend {
+            Backend::Redb(r) => Self::read(&r.store, |s| s.verify()).await,
+            Backend::Postgres(p) => p.verify().await,
+        }
     }
 
     /// Number of requests per decision.
     pub async fn counts_by_decision(
         &self,
     ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
-        self.read(|s| s.counts_by_decision()).await
+        match &self.inner.backend {
+            Backend::Redb(r) => Self::read(&r.store, |s| s.counts_by_decision()).await,
+            Backend::Postgres(p) => p.counts_by_decision().await,
+        }
     }
 
     /// Writes the audit log as JSON Lines into `out` (blocking: call it from
-    /// the blocking pool); returns how many events.
+    /// the blocking pool, inside the runtime); returns how many events.
     pub fn export_blocking(
         &self,
         since: Option<OffsetDateTime>,
@@ -207,7 +482,8 @@ impl Storage {
         out: &mut impl Write,
     ) -> Result<u64, StoreError> {
         match &self.inner.backend {
-            Backend::Redb(s) => s.export(since, until, out),
+            Backend::Redb(r) => r.store.export(since, until, out),
+            Backend::Postgres(p) => p.export_blocking(since, until, out),
         }
     }
 
@@ -216,28 +492,42 @@ impl Storage {
     /// hold registry) is the same one (SPEC §11).
     pub fn redact_record(&self, rec: &mut RequestRecord) {
         match &self.inner.backend {
-            Backend::Redb(s) => s.redact_record(rec),
+            Backend::Redb(r) => r.store.redact_record(rec),
+            Backend::Postgres(p) => p.redact_record(rec),
         }
     }
 
     /// Why the store cannot commit right now; `None` when it can (SPEC §13.10).
     pub fn fault(&self) -> Option<String> {
         match &self.inner.backend {
-            Backend::Redb(s) => s.fault(),
+            Backend::Redb(r) => r.store.fault(),
+            Backend::Postgres(p) => p.fault(),
         }
     }
 
     /// Writer counters.
     pub fn stats(&self) -> Stats {
         match &self.inner.backend {
-            Backend::Redb(s) => s.stats(),
+            Backend::Redb(r) => r.store.stats(),
+            Backend::Postgres(p) => p.stats(),
         }
     }
 
     /// Commits what is queued and stops writing; later commits fail.
     pub async fn close(&self) -> Result<(), StoreError> {
         match &self.inner.backend {
-            Backend::Redb(s) => s.close().await,
+            Backend::Redb(r) => r.store.close().await,
+            Backend::Postgres(p) => p.close().await,
         }
     }
+}
+
+/// Ids of the held requests a batch writes (the redb index follows them).
+fn held_ids(batch: &Batch) -> Vec<String> {
+    batch
+        .upserts
+        .iter()
+        .filter(|r| r.decision == "REQUIRE_APPROVAL")
+        .map(|r| r.id.clone())
+        .collect()
 }

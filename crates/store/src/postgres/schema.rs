@@ -1,0 +1,98 @@
+//! The PostgreSQL schema: created and migrated at start inside one
+//! transaction under an advisory lock, so replicas starting together take
+//! turns; a database whose schema is newer than this binary is refused.
+
+use deadpool_postgres::Client;
+
+use super::connect::Failure;
+use crate::chain::GENESIS_HASH;
+use crate::error::StoreError;
+
+/// The schema version this binary writes.
+pub(super) const VERSION: i32 = 1;
+
+/// Key of the advisory lock that serialises migrations ("sudomode" in ASCII).
+const LOCK_KEY: i64 = 0x7375_646f_6d6f_6465;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: [&str; VERSION as usize] = [r#"
+CREATE TABLE sudomode_requests (
+    id text PRIMARY KEY,
+    created_at timestamptz NOT NULL,
+    agent text NOT NULL,
+    status text NOT NULL,
+    decision text NOT NULL,
+    resource text NOT NULL,
+    action text NOT NULL,
+    retry_key text NOT NULL,
+    expires_at timestamptz,
+    approved_at timestamptz,
+    open boolean NOT NULL,
+    record text NOT NULL
+);
+-- At most one pending request per retry key, whichever replica parks it.
+CREATE UNIQUE INDEX sudomode_requests_one_pending
+    ON sudomode_requests (retry_key) WHERE status = 'pending';
+CREATE INDEX sudomode_requests_open ON sudomode_requests (retry_key, id) WHERE open;
+CREATE INDEX sudomode_requests_pending_agent
+    ON sudomode_requests (agent) WHERE status = 'pending';
+CREATE INDEX sudomode_requests_status ON sudomode_requests (status, id);
+CREATE INDEX sudomode_requests_agent ON sudomode_requests (agent, id);
+CREATE INDEX sudomode_requests_resource ON sudomode_requests (resource, id);
+CREATE INDEX sudomode_requests_decision ON sudomode_requests (decision, id);
+CREATE TABLE sudomode_audit (
+    seq bigint PRIMARY KEY,
+    request_id text,
+    at timestamptz NOT NULL,
+    line text NOT NULL
+);
+CREATE INDEX sudomode_audit_request
+    ON sudomode_audit (request_id, seq) WHERE request_id IS NOT NULL;
+-- The chain head: every append locks this one row, so seq has one order.
+CREATE TABLE sudomode_chain_head (
+    id integer PRIMARY KEY CHECK (id = 1),
+    seq bigint NOT NULL,
+    hash text NOT NULL,
+    at timestamptz NOT NULL
+);
+INSERT INTO sudomode_chain_head VALUES (1, 0, '$GENESIS', 'epoch');
+"#];
+
+/// Creates or migrates the schema; refuses one newer than [`VERSION`].
+pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(Failure::from)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(Failure::from)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS sudomode_schema (version integer NOT NULL)")
+        .await
+        .map_err(Failure::from)?;
+    let found: Option<i32> = tx
+        .query_one("SELECT max(version) FROM sudomode_schema", &[])
+        .await
+        .map_err(Failure::from)?
+        .get(0);
+    let found = found.unwrap_or(0);
+    if found > VERSION {
+        return Err(StoreError::Storage(format!(
+            "the PostgreSQL schema is version {found}, newer than this SudoMode knows \
+             (version {VERSION}): upgrade SudoMode on this replica (another replica runs a newer one)"
+        )));
+    }
+    for (v, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(&sql.replace("$GENESIS", GENESIS_HASH))
+            .await
+            .map_err(Failure::from)?;
+        tracing::info!(version = v + 1, "PostgreSQL schema migrated");
+    }
+    if found < VERSION {
+        tx.execute("DELETE FROM sudomode_schema", &[])
+            .await
+            .map_err(Failure::from)?;
+        tx.execute("INSERT INTO sudomode_schema VALUES ($1)", &[&VERSION])
+            .await
+            .map_err(Failure::from)?;
+    }
+    tx.commit().await.map_err(Failure::from)?;
+    Ok(())
+}

@@ -1,0 +1,520 @@
+//! Several replicas on one PostgreSQL database (SPEC §15): two real
+//! `sudomode run` processes share held requests, the retry grant and one
+//! audit chain; the database going away fails closed and recovers.
+//!
+//! The database: `SUDOMODE_TEST_POSTGRES` (scripts/test starts a throwaway
+//! server), else a cluster of the test's own (see `common::Pg`).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const POLICY: &str = r#"
+rules:
+  - name: charges_need_a_human
+    resource: stripe.charges
+    action: create
+    decision: REQUIRE_APPROVAL
+    reason: money movement
+  - name: refunds_expire_fast
+    resource: stripe.refunds
+    action: create
+    decision: REQUIRE_APPROVAL
+    timeout: 1s
+    reason: refunds
+  - name: read
+    resource: "*"
+    action: [retrieve, list, get]
+    decision: ALLOW
+"#;
+
+const OPS: &str = "operators:
+  - {name: alice, token: alice-token-1, role: approver}
+  - {name: bob, token: bob-token-22, role: approver}
+agents:
+  - {name: bot, token: bot-token-1}
+hold:
+  retry_window: 30s
+";
+
+const ALICE: &str = "alice-token-1";
+/// A password in the URL: trust authentication ignores it, and it must
+/// never appear in logs, errors or API output.
+const DB_PASSWORD: &str = "Db-Pa55word-9f3e";
+
+struct World {
+    _ca: TestCa,
+    up: Upstream,
+    a: SudoMode,
+    b: SudoMode,
+}
+
+fn opts(up: &Upstream, ca: &TestCa) -> Options<'static> {
+    Options {
+        policy: POLICY,
+        resolve: vec![("api.stripe.com:443".into(), up.addr)],
+        ca_files: vec![ca.pem.clone()],
+        ..Default::default()
+    }
+}
+
+fn with_password(url: &str) -> String {
+    url.replacen("postgres@", &format!("postgres:{DB_PASSWORD}@"), 1)
+}
+
+/// Two replicas, A and B, on the database `pg`, sharing one CA.
+async fn world(pg: &Pg) -> World {
+    install_crypto();
+    let ca = TestCa::new("Upstream Test CA");
+    let up = Upstream::https(&ca, &["api.stripe.com"]).await;
+    let url = with_password(&pg.url);
+    let a = SudoMode::replica(&url, None, opts(&up, &ca), OPS);
+    let b = SudoMode::replica(&url, Some(&a), opts(&up, &ca), OPS);
+    World { _ca: ca, up, a, b }
+}
+
+fn bot(sm: &SudoMode, timeout: Duration) -> reqwest::Client {
+    install_crypto();
+    let ca = reqwest::Certificate::from_pem(sm.ca_pem().as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://bot:bot-token-1@{}", sm.proxy)).unwrap())
+        .tls_certs_only([ca])
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+fn post(
+    client: &reqwest::Client,
+    path: &str,
+    body: &str,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let req = client
+        .post(format!("https://api.stripe.com{path}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string());
+    tokio::spawn(req.send())
+}
+
+async fn approve(sm: &SudoMode, id: &str) -> (u16, Value) {
+    sm.api_post(&format!("/api/v1/requests/{id}/approve"), ALICE, json!({}))
+        .await
+}
+
+async fn request(sm: &SudoMode, id: &str) -> Value {
+    sm.api_get(&format!("/api/v1/requests/{id}"), ALICE).await.1
+}
+
+fn event_types(r: &Value) -> Vec<String> {
+    r["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| e["type"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `f` holds, or fails with `what`.
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `sudomode ARGS` in a replica's directory, with its database URL.
+fn cli_with_db(sm: &SudoMode, url: &str, args: &[&str]) -> CliOut {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .current_dir(sm.dir.path())
+        .env("SUDOMODE_DATABASE_URL", url)
+        .env("SUDOMODE_LOG", "warn")
+        .output()
+        .unwrap();
+    CliOut {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn no_password(sm: &SudoMode) {
+    let logs = sm.logs();
+    assert!(!logs.contains(DB_PASSWORD), "the password is in the logs");
+}
+
+#[tokio::test]
+async fn an_approval_on_b_releases_the_call_held_on_a() {
+    let pg = Pg::database();
+    let w = world(&pg).await;
+    let call = post(
+        &bot(&w.a, Duration::from_secs(60)),
+        "/v1/charges",
+        "amount=5000&currency=usd",
+    );
+    // B sees A's held request: the store is shared.
+    let pending = w.b.wait_pending(ALICE, 1).await;
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    assert!(
+        w.up.requests().is_empty(),
+        "nothing goes upstream before approval"
+    );
+    let (s, rec) = approve(&w.b, &id).await;
+    assert_eq!(s, 200, "{rec}");
+    let resp = call.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-sudomode-request-id"], id.as_str());
+    let got = w.up.requests();
+    assert_eq!(got.len(), 1, "forwarded exactly once");
+    assert_eq!(got[0].body, b"amount=5000&currency=usd");
+    // A second approval, on either replica, is a conflict.
+    assert_eq!(approve(&w.a, &id).await.0, 409);
+    eventually("the request completes", || async {
+        request(&w.a, &id).await["status"] == "completed"
+    })
+    .await;
+    no_password(&w.a);
+    no_password(&w.b);
+}
+
+#[tokio::test]
+async fn identical_calls_on_a_and_b_join_one_pending_request() {
+    let pg = Pg::database();
+    let w = world(&pg).await;
+    let body = "amount=777&currency=eur";
+    let on_a = post(&bot(&w.a, Duration::from_secs(60)), "/v1/charges", body);
+    let on_b = post(&bot(&w.b, Duration::from_secs(60)), "/v1/charges", body);
+    let pending = w.a.wait_pending(ALICE, 1).await;
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    eventually("the second call joins", || async {
+        event_types(&request(&w.b, &id).await).contains(&"request.joined".to_string())
+    })
+    .await;
+    let (_, v) = w.b.api_get("/api/v1/requests?status=pending", ALICE).await;
+    assert_eq!(
+        v["requests"].as_array().unwrap().len(),
+        1,
+        "one pending request for both calls: {v}"
+    );
+    assert_eq!(approve(&w.b, &id).await.0, 200);
+    let (ra, rb) = (on_a.await.unwrap().unwrap(), on_b.await.unwrap().unwrap());
+    let mut statuses = [ra.status().as_u16(), rb.status().as_u16()];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [200, 403],
+        "one forwards, the other is told it was forwarded once"
+    );
+    assert_eq!(w.up.requests().len(), 1, "forwarded exactly once");
+}
+
+#[tokio::test]
+async fn a_retry_after_the_agent_gave_up_goes_through_once_on_either_replica() {
+    let pg = Pg::database();
+    let w = world(&pg).await;
+    let body = "amount=4242&currency=usd";
+    // The agent's SDK gives up long before a human answers.
+    let first = post(&bot(&w.a, Duration::from_secs(2)), "/v1/charges", body);
+    let pending = w.a.wait_pending(ALICE, 1).await;
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    assert!(first.await.unwrap().is_err(), "the agent timed out");
+    assert_eq!(approve(&w.b, &id).await.0, 200);
+    // Its retries reach both replicas at once: exactly one uses the grant.
+    let on_a = post(&bot(&w.a, Duration::from_secs(4)), "/v1/charges", body);
+    let on_b = post(&bot(&w.b, Duration::from_secs(4)), "/v1/charges", body);
+    let results = [on_a.await.unwrap(), on_b.await.unwrap()];
+    let ok: Vec<&reqwest::Response> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|r| r.status() == 200)
+        .collect();
+    assert_eq!(ok.len(), 1, "exactly one retry went through: {results:?}");
+    assert_eq!(ok[0].headers()["x-sudomode-request-id"], id.as_str());
+    assert_eq!(w.up.requests().len(), 1, "forwarded exactly once");
+    let r = request(&w.a, &id).await;
+    let granted = event_types(&r)
+        .iter()
+        .filter(|t| *t == "request.retry_granted")
+        .count();
+    assert_eq!(granted, 1, "{r}");
+}
+
+#[tokio::test]
+async fn a_replica_killed_with_a_held_call_loses_nothing() {
+    let pg = Pg::database();
+    let mut w = world(&pg).await;
+    let body = "amount=9000&currency=usd";
+    let first = post(&bot(&w.a, Duration::from_secs(60)), "/v1/charges", body);
+    let pending = w.b.wait_pending(ALICE, 1).await;
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    w.a.kill9();
+    assert!(first.await.unwrap().is_err(), "A died with the call");
+    assert_eq!(approve(&w.b, &id).await.0, 200);
+    let retry = post(&bot(&w.b, Duration::from_secs(20)), "/v1/charges", body)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.headers()["x-sudomode-request-id"], id.as_str());
+    assert_eq!(w.up.requests().len(), 1);
+    // The grant is used: one more identical call is held anew.
+    let again = post(&bot(&w.b, Duration::from_secs(2)), "/v1/charges", body);
+    assert!(again.await.unwrap().is_err(), "held again, not forwarded");
+    assert_eq!(w.up.requests().len(), 1, "forwarded exactly once");
+}
+
+#[tokio::test]
+async fn one_chain_verifies_from_both_replicas_and_the_cli() {
+    let pg = Pg::database();
+    let w = world(&pg).await;
+    let (ca, cb) = (
+        bot(&w.a, Duration::from_secs(30)),
+        bot(&w.b, Duration::from_secs(30)),
+    );
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let c = if i % 2 == 0 { &ca } else { &cb };
+        calls.push(tokio::spawn(
+            c.get(format!("https://api.stripe.com/v1/charges/ch_{i}"))
+                .send(),
+        ));
+    }
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap().status(), 200);
+    }
+    // The ends of the requests are written just after the answers: wait
+    // until both replicas see the same, whole chain.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let va = loop {
+        let (_, a) = w.a.api_get("/api/v1/audit/verify", ALICE).await;
+        let (_, b) = w.b.api_get("/api/v1/audit/verify", ALICE).await;
+        assert_eq!(a["ok"], true, "{a}");
+        assert_eq!(b["ok"], true, "{b}");
+        // 40 decided + 40 forwarded, and each replica's start events.
+        if a == b && a["events"].as_u64().unwrap() >= 84 {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "{a} {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let seqs = pg.sql("SELECT count(*) = max(seq) AND min(seq) = 1 FROM sudomode_audit");
+    assert_eq!(seqs, "t", "seq has no gaps or duplicates");
+    // The command line reads the database directly.
+    let url = with_password(&pg.url);
+    let out = cli_with_db(&w.a, &url, &["audit", "verify", "-c", "sudomode.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.starts_with("ok: "), "{}", out.all());
+    assert!(
+        out.stdout.contains(va["head_hash"].as_str().unwrap()),
+        "{}",
+        out.all()
+    );
+    let export = cli_with_db(&w.b, &url, &["audit", "export", "-c", "sudomode.yaml"]);
+    assert_eq!(export.code, 0, "{}", export.all());
+    let report = sudomode_store::verify_lines(export.stdout.as_bytes()).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert!(!out.all().contains(DB_PASSWORD) && !export.stderr.contains(DB_PASSWORD));
+}
+
+#[tokio::test]
+async fn the_event_stream_of_b_shows_what_a_holds() {
+    let pg = Pg::database();
+    let w = world(&pg).await;
+    let mut sse =
+        w.b.api()
+            .get(w.b.dashboard_url("/api/v1/events"))
+            .bearer_auth(ALICE)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(sse.status(), 200);
+    let _call = post(
+        &bot(&w.a, Duration::from_secs(60)),
+        "/v1/charges",
+        "amount=31&currency=usd",
+    );
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.contains("\"status\":\"pending\"") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, sse.chunk()).await {
+            Ok(Ok(Some(c))) => seen.push_str(&String::from_utf8_lossy(&c)),
+            other => panic!("no event from A on B's stream: {other:?} {seen}"),
+        }
+    }
+    assert!(seen.contains("stripe.charges"), "{seen}");
+}
+
+#[tokio::test]
+async fn an_expiry_is_recorded_once_whichever_replica_sweeps() {
+    let pg = Pg::database();
+    let w = world(&pg).await;
+    let mut calls = Vec::new();
+    for i in 0..6 {
+        let sm = if i % 2 == 0 { &w.a } else { &w.b };
+        calls.push(post(
+            &bot(sm, Duration::from_secs(30)),
+            "/v1/refunds",
+            &format!("charge=ch_{i}"),
+        ));
+    }
+    for c in calls {
+        let resp = c.await.unwrap().unwrap();
+        let (status, v) = error_body(resp).await;
+        assert_eq!(status, 403, "{v}");
+        assert_eq!(v["error"]["type"], "expired", "{v}");
+    }
+    let expired = pg.sql(
+        "SELECT count(*) FROM sudomode_audit WHERE line LIKE '%\"type\":\"request.expired\"%'",
+    );
+    assert_eq!(expired, "6", "one expiry event per request");
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM sudomode_requests WHERE status = 'expired'"),
+        "6"
+    );
+}
+
+#[tokio::test]
+async fn replicas_starting_together_on_a_fresh_database_share_one_schema() {
+    let pg = Pg::database();
+    install_crypto();
+    let ca = TestCa::new("Upstream Test CA");
+    let up = Upstream::https(&ca, &["api.stripe.com"]).await;
+    let url = pg.url.clone();
+    let starts: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, o) = (url.clone(), opts(&up, &ca));
+            std::thread::spawn(move || SudoMode::replica(&url, None, o, OPS))
+        })
+        .collect();
+    let replicas: Vec<SudoMode> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(pg.sql("SELECT version FROM sudomode_schema"), "1");
+    for r in &replicas {
+        let (_, v) = r.api_get("/api/v1/audit/verify", ALICE).await;
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let started = pg
+        .sql("SELECT count(*) FROM sudomode_audit WHERE line LIKE '%\"type\":\"server.started\"%'");
+    assert_eq!(started, "2");
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_is_a_clear_startup_error() {
+    let pg = Pg::database();
+    pg.sql("CREATE TABLE sudomode_schema (version integer NOT NULL); INSERT INTO sudomode_schema VALUES (99)");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sudomode.yaml"),
+        "store:\n  postgres: \"${env:SUDOMODE_DATABASE_URL}\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args([
+            "run",
+            "-c",
+            "sudomode.yaml",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--dashboard-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .env("SUDOMODE_DATABASE_URL", with_password(&pg.url))
+        .env("SUDOMODE_ADMIN_TOKEN", "admin-token-123")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("version 99"), "{stderr}");
+    assert!(stderr.contains("newer than this SudoMode"), "{stderr}");
+    assert!(!stderr.contains(DB_PASSWORD), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_database_going_away_fails_closed_and_service_resumes_by_itself() {
+    let pg = Pg::own_cluster();
+    let w = world(&pg).await;
+    let client = bot(&w.a, Duration::from_secs(30));
+    let get = || client.get("https://api.stripe.com/v1/charges/ch_1").send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    let forwarded = w.up.requests().len();
+
+    pg.cluster().halt();
+    let mut refused = None;
+    for _ in 0..50 {
+        let resp = get().await.unwrap();
+        if resp.status() != 200 {
+            refused = Some(error_body(resp).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, err) = refused.expect("requests kept going through without a database");
+    assert_eq!(
+        (status, err["error"]["type"].as_str()),
+        (503, Some("store_unavailable")),
+        "{err}"
+    );
+    assert_eq!(
+        w.up.requests().len(),
+        forwarded,
+        "nothing went upstream unrecorded"
+    );
+    // B notices too, without serving a request: /healthz sends load
+    // balancers elsewhere.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let hv: Value = loop {
+        let health =
+            w.b.api()
+                .get(w.b.dashboard_url("/healthz"))
+                .send()
+                .await
+                .unwrap();
+        if health.status() == 503 {
+            break health.json().await.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never reported the database gone"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(hv["reason"].as_str().unwrap().contains("store"), "{hv}");
+    assert!(!hv.to_string().contains(DB_PASSWORD));
+    // Operators are refused too, with the same type.
+    let (s, v) = w.b.api_get("/api/v1/requests", ALICE).await;
+    assert_eq!(
+        (s, v["error"]["type"].as_str()),
+        (503, Some("store_unavailable")),
+        "{v}"
+    );
+
+    pg.cluster().resume();
+    for sm in [&w.a, &w.b] {
+        eventually("the replica reports healthy again", || async {
+            let r = sm
+                .api()
+                .get(sm.dashboard_url("/healthz"))
+                .send()
+                .await
+                .unwrap();
+            r.status() == 200
+        })
+        .await;
+    }
+    assert_eq!(get().await.unwrap().status(), 200);
+    let (_, v) = w.b.api_get("/api/v1/audit/verify", ALICE).await;
+    assert_eq!(v["ok"], true, "{v}");
+    no_password(&w.a);
+    no_password(&w.b);
+}
