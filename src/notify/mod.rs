@@ -184,14 +184,16 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     // Nothing to send: do not even subscribe, so the hot path's
-    // announcements cost nothing extra.
-    // This replica's own changes only: with several replicas each notifies
-    // about what it did, so nothing is posted or delivered twice.
+    // announcements cost nothing extra. This replica's own changes: with
+    // several replicas each notifies about what it did, so nothing is
+    // posted or delivered twice; decisions taken elsewhere only update the
+    // Slack messages posted here.
+    let storage = state.core.recorder.storage();
     let changes =
-        (!notifications.is_empty()).then(|| state.core.recorder.storage().subscribe_own());
+        (!notifications.is_empty()).then(|| (storage.subscribe_own(), storage.held_elsewhere()));
     tokio::spawn(async move {
-        if let Some(changes) = changes {
-            follow(changes, notifications, shutdown).await;
+        if let Some((changes, elsewhere)) = changes {
+            follow(changes, elsewhere, notifications, shutdown).await;
         }
     })
 }
@@ -199,6 +201,7 @@ pub fn spawn(
 /// Follows the recorder's announcements until shutdown and notifies.
 async fn follow(
     mut changes: broadcast::Receiver<RequestRecord>,
+    mut elsewhere: broadcast::Receiver<RequestRecord>,
     notifications: Arc<Notifications>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -207,6 +210,10 @@ async fn follow(
         let record = tokio::select! {
             _ = shutdown.changed() => return,
             r = changes.recv() => r,
+            Ok(r) = elsewhere.recv() => {
+                decided_elsewhere(&mut tracked, r);
+                continue;
+            }
         };
         match record {
             Ok(record) => on_change(&notifications, &mut tracked, record),
@@ -314,6 +321,18 @@ fn on_change(n: &Arc<Notifications>, tracked: &mut HashMap<String, Tracked>, r: 
             t.approvals = r.approvals.len();
         }
         _ => {}
+    }
+    forget_if_final(tracked, &r);
+}
+
+/// Another replica decided a request this one posted to Slack: the message
+/// is updated from here, where it is known. (Its webhooks were sent there.)
+fn decided_elsewhere(tracked: &mut HashMap<String, Tracked>, r: RequestRecord) {
+    if r.status == Status::Pending {
+        return;
+    }
+    if let Some(q) = tracked.get_mut(&r.id).and_then(|t| t.slack.take()) {
+        let _ = q.send(SlackJob::Decided(Arc::new(request_json(&r))));
     }
     forget_if_final(tracked, &r);
 }

@@ -8,7 +8,10 @@
 //! Every method is async: backends whose reads block (redb) run them on the
 //! blocking pool, so no caller ever blocks an async worker on the store.
 //! Conditional updates run to the end in their own task, so a caller that
-//! goes away cannot leave one half done.
+//! goes away cannot leave one half done. On redb they are serialised by a
+//! lock held until the write is queued (the writer applies the queue in
+//! order, and the open index follows the queue), not until it is on disk,
+//! so many of them share one fsync.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -375,14 +378,15 @@ impl Storage {
         tokio::spawn(async move {
             match &this.inner.backend {
                 Backend::Redb(r) => {
-                    let _one_at_a_time = r.update.lock().await;
-                    let existing = r.open().find(&record.retry_key).cloned();
-                    if let Some(p) = existing.filter(|p| p.status == Status::Pending) {
-                        return Ok(Parked::Existing(Box::new(p)));
-                    }
-                    this.commit(Batch::one(event, record), Wait::Durable)
-                        .await
-                        .map(|()| Parked::Inserted)
+                    let sent = {
+                        let _one_at_a_time = r.update.lock().await;
+                        let existing = r.open().find(&record.retry_key).cloned();
+                        if let Some(p) = existing.filter(|p| p.status == Status::Pending) {
+                            return Ok(Parked::Existing(Box::new(p)));
+                        }
+                        this.send(Batch::one(event, record), Wait::Durable).await?
+                    };
+                    sent.done().await.map(|()| Parked::Inserted)
                 }
                 Backend::Postgres(p) => {
                     let parked = p.insert_pending(record.clone(), event).await?;
@@ -411,22 +415,31 @@ impl Storage {
         tokio::spawn(async move {
             match &this.inner.backend {
                 Backend::Redb(r) => {
-                    let _one_at_a_time = r.update.lock().await;
-                    let indexed = r.open().get(&id).cloned();
-                    let current = match indexed {
-                        Some(rec) => Some(rec),
-                        None => this.get_request(&id).await?,
-                    };
-                    match f(current) {
-                        Update::Keep(t) => Ok(t),
-                        Update::Write(record, events, t) => {
-                            let batch = Batch {
-                                events,
-                                upserts: vec![*record],
-                            };
-                            this.commit(batch, Wait::Durable).await.map(|()| t)
+                    let (sent, t) = {
+                        let _one_at_a_time = r.update.lock().await;
+                        let indexed = r.open().get(&id).cloned();
+                        let current = match indexed {
+                            Some(rec) => Some(rec),
+                            None => {
+                                // Not open: its last change may still be
+                                // queued (a claim just taken); read it
+                                // once the queue is written.
+                                r.store.flush().await?;
+                                this.get_request(&id).await?
+                            }
+                        };
+                        match f(current) {
+                            Update::Keep(t) => return Ok(t),
+                            Update::Write(record, events, t) => {
+                                let batch = Batch {
+                                    events,
+                                    upserts: vec![*record],
+                                };
+                                (this.send(batch, Wait::Durable).await?, t)
+                            }
                         }
-                    }
+                    };
+                    sent.done().await.map(|()| t)
                 }
                 Backend::Postgres(p) => {
                     let (t, written) = p.update_request(&id, f).await?;
