@@ -518,3 +518,140 @@ async fn the_database_going_away_fails_closed_and_service_resumes_by_itself() {
     no_password(&w.a);
     no_password(&w.b);
 }
+
+#[tokio::test]
+async fn sslmode_require_verifies_the_database_certificate() {
+    install_crypto();
+    let db_ca = TestCa::new("Database Test CA");
+    let cluster = PgCluster::start_tls(&db_ca);
+    psql(&cluster.url("postgres"), "CREATE DATABASE sudomode");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("db-ca.pem");
+    std::fs::write(&ca_path, &db_ca.pem).unwrap();
+    let base = format!(
+        "{}?sslmode=require",
+        with_password(&cluster.url("sudomode"))
+    );
+
+    // Trusting the database's CA: TLS, verified, and the replica works.
+    let url = format!("{base}&sslrootcert={}", ca_path.display());
+    let up = Upstream::https(&db_ca, &["api.stripe.com"]).await;
+    let sm = SudoMode::replica(&url, None, opts(&up, &db_ca), OPS);
+    let (_, v) = sm.api_get("/api/v1/audit/verify", ALICE).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let ssl = psql(
+        &cluster.url("sudomode"),
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE s.ssl AND a.application_name = 'sudomode'",
+    );
+    assert_ne!(ssl, "0", "the replica's connections use TLS");
+    no_password(&sm);
+
+    // Without that CA the certificate does not verify: no start, no secret shown.
+    std::fs::write(
+        dir.path().join("sudomode.yaml"),
+        "store:\n  postgres: \"${env:SUDOMODE_DATABASE_URL}\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args([
+            "run",
+            "-c",
+            "sudomode.yaml",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--dashboard-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .env("SUDOMODE_DATABASE_URL", &base)
+        .env("SUDOMODE_ADMIN_TOKEN", "admin-token-123")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    assert!(!stderr.contains(DB_PASSWORD), "{stderr}");
+}
+
+/// `sudomode run` with `store.postgres` from `$SUDOMODE_DATABASE_URL` = `url`
+/// in a fresh directory; it must exit (not hang) and say why.
+fn start_fails(url: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sudomode.yaml"),
+        "store:\n  postgres: \"${env:SUDOMODE_DATABASE_URL}\"\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "run",
+            "-c",
+            "sudomode.yaml",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--dashboard-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .env("SUDOMODE_DATABASE_URL", url)
+        .env("SUDOMODE_ADMIN_TOKEN", "admin-token-123")
+        .env("SUDOMODE_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("sudomode kept running without its database");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(!all.contains(DB_PASSWORD), "the password is shown: {all}");
+    all
+}
+
+#[tokio::test]
+async fn a_bad_or_unreachable_database_is_a_clear_startup_error_that_hides_the_url() {
+    // Not a PostgreSQL URL: the config file and key, never the value.
+    let out = start_fails(&format!("mysql://app:{DB_PASSWORD}@127.0.0.1/db"));
+    assert!(out.contains("sudomode.yaml"), "{out}");
+    assert!(out.contains("store.postgres"), "{out}");
+    // A PostgreSQL URL the driver refuses.
+    let out = start_fails(&format!(
+        "postgres://app:{DB_PASSWORD}@127.0.0.1/db?sslmode=sometimes"
+    ));
+    assert!(out.contains("sslmode"), "{out}");
+    // Nothing listening there: no start, rather than a replica that cannot
+    // record anything.
+    let closed = format!("postgres://app:{DB_PASSWORD}@127.0.0.1:{}/db", free_port());
+    let out = start_fails(&closed);
+    assert!(out.contains("PostgreSQL"), "{out}");
+}
+
+#[tokio::test]
+async fn the_agent_started_by_exec_never_inherits_the_database_url() {
+    let pg = Pg::database();
+    let w = world(&pg).await;
+    let url = with_password(&pg.url);
+    let out = std::process::Command::new(bin())
+        .args(["exec", "-c", "sudomode.yaml", "--", "env"])
+        .current_dir(w.a.dir.path())
+        .env("SUDOMODE_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let env = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{env}");
+    assert!(env.contains("HTTPS_PROXY="), "{env}");
+    assert!(!env.contains("SUDOMODE_DATABASE_URL"), "{env}");
+    assert!(!env.contains(DB_PASSWORD), "{env}");
+}

@@ -689,6 +689,7 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub port: u16,
+    tls: bool,
 }
 
 fn pg_bin() -> Option<PathBuf> {
@@ -713,6 +714,16 @@ fn as_postgres(bin: &Path, tool: &str) -> Command {
 impl PgCluster {
     /// initdb + start. Needs root (the server runs as user `postgres`).
     pub fn start() -> PgCluster {
+        Self::start_with(None)
+    }
+
+    /// Like [`PgCluster::start`], serving TLS with a certificate for
+    /// 127.0.0.1 from `ca` (and plaintext too, as PostgreSQL does).
+    pub fn start_tls(ca: &TestCa) -> PgCluster {
+        Self::start_with(Some(ca))
+    }
+
+    fn start_with(tls: Option<&TestCa>) -> PgCluster {
         let bin = pg_bin().expect(
             "no PostgreSQL server binaries: apt-get install postgresql, or set SUDOMODE_TEST_POSTGRES (scripts/test does)",
         );
@@ -737,11 +748,44 @@ impl PgCluster {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let c = PgCluster {
+        let mut c = PgCluster {
             dir,
             bin,
             port: free_port(),
+            tls: false,
         };
+        if let Some(ca) = tls {
+            let (chain, key) = ca.leaf(&["127.0.0.1"]);
+            let pem = |label: &str, der: &[u8]| {
+                let b = base64::engine::general_purpose::STANDARD.encode(der);
+                let lines: Vec<&str> = b
+                    .as_bytes()
+                    .chunks(64)
+                    .map(|l| std::str::from_utf8(l).unwrap())
+                    .collect();
+                format!(
+                    "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+                    lines.join("\n")
+                )
+            };
+            let data = c.dir.path().join("data");
+            std::fs::write(data.join("server.crt"), pem("CERTIFICATE", &chain[0])).unwrap();
+            std::fs::write(
+                data.join("server.key"),
+                pem("PRIVATE KEY", key.secret_der()),
+            )
+            .unwrap();
+            for f in ["server.crt", "server.key"] {
+                let p = data.join(f);
+                Command::new("chown")
+                    .arg("postgres")
+                    .arg(&p)
+                    .status()
+                    .unwrap();
+                Command::new("chmod").arg("600").arg(&p).status().unwrap();
+            }
+            c.tls = true;
+        }
         c.resume();
         c
     }
@@ -757,11 +801,14 @@ impl PgCluster {
 
     /// Starts the server again on the same port.
     pub fn resume(&self) {
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.path().display()
         );
+        if self.tls {
+            opts.push_str(" -c ssl=on");
+        }
         let log = self.dir.path().join("log").display().to_string();
         let out = self.ctl(&["-w", "-o", &opts, "-l", &log, "start"]);
         assert!(
