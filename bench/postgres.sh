@@ -69,6 +69,7 @@ if [ -n "${BENCH_POSTGRES:-}" ]; then
 else
   PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   [ -n "$PG_BIN" ] || { echo "no PostgreSQL: apt-get install postgresql, or set BENCH_POSTGRES" >&2; exit 2; }
+  chmod 711 "$TMP" # the server runs as user postgres and must reach its directory
   mkdir -p "$TMP/pg"
   chown postgres "$TMP/pg"
   PG_DATA=$TMP/pg/data
