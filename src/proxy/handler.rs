@@ -57,6 +57,8 @@ async fn run(
         .unwrap_or("/")
         .to_string();
     let raw_url = target.url(&path_and_query);
+    let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
+    *dialect = Dialect::of_request(&target.host, &parts.headers, raw_query, &[]);
     let early = async {
         check_host_header(&call.id, target, &parts)?;
         check_plaintext_credential(state, &call.id, target)?;
@@ -67,7 +69,6 @@ async fn run(
         Ok(b) => b,
         Err(refusal) => return unjudged(state, call, &parts.method, target, refusal).await,
     };
-    let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
     // The judgement (normalised request, intents, decision) is turned into the
     // record and event here and dropped before any await: whatever lives
     // across an await is kept, for a held request, as long as it waits.
@@ -87,7 +88,8 @@ async fn run(
             raw_query,
         },
     );
-    *dialect = Dialect::of(decided.as_ref().map_err(|_| ()), &body);
+    *dialect = Dialect::of_request(&target.host, &parts.headers, raw_query, &body)
+        .judged(decided.as_ref().map_err(|_| ()), &body);
     let decided = match decided {
         Ok(d) => d,
         Err(e) => {

@@ -671,3 +671,62 @@ pub fn cli(dir: &Path, args: &[&str]) -> CliOut {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+// --- Added for tests/newcomer.rs and tests/aws_sdk.rs. ---
+
+impl TestCa {
+    /// (certificate PEM, private key PEM) for the given names, for stand-ins
+    /// that read PEM files (moto_server).
+    pub fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// Runs a Python script from `tests/sdk/` with the agent environment of
+/// `sudomode env` (placeholder AWS keys, AWS checksum settings at their
+/// defaults); returns its last stdout line as JSON.
+pub async fn sdk_script(
+    sm: &SudoMode,
+    script: &str,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> Value {
+    let path = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
+    let bundle = sm.path("certs/ca-bundle.pem").display().to_string();
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(&path)
+        .args(args)
+        .env("HTTPS_PROXY", sm.proxy_url())
+        .env("HTTP_PROXY", sm.proxy_url())
+        .env("NO_PROXY", "")
+        .env("REQUESTS_CA_BUNDLE", &bundle)
+        .env("SSL_CERT_FILE", &bundle)
+        .env("AWS_CA_BUNDLE", &bundle)
+        .env("AWS_ACCESS_KEY_ID", "AKIDPLACEHOLDER0000")
+        .env("AWS_SECRET_ACCESS_KEY", "placeholder-secret")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REQUEST_CHECKSUM_CALCULATION")
+        .env_remove("AWS_RESPONSE_CHECKSUM_VALIDATION")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+    let out = cmd.output().await.expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "{script} {args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}

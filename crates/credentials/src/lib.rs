@@ -180,6 +180,44 @@ impl Injector {
     }
 }
 
+impl Injector {
+    /// Whether the credential for `host` re-signs with AWS keys (an
+    /// `aws-chunked` upload must then be unframed first, see
+    /// [`Injector::apply_unframed`]).
+    pub fn signs_aws(&self, host: &str) -> bool {
+        self.entry_for(host)
+            .is_some_and(|e| matches!(e.action, Action::Aws(_)))
+    }
+
+    /// [`Injector::apply`] for an `aws-chunked` upload whose framing the
+    /// caller took off (`body`, `trailers`): with an `aws` credential the
+    /// request becomes an ordinary signed upload of `body` — framing headers
+    /// removed, trailing `x-amz-checksum-*` values moved into headers,
+    /// `Content-Length` the decoded size — so S3 still verifies the checksum
+    /// (SPEC §7). Any other credential is applied as by `apply` (the caller
+    /// then forwards the framed bytes unchanged).
+    pub fn apply_unframed(
+        &self,
+        host: &str,
+        req: &mut http::request::Parts,
+        body: &[u8],
+        trailers: &[(String, String)],
+    ) -> Result<Option<String>, CredentialError> {
+        let Some(entry) = self.entry_for(host) else {
+            return Ok(None);
+        };
+        check_destination(host, &req.uri)?;
+        let Action::Aws(keys) = &entry.action else {
+            return Err(CredentialError::InvalidRequest(
+                "an unframed aws-chunked body can only be re-signed by an aws credential".into(),
+            ));
+        };
+        sigv4::unchunk(&mut req.headers, trailers, body.len())?;
+        sigv4::resign(keys, req, body, SystemTime::now())?;
+        Ok(Some(entry.name.clone()))
+    }
+}
+
 /// Refuses when the URI names another host than the one the credential was matched on:
 /// the request would carry a real credential to a host it was not configured for.
 fn check_destination(host: &str, uri: &http::Uri) -> Result<(), CredentialError> {

@@ -18,7 +18,7 @@ pub(crate) struct Scope {
 
 /// `Credential=AKID/20240101/us-east-1/dynamodb/aws4_request` (SigV4) or
 /// `AKID/20240101/s3/aws4_request` (SigV4a, region set elsewhere).
-fn parse_credential(cred: &str) -> Option<Scope> {
+pub(crate) fn parse_credential(cred: &str) -> Option<Scope> {
     let parts: Vec<&str> = cred.trim().split('/').collect();
     let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     match parts.as_slice() {

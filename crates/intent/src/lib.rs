@@ -5,6 +5,8 @@
 //! and generic mappers (§4.2–4.7). Everything here is pure: no I/O.
 
 mod aws;
+mod aws_chunked;
+mod aws_protocol;
 pub mod catalog;
 mod custom;
 mod decode;
@@ -25,6 +27,8 @@ use serde_json::{Map, Value};
 
 use crate::decode::Body;
 
+pub use crate::aws_chunked::{Unframed, is_aws_chunked, unframe};
+pub use crate::aws_protocol::{AwsErrorProtocol, aws_error_protocol};
 pub use crate::decode::{Kind as BodyKind, parse_args, parse_form, scalar};
 pub use crate::mcp::request_id as jsonrpc_request_id;
 pub use crate::normalize::normalize_path;
@@ -182,7 +186,9 @@ impl Mapper {
                 "conflicting Content-Type headers".into(),
             ));
         }
-        let bytes = decode::decode_content(req.headers, req.body, self.max_body_bytes)?;
+        let unframed = aws_chunked::unframe(req.headers, req.body, self.max_body_bytes)?;
+        let sent = unframed.as_ref().map_or(req.body, |u| &u.body[..]);
+        let bytes = decode::decode_content(req.headers, sent, self.max_body_bytes)?;
         let body = Body::new(bytes, decode::content_kind(req.headers));
         let request = normalize::normalize(req, &body)?;
         let (raw_path, raw_query) = normalize::split_target(req.path_and_query);
@@ -192,6 +198,10 @@ impl Mapper {
             raw_path,
             raw_query,
             body: &body,
+            upload: Upload {
+                size: sent.len(),
+                trailers: unframed.as_ref().map_or(&[][..], |u| &u.trailers[..]),
+            },
         };
         let intents = self.intents(&ctx)?;
         if intents.is_empty() {
@@ -243,6 +253,14 @@ pub(crate) struct Ctx<'a> {
     pub raw_path: &'a str,
     pub raw_query: &'a str,
     pub body: &'a Body<'a>,
+    pub upload: Upload<'a>,
+}
+
+/// The body as the upstream stores it: its size once out of any
+/// `aws-chunked` framing, and that framing's trailers (trailing checksums).
+pub(crate) struct Upload<'a> {
+    pub size: usize,
+    pub trailers: &'a [(String, String)],
 }
 
 impl Ctx<'_> {

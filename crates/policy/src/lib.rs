@@ -116,6 +116,10 @@ pub struct Decision {
     pub approvals: u32,
     /// REQUIRE_APPROVAL: the rule's own window, if it sets one.
     pub timeout: Option<std::time::Duration>,
+    /// REQUIRE_APPROVAL: the rule's own `reply_after` (zero: hold until the
+    /// window ends), if it sets one.
+    #[serde(default)]
+    pub reply_after: Option<std::time::Duration>,
     /// Index into `Mapped::intents` of the intent that decided (strictest).
     pub intent_index: usize,
     /// Condition evaluation errors met on the way (fail-closed).
@@ -133,6 +137,7 @@ impl Decision {
             reason: reason.into(),
             approvals: 0,
             timeout: None,
+            reply_after: None,
             intent_index: 0,
             condition_errors: Vec::new(),
             would_have: Vec::new(),
@@ -147,6 +152,7 @@ impl Decision {
             reason: NO_RULE_MATCHED.to_string(),
             approvals: 0,
             timeout: None,
+            reply_after: None,
             intent_index: 0,
             condition_errors: Vec::new(),
             would_have: Vec::new(),
@@ -194,6 +200,10 @@ pub struct Rule {
     pub timeout: Option<Duration>,
     /// The timeout as written (`10m`).
     pub timeout_text: Option<String>,
+    /// REQUIRE_APPROVAL: answer a still-held call with 503 `pending` after
+    /// this long (zero: never before the window ends); `hold.reply_after`
+    /// when unset.
+    pub reply_after: Option<Duration>,
     pub mode: Mode,
     /// Source file, 1-based line and column of the rule.
     pub file: String,
