@@ -45,29 +45,47 @@ pub struct Written {
     pub headers: HeaderMap,
 }
 
+/// What a dialect is chosen from: the request as the agent sent it.
+pub struct Sent<'a> {
+    pub host: &'a str,
+    pub headers: &'a HeaderMap,
+    pub raw_query: &'a str,
+    /// Empty until read.
+    pub body: &'a [u8],
+}
+
 impl Dialect {
-    /// The dialect of a request by its target and headers (and its body,
-    /// once read: a query-protocol call names its `Action` there).
-    pub fn of_request(host: &str, headers: &HeaderMap, raw_query: &str, body: &[u8]) -> Dialect {
-        if let Some(p) = sudomode_intent::aws_error_protocol(host, headers, raw_query, body) {
+    /// Before the request is judged (an early refusal): AWS's own host
+    /// names speak AWS, Stripe's host gets the Stripe retry header.
+    pub fn of_request(sent: &Sent<'_>) -> Dialect {
+        if sudomode_intent::is_aws_host(sent.host)
+            && let Some(p) = aws_protocol(sent)
+        {
             return Dialect::Aws(p);
         }
-        if host == "api.stripe.com" {
+        if sent.host == "api.stripe.com" {
             return Dialect::Stripe;
         }
         Dialect::Json
     }
 
-    /// After judging: a tool call is answered as JSON-RPC (`Err` when the
-    /// request could not be mapped: a malformed tool call still is).
-    pub fn judged(self, decided: Result<&Decided, ()>, body: &[u8]) -> Dialect {
+    /// After judging (`Err` when the request could not be mapped): a tool
+    /// call is answered as JSON-RPC (a malformed one too), and a request
+    /// judged as AWS (§4.3: on any host, by its SigV4 signature) in its
+    /// service's format. A forged signature on a host that maps otherwise
+    /// (Stripe, SQL, an LLM) changes nothing.
+    pub fn judged(sent: &Sent<'_>, decided: Result<&Decided, ()>) -> Dialect {
         let mcp = decided.is_err() || decided.is_ok_and(Decided::touches_mcp);
-        match mcp
-            .then(|| sudomode_intent::jsonrpc_request_id(body))
+        if let Some(id) = mcp
+            .then(|| sudomode_intent::jsonrpc_request_id(sent.body))
             .flatten()
         {
-            Some(id) => Dialect::JsonRpc(id),
-            None => self,
+            return Dialect::JsonRpc(id);
+        }
+        let aws = decided.is_ok_and(|d| d.resource().starts_with("aws."));
+        match aws.then(|| aws_protocol(sent)).flatten() {
+            Some(p) => Dialect::Aws(p),
+            None => Dialect::of_request(sent),
         }
     }
 
@@ -98,6 +116,10 @@ impl Dialect {
         }
         aws_error::write(*protocol, r, aws_code(r.kind, r.status, *protocol), headers)
     }
+}
+
+fn aws_protocol(sent: &Sent<'_>) -> Option<AwsErrorProtocol> {
+    sudomode_intent::aws_error_protocol(sent.host, sent.headers, sent.raw_query, sent.body)
 }
 
 /// The AWS error code for a refusal (SPEC §3).

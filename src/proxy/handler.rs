@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use sudomode_intent::{IntentError, RawRequest};
 
 use super::ProxyBody;
-use super::dialect::Dialect;
+use super::dialect::{Dialect, Sent};
 use super::intercept::normalise_host;
 use super::respond;
 use super::state::ProxyState;
@@ -58,7 +58,12 @@ async fn run(
         .to_string();
     let raw_url = target.url(&path_and_query);
     let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
-    *dialect = Dialect::of_request(&target.host, &parts.headers, raw_query, &[]);
+    *dialect = Dialect::of_request(&Sent {
+        host: &target.host,
+        headers: &parts.headers,
+        raw_query,
+        body: &[],
+    });
     let early = async {
         check_host_header(&call.id, target, &parts)?;
         check_plaintext_credential(state, &call.id, target)?;
@@ -88,8 +93,13 @@ async fn run(
             raw_query,
         },
     );
-    *dialect = Dialect::of_request(&target.host, &parts.headers, raw_query, &body)
-        .judged(decided.as_ref().map_err(|_| ()), &body);
+    let sent = Sent {
+        host: &target.host,
+        headers: &parts.headers,
+        raw_query,
+        body: &body,
+    };
+    *dialect = Dialect::judged(&sent, decided.as_ref().map_err(|_| ()));
     let decided = match decided {
         Ok(d) => d,
         Err(e) => {

@@ -730,3 +730,19 @@ pub async fn sdk_script(
         )
     })
 }
+
+impl RawResp {
+    /// SudoMode's JSON error: the body, or for an answer in an AWS service's
+    /// own format, the `X-SudoMode-Error` header it carries.
+    pub fn sudomode_error(&self) -> Value {
+        let header = self.head.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("x-sudomode-error")
+                .then(|| value.trim().to_string())
+        });
+        header
+            .and_then(|h| serde_json::from_str(&h).ok())
+            .unwrap_or_else(|| self.json())
+    }
+}

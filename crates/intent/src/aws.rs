@@ -156,7 +156,7 @@ pub(crate) fn parse_host(host: &str) -> Option<HostInfo> {
 
 /// `None` when the request is not AWS at all.
 /// AWS's own host names, which the AWS mapping claims whatever the request.
-pub(crate) fn claims_host(host: &str) -> bool {
+pub fn claims_host(host: &str) -> bool {
     host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
 }
 

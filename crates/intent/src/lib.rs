@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 
 use crate::decode::Body;
 
+pub use crate::aws::claims_host as is_aws_host;
 pub use crate::aws_chunked::{Unframed, is_aws_chunked, unframe};
 pub use crate::aws_protocol::{AwsErrorProtocol, aws_error_protocol};
 pub use crate::decode::{Kind as BodyKind, parse_args, parse_form, scalar};
