@@ -57,6 +57,7 @@ agents:
   - {name: migrations-bot, token: db-token-1}
 hold:
   timeout: 10m
+  reply_after: 0   # held calls wait for the page however slow the machine
 ";
 
 const ALICE: &str = "alice-token-1";
