@@ -45,6 +45,18 @@ fn fixed_ports(policy: &'static str) -> (SudoMode, PathBuf) {
 /// `sudomode exec -c CONFIG -- CMD…` from a clean environment (no proxy
 /// variables of the test runner's own); its last stdout line as JSON.
 async fn exec_json(config: &Path, cmd: &[&str], env: &[(&str, &str)]) -> Value {
+    let out = exec_out(config, cmd, env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
+        panic!(
+            "{cmd:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// `sudomode exec -c CONFIG -- CMD…` from a clean environment.
+async fn exec_out(config: &Path, cmd: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = tokio::process::Command::new(bin());
     c.arg("exec").arg("-c").arg(config).arg("--").args(cmd);
     for k in [
@@ -60,14 +72,7 @@ async fn exec_json(config: &Path, cmd: &[&str], env: &[(&str, &str)]) -> Value {
         c.env_remove(k);
     }
     c.envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let out = c.output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
-        panic!(
-            "{cmd:?}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    c.output().await.unwrap()
 }
 
 /// undici and global-agent (pinned in tests/node/package.json), installed
@@ -258,6 +263,84 @@ async fn node_https_with_global_agent_goes_through_sudomode_under_exec() {
     assert!(
         v["request_id"].is_string(),
         "answered through SudoMode: {v}"
+    );
+    assert_eq!(up.requests().len(), 1);
+}
+
+/// SudoMode on fixed ports in front of a stand-in for `host`, which its
+/// upstream client trusts; `sudomode exec -c` hands agents this instance.
+async fn exec_world(host: &str) -> (TestCa, Upstream, SudoMode) {
+    install_crypto();
+    let ca = TestCa::new("Upstream Test CA");
+    let up = Upstream::https(&ca, &[host]).await;
+    let (p, d) = (free_port(), free_port());
+    let extra = format!("proxy:\n  listen: 127.0.0.1:{p}\ndashboard:\n  listen: 127.0.0.1:{d}\n");
+    let sm = SudoMode::start_in_listen(
+        tempfile::tempdir().unwrap(),
+        Options {
+            extra: &extra,
+            resolve: vec![(format!("{host}:443"), up.addr)],
+            ca_files: vec![ca.pem.clone()],
+            ..Default::default()
+        },
+        &format!("127.0.0.1:{p}"),
+        &format!("127.0.0.1:{d}"),
+    );
+    (ca, up, sm)
+}
+
+/// The README's client table: git needs nothing beyond `sudomode exec`
+/// (`HTTPS_PROXY`, `GIT_SSL_CAINFO`); its smart-HTTP discovery reaches the
+/// upstream through SudoMode.
+#[tokio::test]
+async fn git_goes_through_sudomode_under_exec() {
+    let (_ca, up, sm) = exec_world("git.example.test").await;
+    let out = exec_out(
+        &sm.path("sudomode.yaml"),
+        &["git", "ls-remote", "https://git.example.test/team/repo.git"],
+        &[("GIT_TERMINAL_PROMPT", "0"), ("GIT_CONFIG_NOSYSTEM", "1")],
+    )
+    .await;
+    let seen = up.requests();
+    assert!(
+        seen.iter().any(
+            |r| r.uri.contains("git.example.test/team/repo.git/info/refs")
+                && r.header("user-agent")
+                    .is_some_and(|a| a.starts_with("git/"))
+        ),
+        "git's request never reached the upstream through SudoMode: {seen:?}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sm.logs()
+    );
+    assert!(sm.logs().contains("http.git.example.test"), "{}", sm.logs());
+}
+
+/// wget reads `https_proxy` but none of the CA variables: without
+/// `--ca-certificate` it fails TLS (nothing reaches the upstream), with it
+/// the call goes through SudoMode — as the README says.
+#[tokio::test]
+async fn wget_needs_ca_certificate_under_exec() {
+    let (_ca, up, sm) = exec_world("api.example.test").await;
+    let config = sm.path("sudomode.yaml");
+    let url = "https://api.example.test/hello";
+    let bare = exec_out(&config, &["wget", "-q", "-O", "-", url], &[]).await;
+    assert!(!bare.status.success(), "{bare:?}");
+    assert!(up.requests().is_empty(), "wget without the CA got through");
+    let v = exec_json(
+        &config,
+        &[
+            "sh",
+            "-c",
+            "wget -q -O - --ca-certificate=\"$SSL_CERT_FILE\" \"$1\"",
+            "wget",
+            url,
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        v["uri"].as_str().is_some_and(|u| u.ends_with("/hello")),
+        "{v}"
     );
     assert_eq!(up.requests().len(), 1);
 }
@@ -470,6 +553,23 @@ async fn a_rule_sets_its_own_reply_after() {
     let r = call.await.unwrap().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(up.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn the_policy_api_shows_a_rules_reply_after_as_written() {
+    let policy = "rules:\n  - name: quick\n    resource: \"*\"\n    action: delete\n    decision: REQUIRE_APPROVAL\n    reply_after: 20s\n  - name: patient\n    resource: \"*\"\n    decision: REQUIRE_APPROVAL\n    reply_after: 0\n  - name: plain\n    resource: \"*\"\n    decision: REQUIRE_APPROVAL\n";
+    install_crypto();
+    let sm = SudoMode::start(Options {
+        policy,
+        extra: ADMIN,
+        ..Default::default()
+    });
+    let (status, v) = sm.api_get("/api/v1/policy", "alice-token-1").await;
+    assert_eq!(status, 200, "{v}");
+    let rules = v["rules"].as_array().unwrap();
+    assert_eq!(rules[0]["reply_after"], "20s", "{v}");
+    assert_eq!(rules[1]["reply_after"], "0", "{v}");
+    assert!(rules[2].get("reply_after").is_none(), "{v}");
 }
 
 #[tokio::test]

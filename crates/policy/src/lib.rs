@@ -204,6 +204,8 @@ pub struct Rule {
     /// this long (zero: never before the window ends); `hold.reply_after`
     /// when unset.
     pub reply_after: Option<Duration>,
+    /// `reply_after` as written (`20s`, `0`).
+    pub reply_after_text: Option<String>,
     pub mode: Mode,
     /// Source file, 1-based line and column of the rule.
     pub file: String,

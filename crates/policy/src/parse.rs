@@ -399,7 +399,7 @@ fn compile_rule(
         parsed.ok()
     };
     let (timeout, timeout_text) = approval_only("timeout", &rr.timeout, cx).unzip();
-    let reply_after = approval_only("reply_after", &rr.reply_after, cx).map(|(d, _)| d);
+    let (reply_after, reply_after_text) = approval_only("reply_after", &rr.reply_after, cx).unzip();
     let mode = match &rr.mode {
         None => Mode::Enforce,
         Some(v) => match scalar_string(v)
@@ -436,6 +436,7 @@ fn compile_rule(
         timeout,
         timeout_text,
         reply_after,
+        reply_after_text,
         mode,
         file: cx.file.to_string(),
         line: loc.line,
