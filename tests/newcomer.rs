@@ -345,6 +345,77 @@ async fn wget_needs_ca_certificate_under_exec() {
     assert_eq!(up.requests().len(), 1);
 }
 
+/// The README's quick start, step by step: `sudomode init`, `run`, the
+/// Stripe charge with curl under `sudomode exec` is held by the starter
+/// policy, the admin token from `data/admin-token` approves it on the
+/// dashboard's API, and curl gets the upstream's answer.
+#[tokio::test]
+async fn the_readme_quick_start_reaches_a_held_call_and_an_approval() {
+    install_crypto();
+    let ca = TestCa::new("Upstream Test CA");
+    let up = Upstream::https(&ca, &["api.stripe.com"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let init = cli(dir.path(), &["init", "."]);
+    assert_eq!(init.code, 0, "{}", init.all());
+    let (p, d) = (free_port(), free_port());
+    let extra = format!("proxy:\n  listen: 127.0.0.1:{p}\ndashboard:\n  listen: 127.0.0.1:{d}\n");
+    // The starter policy (policies/default.yaml from init) decides alone.
+    let sm = SudoMode::start_in_listen(
+        dir,
+        Options {
+            policy: "rules: []\n",
+            extra: &extra,
+            resolve: vec![("api.stripe.com:443".into(), up.addr)],
+            ca_files: vec![ca.pem.clone()],
+            ..Default::default()
+        },
+        &format!("127.0.0.1:{p}"),
+        &format!("127.0.0.1:{d}"),
+    );
+    let config = sm.path("sudomode.yaml");
+    let curl = tokio::spawn(async move {
+        exec_out(
+            &config,
+            &[
+                "curl",
+                "-sS",
+                "https://api.stripe.com/v1/charges",
+                "-u",
+                "sk_test_placeholder:",
+                "-d",
+                "amount=5000",
+                "-d",
+                "currency=usd",
+                "-d",
+                "source=tok_visa",
+            ],
+            &[],
+        )
+        .await
+    });
+    let token = std::fs::read_to_string(sm.path("data/admin-token")).unwrap();
+    let token = token.trim();
+    let pending = sm.wait_pending(token, 1).await;
+    assert_eq!(pending[0]["resource"], "stripe.charges", "{pending:?}");
+    assert_eq!(pending[0]["args"]["amount"], 5000, "{pending:?}");
+    assert!(up.requests().is_empty(), "held, not forwarded");
+    let id = pending[0]["id"].as_str().unwrap();
+    let (status, v) = sm
+        .api_post(&format!("/api/v1/requests/{id}/approve"), token, json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let out = curl.await.unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(answer["body"], "amount=5000&currency=usd&source=tok_visa");
+    assert_eq!(up.requests().len(), 1);
+}
+
 #[test]
 fn env_outside_a_project_warns_that_the_ca_does_not_exist() {
     let dir = tempfile::tempdir().unwrap();
