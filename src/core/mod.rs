@@ -161,15 +161,10 @@ impl Core {
                 args,
             }],
         };
-        let policy = self.engine.policy();
-        let decision = policy.decide(
-            call.agent.as_str(),
-            &mapped,
-            time::OffsetDateTime::now_utc(),
-        );
+        let judged = self.engine.decide(call.agent.as_str(), mapped);
         let url = format!("sudomode:govern/{resource}/{action}");
         // Canonical args are the "body": identical asks join one pending request.
-        let body = sudomode_store::canonical_json(&mapped.intents[0].args);
+        let body = sudomode_store::canonical_json(&judged.mapped.intents[0].args);
         Decided::new(
             &Draft {
                 id: &call.id,
@@ -177,14 +172,14 @@ impl Core {
                 method: "GOVERN",
                 url: &url,
                 raw_url: &url,
-                intents: &mapped.intents,
+                intents: &judged.mapped.intents,
                 body: body.as_bytes(),
                 headers: None,
                 explicit: true,
-                policy_version: policy.version(),
+                policy_version: judged.policy.version(),
                 hold_timeout: self.hold_timeout,
             },
-            &decision,
+            &judged.decision,
             None,
         )
         .redact(self.recorder.storage())
