@@ -149,7 +149,7 @@ impl<'a> Body<'a> {
                     Kind::Json => self.json_ref()?.clone(),
                     Kind::Other => match self.json_ref() {
                         Ok(v) => v.clone(),
-                        Err(e) if is_repeated_key(&e) => return Err(e),
+                        Err(e) if is_refused_json(&e) => return Err(e),
                         Err(_) => parse_form(&self.bytes)?,
                     },
                 };
@@ -174,19 +174,65 @@ impl<'a> Body<'a> {
 /// Start of the error for a JSON body with a repeated key: sniffing must
 /// not fall back to reading such a body as a form.
 const REPEATED_KEY_PREFIX: &str = "body is JSON with a repeated key";
+/// Start of the error for JSON nested too deeply; final like a repeated key.
+const TOO_DEEP_PREFIX: &str = "body is JSON nested deeper than";
 
-fn is_repeated_key(e: &IntentError) -> bool {
-    matches!(e, IntentError::BadRequest(m) if m.starts_with(REPEATED_KEY_PREFIX))
+/// Errors of a body that is JSON but cannot be judged: sniffing must not
+/// read it as a form instead, since the upstream may well read it as JSON.
+fn is_refused_json(e: &IntentError) -> bool {
+    matches!(e, IntentError::BadRequest(m)
+        if m.starts_with(REPEATED_KEY_PREFIX) || m.starts_with(TOO_DEEP_PREFIX))
+}
+
+/// Deepest JSON nesting judged (SPEC §4.8). Deeper bodies are refused: every
+/// reader after the judge (the store, the API, verifiers) must be able to read
+/// back what is recorded, and serde_json's readers stop at 128 levels.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Whether `bytes` open more than `limit` nested arrays/objects, brackets in
+/// strings aside. Linear and allocation-free, so it runs before any parse.
+fn nested_deeper_than(bytes: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Parses a JSON body, refusing an object with a repeated key: parsers
 /// disagree on which copy wins (serde_json and JavaScript keep the last,
 /// others the first, some refuse), so the judged value might not be the
-/// executed one.
+/// executed one. JSON nested deeper than [`MAX_JSON_DEPTH`] is refused too.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, IntentError> {
     // A UTF-8 byte-order mark: many servers (.NET, Jackson) skip it and read
     // the JSON, so it must not push a JSON body into form sniffing.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let looks_like_json = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| matches!(b, b'[' | b'{'));
+    if looks_like_json && nested_deeper_than(bytes, MAX_JSON_DEPTH) {
+        return Err(bad(format!("{TOO_DEEP_PREFIX} {MAX_JSON_DEPTH} levels")));
+    }
     let v: Value =
         serde_json::from_slice(bytes).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
     if has_objects_with_possible_duplicates(&v, bytes) {
@@ -289,7 +335,7 @@ pub fn parse_args(kind: Kind, bytes: &[u8]) -> Result<Value, IntentError> {
         Kind::Form => parse_form(bytes)?,
         Kind::Other => match parse_json(bytes) {
             Ok(v) => v,
-            Err(e) if is_repeated_key(&e) => return Err(e),
+            Err(e) if is_refused_json(&e) => return Err(e),
             Err(_) => parse_form(bytes)?,
         },
     };
@@ -596,12 +642,34 @@ mod tests {
     #[test]
     fn deep_json_does_not_overflow() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(matches!(
-            parse_args(Kind::Json, deep.as_bytes()),
-            Err(IntentError::BadRequest(_))
-        ));
-        // Sniffing falls back to form, which is flat: no overflow either.
-        assert!(parse_args(Kind::Other, deep.as_bytes()).is_ok());
+        for kind in [Kind::Json, Kind::Other] {
+            assert!(matches!(
+                parse_args(kind, deep.as_bytes()),
+                Err(IntentError::BadRequest(_))
+            ));
+        }
+        // A form is flat whatever its brackets look like.
+        assert!(parse_args(Kind::Form, deep.as_bytes()).is_ok());
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn json_deeper_than_64_is_refused_whatever_the_type_says() {
+        assert!(parse_args(Kind::Json, nested(64).as_bytes()).is_ok());
+        assert!(parse_args(Kind::Other, nested(64).as_bytes()).is_ok());
+        for kind in [Kind::Json, Kind::Other] {
+            let err = parse_args(kind, nested(65).as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("64 levels"), "{err}");
+        }
+        // Brackets inside strings do not count; escaped quotes do not end them.
+        let s = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(200), "{".repeat(200));
+        assert!(parse_args(Kind::Json, s.as_bytes()).is_ok());
+        // An untyped form whose values hold brackets is still a form.
+        let f = format!("a={}", "[".repeat(200));
+        assert!(parse_args(Kind::Other, f.as_bytes()).is_ok());
     }
 
     fn hdr(enc: &str) -> http::HeaderMap {

@@ -12,6 +12,7 @@
 //! Canonical form, hashing, null handling and redaction: see [`chain`].
 
 pub mod chain;
+mod depth;
 mod error;
 mod model;
 mod query;
@@ -27,6 +28,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Semaphore, oneshot};
 
 pub use chain::{GENESIS_HASH, REDACTED, Redactor, canonical_json, event_hash};
+pub use depth::{MAX_STORED_DEPTH, TOO_DEEP};
 pub use error::StoreError;
 pub use model::{
     Approval, AuditEvent, Batch, Committed, Durability, Filter, NewEvent, RequestRecord, Stats,
@@ -163,14 +165,17 @@ impl Store {
             .clone()
     }
 
-    /// Validates, redacts, canonicalises and serialises a batch on the caller's thread, so
-    /// the writer only hashes and inserts.
+    /// Validates, bounds (nesting, see [`depth`]), redacts, canonicalises and serialises a
+    /// batch on the caller's thread, so the writer only hashes and inserts.
     /// `keep_fields`: the writer will hand the stored events back (strict commits).
     fn prepare(&self, batch: Batch, keep_fields: bool) -> Result<Prepared, StoreError> {
         let r = self.redactor();
         let mut events = Vec::with_capacity(batch.events.len());
         for mut ev in batch.events {
             chain::validate(&ev).map_err(StoreError::Invalid)?;
+            if depth::clip_event_fields(&mut ev.fields) {
+                tracing::warn!(event = %ev.kind, "event values nested too deeply were clipped");
+            }
             r.redact_map(&mut ev.fields);
             for s in [&mut ev.request_id, &mut ev.agent, &mut ev.operator]
                 .into_iter()
@@ -184,6 +189,9 @@ impl Store {
         for mut rec in batch.upserts {
             if rec.id.is_empty() {
                 return Err(StoreError::Invalid("request id is empty".into()));
+            }
+            if depth::clip_record(&mut rec) {
+                tracing::warn!(request_id = %rec.id, "record values nested too deeply were clipped");
             }
             redact_record(&r, &mut rec);
             let json =
