@@ -430,31 +430,36 @@ async fn method_overrides() {
     let e = env("").await;
     let s = STRIPE;
     let p = "/v1/customers/cus_1";
+    // A POST overridden to DELETE is read both ways: the update is refused by
+    // `deny_rest` here as surely as the delete by `deny_customer_delete`, so
+    // either may be named (tests/redteam_agent.rs checks the delete reading
+    // decides where updates are allowed).
+    const POST_READ_AS_DELETE: Want = Want::Refused(&["deny_customer_delete", "deny_rest"]);
     let form = "Content-Type: application/x-www-form-urlencoded";
     let cases = vec![
         case(
             "X-HTTP-Method-Override on POST",
             s,
             req("POST", s, p, &["X-HTTP-Method-Override: DELETE"], b""),
-            CUSTOMER_DELETE,
+            POST_READ_AS_DELETE,
         ),
         case(
             "X-HTTP-Method on POST",
             s,
             req("POST", s, p, &["X-HTTP-Method: DELETE"], b""),
-            CUSTOMER_DELETE,
+            POST_READ_AS_DELETE,
         ),
         case(
             "X-Method-Override on POST",
             s,
             req("POST", s, p, &["X-Method-Override: DELETE"], b""),
-            CUSTOMER_DELETE,
+            POST_READ_AS_DELETE,
         ),
         case(
             "override lower-case value",
             s,
             req("POST", s, p, &["x-http-method-override: delete"], b""),
-            CUSTOMER_DELETE,
+            POST_READ_AS_DELETE,
         ),
         case(
             "override on GET",
@@ -466,7 +471,7 @@ async fn method_overrides() {
             "_method in query",
             s,
             req("POST", s, &format!("{p}?_method=DELETE"), &[], b""),
-            CUSTOMER_DELETE,
+            POST_READ_AS_DELETE,
         ),
         case(
             "_method in query on GET",
@@ -478,13 +483,13 @@ async fn method_overrides() {
             "_method in form body",
             s,
             req("POST", s, p, &[form], b"_method=DELETE"),
-            CUSTOMER_DELETE,
+            POST_READ_AS_DELETE,
         ),
         case(
             "_method in untyped body",
             s,
             req("POST", s, p, &[], b"_method=DELETE"),
-            CUSTOMER_DELETE,
+            POST_READ_AS_DELETE,
         ),
         case(
             "_method in JSON body",
@@ -1363,9 +1368,9 @@ async fn http2_authority_vs_host() {
     } else {
         assert!([400, 403].contains(&status), "{status}");
     }
-    // Method override over h2 too.
+    // Method override over h2 too (a GET, so only the override's reading refuses).
     let resp = client
-        .post("https://api.stripe.com/v1/customers/cus_1")
+        .get("https://api.stripe.com/v1/customers/cus_1")
         .header("x-http-method-override", "DELETE")
         .send()
         .await

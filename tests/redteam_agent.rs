@@ -217,3 +217,188 @@ async fn deep_json_cannot_spoil_the_store() {
         "{pending:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// 18.2 — a method override is judged both as the method sent and as the
+// override; the strictest decision wins and the original request is forwarded.
+// ---------------------------------------------------------------------------
+
+const SUPABASE: &str = "abcd.supabase.co";
+const GENERIC: &str = "api.example.com";
+
+fn repo_policy(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+}
+
+/// SudoMode on `policy` with every host resolved to one recording upstream,
+/// agents `bot` and `support-bot`, and a 1 s approval window.
+async fn world(policy: &str, hosts: &[&str]) -> (TestCa, Upstream, SudoMode) {
+    install_crypto();
+    let ca = TestCa::new("Upstream Test CA");
+    let up = Upstream::https(&ca, hosts).await;
+    let sm = SudoMode::start(Options {
+        policy,
+        extra: "agents:\n  - {name: bot, token: bot-token-1}\n  - {name: support-bot, token: support-token-1}\nhold:\n  timeout: 1s\n",
+        resolve: hosts
+            .iter()
+            .map(|h| (format!("{h}:443"), up.addr))
+            .collect(),
+        ca_files: vec![ca.pem.clone()],
+        ..Default::default()
+    });
+    (ca, up, sm)
+}
+
+/// Sends `req`; returns (status, error type, rule, forwarded upstream?).
+async fn outcome(up: &Upstream, req: reqwest::RequestBuilder) -> (u16, String, String, bool) {
+    let before = up.requests().len();
+    let resp = req.send().await.unwrap();
+    let (status, body) = error_body(resp).await;
+    let forwarded = up.requests().len() > before;
+    let field = |k: &str| body["error"][k].as_str().unwrap_or("").to_string();
+    (status, field("type"), field("rule"), forwarded)
+}
+
+#[tokio::test]
+async fn stripe_delete_with_a_post_override_is_held() {
+    let (_ca, up, sm) = world(&repo_policy("policies/examples/stripe.yaml"), &[STRIPE]).await;
+    let c = agent_client(&sm, "bot", "bot-token-1");
+    let url = format!("https://{STRIPE}/v1/customers/cus_123");
+    let form = "application/x-www-form-urlencoded";
+    let cases = [
+        (
+            "X-HTTP-Method-Override",
+            c.delete(&url).header("X-HTTP-Method-Override", "POST"),
+        ),
+        (
+            "X-HTTP-Method",
+            c.delete(&url).header("X-HTTP-Method", "POST"),
+        ),
+        (
+            "X-Method-Override",
+            c.delete(&url).header("X-Method-Override", "post"),
+        ),
+        ("?_method=POST", c.delete(format!("{url}?_method=POST"))),
+        (
+            "form _method=POST",
+            c.delete(&url)
+                .header("content-type", form)
+                .body("_method=POST"),
+        ),
+        (
+            "POST overridden to DELETE",
+            c.post(&url).header("X-HTTP-Method-Override", "DELETE"),
+        ),
+    ];
+    for (label, req) in cases {
+        let (status, kind, rule, forwarded) = outcome(&up, req).await;
+        assert!(!forwarded, "{label}: forwarded");
+        assert_eq!(
+            (status, kind.as_str(), rule.as_str()),
+            (403, "expired", "stripe_customer_deletes"),
+            "{label}: must be held by stripe_customer_deletes"
+        );
+    }
+    // The record shows the method as sent and lists both readings.
+    let admin = std::fs::read_to_string(sm.path("data/admin-token")).unwrap();
+    let (_, list) = sm
+        .api_get("/api/v1/requests?status=expired", admin.trim())
+        .await;
+    let first = &list["requests"][0];
+    assert_eq!(first["method"], "POST", "{first}");
+    let readings: Vec<(String, String)> = first["intents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["action"].to_string(), i["method"].to_string()))
+        .collect();
+    assert!(
+        readings.contains(&("\"update\"".into(), "null".into())),
+        "{readings:?}"
+    );
+    assert!(
+        readings.contains(&("\"delete\"".into(), "\"DELETE\"".into())),
+        "{readings:?}"
+    );
+    // Control: a plain update is allowed and forwarded as sent.
+    let (status, _, _, forwarded) = outcome(
+        &up,
+        c.post(&url).header("content-type", form).body("name=x"),
+    )
+    .await;
+    assert_eq!((status, forwarded), (200, true));
+    // What is forwarded is the original request, override header and all.
+    outcome(&up, c.get(&url).header("X-HTTP-Method-Override", "GET")).await;
+    let last = up.requests().pop().unwrap();
+    assert_eq!(last.method, "GET");
+    assert_eq!(last.header("x-http-method-override"), Some("GET"));
+}
+
+#[tokio::test]
+async fn postgrest_delete_with_a_patch_override_is_held() {
+    let (_ca, up, sm) = world(&repo_policy("policies/examples/database.yaml"), &[SUPABASE]).await;
+    let c = agent_client(&sm, "support-bot", "support-token-1");
+    let url = format!("https://{SUPABASE}/rest/v1/tickets?id=eq.7");
+    let json = "application/json";
+    let (status, kind, _, forwarded) = outcome(
+        &up,
+        c.delete(&url)
+            .header("X-HTTP-Method-Override", "PATCH")
+            .header("content-type", json)
+            .body(r#"{"status":"closed"}"#),
+    )
+    .await;
+    assert!(!forwarded, "DELETE with override PATCH was forwarded");
+    assert_eq!((status, kind.as_str()), (403, "expired"));
+    // Control: the PATCH itself is a filtered ticket update, allowed.
+    let (status, _, _, forwarded) = outcome(
+        &up,
+        c.patch(&url)
+            .header("content-type", json)
+            .body(r#"{"status":"closed"}"#),
+    )
+    .await;
+    assert_eq!((status, forwarded), (200, true));
+}
+
+const GENERIC_POLICY: &str = r#"rules:
+  - name: no_deletes
+    resource: "http.*"
+    method: DELETE
+    decision: DENY
+    reason: nothing is deleted
+  - name: posts
+    resource: "http.*"
+    action: post
+    decision: ALLOW
+  - name: deny_rest
+    resource: "*"
+    decision: DENY
+"#;
+
+#[tokio::test]
+async fn generic_delete_with_a_post_override_is_denied() {
+    let (_ca, up, sm) = world(GENERIC_POLICY, &[GENERIC]).await;
+    let c = agent_client(&sm, "bot", "bot-token-1");
+    let url = format!("https://{GENERIC}/things/1");
+    for (label, req) in [
+        (
+            "DELETE + override POST",
+            c.delete(&url).header("X-HTTP-Method-Override", "POST"),
+        ),
+        (
+            "POST + override DELETE",
+            c.post(&url).header("X-HTTP-Method", "DELETE").body("a=1"),
+        ),
+        (
+            "DELETE + ?_method=POST",
+            c.delete(format!("{url}?_method=POST")),
+        ),
+    ] {
+        let (status, _, rule, forwarded) = outcome(&up, req).await;
+        assert!(!forwarded, "{label}: forwarded");
+        assert_eq!((status, rule.as_str()), (403, "no_deletes"), "{label}");
+    }
+    let (status, _, _, forwarded) = outcome(&up, c.post(&url).body("a=1")).await;
+    assert_eq!((status, forwarded), (200, true));
+}

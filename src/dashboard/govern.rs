@@ -121,11 +121,7 @@ pub async fn govern(
             query: BTreeMap::new(),
             headers: BTreeMap::new(),
         },
-        intents: vec![Intent {
-            resource: resource.clone(),
-            action: action.clone(),
-            args: args.clone(),
-        }],
+        intents: vec![Intent::new(resource.clone(), action.clone(), args.clone())],
     };
     let policy = dash.state.engine.policy();
     let decision = policy.decide(&agent, &mapped, time::OffsetDateTime::now_utc());

@@ -268,11 +268,11 @@ async fn record_early_refusal(state: &State, ctx: &Ctx, method: &str, e: &AgentE
     let url = format!("{}://{}", ctx.target.scheme, ctx.target.authority());
     let rule = e.rule.clone().unwrap_or_else(|| "sudomode.builtin".into());
     let decision = sudomode_policy::Decision::builtin_deny(e.message.clone());
-    let intents = [sudomode_intent::Intent {
-        resource: format!("http.{}", ctx.target.host),
-        action: method.to_ascii_lowercase(),
-        args: serde_json::json!({}),
-    }];
+    let intents = [sudomode_intent::Intent::new(
+        format!("http.{}", ctx.target.host),
+        method.to_ascii_lowercase(),
+        serde_json::json!({}),
+    )];
     let mut record = new_record(&Draft {
         id: ctx.id.as_str(),
         agent: &ctx.agent.0,

@@ -176,11 +176,11 @@ impl Compiled {
                 for (k, v) in caps {
                     args.insert(k, Value::String(v));
                 }
-                vec![Intent {
-                    resource: resource.clone(),
-                    action: action.clone(),
-                    args: Value::Object(args),
-                }]
+                vec![Intent::new(
+                    resource.clone(),
+                    action.clone(),
+                    Value::Object(args),
+                )]
             }
             Kind::Sql { pointer } => {
                 let body = ctx.body.json()?;
@@ -378,16 +378,24 @@ mod tests {
                 .resource,
             "http.api.github.com"
         );
+        // An override is read both ways: as the POST sent and as the DELETE.
+        let both = one(req(
+            "POST",
+            "api.github.com",
+            "/repos/acme/app?_method=DELETE",
+            &[],
+            b"",
+        ));
+        let readings: Vec<_> = both
+            .iter()
+            .map(|i| (i.resource.as_str(), i.method.as_deref()))
+            .collect();
         assert_eq!(
-            one(req(
-                "POST",
-                "api.github.com",
-                "/repos/acme/app?_method=DELETE",
-                &[],
-                b""
-            ))[0]
-                .resource,
-            "github.repos"
+            readings,
+            [
+                ("http.api.github.com", None),
+                ("github.repos", Some("DELETE"))
+            ]
         );
         assert_eq!(
             one(req("PUT", "a.example.com", "/files/x/y/z", &[], b"a=1"))[0].resource,

@@ -48,7 +48,8 @@ pub struct RawRequest<'a> {
 /// audit and exposed to CEL as `request`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NormalizedRequest {
-    /// Upper case, after method-override headers / `_method`.
+    /// Upper case, as sent: what is forwarded. A method override adds
+    /// intents read as the override (see [`Intent::method`]).
     pub method: String,
     pub scheme: String,
     /// Lower case, no trailing dot.
@@ -90,10 +91,41 @@ pub struct Intent {
     pub action: String,
     /// Always a JSON object.
     pub args: serde_json::Value,
+    /// The method this intent reads the request as, when a method override
+    /// makes it differ from the method sent (§4.8); rules match it as
+    /// `method` and conditions see it as `request.method`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+impl Intent {
+    pub fn new(resource: impl Into<String>, action: impl Into<String>, args: Value) -> Intent {
+        Intent {
+            resource: resource.into(),
+            action: action.into(),
+            args,
+            method: None,
+        }
+    }
+
+    /// The intent as recorded: `resource`, `action`, `args`, and `method`
+    /// for an override's reading.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("resource".into(), Value::String(self.resource.clone()));
+        m.insert("action".into(), Value::String(self.action.clone()));
+        m.insert("args".into(), self.args.clone());
+        if let Some(method) = &self.method {
+            m.insert("method".into(), Value::String(method.clone()));
+        }
+        Value::Object(m)
+    }
 }
 
 /// Result of mapping: the normalised request and at least one intent
-/// (several for multi-statement SQL).
+/// (several for multi-statement SQL, and one per reading of a request that
+/// reads several ways, such as a method override: the policy judges them all
+/// and the strictest decision wins).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mapped {
     pub request: NormalizedRequest,
@@ -178,16 +210,29 @@ impl Mapper {
         }
         let bytes = decode::decode_content(req.headers, req.body, self.max_body_bytes)?;
         let body = Body::new(bytes, decode::content_kind(req.headers));
-        let request = normalize::normalize(req, &body)?;
+        let request = normalize::normalize(req);
         let (raw_path, raw_query) = normalize::split_target(req.path_and_query);
-        let ctx = Ctx {
-            req: &request,
-            headers: req.headers,
-            raw_path,
-            raw_query,
-            body: &body,
-        };
-        let intents = self.intents(&ctx)?;
+        let mut intents: Vec<Intent> = Vec::new();
+        for method in normalize::method_readings(req, &body)? {
+            // The override's reading: the same request as that method.
+            let overridden = (method != request.method).then(|| NormalizedRequest {
+                method,
+                ..request.clone()
+            });
+            let ctx = Ctx {
+                req: overridden.as_ref().unwrap_or(&request),
+                headers: req.headers,
+                raw_path,
+                raw_query,
+                body: &body,
+            };
+            for mut intent in self.intents(&ctx)? {
+                intent.method = overridden.as_ref().map(|r| r.method.clone());
+                if !intents.contains(&intent) {
+                    intents.push(intent);
+                }
+            }
+        }
         if intents.is_empty() {
             return Err(IntentError::BadRequest("request maps to no intent".into()));
         }

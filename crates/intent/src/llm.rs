@@ -49,11 +49,11 @@ pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Option<Intent>, IntentError> {
             args.entry(k).or_insert(v);
         }
     }
-    Ok(Some(Intent {
-        resource: format!("llm.{p}"),
+    Ok(Some(Intent::new(
+        format!("llm.{p}"),
         action,
-        args: Value::Object(args),
-    }))
+        Value::Object(args),
+    )))
 }
 
 fn summarize(body: Value) -> Map<String, Value> {

@@ -7,8 +7,10 @@ use crate::decode::Kind;
 use crate::normalize::decoded_segments;
 use crate::{Ctx, Intent, IntentError};
 
-/// Query parameters that shape the result rather than select rows.
+/// Query parameters that shape the result rather than select rows
+/// (`_method` is a method override, judged as such, not a row filter).
 const RESERVED: &[&str] = &[
+    "_method",
     "select",
     "order",
     "limit",
@@ -71,11 +73,7 @@ pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Intent, IntentError> {
             m.insert("prefer".into(), Value::String(p.to_string()));
         }
     }
-    Ok(Intent {
-        resource,
-        action,
-        args,
-    })
+    Ok(Intent::new(resource, action, args))
 }
 
 fn table_action(ctx: &Ctx<'_>) -> String {

@@ -200,17 +200,17 @@ fn analyze(stmt: &Statement, text: &str) -> (String, bool, Names) {
 }
 
 fn intent(action: &str, sql: &str, names: Names, has_where: bool, database: &str) -> Intent {
-    Intent {
-        resource: "sql".into(),
-        action: action.into(),
-        args: json!({
+    Intent::new(
+        "sql",
+        action,
+        json!({
             "sql": sql,
             "tables": names.tables,
             "has_where": has_where,
             "database": database,
             "functions": names.functions,
         }),
-    }
+    )
 }
 
 fn too_many() -> IntentError {

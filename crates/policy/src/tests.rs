@@ -27,11 +27,7 @@ fn request(method: &str, host: &str, path: &str) -> NormalizedRequest {
 }
 
 fn intent(resource: &str, action: &str, args: serde_json::Value) -> Intent {
-    Intent {
-        resource: resource.into(),
-        action: action.into(),
-        args,
-    }
+    Intent::new(resource, action, args)
 }
 
 fn mapped(intents: Vec<Intent>) -> Mapped {
