@@ -402,3 +402,124 @@ async fn generic_delete_with_a_post_override_is_denied() {
     let (status, _, _, forwarded) = outcome(&up, c.post(&url).body("a=1")).await;
     assert_eq!((status, forwarded), (200, true));
 }
+
+// ---------------------------------------------------------------------------
+// 18.5 — SQL and PostgREST table rules cannot be evaded by spelling.
+// ---------------------------------------------------------------------------
+
+const NEON: &str = "ep-calm-sea-123.us-east-2.aws.neon.tech";
+
+fn neon_sql(c: &reqwest::Client, query: &str) -> reqwest::RequestBuilder {
+    c.post(format!("https://{NEON}/sql"))
+        .json(&json!({"query": query, "params": []}))
+}
+
+#[tokio::test]
+async fn payment_tokens_cannot_be_read_by_another_spelling() {
+    let (_ca, up, sm) = world(
+        &repo_policy("policies/examples/database.yaml"),
+        &[NEON, SUPABASE],
+    )
+    .await;
+    let c = agent_client(&sm, "support-bot", "support-token-1");
+    let mut cases: Vec<(&str, reqwest::RequestBuilder)> = [
+        "SELECT * FROM PAYMENT_TOKENS",
+        "SELECT * FROM public.payment_tokens",
+        "SELECT * FROM tickets, Public.Payment_Tokens",
+        "SELECT query_to_xml('select * from payment_tokens', true, false, '')",
+        "SELECT table_to_xml('payment_tokens', true, false, '')",
+    ]
+    .into_iter()
+    .map(|q| (q, neon_sql(&c, q)))
+    .collect();
+    for select in [
+        "id,payment_tokens(*)",
+        "id,t:payment_tokens!inner(token)",
+        "id,orders(id,...payment_tokens(*))",
+    ] {
+        cases.push((
+            select,
+            c.get(format!("https://{SUPABASE}/rest/v1/users?select={select}")),
+        ));
+    }
+    for (label, req) in cases {
+        let (status, _, rule, forwarded) = outcome(&up, req).await;
+        assert!(!forwarded, "{label}: forwarded");
+        assert_eq!(
+            (status, rule.as_str()),
+            (403, "db_no_payment_tokens"),
+            "{label}"
+        );
+    }
+    // An upsert is not the insert the support bot may make.
+    let (status, _, rule, forwarded) = outcome(
+        &up,
+        neon_sql(
+            &c,
+            "INSERT INTO tickets (id, subject) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET subject = 'y'",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, rule.as_str(), forwarded),
+        (403, "db_deny_rest", false)
+    );
+    // Controls: a plain ticket read and insert go through.
+    for q in [
+        "SELECT * FROM tickets",
+        "INSERT INTO tickets (subject) VALUES ('help')",
+    ] {
+        let (status, _, _, forwarded) = outcome(&up, neon_sql(&c, q)).await;
+        assert_eq!((status, forwarded), (200, true), "{q}");
+    }
+    // The record names the tables as the server resolves them, and the params.
+    let admin = std::fs::read_to_string(sm.path("data/admin-token")).unwrap();
+    let (_, list) = sm
+        .api_get("/api/v1/requests?decision=DENY&limit=500", admin.trim())
+        .await;
+    let upper = list["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["args"]["sql"] == "SELECT * FROM PAYMENT_TOKENS")
+        .unwrap();
+    assert_eq!(upper["args"]["tables"], json!(["payment_tokens"]));
+    assert_eq!(upper["args"]["params"], json!([]));
+}
+
+#[tokio::test]
+async fn starter_holds_a_select_that_calls_side_effect_functions() {
+    let (_ca, up, sm) = world(&repo_policy("policies/default.yaml"), &[NEON]).await;
+    let c = agent_client(&sm, "bot", "bot-token-1");
+    for (q, want) in [
+        ("SELECT lo_unlink(16401)", "approve_sql_functions"),
+        (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+            "approve_sql_functions",
+        ),
+        (
+            "SELECT set_config('log_statement', 'none', false)",
+            "approve_sql_functions",
+        ),
+        ("SELECT nextval('orders_id_seq')", "approve_sql_functions"),
+        // The SQL it hands over is judged too: a DROP.
+        (
+            "SELECT dblink_exec('dbname=prod', 'DROP TABLE users')",
+            "approve_destructive_sql",
+        ),
+    ] {
+        let (status, kind, rule, forwarded) = outcome(&up, neon_sql(&c, q)).await;
+        assert!(!forwarded, "{q}: forwarded");
+        assert_eq!(
+            (status, kind.as_str(), rule.as_str()),
+            (403, "expired", want),
+            "{q}"
+        );
+    }
+    let (status, _, _, forwarded) = outcome(
+        &up,
+        neon_sql(&c, "SELECT count(*), lower(email) FROM users"),
+    )
+    .await;
+    assert_eq!((status, forwarded), (200, true));
+}

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::normalize::decoded_segments;
-use crate::sql::{Flavor, many};
+use crate::sql::{Flavor, SqlText, many};
 use crate::{Ctx, CustomIntent, Intent, IntentError, generic, postgrest};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -184,12 +184,13 @@ impl Compiled {
             }
             Kind::Sql { pointer } => {
                 let body = ctx.body.json()?;
-                let texts: Vec<String> = match body.pointer(pointer) {
-                    Some(Value::String(s)) => vec![s.clone()],
+                let no_params = || Value::Array(Vec::new());
+                let texts: Vec<SqlText> = match body.pointer(pointer) {
+                    Some(Value::String(s)) => vec![SqlText::new(s, no_params())],
                     Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
                         .iter()
                         .filter_map(Value::as_str)
-                        .map(str::to_string)
+                        .map(|s| SqlText::new(s, no_params()))
                         .collect(),
                     _ => {
                         return Err(IntentError::BadRequest(format!(

@@ -13,6 +13,7 @@ mod normalize;
 mod postgrest;
 mod s3;
 mod sql;
+mod sql_http;
 mod sql_tables;
 mod stripe;
 
@@ -251,7 +252,7 @@ impl Mapper {
         if host == "api.stripe.com" {
             return stripe::map(ctx).map(|i| vec![i]);
         }
-        if let Some(intents) = sql::builtin(ctx)? {
+        if let Some(intents) = sql_http::builtin(ctx)? {
             return Ok(intents);
         }
         if host.ends_with(".supabase.co") && ctx.req.path.starts_with("/rest/v1/") {
