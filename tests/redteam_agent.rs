@@ -523,3 +523,54 @@ async fn starter_holds_a_select_that_calls_side_effect_functions() {
     .await;
     assert_eq!((status, forwarded), (200, true));
 }
+
+// ---------------------------------------------------------------------------
+// 18.9 — the starter allows LLM inference only, not management calls.
+// ---------------------------------------------------------------------------
+
+const OPENAI: &str = "api.openai.com";
+
+#[tokio::test]
+async fn starter_holds_llm_management_calls() {
+    let (_ca, up, sm) = world(&repo_policy("policies/default.yaml"), &[OPENAI]).await;
+    let c = agent_client(&sm, "bot", "bot-token-1");
+    let url = |p: &str| format!("https://{OPENAI}{p}");
+    let cases = [
+        ("delete a file", c.delete(url("/v1/files/file-abc123"))),
+        (
+            "delete a fine-tuned model",
+            c.delete(url("/v1/models/ft:gpt-4o-mini:acme::abc123")),
+        ),
+        (
+            "delete a project API key",
+            c.delete(url(
+                "/v1/organization/projects/proj_abc123/api_keys/key_abc123",
+            )),
+        ),
+        (
+            "create a fine-tuning job",
+            c.post(url("/v1/fine_tuning/jobs"))
+                .json(&json!({"model": "gpt-4o-mini", "training_file": "file-abc123"})),
+        ),
+    ];
+    for (label, req) in cases {
+        let (status, kind, rule, forwarded) = outcome(&up, req).await;
+        assert!(!forwarded, "{label}: forwarded");
+        assert_eq!(
+            (status, kind.as_str(), rule.as_str()),
+            (403, "expired", "approve_llm_management"),
+            "{label}"
+        );
+    }
+    for (label, req) in [
+        (
+            "chat",
+            c.post(url("/v1/chat/completions"))
+                .json(&json!({"model": "gpt-4o", "messages": []})),
+        ),
+        ("model listing", c.get(url("/v1/models"))),
+    ] {
+        let (status, _, _, forwarded) = outcome(&up, req).await;
+        assert_eq!((status, forwarded), (200, true), "{label}");
+    }
+}
