@@ -14,6 +14,9 @@ pub struct Draft<'a> {
     pub agent: &'a str,
     pub method: &'a str,
     pub url: &'a str,
+    /// The URL exactly as sent, when it may differ from `url`: the retry and
+    /// join key binds it (S3 keys are literal).
+    pub url_as_sent: Option<&'a str>,
     pub intents: &'a [Intent],
     pub decision: &'a Decision,
     pub policy_version: &'a str,
@@ -29,7 +32,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// Identity of "the same request" for joining and retries (SPEC §6): agent,
-/// method, normalised URL, body hash — and the headers that reach the
+/// method, URL exactly as sent, body hash — and the headers that reach the
 /// upstream, because they change what it executes (`Stripe-Account`).
 pub fn retry_key(
     agent: &str,
@@ -115,7 +118,7 @@ pub fn new_record(d: &Draft<'_>) -> RequestRecord {
         retry_key: retry_key(
             d.agent,
             d.method,
-            d.url,
+            d.url_as_sent.unwrap_or(d.url),
             &body_sha256,
             &d.headers.map(headers_sha256).unwrap_or_default(),
         ),

@@ -7,6 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -572,5 +573,150 @@ async fn starter_holds_llm_management_calls() {
     ] {
         let (status, _, _, forwarded) = outcome(&up, req).await;
         assert_eq!((status, forwarded), (200, true), "{label}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 18.3 — an approval binds the URL exactly as sent: S3 keys are literal, so
+// `reports//q3.csv`, `x/../q3.csv` and `reports%2Fq3.csv` are other objects.
+// ---------------------------------------------------------------------------
+
+const BUCKET: &str = "my-bucket.s3.us-east-1.amazonaws.com";
+
+const S3_POLICY: &str = r#"rules:
+  - name: hold_deletes
+    resource: aws.s3
+    action: DeleteObject
+    decision: REQUIRE_APPROVAL
+    reason: deleting objects needs a person
+  - name: deny_rest
+    resource: "*"
+    decision: DENY
+"#;
+
+fn s3_delete(target: &str) -> Vec<u8> {
+    req(
+        "DELETE",
+        BUCKET,
+        target,
+        &[
+            "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "x-amz-date: 20260101T000000Z",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+        ],
+        b"",
+    )
+}
+
+/// Sends a raw DELETE and gives up after `wait` (an SDK timing out), or
+/// returns the response.
+async fn s3_call(sm: &SudoMode, target: &str, wait: Duration) -> Option<RawResp> {
+    let connect = format!("{BUCKET}:443");
+    tokio::time::timeout(wait, raw_tls(sm, &connect, BUCKET, &s3_delete(target)))
+        .await
+        .ok()
+}
+
+async fn s3_world() -> (TestCa, Upstream, SudoMode) {
+    install_crypto();
+    let ca = TestCa::new("Upstream Test CA");
+    let up = Upstream::https(&ca, &[BUCKET]).await;
+    let sm = SudoMode::start(Options {
+        policy: S3_POLICY,
+        extra: "operators:\n  - {name: alice, token: alice-token-1, role: approver}\nhold:\n  retry_window: 30s\n",
+        resolve: vec![(format!("{BUCKET}:443"), up.addr)],
+        ca_files: vec![ca.pem.clone()],
+        ..Default::default()
+    });
+    (ca, up, sm)
+}
+
+async fn approve(sm: &SudoMode, id: &str) {
+    let (s, v) = sm
+        .api_post(&format!("/api/v1/requests/{id}/approve"), ADMIN, json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+/// The request target the upstream received (its URI may be absolute, h2).
+fn target(uri: &str) -> String {
+    match uri.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]).to_string(),
+        None => uri.to_string(),
+    }
+}
+
+fn paths(up: &Upstream) -> Vec<String> {
+    up.requests().iter().map(|r| target(&r.uri)).collect()
+}
+
+#[tokio::test]
+async fn s3_spellings_of_a_key_never_join_a_pending_delete() {
+    let (_ca, up, sm) = s3_world().await;
+    let short = Duration::from_millis(700);
+    assert!(
+        s3_call(&sm, "/reports//q3.csv", short).await.is_none(),
+        "held"
+    );
+    let first = sm.wait_pending(ADMIN, 1).await;
+    let first_id = first[0]["id"].as_str().unwrap().to_string();
+    // Another object, by S3's literal keys: its own pending request.
+    assert!(
+        s3_call(&sm, "/reports/q3.csv", short).await.is_none(),
+        "held"
+    );
+    let pending = sm.wait_pending(ADMIN, 2).await;
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    approve(&sm, &first_id).await;
+    // The approved one goes through on the agent's retry of the same spelling,
+    // the other stays pending and is never sent.
+    let r = s3_call(&sm, "/reports//q3.csv", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(
+        s3_call(&sm, "/reports/q3.csv", short).await.is_none(),
+        "still held"
+    );
+    assert_eq!(paths(&up), ["/reports//q3.csv"]);
+}
+
+#[tokio::test]
+async fn s3_approval_is_not_spent_on_another_spelling() {
+    let (_ca, up, sm) = s3_world().await;
+    let short = Duration::from_millis(700);
+    for (approved, other) in [
+        ("/x/../q3.csv", "/q3.csv"),
+        ("/reports%2Fq3.csv", "/reports/q3.csv"),
+    ] {
+        assert!(s3_call(&sm, approved, short).await.is_none(), "held");
+        let pending = sm.wait_pending(ADMIN, 1).await;
+        let id = pending[0]["id"].as_str().unwrap().to_string();
+        approve(&sm, &id).await;
+        // A retry spelt differently is another object: held, not forwarded.
+        let before = up.requests().len();
+        assert!(
+            s3_call(&sm, other, short).await.is_none(),
+            "{other}: must be held"
+        );
+        assert_eq!(
+            up.requests().len(),
+            before,
+            "{other} forwarded on {approved}'s approval"
+        );
+        // The exact retry goes through once, under the approved id.
+        let r = s3_call(&sm, approved, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.head);
+        assert!(r.head.contains(&id), "{}", r.head);
+        assert_eq!(target(&up.requests().last().unwrap().uri), approved);
+        // Clear the held other spelling so the next round starts empty.
+        let (_, v) = sm.api_get("/api/v1/requests?status=pending", ADMIN).await;
+        for p in v["requests"].as_array().unwrap() {
+            let pid = p["id"].as_str().unwrap();
+            sm.api_post(&format!("/api/v1/requests/{pid}/reject"), ADMIN, json!({}))
+                .await;
+        }
     }
 }

@@ -134,6 +134,7 @@ pub async fn govern(
         agent: &agent,
         method: "GOVERN",
         url: &url,
+        url_as_sent: None,
         intents: &mapped.intents,
         decision: &decision,
         policy_version: policy.version(),

@@ -122,11 +122,13 @@ async fn run(
             .map_err(|e| intent_error(ctx, e))?;
         let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
         let url = judged.mapped.request.url(raw_query);
+        let url_as_sent = judged.mapped.request.url_as_sent(&path_and_query);
         let record = new_record(&Draft {
             id: ctx.id.as_str(),
             agent: &ctx.agent.0,
             method: &judged.mapped.request.method,
             url: &url,
+            url_as_sent: Some(&url_as_sent),
             intents: &judged.mapped.intents,
             decision: &judged.decision,
             policy_version: judged.policy.version(),
@@ -278,6 +280,7 @@ async fn record_early_refusal(state: &State, ctx: &Ctx, method: &str, e: &AgentE
         agent: &ctx.agent.0,
         method,
         url: &url,
+        url_as_sent: None,
         intents: &intents,
         decision: &decision,
         policy_version: state.engine.policy().version(),

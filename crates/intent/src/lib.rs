@@ -65,23 +65,43 @@ pub struct NormalizedRequest {
 }
 
 impl NormalizedRequest {
-    /// `scheme://host[:port]path[?query]` with default ports dropped; the URL
-    /// shown to operators and used for the retry key.
+    /// `scheme://host[:port]path[?query]` with default ports dropped and the
+    /// path normalised; the URL shown to operators.
     pub fn url(&self, raw_query: &str) -> String {
-        let default = matches!(
-            (self.scheme.as_str(), self.port),
-            ("https", 443) | ("http", 80)
-        );
-        let mut s = format!("{}://{}", self.scheme, self.host);
-        if !default {
-            s.push_str(&format!(":{}", self.port));
-        }
+        let mut s = self.origin();
         s.push_str(&self.path);
         if !raw_query.is_empty() {
             s.push('?');
             s.push_str(raw_query);
         }
         s
+    }
+
+    /// The URL with the target exactly as sent (`//`, `..`, `%2F` kept): what
+    /// identifies "the same request" for joining and retries (SPEC §6), since
+    /// some upstreams (S3 keys) read the path literally.
+    pub fn url_as_sent(&self, path_and_query: &str) -> String {
+        let (path, query) = normalize::split_target(path_and_query);
+        let mut s = self.origin();
+        s.push_str(path);
+        if !query.is_empty() {
+            s.push('?');
+            s.push_str(query);
+        }
+        s
+    }
+
+    /// `scheme://host[:port]`, default ports dropped.
+    fn origin(&self) -> String {
+        let default = matches!(
+            (self.scheme.as_str(), self.port),
+            ("https", 443) | ("http", 80)
+        );
+        if default {
+            format!("{}://{}", self.scheme, self.host)
+        } else {
+            format!("{}://{}:{}", self.scheme, self.host, self.port)
+        }
     }
 }
 
