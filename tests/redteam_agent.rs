@@ -720,3 +720,138 @@ async fn s3_approval_is_not_spent_on_another_spelling() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// 18.8 — bodies read two ways are judged both ways; multipart is decoded.
+// ---------------------------------------------------------------------------
+
+const BODY_POLICY: &str = r#"rules:
+  - name: no_admin_role
+    resource: "*"
+    condition: has(args.role) && args.role == "admin"
+    decision: DENY
+    reason: nobody is made an admin by an agent
+  - name: no_big_amounts
+    resource: "*"
+    condition: has(args.amount) && args.amount > 50000
+    decision: DENY
+    reason: too much
+  - name: allow_rest
+    resource: "*"
+    decision: ALLOW
+"#;
+
+#[tokio::test]
+async fn an_untyped_body_is_judged_as_json_and_as_a_form() {
+    let (_ca, up, sm) = world(BODY_POLICY, &[GENERIC]).await;
+    let c = agent_client(&sm, "bot", "bot-token-1");
+    let url = format!("https://{GENERIC}/users/7");
+    let sneaky = r#"{"role":"viewer","x":"&role=admin&y="}"#;
+    for (label, ct) in [
+        ("no Content-Type", None),
+        ("unknown Content-Type", Some("text/plain")),
+    ] {
+        let mut r = c.post(&url).body(sneaky);
+        if let Some(ct) = ct {
+            r = r.header("content-type", ct);
+        }
+        let (status, _, rule, forwarded) = outcome(&up, r).await;
+        assert!(!forwarded, "{label}: forwarded");
+        assert_eq!((status, rule.as_str()), (403, "no_admin_role"), "{label}");
+    }
+    // Typed JSON is read as JSON only: the upstream does the same.
+    let (status, _, _, forwarded) = outcome(
+        &up,
+        c.post(&url)
+            .header("content-type", "application/json")
+            .body(sneaky),
+    )
+    .await;
+    assert_eq!((status, forwarded), (200, true));
+    // An untyped JSON body with nothing a form parser would read: one reading.
+    let (status, _, _, forwarded) =
+        outcome(&up, c.post(&url).body(r#"{"role":"viewer","n":1}"#)).await;
+    assert_eq!((status, forwarded), (200, true));
+}
+
+/// One multipart part: field name, `(filename, content type)` for a file, content.
+type Part<'a> = (&'a str, Option<(&'a str, &'a str)>, &'a str);
+
+fn multipart(boundary: &str, parts: &[Part<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, file, value) in parts {
+        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match file {
+            Some((filename, ct)) => out.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {ct}\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => out.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    out
+}
+
+#[tokio::test]
+async fn multipart_fields_are_judged() {
+    let (_ca, up, sm) = world(BODY_POLICY, &[GENERIC]).await;
+    let c = agent_client(&sm, "bot", "bot-token-1");
+    let url = format!("https://{GENERIC}/payments");
+    let ct = "multipart/form-data; boundary=XyZ123";
+    let big = multipart(
+        "XyZ123",
+        &[
+            ("currency", None, "usd"),
+            ("amount", None, "999999"),
+            (
+                "receipt",
+                Some(("r.pdf", "application/pdf")),
+                "%PDF-1.4 ...",
+            ),
+        ],
+    );
+    let (status, _, rule, forwarded) =
+        outcome(&up, c.post(&url).header("content-type", ct).body(big)).await;
+    assert!(!forwarded, "multipart amount=999999 forwarded");
+    assert_eq!((status, rule.as_str()), (403, "no_big_amounts"));
+    // A small one goes through, and its record shows fields and the file.
+    let small = multipart(
+        "XyZ123",
+        &[
+            ("amount", None, "100"),
+            ("meta[order]", None, "7"),
+            (
+                "receipt",
+                Some(("r.pdf", "application/pdf")),
+                "%PDF-1.4 ...",
+            ),
+        ],
+    );
+    let (status, _, _, forwarded) =
+        outcome(&up, c.post(&url).header("content-type", ct).body(small)).await;
+    assert_eq!((status, forwarded), (200, true));
+    let admin = std::fs::read_to_string(sm.path("data/admin-token")).unwrap();
+    let (_, list) = sm
+        .api_get("/api/v1/requests?decision=ALLOW", admin.trim())
+        .await;
+    assert_eq!(
+        list["requests"][0]["args"],
+        json!({"amount": 100, "meta": {"order": 7},
+               "receipt": {"filename": "r.pdf", "content_type": "application/pdf", "size": 12}})
+    );
+    // A multipart body that does not end is refused, not guessed at.
+    let cut = b"--XyZ123\r\nContent-Disposition: form-data; name=\"amount\"\r\n\r\n999999".to_vec();
+    let (status, kind, _, forwarded) =
+        outcome(&up, c.post(&url).header("content-type", ct).body(cut)).await;
+    assert_eq!(
+        (status, kind.as_str(), forwarded),
+        (400, "bad_request", false)
+    );
+}

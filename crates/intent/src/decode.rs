@@ -83,6 +83,8 @@ fn read_capped(r: impl Read, cap: usize) -> Result<Vec<u8>, IntentError> {
 pub enum Kind {
     Json,
     Form,
+    /// `multipart/form-data` (its boundary travels with the [`Body`]).
+    Multipart,
     /// Missing or anything else: sniff.
     Other,
 }
@@ -107,6 +109,8 @@ pub fn content_kind(headers: &http::HeaderMap) -> Kind {
         Kind::Json
     } else if mime == "application/x-www-form-urlencoded" {
         Kind::Form
+    } else if mime == "multipart/form-data" {
+        Kind::Multipart
     } else {
         Kind::Other
     }
@@ -118,8 +122,43 @@ pub fn content_kind(headers: &http::HeaderMap) -> Kind {
 pub struct Body<'a> {
     pub bytes: Cow<'a, [u8]>,
     pub kind: Kind,
+    /// The multipart boundary, for [`Kind::Multipart`].
+    boundary: Option<String>,
     args: OnceCell<Result<Value, IntentError>>,
     json: OnceCell<Result<Value, IntentError>>,
+}
+
+/// The ways an upstream may read the body (SPEC §4.8): one, except for a body
+/// with no or an unknown `Content-Type` that is JSON and also carries
+/// `key=value` pairs a form parser would read; then it is judged as both.
+pub fn readings<'a>(bytes: Cow<'a, [u8]>, headers: &http::HeaderMap) -> Vec<Body<'a>> {
+    let kind = content_kind(headers);
+    let two_ways =
+        kind == Kind::Other && parse_json(&bytes).is_ok() && reads_as_form_params(&bytes);
+    if two_ways {
+        return vec![
+            Body::new(bytes.clone(), Kind::Json),
+            Body::new(bytes, Kind::Form),
+        ];
+    }
+    let mut body = Body::new(bytes, kind);
+    if kind == Kind::Multipart {
+        body.boundary = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::multipart::boundary);
+    }
+    vec![body]
+}
+
+/// Whether a form parser reading these bytes finds a `name=value` pair with a
+/// plain parameter name (not the JSON punctuation every JSON text yields).
+fn reads_as_form_params(bytes: &[u8]) -> bool {
+    url::form_urlencoded::parse(bytes).any(|(k, _)| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.[]".contains(&b))
+    }) && bytes.contains(&b'=')
 }
 
 impl<'a> Body<'a> {
@@ -127,6 +166,7 @@ impl<'a> Body<'a> {
         Self {
             bytes,
             kind,
+            boundary: None,
             args: OnceCell::new(),
             json: OnceCell::new(),
         }
@@ -146,6 +186,10 @@ impl<'a> Body<'a> {
                 }
                 let v = match self.kind {
                     Kind::Form => parse_form(&self.bytes)?,
+                    Kind::Multipart => match &self.boundary {
+                        Some(b) => crate::multipart::parse(&self.bytes, b)?,
+                        None => return Err(bad("multipart body without a boundary")),
+                    },
                     Kind::Json => self.json_ref()?.clone(),
                     Kind::Other => match self.json_ref() {
                         Ok(v) => v.clone(),
@@ -333,6 +377,7 @@ pub fn parse_args(kind: Kind, bytes: &[u8]) -> Result<Value, IntentError> {
     let v = match kind {
         Kind::Json => parse_json(bytes)?,
         Kind::Form => parse_form(bytes)?,
+        Kind::Multipart => return Err(bad("multipart body without a boundary")),
         Kind::Other => match parse_json(bytes) {
             Ok(v) => v,
             Err(e) if is_refused_json(&e) => return Err(e),
@@ -358,14 +403,14 @@ pub fn parse_form(bytes: &[u8]) -> Result<Value, IntentError> {
 }
 
 #[derive(Debug, PartialEq)]
-enum Seg {
+pub(crate) enum Seg {
     Key(String),
     Push,
 }
 
 /// `a[b][0][]` → [a, b, 0, Push]. A key that is not well-formed bracket
 /// notation is taken literally, as Rack does.
-fn split_key(k: &str) -> Result<Vec<Seg>, IntentError> {
+pub(crate) fn split_key(k: &str) -> Result<Vec<Seg>, IntentError> {
     let literal = || vec![Seg::Key(k.to_string())];
     let Some(open) = k.find('[') else {
         return Ok(literal());
@@ -405,7 +450,11 @@ fn conflict(path: &str) -> IntentError {
     ))
 }
 
-fn insert(map: &mut Map<String, Value>, segs: &[Seg], value: Value) -> Result<(), IntentError> {
+pub(crate) fn insert(
+    map: &mut Map<String, Value>,
+    segs: &[Seg],
+    value: Value,
+) -> Result<(), IntentError> {
     let (Some(Seg::Key(k)), rest) = (segs.first(), segs.get(1..).unwrap_or(&[])) else {
         return Err(bad("malformed form key"));
     };
@@ -468,7 +517,7 @@ fn array_index(k: &str) -> Option<usize> {
 
 /// Objects keyed only by small canonical indices (`items[0]`, `items[1]`)
 /// become arrays ordered by index; gaps are closed, never filled.
-fn arrayify(v: Value) -> Value {
+pub(crate) fn arrayify(v: Value) -> Value {
     match v {
         Value::Object(m) => {
             let m: Map<String, Value> = m.into_iter().map(|(k, v)| (k, arrayify(v))).collect();

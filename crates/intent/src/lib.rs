@@ -9,6 +9,7 @@ mod custom;
 mod decode;
 mod generic;
 mod llm;
+mod multipart;
 mod normalize;
 mod postgrest;
 mod s3;
@@ -230,27 +231,31 @@ impl Mapper {
             ));
         }
         let bytes = decode::decode_content(req.headers, req.body, self.max_body_bytes)?;
-        let body = Body::new(bytes, decode::content_kind(req.headers));
+        let bodies = decode::readings(bytes, req.headers);
+        let methods = normalize::method_readings(req, &bodies)?;
         let request = normalize::normalize(req);
         let (raw_path, raw_query) = normalize::split_target(req.path_and_query);
         let mut intents: Vec<Intent> = Vec::new();
-        for method in normalize::method_readings(req, &body)? {
+        // Every reading of the method and of the body is judged (§4.8).
+        for method in methods {
             // The override's reading: the same request as that method.
             let overridden = (method != request.method).then(|| NormalizedRequest {
                 method,
                 ..request.clone()
             });
-            let ctx = Ctx {
-                req: overridden.as_ref().unwrap_or(&request),
-                headers: req.headers,
-                raw_path,
-                raw_query,
-                body: &body,
-            };
-            for mut intent in self.intents(&ctx)? {
-                intent.method = overridden.as_ref().map(|r| r.method.clone());
-                if !intents.contains(&intent) {
-                    intents.push(intent);
+            for body in &bodies {
+                let ctx = Ctx {
+                    req: overridden.as_ref().unwrap_or(&request),
+                    headers: req.headers,
+                    raw_path,
+                    raw_query,
+                    body,
+                };
+                for mut intent in self.intents(&ctx)? {
+                    intent.method = overridden.as_ref().map(|r| r.method.clone());
+                    if !intents.contains(&intent) {
+                        intents.push(intent);
+                    }
                 }
             }
         }

@@ -105,7 +105,10 @@ fn header_map(headers: &http::HeaderMap) -> BTreeMap<String, String> {
 /// a JSON body all count). Upstreams differ in which one they honour, so both
 /// are judged; overrides that disagree with each other are refused, since
 /// nobody can say what runs.
-pub fn method_readings(req: &RawRequest<'_>, body: &Body<'_>) -> Result<Vec<String>, IntentError> {
+pub fn method_readings(
+    req: &RawRequest<'_>,
+    bodies: &[Body<'_>],
+) -> Result<Vec<String>, IntentError> {
     let (_, raw_query) = split_target(req.path_and_query);
     let mut overrides: Vec<String> = Vec::new();
     for h in OVERRIDE_HEADERS {
@@ -121,10 +124,8 @@ pub fn method_readings(req: &RawRequest<'_>, body: &Body<'_>) -> Result<Vec<Stri
             overrides.push(v.trim().to_string());
         }
     }
-    overrides.extend(body_method(
-        body,
-        req.headers.contains_key(http::header::CONTENT_TYPE),
-    ));
+    let typed = req.headers.contains_key(http::header::CONTENT_TYPE);
+    overrides.extend(bodies.iter().flat_map(|b| body_method(b, typed)));
     let mut chosen: Option<String> = None;
     for o in overrides {
         let o = o.to_ascii_uppercase();
@@ -159,6 +160,12 @@ fn body_method(body: &Body<'_>, typed: bool) -> Vec<String> {
         Kind::Form => from_form(),
         Kind::Json => match body.json_ref().ok().and_then(|v| v.get("_method")) {
             Some(Value::String(s)) => vec![s.clone()],
+            Some(other) => vec![other.to_string()],
+            None => Vec::new(),
+        },
+        // Rails and Laravel read `_method` from multipart forms too.
+        Kind::Multipart => match body.args().ok().and_then(|a| a.get("_method").cloned()) {
+            Some(Value::String(s)) => vec![s],
             Some(other) => vec![other.to_string()],
             None => Vec::new(),
         },

@@ -402,3 +402,37 @@ fn conflicting_content_types_are_refused() {
         Err(IntentError::BadRequest(_))
     ));
 }
+
+#[test]
+fn untyped_bodies_read_both_ways() {
+    let roles = |headers: &[(&str, &str)], body: &[u8]| {
+        let m = map("POST", "example.com", "/u", headers, body).unwrap();
+        m.intents
+            .iter()
+            .map(|i| i.args["role"].clone())
+            .collect::<Vec<_>>()
+    };
+    let sneaky = br#"{"role":"viewer","x":"&role=admin&y="}"#;
+    assert_eq!(roles(&[], sneaky), [json!("viewer"), json!("admin")]);
+    assert_eq!(
+        roles(&[("content-type", "text/plain")], sneaky),
+        [json!("viewer"), json!("admin")]
+    );
+    assert_eq!(
+        roles(&[("content-type", "application/json")], sneaky),
+        [json!("viewer")]
+    );
+    // Plain JSON has no form reading worth judging.
+    assert_eq!(roles(&[], br#"{"role":"viewer"}"#), [json!("viewer")]);
+    // `_method` read both ways must agree.
+    assert!(
+        map(
+            "POST",
+            "example.com",
+            "/u",
+            &[],
+            br#"{"_method":"GET","a":"&_method=DELETE"}"#
+        )
+        .is_err()
+    );
+}
