@@ -155,11 +155,7 @@ impl Core {
                 query: Default::default(),
                 headers: Default::default(),
             },
-            intents: vec![Intent {
-                resource: resource.to_string(),
-                action: action.to_string(),
-                args,
-            }],
+            intents: vec![Intent::new(resource, action, args)],
         };
         let judged = self.engine.decide(call.agent.as_str(), mapped);
         let url = format!("sudomode:govern/{resource}/{action}");
@@ -196,11 +192,11 @@ impl Core {
         refusal: Refusal,
     ) -> Refusal {
         let decision = Decision::builtin_deny(refusal.message.clone());
-        let intents = [Intent {
-            resource: format!("http.{host}"),
-            action: method.to_ascii_lowercase(),
-            args: serde_json::json!({}),
-        }];
+        let intents = [Intent::new(
+            format!("http.{host}"),
+            method.to_ascii_lowercase(),
+            serde_json::json!({}),
+        )];
         let mut decided = Decided::new(
             &Draft {
                 id: &call.id,
