@@ -71,7 +71,7 @@ fn the_byte_program_builds_deep_values() {
 
 #[test]
 fn random_inputs_read_back() {
-    let seed = env_u64("SUDOMODE_FUZZ_SEED", 0x5eed_0f_5700e);
+    let seed = env_u64("SUDOMODE_FUZZ_SEED", 0x05ee_d0f5_700e);
     let iters = env_u64("SUDOMODE_FUZZ_ITERS", 150);
     let mut rng = Rng(seed | 1);
     for i in 0..iters {
