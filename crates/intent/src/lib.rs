@@ -9,6 +9,7 @@ pub mod catalog;
 mod custom;
 mod decode;
 mod generic;
+pub mod glob;
 mod llm;
 mod mcp;
 mod multipart;
@@ -29,7 +30,7 @@ use crate::decode::Body;
 
 pub use crate::decode::{Kind as BodyKind, parse_args, parse_form, scalar};
 pub use crate::mcp::request_id as jsonrpc_request_id;
-pub use crate::normalize::normalize_path;
+pub use crate::normalize::{normalize_host, normalize_path};
 pub use crate::sql::{Flavor as SqlFlavor, sql_intents};
 
 /// What the agent sent, before any normalisation.

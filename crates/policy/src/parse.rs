@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use crate::condition::{Condition, excerpt};
-use crate::error::{PolicyError, PolicyWarning, SHOWN_MAX, parse_duration, quote_value};
+use crate::error::{PolicyError, PolicyWarning, SHOWN_MAX, parse_positive_duration, quote_value};
 use crate::glob::{Glob, GlobList};
 use crate::locate::{ItemLoc, describe_yaml_error, locate_items};
 use crate::testing::{PolicyTest, RawTest, compile_test};
@@ -376,7 +376,7 @@ fn compile_rule(
         } else {
             match scalar_string(v)
                 .filter(|s| s.len() <= SHOWN_MAX)
-                .map(|s| (parse_duration(&s), s))
+                .map(|s| (parse_positive_duration(&s), s))
             {
                 Some((Ok(d), s)) => {
                     timeout = Some(d);
