@@ -208,15 +208,15 @@ fn warn_missing_ca(config: &Config) {
     }
 }
 
+/// Userinfo for a proxy URL: everything but RFC 3986 unreserved characters
+/// is escaped, so a token with `@`, `:` or `/` cannot change the URL.
 fn pct(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, USERINFO).to_string()
 }
 
 fn shell_quote(s: &str) -> String {
@@ -226,5 +226,16 @@ fn shell_quote(s: &str) -> String {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pct;
+
+    #[test]
+    fn userinfo_escapes_everything_but_unreserved() {
+        assert_eq!(pct("agent-1.a_b~"), "agent-1.a_b~");
+        assert_eq!(pct("t@k:e/n %é"), "t%40k%3Ae%2Fn%20%25%C3%A9");
     }
 }

@@ -18,13 +18,13 @@ use sudomode_intent::{IntentError, RawRequest};
 
 use super::ProxyBody;
 use super::dialect::{Dialect, Sent};
-use super::intercept::normalise_host;
 use super::respond;
 use super::state::ProxyState;
 use crate::core::{Admission, Call, HttpSubject, Refusal, RefusalKind};
 use crate::hold::phase as hold_phase;
 use crate::ids::{AgentName, RequestId};
 use crate::upstream::{Target, Upstream, phase::forward, strip_hop_by_hop};
+use sudomode_intent::normalize_host;
 
 pub async fn handle(
     state: Arc<ProxyState>,
@@ -176,7 +176,7 @@ fn check_host_header(
         });
     if let Some((host, port)) = named {
         let port = port.unwrap_or(if target.scheme == "https" { 443 } else { 80 });
-        if normalise_host(&host) != target.host || port != target.port {
+        if normalize_host(&host) != target.host || port != target.port {
             return Err(Refusal::new(
                 RefusalKind::BadRequest,
                 id,

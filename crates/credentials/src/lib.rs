@@ -5,7 +5,6 @@
 //! request head it is about to send upstream, with the exact body bytes it will send.
 
 mod error;
-mod glob;
 mod secret;
 mod sigv4;
 mod spec;
@@ -17,6 +16,8 @@ use std::time::SystemTime;
 pub use error::CredentialError;
 pub use secret::Secret;
 pub use spec::{AwsSpec, CredentialSpec};
+use sudomode_intent::glob::Glob;
+use sudomode_intent::normalize_host;
 
 use spec::Action;
 
@@ -28,7 +29,7 @@ pub struct Injector {
 
 struct Entry {
     name: String,
-    hosts: Vec<String>,
+    hosts: Vec<Glob>,
     action: Action,
     plaintext: bool,
 }
@@ -103,7 +104,7 @@ impl Injector {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for e in &self.entries {
-            for h in &e.hosts {
+            for h in e.hosts.iter().map(Glob::as_str) {
                 let Some(rest) = h.strip_prefix('*') else {
                     continue;
                 };
@@ -134,10 +135,10 @@ impl Injector {
     }
 
     fn entry_for(&self, host: &str) -> Option<&Entry> {
-        let host = glob::normalize_host(host);
+        let host = normalize_host(host);
         self.entries
             .iter()
-            .find(|e| e.hosts.iter().any(|p| glob::host_matches(p, &host)))
+            .find(|e| e.hosts.iter().any(|p| p.is_match(&host)))
     }
 
     /// Injects the credential for `host` (the normalised destination host) into `req`, whose
@@ -222,7 +223,7 @@ impl Injector {
 /// the request would carry a real credential to a host it was not configured for.
 fn check_destination(host: &str, uri: &http::Uri) -> Result<(), CredentialError> {
     if let Some(uri_host) = uri.host()
-        && glob::normalize_host(uri_host) != glob::normalize_host(host)
+        && normalize_host(uri_host) != normalize_host(host)
     {
         return Err(CredentialError::InvalidRequest(format!(
             "request URI host {uri_host:?} differs from the destination host {host:?}; \

@@ -11,6 +11,7 @@ pub mod catalog;
 mod custom;
 mod decode;
 mod generic;
+pub mod glob;
 mod llm;
 mod mcp;
 mod multipart;
@@ -34,7 +35,7 @@ pub use crate::aws_chunked::{Unframed, is_aws_chunked, unframe};
 pub use crate::aws_protocol::{AwsErrorProtocol, aws_error_protocol};
 pub use crate::decode::{Kind as BodyKind, parse_args, parse_form, scalar};
 pub use crate::mcp::request_id as jsonrpc_request_id;
-pub use crate::normalize::normalize_path;
+pub use crate::normalize::{normalize_host, normalize_path};
 pub use crate::sql::{Flavor as SqlFlavor, sql_intents};
 
 /// What the agent sent, before any normalisation.

@@ -36,7 +36,9 @@ mod tests_lang;
 pub use bounds::{MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH};
 pub use condition::Condition;
 pub use decide::{Considered, Explanation};
-pub use error::{PolicyError, PolicyErrors, PolicyWarning, parse_duration};
+pub use error::{
+    PolicyError, PolicyErrors, PolicyWarning, parse_duration, parse_positive_duration,
+};
 pub use files::MAX_POLICY_FILE_BYTES;
 pub use glob::{Glob, GlobError, GlobList};
 pub use info::{PolicySummary, RuleInfo};

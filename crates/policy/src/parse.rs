@@ -3,7 +3,9 @@
 use serde::Deserialize;
 
 use crate::condition::{Condition, excerpt};
-use crate::error::{PolicyError, PolicyWarning, SHOWN_MAX, parse_duration, quote_value};
+use crate::error::{
+    PolicyError, PolicyWarning, SHOWN_MAX, parse_duration, parse_positive_duration, quote_value,
+};
 use crate::glob::{Glob, GlobList};
 use crate::locate::{ItemLoc, describe_yaml_error, locate_items};
 use crate::testing::{PolicyTest, RawTest, compile_test};
@@ -111,10 +113,16 @@ fn hold_duration(
     let text = scalar_string(v)
         .filter(|s| s.len() <= SHOWN_MAX)
         .ok_or_else(|| format!("`{key}` must be a duration such as 30s, 10m, 2h"))?;
-    if key == "reply_after" && text.trim() == "0" {
-        return Ok((std::time::Duration::ZERO, text));
-    }
-    parse_duration(&text)
+    // `reply_after` may be zero (`0`, `0s`): answer nothing before the window ends.
+    let parsed = if key == "reply_after" {
+        if text.trim() == "0" {
+            return Ok((std::time::Duration::ZERO, text));
+        }
+        parse_duration(&text)
+    } else {
+        parse_positive_duration(&text)
+    };
+    parsed
         .map(|d| (d, text))
         .map_err(|e| format!("`{key}`: {e}"))
 }
