@@ -19,6 +19,8 @@ pub struct Decided {
     pub rule: Option<RuleName>,
     /// An explicit intent (`/v1/govern`): nothing to forward.
     pub explicit: bool,
+    /// The deciding rule's `reply_after`, if it sets one (SPEC §6).
+    pub reply_after: Option<std::time::Duration>,
     /// The row the store will keep (made here, at the store boundary).
     pub(crate) record: RequestRecord,
     /// Its `request.decided` event.
@@ -59,6 +61,7 @@ impl Decided {
             verdict: decision.verdict,
             rule: decision.rule.clone(),
             explicit: d.explicit,
+            reply_after: decision.reply_after,
             record,
             event,
         }
@@ -230,11 +233,7 @@ fn new_record(d: &Draft<'_>, decision: &Decision) -> RequestRecord {
             .then(|| now + time::Duration::try_from(window).unwrap_or(time::Duration::minutes(10))),
         upstream_status: None,
         completed_at: None,
-        intents: d
-            .intents
-            .iter()
-            .map(|i| json!({"resource": i.resource, "action": i.action, "args": i.args}))
-            .collect(),
+        intents: d.intents.iter().map(Intent::to_json).collect(),
         retry_key: retry_key(
             d.agent.as_str(),
             d.method,

@@ -32,6 +32,9 @@ pub struct RuleInfo {
     pub approvals: u32,
     /// As written (`10m`), REQUIRE_APPROVAL rules only.
     pub timeout: Option<String>,
+    /// As written (`20s`, `0`), when the rule sets its own `reply_after`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_after: Option<String>,
     pub file: String,
     pub line: usize,
 }
@@ -58,6 +61,7 @@ impl From<&Rule> for RuleInfo {
             mode: r.mode.as_str(),
             approvals: r.approvals,
             timeout: r.timeout_text.clone(),
+            reply_after: r.reply_after_text.clone(),
             file: r.file.clone(),
             line: r.line,
         }
