@@ -8,6 +8,7 @@
 use deadpool_postgres::Transaction;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio_postgres::{Client, Row, Statement};
 
 use super::connect::Failure;
 use crate::chain::{PreparedEvent, format_time};
@@ -16,6 +17,18 @@ use crate::chain::{PreparedEvent, format_time};
 pub(super) const CHANNEL: &str = "sudomode_changes";
 /// NOTIFY payloads must stay under 8000 bytes.
 const MAX_PAYLOAD: usize = 7_000;
+
+/// Reads and locks the chain head until the transaction ends.
+pub(super) const LOCK_SQL: &str =
+    "SELECT seq, hash, at FROM sudomode_chain_head WHERE id = 1 FOR UPDATE";
+/// Inserts sealed events (arrays of seq, request id, time, line).
+pub(super) const INSERT_SQL: &str = "INSERT INTO sudomode_audit (seq, request_id, at, line) \
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[])";
+/// Moves the head.
+pub(super) const HEAD_SQL: &str =
+    "UPDATE sudomode_chain_head SET seq = $1, hash = $2, at = $3 WHERE id = 1";
+/// Sends NOTIFY payloads.
+pub(super) const NOTIFY_SQL: &str = "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p";
 
 /// The chain head, locked by this transaction, and the events sealed after it.
 pub(super) struct Appender {
@@ -32,12 +45,15 @@ impl Appender {
     /// Locks the chain head until the transaction ends. Every writer takes
     /// this lock before any request row, so writers never deadlock.
     pub(super) async fn lock(tx: &Transaction<'_>) -> Result<Self, Failure> {
-        let stmt = tx
-            .prepare_cached("SELECT seq, hash, at FROM sudomode_chain_head WHERE id = 1 FOR UPDATE")
-            .await?;
+        let stmt = tx.prepare_cached(LOCK_SQL).await?;
         let row = tx.query_one(&stmt, &[]).await?;
+        Ok(Self::from_head(&row))
+    }
+
+    /// The head as [`LOCK_SQL`] read it.
+    pub(super) fn from_head(row: &Row) -> Self {
         let seq: i64 = row.get(0);
-        Ok(Appender {
+        Appender {
             seq: u64::try_from(seq).unwrap_or(0),
             hash: row.get(1),
             last: row.get(2),
@@ -45,7 +61,7 @@ impl Appender {
             request_ids: Vec::new(),
             ats: Vec::new(),
             lines: Vec::new(),
-        })
+        }
     }
 
     /// Seals `ev` as the next event; returns its seq.
@@ -76,25 +92,39 @@ impl Appender {
         if self.lines.is_empty() {
             return Ok(());
         }
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO sudomode_audit (seq, request_id, at, line) \
-                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[])",
-            )
-            .await?;
-        tx.execute(
-            &insert,
-            &[&self.seqs, &self.request_ids, &self.ats, &self.lines],
-        )
-        .await?;
-        let head = tx
-            .prepare_cached(
-                "UPDATE sudomode_chain_head SET seq = $1, hash = $2, at = $3 WHERE id = 1",
-            )
-            .await?;
-        let seq = i64::try_from(self.seq).unwrap_or(i64::MAX);
-        tx.execute(&head, &[&seq, &self.hash, &self.last]).await?;
+        let insert = tx.prepare_cached(INSERT_SQL).await?;
+        let head = tx.prepare_cached(HEAD_SQL).await?;
+        self.insert_on(tx.client(), &insert).await?;
+        self.move_on(tx.client(), &head).await?;
         Ok(())
+    }
+
+    /// Inserts the sealed events with [`INSERT_SQL`] (nothing when none).
+    /// Sent when first polled, so several of these pipeline on one client.
+    pub(super) async fn insert_on(
+        &self,
+        client: &Client,
+        insert: &Statement,
+    ) -> Result<u64, tokio_postgres::Error> {
+        if self.lines.is_empty() {
+            return Ok(0);
+        }
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&self.seqs, &self.request_ids, &self.ats, &self.lines];
+        client.execute(insert, &params).await
+    }
+
+    /// Moves the head with [`HEAD_SQL`] (nothing when no event was sealed).
+    pub(super) async fn move_on(
+        &self,
+        client: &Client,
+        head: &Statement,
+    ) -> Result<u64, tokio_postgres::Error> {
+        if self.lines.is_empty() {
+            return Ok(0);
+        }
+        let seq = i64::try_from(self.seq).unwrap_or(i64::MAX);
+        client.execute(head, &[&seq, &self.hash, &self.last]).await
     }
 }
 
@@ -105,6 +135,20 @@ pub(super) async fn notify<'a>(
     replica: &str,
     changed: impl Iterator<Item = (&'a str, bool)>,
 ) -> Result<(), Failure> {
+    let payloads = payloads(replica, changed);
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx.prepare_cached(NOTIFY_SQL).await?;
+    tx.execute(&stmt, &[&CHANNEL, &payloads]).await?;
+    Ok(())
+}
+
+/// The NOTIFY payloads (see [`notify`]) naming `changed`.
+pub(super) fn payloads<'a>(
+    replica: &str,
+    changed: impl Iterator<Item = (&'a str, bool)>,
+) -> Vec<String> {
     let mut payloads = Vec::new();
     let mut current = String::new();
     for (id, held) in changed {
@@ -118,18 +162,10 @@ pub(super) async fn notify<'a>(
     if !current.is_empty() {
         payloads.push(current);
     }
-    if payloads.is_empty() {
-        return Ok(());
-    }
-    let payloads: Vec<String> = payloads
+    payloads
         .into_iter()
         .map(|p| format!("{replica};{p}"))
-        .collect();
-    let stmt = tx
-        .prepare_cached("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
-        .await?;
-    tx.execute(&stmt, &[&CHANNEL, &payloads]).await?;
-    Ok(())
+        .collect()
 }
 
 /// The ids and held flags of a notification from another replica; `None`

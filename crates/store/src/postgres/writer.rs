@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::Shared;
-use super::append::{Appender, notify};
+use super::append::{Appender, CHANNEL, HEAD_SQL, INSERT_SQL, LOCK_SQL, NOTIFY_SQL, payloads};
 use super::connect::Failure;
 use super::rows::{RequestColumns, RequestRow, upsert_many_sql};
 use crate::chain::PreparedEvent;
@@ -180,20 +180,43 @@ impl Writer {
     }
 
     /// One transaction: lock the head, append every event, upsert every
-    /// record (the last state of each), notify, commit.
+    /// record (the last state of each), notify, commit. The head stays
+    /// locked for two round trips, as every replica's appends wait on it:
+    /// BEGIN with the lock, then the writes with COMMIT, each pipelined.
     async fn write(&self, group: &[Pending], durable: bool) -> Result<Vec<Vec<u64>>, Failure> {
-        let mut client = self.shared.pool.get().await?;
-        let tx = client.transaction().await?;
-        if !durable {
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .await?;
+        let client = self.shared.pool.get().await?;
+        let written = self.pipelined(&client, group, durable).await;
+        if written.is_err() {
+            // It may still be inside the failed transaction: never reused.
+            drop(deadpool_postgres::Object::take(client));
         }
-        let mut head = Appender::lock(&tx).await?;
+        written
+    }
+
+    async fn pipelined(
+        &self,
+        client: &deadpool_postgres::Client,
+        group: &[Pending],
+        durable: bool,
+    ) -> Result<Vec<Vec<u64>>, Failure> {
+        let lock = client.prepare_cached(LOCK_SQL).await?;
+        let insert = client.prepare_cached(INSERT_SQL).await?;
+        let move_head = client.prepare_cached(HEAD_SQL).await?;
+        let upsert = client.prepare_cached(&upsert_many_sql()).await?;
+        let notify = client.prepare_cached(NOTIFY_SQL).await?;
+        let begin = if durable {
+            "BEGIN"
+        } else {
+            "BEGIN; SET LOCAL synchronous_commit = off"
+        };
+        // Futures polled in order send in order: one round trip for both.
+        let c: &tokio_postgres::Client = client;
+        let ((), row) = futures_util::try_join!(c.batch_execute(begin), c.query_one(&lock, &[]))?;
+        let mut head = Appender::from_head(&row);
         let mut seqs = Vec::with_capacity(group.len());
         for (batch, _) in group {
             seqs.push(batch.events.iter().map(|e| head.seal(e)).collect());
         }
-        head.finish(&tx).await?;
         // Several upserts of one record in a group collapse into its last:
         // PostgreSQL refuses to change a row twice in one statement.
         let rows: Vec<&RequestRow> = group.iter().flat_map(|(b, _)| b.rows.iter()).collect();
@@ -206,12 +229,26 @@ impl Writer {
                 changed.push((r.id.as_str(), r.held));
             }
         }
-        if !cols.is_empty() {
-            let stmt = tx.prepare_cached(&upsert_many_sql()).await?;
-            tx.execute(&stmt, &cols.params()).await?;
-        }
-        notify(&tx, &self.shared.replica, changed.into_iter()).await?;
-        tx.commit().await?;
+        let notes = payloads(&self.shared.replica, changed.into_iter());
+        // A failed statement aborts the transaction, so the COMMIT behind
+        // it rolls back; the first error is what the caller sees.
+        futures_util::try_join!(
+            head.insert_on(c, &insert),
+            head.move_on(c, &move_head),
+            async {
+                match cols.is_empty() {
+                    true => Ok(0),
+                    false => c.execute(&upsert, &cols.params()).await,
+                }
+            },
+            async {
+                match notes.is_empty() {
+                    true => Ok(0),
+                    false => c.execute(&notify, &[&CHANNEL, &notes]).await,
+                }
+            },
+            c.batch_execute("COMMIT"),
+        )?;
         Ok(seqs)
     }
 
