@@ -1,0 +1,288 @@
+//! Indexes for the history filters (SPEC §8, §11 "Months of traffic"): for
+//! each of agent, resource, action, decision and status, the ids of the
+//! requests with a given value, in posting blocks of up to [`BLOCK`] ids kept
+//! sorted. A block's key is the field, the value and its first id, so the
+//! writer rewrites one block per value per group commit, and a listing walks
+//! a value's ids newest first without touching other requests. Time bounds
+//! come from the ids themselves (UUIDv7), so they need no index.
+//!
+//! The same filters in SQL are plain B-tree indexes on
+//! `(agent, id)`, `(resource, id)`, `(action, id)`, `(decision, id)`,
+//! `(status, id)`.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadableTable, Table};
+
+use crate::codec::{CodecError, Reader, put_varint};
+use crate::error::StoreError;
+
+/// Most ids in one posting block.
+const BLOCK: usize = 256;
+
+/// The indexed fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Field {
+    Agent = 1,
+    Resource = 2,
+    Action = 3,
+    Decision = 4,
+    Status = 5,
+}
+
+/// Key prefix of one (field, value).
+pub(crate) fn prefix(field: Field, value: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(value.len() + 4);
+    p.push(field as u8);
+    put_varint(&mut p, value.len() as u64);
+    p.extend_from_slice(value.as_bytes());
+    p
+}
+
+fn block_key(prefix: &[u8], first: &[u8]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(first);
+    k
+}
+
+fn decode_block(v: &[u8]) -> Result<Vec<Vec<u8>>, CodecError> {
+    let mut r = Reader::new(v);
+    let mut ids = Vec::new();
+    while !r.at_end() {
+        let n = usize::from(r.byte()?);
+        ids.push(r.take(n)?.to_vec());
+    }
+    Ok(ids)
+}
+
+fn encode_block(ids: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ids.iter().map(|i| i.len() + 1).sum());
+    for id in ids {
+        out.push(id.len().min(255) as u8);
+        out.extend_from_slice(&id[..id.len().min(255)]);
+    }
+    out
+}
+
+type IndexTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+/// Loaded blocks of one apply: block key → (prefix, ids).
+type Loaded = BTreeMap<Vec<u8>, (Vec<u8>, Vec<Vec<u8>>)>;
+
+/// The key of the block that holds (or would hold) `id` under `prefix`.
+fn covering_block(
+    t: &IndexTable<'_>,
+    prefix: &[u8],
+    id: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let probe = block_key(prefix, id);
+    if let Some(item) = t.range::<&[u8]>(prefix..=probe.as_slice())?.next_back() {
+        let (k, _) = item?;
+        if k.value().starts_with(prefix) {
+            return Ok(Some(k.value().to_vec()));
+        }
+    }
+    // Older than every block: the first one takes it.
+    if let Some(item) = t.range::<&[u8]>(prefix..)?.next() {
+        let (k, _) = item?;
+        if k.value().starts_with(prefix) {
+            return Ok(Some(k.value().to_vec()));
+        }
+    }
+    Ok(None)
+}
+
+/// Posting changes gathered over one group commit, applied at its end.
+#[derive(Default)]
+pub(crate) struct Changes {
+    add: BTreeMap<Vec<u8>, Vec<Vec<u8>>>,
+    remove: BTreeMap<Vec<u8>, Vec<Vec<u8>>>,
+}
+
+impl Changes {
+    pub(crate) fn add(&mut self, field: Field, value: &str, id: &[u8]) {
+        self.add
+            .entry(prefix(field, value))
+            .or_default()
+            .push(id.to_vec());
+    }
+
+    pub(crate) fn remove(&mut self, field: Field, value: &str, id: &[u8]) {
+        self.remove
+            .entry(prefix(field, value))
+            .or_default()
+            .push(id.to_vec());
+    }
+
+    /// Writes the changes: each touched block is read and written once.
+    pub(crate) fn apply(self, t: &mut IndexTable<'_>) -> Result<(), StoreError> {
+        // Stored (or new) block key → (prefix, ids); new blocks of prefixes with none stored.
+        let mut blocks: Loaded = BTreeMap::new();
+        let mut fresh: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let all = self
+            .remove
+            .into_iter()
+            .map(|(p, ids)| (p, ids, false))
+            .chain(self.add.into_iter().map(|(p, ids)| (p, ids, true)));
+        for (prefix, ids, adding) in all {
+            for id in ids {
+                let key = match covering_block(t, &prefix, &id)? {
+                    Some(k) => {
+                        if !blocks.contains_key(&k) {
+                            let v = t.get(k.as_slice())?.map(|g| g.value().to_vec());
+                            let ids = decode_block(&v.unwrap_or_default())
+                                .map_err(|e| StoreError::corrupt("request_index", e))?;
+                            blocks.insert(k.clone(), (prefix.clone(), ids));
+                        }
+                        k
+                    }
+                    None => match fresh.get(&prefix) {
+                        Some(k) => k.clone(),
+                        None if adding => {
+                            let k = block_key(&prefix, &id);
+                            fresh.insert(prefix.clone(), k.clone());
+                            blocks.insert(k.clone(), (prefix.clone(), Vec::new()));
+                            k
+                        }
+                        None => continue,
+                    },
+                };
+                if let Some((_, list)) = blocks.get_mut(&key) {
+                    match list.binary_search(&id) {
+                        Ok(i) if !adding => {
+                            list.remove(i);
+                        }
+                        Err(i) if adding => list.insert(i, id),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for (old_key, (prefix, ids)) in blocks {
+            t.remove(old_key.as_slice())?;
+            for part in ids.chunks(BLOCK) {
+                let k = block_key(&prefix, &part[0]);
+                t.insert(k.as_slice(), encode_block(part).as_slice())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Ids under one (field, value), newest first, below an exclusive bound.
+pub(crate) struct Postings<'t, T: ReadableTable<&'static [u8], &'static [u8]>> {
+    table: &'t T,
+    prefix: Vec<u8>,
+    /// Ids of the current block still to hand out, ascending (popped from the end).
+    pending: Vec<Vec<u8>>,
+    /// Next block key to read is below this one.
+    next_block_below: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl<'t, T: ReadableTable<&'static [u8], &'static [u8]>> Postings<'t, T> {
+    /// Ids `< below` (all when `None`).
+    pub(crate) fn new(
+        table: &'t T,
+        field: Field,
+        value: &str,
+        below: Option<&[u8]>,
+    ) -> Result<Self, StoreError> {
+        let prefix = prefix(field, value);
+        let mut p = Postings {
+            table,
+            prefix,
+            pending: Vec::new(),
+            next_block_below: None,
+            done: false,
+        };
+        let start = match below {
+            Some(b) => block_key(&p.prefix, b),
+            None => {
+                let mut k = p.prefix.clone();
+                k.push(0xff);
+                k
+            }
+        };
+        p.load_before(&start, true)?;
+        if let Some(b) = below {
+            p.pending.retain(|id| id.as_slice() < b);
+        }
+        Ok(p)
+    }
+
+    /// Loads the block with the greatest key `< key` (or `<= key` when `inclusive`).
+    fn load_before(&mut self, key: &[u8], inclusive: bool) -> Result<(), StoreError> {
+        let mut range = if inclusive {
+            self.table.range::<&[u8]>(self.prefix.as_slice()..=key)?
+        } else {
+            self.table.range::<&[u8]>(self.prefix.as_slice()..key)?
+        };
+        match range.next_back() {
+            Some(item) => {
+                let (k, v) = item?;
+                if !k.value().starts_with(&self.prefix) {
+                    self.done = true;
+                    return Ok(());
+                }
+                self.pending =
+                    decode_block(v.value()).map_err(|e| StoreError::corrupt("request_index", e))?;
+                self.next_block_below = Some(k.value().to_vec());
+            }
+            None => self.done = true,
+        }
+        Ok(())
+    }
+
+    /// The next id, newest first.
+    pub(crate) fn next_id(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        loop {
+            if let Some(id) = self.pending.pop() {
+                return Ok(Some(id));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.next_block_below.take() {
+                Some(k) => self.load_before(&k, false)?,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Number of blocks under this value (a cheap size estimate).
+    pub(crate) fn blocks(table: &T, field: Field, value: &str) -> Result<usize, StoreError> {
+        let p = prefix(field, value);
+        let mut n = 0;
+        for item in table.range::<&[u8]>(p.as_slice()..)? {
+            let (k, _) = item?;
+            if !k.value().starts_with(&p) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Whether `id` is listed under (field, value).
+pub(crate) fn contains<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    table: &T,
+    field: Field,
+    value: &str,
+    id: &[u8],
+) -> Result<bool, StoreError> {
+    let p = prefix(field, value);
+    let probe = block_key(&p, id);
+    let Some(item) = table
+        .range::<&[u8]>(p.as_slice()..=probe.as_slice())?
+        .next_back()
+    else {
+        return Ok(false);
+    };
+    let (k, v) = item?;
+    if !k.value().starts_with(&p) {
+        return Ok(false);
+    }
+    let ids = decode_block(v.value()).map_err(|e| StoreError::corrupt("request_index", e))?;
+    Ok(ids.binary_search_by(|x| x.as_slice().cmp(id)).is_ok())
+}
