@@ -40,6 +40,9 @@ pub(crate) enum Tag {
     Intern = 13,
     /// SHA-256 of the empty string (every body-less request's body hash).
     EmptySha = 14,
+    /// An object whose key list is one dictionary entry (keys joined by NUL),
+    /// then its values: records and events of one kind share their shape.
+    Shape = 15,
 }
 
 impl Tag {
@@ -61,6 +64,7 @@ impl Tag {
             12 => Time,
             13 => Intern,
             14 => EmptySha,
+            15 => Shape,
             _ => return None,
         })
     }
@@ -92,7 +96,12 @@ const INTERNED: [&str; 18] = [
 /// Longest string or key put in the dictionary.
 const MAX_INTERNED_LEN: usize = 200;
 /// Entries the dictionary may hold; past it strings stay inline.
-const MAX_DICT: usize = 1 << 20;
+const MAX_DICT: usize = 200_000;
+/// Shapes (key lists) the dictionary may hold, and the longest one.
+const MAX_SHAPES: usize = 20_000;
+const MAX_SHAPE_LEN: usize = 1024;
+/// Objects nested deeper than this keep their keys one by one (bodies vary).
+const MAX_SHAPE_DEPTH: usize = 2;
 
 /// Why bytes could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -421,6 +430,13 @@ pub(crate) fn read_value(r: &mut Reader<'_>, words: &Words) -> Result<Value, Cod
             }
             Value::Object(map)
         }
+        Tag::Shape => {
+            let mut map = Map::new();
+            for k in shape_keys(r, words)? {
+                map.insert(k.to_string(), read_value(r, words)?);
+            }
+            Value::Object(map)
+        }
         t => Value::String(match string_after(r, t, words)? {
             Text::Owned(s) => s,
             other => other.as_str().to_string(),
@@ -468,10 +484,9 @@ pub(crate) fn render_value(
             }
             out.push(b']');
         }
-        Tag::Object => {
-            let n = r.len()?;
+        Tag::Object | Tag::Shape => {
             out.push(b'{');
-            render_entries(r, words, out, n, &mut |_, _| {})?;
+            render_entries(r, tag, words, out, &mut |_, _| {})?;
             out.push(b'}');
         }
         t => render_str(out, string_after(r, t, words)?.as_str()),
@@ -479,26 +494,54 @@ pub(crate) fn render_value(
     Ok(())
 }
 
-/// Renders `n` object entries, comma-separated; `before(key, out)` runs ahead
-/// of each key (the event renderer slips its own entries in there).
+/// The keys of a shaped object (after its tag).
+fn shape_keys<'w>(
+    r: &mut Reader<'_>,
+    words: &'w Words,
+) -> Result<std::str::Split<'w, char>, CodecError> {
+    Ok(word(words, r.varint()?)?.split('\0'))
+}
+
+/// Renders an object's entries (after its tag), comma-separated; `before(key,
+/// out)` runs ahead of each key (the event renderer slips its own entries in there).
 pub(crate) fn render_entries(
     r: &mut Reader<'_>,
+    tag: Tag,
     words: &Words,
     out: &mut Vec<u8>,
-    n: usize,
     before: &mut dyn FnMut(&str, &mut Vec<u8>),
 ) -> Result<(), CodecError> {
-    for _ in 0..n {
-        let k = read_key(r, words)?;
-        before(k.as_str(), out);
+    let mut entry = |k: &str, r: &mut Reader<'_>, out: &mut Vec<u8>| {
+        before(k, out);
         if !matches!(out.last(), Some(b'{') | None) {
             out.push(b',');
         }
-        render_str(out, k.as_str());
+        render_str(out, k);
         out.push(b':');
-        render_value(r, words, out)?;
+        render_value(r, words, out)
+    };
+    match tag {
+        Tag::Shape => {
+            for k in shape_keys(r, words)? {
+                entry(k, r, out)?;
+            }
+        }
+        _ => {
+            for _ in 0..r.len()? {
+                let k = read_key(r, words)?;
+                entry(k.as_str(), r, out)?;
+            }
+        }
     }
     Ok(())
+}
+
+/// Reads the tag of an object (plain or shaped).
+pub(crate) fn object_tag(r: &mut Reader<'_>) -> Result<Tag, CodecError> {
+    match r.tag()? {
+        t @ (Tag::Object | Tag::Shape) => Ok(t),
+        _ => Err(CodecError("not an object")),
+    }
 }
 
 /// Skips one value.
@@ -535,6 +578,8 @@ pub(crate) fn skip_value(r: &mut Reader<'_>) -> Result<(), CodecError> {
                 skip_value(r)?;
             }
         }
+        // Skipping needs the key count, which only the dictionary knows.
+        Tag::Shape => return Err(CodecError("a shaped object cannot be skipped")),
     }
     Ok(())
 }
@@ -547,6 +592,8 @@ pub(crate) fn skip_value(r: &mut Reader<'_>) -> Result<(), CodecError> {
 pub(crate) struct Interner {
     ids: HashMap<Box<str>, u32>,
     next: u32,
+    /// Shapes in the dictionary (bounded by [`MAX_SHAPES`]).
+    shapes: usize,
     /// Added since the last [`Interner::take_new`].
     fresh: Vec<(u32, Box<str>)>,
 }
@@ -560,6 +607,7 @@ impl Interner {
             .map(|(i, w)| (Box::from(&**w), i as u32))
             .collect();
         Interner {
+            shapes: words.iter().filter(|w| w.contains('\0')).count(),
             ids,
             next: words.len() as u32,
             fresh: Vec::new(),
@@ -573,6 +621,22 @@ impl Interner {
         if s.len() > MAX_INTERNED_LEN || self.next as usize >= MAX_DICT {
             return None;
         }
+        self.add(s)
+    }
+
+    fn shape_id(&mut self, keys: &str) -> Option<u32> {
+        if let Some(id) = self.ids.get(keys) {
+            return Some(*id);
+        }
+        if keys.len() > MAX_SHAPE_LEN || self.shapes >= MAX_SHAPES || self.next as usize >= MAX_DICT
+        {
+            return None;
+        }
+        self.shapes += 1;
+        self.add(keys)
+    }
+
+    fn add(&mut self, s: &str) -> Option<u32> {
         let id = self.next;
         self.next += 1;
         self.ids.insert(Box::from(s), id);
@@ -595,6 +659,9 @@ impl Interner {
         for (id, s) in new {
             self.ids.remove(s);
             self.next = self.next.min(*id);
+            if s.contains('\0') {
+                self.shapes = self.shapes.saturating_sub(1);
+            }
         }
     }
 
@@ -603,6 +670,15 @@ impl Interner {
         &mut self,
         r: &mut Reader<'_>,
         out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        self.finish_at(r, out, 0)
+    }
+
+    fn finish_at(
+        &mut self,
+        r: &mut Reader<'_>,
+        out: &mut Vec<u8>,
+        depth: usize,
     ) -> Result<(), CodecError> {
         let start = r.pos;
         let tag = r.tag()?;
@@ -622,11 +698,56 @@ impl Interner {
                 out.push(Tag::Array as u8);
                 put_varint(out, n as u64);
                 for _ in 0..n {
-                    self.finish(r, out)?;
+                    self.finish_at(r, out, depth + 1)?;
                 }
             }
-            Tag::Object => {
-                let n = r.len()?;
+            Tag::Object => self.finish_object(r, out, depth)?,
+            _ => {
+                r.pos = start;
+                skip_value(r)?;
+                out.extend_from_slice(&r.buf[start..r.pos]);
+            }
+        }
+        Ok(())
+    }
+
+    /// An object: shaped when its key list can be one dictionary entry.
+    fn finish_object(
+        &mut self,
+        r: &mut Reader<'_>,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), CodecError> {
+        let n = r.len()?;
+        let at = r.pos;
+        let mut keys: Vec<&str> = Vec::with_capacity(n);
+        let mut inline = true;
+        for _ in 0..n {
+            let k = r.varint()?;
+            if k & 1 == 0 {
+                inline = false;
+                break;
+            }
+            let len = usize::try_from(k >> 1).map_err(|_| CodecError("length"))?;
+            let key = std::str::from_utf8(r.take(len)?).map_err(|_| CodecError("key"))?;
+            keys.push(key);
+            skip_value(r)?;
+        }
+        let joined = (inline && n >= 2 && depth <= MAX_SHAPE_DEPTH)
+            .then(|| keys.join("\0"))
+            .filter(|j| keys.iter().all(|k| !k.contains('\0')) && !j.is_empty());
+        r.pos = at;
+        match joined.and_then(|j| self.shape_id(&j)) {
+            Some(id) => {
+                out.push(Tag::Shape as u8);
+                put_varint(out, u64::from(id));
+                for _ in 0..n {
+                    let k = r.varint()?;
+                    r.take(usize::try_from(k >> 1).map_err(|_| CodecError("length"))?)?;
+                    self.finish_at(r, out, depth + 1)?;
+                }
+            }
+            None => {
                 out.push(Tag::Object as u8);
                 put_varint(out, n as u64);
                 for _ in 0..n {
@@ -645,13 +766,8 @@ impl Interner {
                     } else {
                         put_varint(out, k);
                     }
-                    self.finish(r, out)?;
+                    self.finish_at(r, out, depth + 1)?;
                 }
-            }
-            _ => {
-                r.pos = start;
-                skip_value(r)?;
-                out.extend_from_slice(&r.buf[start..r.pos]);
             }
         }
         Ok(())

@@ -17,8 +17,9 @@ use redb::{ReadableTable, Table};
 use crate::codec::{CodecError, Reader, put_varint};
 use crate::error::StoreError;
 
-/// Most ids in one posting block.
-const BLOCK: usize = 256;
+/// Most ids in one posting block, and most bytes (one 4 KiB page with its key).
+const BLOCK: usize = 512;
+const BLOCK_BYTES: usize = 3_800;
 
 /// The indexed fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,21 +46,56 @@ fn block_key(prefix: &[u8], first: &[u8]) -> Vec<u8> {
     k
 }
 
+/// A block: ids in ascending order, each as (bytes shared with the previous
+/// id, length of the rest, the rest): neighbouring UUIDv7 ids share their
+/// time prefix.
 fn decode_block(v: &[u8]) -> Result<Vec<Vec<u8>>, CodecError> {
     let mut r = Reader::new(v);
-    let mut ids = Vec::new();
+    let mut ids: Vec<Vec<u8>> = Vec::new();
     while !r.at_end() {
+        let shared = usize::from(r.byte()?);
         let n = usize::from(r.byte()?);
-        ids.push(r.take(n)?.to_vec());
+        let mut id = match ids.last() {
+            Some(prev) if shared <= prev.len() => prev[..shared].to_vec(),
+            _ if shared == 0 => Vec::new(),
+            _ => return Err(CodecError("posting block")),
+        };
+        id.extend_from_slice(r.take(n)?);
+        ids.push(id);
     }
     Ok(ids)
 }
 
 fn encode_block(ids: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ids.iter().map(|i| i.len() + 1).sum());
+    let mut out = Vec::with_capacity(ids.len() * 12);
+    let mut prev: &[u8] = &[];
     for id in ids {
-        out.push(id.len().min(255) as u8);
-        out.extend_from_slice(&id[..id.len().min(255)]);
+        let id = &id[..id.len().min(255)];
+        let shared = prev.iter().zip(id).take_while(|(a, b)| a == b).count();
+        out.push(shared as u8);
+        out.push((id.len() - shared) as u8);
+        out.extend_from_slice(&id[shared..]);
+        prev = id;
+    }
+    out
+}
+
+/// Splits a block's ids into parts that each encode within one 4 KiB page.
+fn parts(ids: &[Vec<u8>]) -> Vec<&[Vec<u8>]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, id) in ids.iter().enumerate() {
+        // Worst case per id: its full length plus two header bytes.
+        let cost = id.len().min(255) + 2;
+        if i > start && (bytes + cost > BLOCK_BYTES || i - start >= BLOCK) {
+            out.push(&ids[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += cost;
+    }
+    if start < ids.len() {
+        out.push(&ids[start..]);
     }
     out
 }
@@ -159,7 +195,7 @@ impl Changes {
         }
         for (old_key, (prefix, ids)) in blocks {
             t.remove(old_key.as_slice())?;
-            for part in ids.chunks(BLOCK) {
+            for part in parts(&ids) {
                 let k = block_key(&prefix, &part[0]);
                 t.insert(k.as_slice(), encode_block(part).as_slice())?;
             }

@@ -38,6 +38,9 @@ pub(crate) const ARCHIVED_HEAD: &str = "archived_head";
 
 /// Most events in one chunk: a single event is found by skipping at most these.
 pub(crate) const MAX_CHUNK_EVENTS: usize = 256;
+/// A chunk is closed before it grows past this: a chunk then fits one 4 KiB
+/// page (redb gives a larger value a power-of-two run of pages, wasting the rest).
+pub(crate) const MAX_CHUNK_BYTES: usize = 3_900;
 
 /// The sortable key of a request id: a UUID as its 16 bytes (tag 0), any other
 /// text as itself (tag 1).
@@ -51,6 +54,15 @@ pub(crate) fn id_key(id: &str) -> Vec<u8> {
         k.extend_from_slice(id.as_bytes());
     }
     k
+}
+
+/// The id an [`id_key`] stands for.
+pub(crate) fn id_of_key(k: &[u8]) -> String {
+    match k.split_first() {
+        Some((0, rest)) if rest.len() == 16 => codec::uuid_text(rest),
+        Some((_, rest)) => String::from_utf8_lossy(rest).into_owned(),
+        None => String::new(),
+    }
 }
 
 /// Key of the oldest UUIDv7 id of millisecond `ms` (time bounds of a listing).
@@ -212,11 +224,8 @@ pub(crate) fn render_event(
         }
     };
     let r = &mut h.rest;
-    if r.byte()? != codec::Tag::Object as u8 {
-        return Err(CodecError("event fields"));
-    }
-    let n = r.len()?;
-    codec::render_entries(r, words, &mut out, n, &mut |k, out| emit(Some(k), out))?;
+    let tag = codec::object_tag(r)?;
+    codec::render_entries(r, tag, words, &mut out, &mut |k, out| emit(Some(k), out))?;
     emit(None, &mut out);
     out.push(b'}');
     Ok(out)
@@ -309,10 +318,17 @@ pub(crate) fn decode_row_head(row: &[u8]) -> Result<RowHead<'_>, CodecError> {
     })
 }
 
-/// The record a row holds.
-pub(crate) fn decode_record(row: &[u8], words: &Words) -> Result<RequestRecord, CodecError> {
+/// The record a row holds (its id is the row's key, not stored again).
+pub(crate) fn decode_record(
+    row: &[u8],
+    words: &Words,
+    id: &str,
+) -> Result<RequestRecord, CodecError> {
     let h = decode_row_head(row)?;
-    let v = codec::read_value(&mut Reader::new(h.body), words)?;
+    let mut v = codec::read_value(&mut Reader::new(h.body), words)?;
+    if let Value::Object(m) = &mut v {
+        m.insert("id".into(), Value::String(id.to_string()));
+    }
     serde_json::from_value(v).map_err(|_| CodecError("record shape"))
 }
 

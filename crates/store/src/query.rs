@@ -43,7 +43,7 @@ fn get_record(
     key: &[u8],
 ) -> Result<Option<RequestRecord>, StoreError> {
     match t.get(key)? {
-        Some(g) => layout::decode_record(g.value(), words)
+        Some(g) => layout::decode_record(g.value(), words, &layout::id_of_key(key))
             .map(Some)
             .map_err(corrupt("request_rows")),
         None => Ok(None),

@@ -22,7 +22,9 @@ use crate::chain::PreparedEvent;
 use crate::codec::{self, Interner, Reader};
 use crate::error::StoreError;
 use crate::index::{Changes, Field};
-use crate::layout::{self, DICT, INDEX, LOG, MAX_CHUNK_EVENTS, ORPHANS, ROWS, SharedWords, id_key};
+use crate::layout::{
+    self, DICT, INDEX, LOG, MAX_CHUNK_BYTES, MAX_CHUNK_EVENTS, ORPHANS, ROWS, SharedWords, id_key,
+};
 use crate::model::{Committed, Durability, RequestRecord, Stats, Status};
 use crate::slot::DbSlot;
 use crate::{COUNTS, OPEN_REQUESTS};
@@ -56,7 +58,12 @@ pub(crate) struct Row {
 
 impl Row {
     pub(crate) fn new(rec: &RequestRecord) -> Result<Self, StoreError> {
-        let value = serde_json::to_value(rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut value =
+            serde_json::to_value(rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        // The id is the row's key.
+        if let serde_json::Value::Object(m) = &mut value {
+            m.remove("id");
+        }
         let mut pre = Vec::with_capacity(512);
         codec::put_value(&mut pre, &value, None);
         Ok(Row {
@@ -539,7 +546,9 @@ impl Writer {
                     let body = ev
                         .body(micros, &digest, &mut self.interner)
                         .map_err(|e| StoreError::Invalid(e.to_string()))?;
-                    if chunk.events == MAX_CHUNK_EVENTS {
+                    if chunk.events == MAX_CHUNK_EVENTS
+                        || (chunk.events > 0 && chunk.bytes.len() + body.len() > MAX_CHUNK_BYTES)
+                    {
                         chunk.flush(&mut log)?;
                         chunk = ChunkBuf::new(seq, &self.head_hash);
                     }
