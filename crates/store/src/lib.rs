@@ -11,6 +11,7 @@
 //!
 //! Canonical form, hashing, null handling and redaction: see [`chain`].
 
+mod archive;
 pub mod chain;
 mod codec;
 mod error;
@@ -35,6 +36,9 @@ use slot::DbSlot;
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, oneshot};
 
+pub use archive::{
+    ARCHIVED_EVENT, ArchiveReport, ArchiveVerifier, archive_dir, file_sha256, segments,
+};
 pub use chain::{GENESIS_HASH, REDACTED, Redactor, canonical_json, event_hash};
 pub use error::StoreError;
 pub use large::{MAX_ARGS_BYTES, TRUNCATED_KEY};
@@ -288,6 +292,23 @@ impl Store {
                 _permit: None,
             })
             .map_err(|_| StoreError::Closed)
+    }
+
+    /// Removes what an archive run moved and appends its checkpoint, durably.
+    pub(crate) async fn prune(&self, p: archive::Prune) -> Result<(), StoreError> {
+        let checkpoint = self.prepare(Batch::events(vec![p.checkpoint]), false)?;
+        let (tx, rx) = oneshot::channel();
+        let msg = Msg::Prune(
+            archive::PreparedPrune {
+                upto_seq: p.upto_seq,
+                last_hash: p.last_hash,
+                rows: p.rows,
+                checkpoint,
+            },
+            tx,
+        );
+        self.inner.tx.send(msg).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Resolves once everything queued before it is committed and durable.

@@ -18,6 +18,7 @@ use redb::{ReadableTable, Table};
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
+use crate::archive::PreparedPrune;
 use crate::chain::PreparedEvent;
 use crate::codec::{self, Interner, Reader};
 use crate::error::StoreError;
@@ -92,6 +93,8 @@ pub(crate) enum Msg {
     },
     /// Make everything queued before it durable, then answer.
     Flush(oneshot::Sender<Result<(), StoreError>>),
+    /// Remove what an archive run moved and append its checkpoint.
+    Prune(PreparedPrune, oneshot::Sender<Result<(), StoreError>>),
     /// Commit everything queued, make it durable, answer and stop.
     Shutdown(Option<oneshot::Sender<Result<(), StoreError>>>),
 }
@@ -220,6 +223,10 @@ impl Writer {
                         self.commit_group(std::mem::take(&mut commits), true, started);
                         let _ = reply.send(self.flush());
                     }
+                    Msg::Prune(p, reply) => {
+                        self.commit_group(std::mem::take(&mut commits), true, started);
+                        let _ = reply.send(self.prune(p));
+                    }
                     Msg::Shutdown(reply) => {
                         stopping = true;
                         shutdown_reply = reply;
@@ -305,7 +312,7 @@ impl Writer {
                 let _ = reply.send(Err(unavailable()));
             }
             Msg::Commit { batch, .. } => self.keep_for_replay(batch),
-            Msg::Flush(reply) => {
+            Msg::Flush(reply) | Msg::Prune(_, reply) => {
                 let _ = reply.send(Err(unavailable()));
             }
             Msg::Shutdown(reply) => {
@@ -530,6 +537,54 @@ impl Writer {
         if !durable {
             txn.set_durability(redb::Durability::None)?;
         }
+        let out = self.write_in(&txn, batches)?;
+        txn.commit()?;
+        self.interner.take_new();
+        Ok(out)
+    }
+
+    /// The archive run's removal and checkpoint, in one durable transaction.
+    fn prune(&mut self, p: PreparedPrune) -> Result<(), StoreError> {
+        if self.recovery.is_some() {
+            return Err(StoreError::Unavailable(
+                self.slot.fault().unwrap_or_default(),
+            ));
+        }
+        let saved = (self.head_seq, self.head_hash.clone(), self.last_time);
+        let words_before = self.words.read().map_or(0, |w| w.len());
+        let result = (|| {
+            let txn = self.slot.get()?.begin_write()?;
+            crate::archive::remove(&txn, &p, &self.words)?;
+            self.write_in(&txn, &[(p.checkpoint, false)])?;
+            txn.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.interner.take_new();
+                self.dirty_since = None;
+                AtomicStats::add(&self.stats.commits, 1);
+                AtomicStats::add(&self.stats.fsyncs, 1);
+                Ok(())
+            }
+            Err(e) => {
+                (self.head_seq, self.head_hash, self.last_time) = saved;
+                let fresh = self.interner.take_new();
+                self.interner.roll_back(&fresh);
+                if let Ok(mut w) = self.words.write() {
+                    w.truncate(words_before);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Appends the batches' events and writes their rows inside `txn`.
+    fn write_in(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        batches: &[(Prepared, bool)],
+    ) -> Result<Vec<Committed>, StoreError> {
         let mut out = Vec::with_capacity(batches.len());
         {
             let mut log = txn.open_table(LOG)?;
@@ -614,8 +669,6 @@ impl Writer {
                 }
             }
         }
-        txn.commit()?;
-        self.interner.take_new();
         Ok(out)
     }
 }
