@@ -334,3 +334,42 @@ pub(crate) fn decode_record(
 
 /// The shared dictionary, read side.
 pub(crate) type SharedWords = Arc<std::sync::RwLock<Vec<Arc<str>>>>;
+
+/// The stored body of an event given as its JSON (seq, prev_hash ignored;
+/// `hash` kept as given): for moving logs of the first layout, and tests.
+pub(crate) fn encode_event_value(
+    v: &Value,
+    interner: &mut codec::Interner,
+) -> Result<Vec<u8>, CodecError> {
+    let s = |k: &str| v.get(k).and_then(Value::as_str);
+    let time = time::OffsetDateTime::parse(
+        s("time").unwrap_or_default(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|_| CodecError("event time"))?;
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(s("hash").unwrap_or_default(), &mut hash)
+        .map_err(|_| CodecError("event hash"))?;
+    let mut pre = Vec::new();
+    codec::put_str(&mut pre, s("type").unwrap_or_default(), true);
+    codec::put_opt_str(&mut pre, s("request_id"), false);
+    codec::put_opt_str(&mut pre, s("agent"), true);
+    codec::put_opt_str(&mut pre, s("operator"), true);
+    let fields: serde_json::Map<String, Value> = v
+        .as_object()
+        .ok_or(CodecError("event is not an object"))?
+        .iter()
+        .filter(|(k, _)| !crate::chain::RESERVED_FIELDS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    codec::put_object(&mut pre, &fields);
+    let mut body = Vec::with_capacity(pre.len() + 48);
+    codec::put_zigzag(&mut body, (time.unix_timestamp_nanos() / 1000) as i64);
+    let mut r = Reader::new(&pre);
+    for _ in 0..4 {
+        interner.finish(&mut r, &mut body)?;
+    }
+    body.extend_from_slice(&hash);
+    interner.finish(&mut r, &mut body)?;
+    Ok(body)
+}

@@ -18,6 +18,7 @@ mod error;
 mod index;
 mod large;
 mod layout;
+mod migrate;
 mod model;
 mod query;
 mod slot;
@@ -469,6 +470,9 @@ pub(crate) struct Head {
 /// Creates missing tables, moves a store of the first layout over, and reads
 /// the chain head and the dictionary.
 pub(crate) fn init_tables(db: &Database) -> Result<Head, StoreError> {
+    if migrate::needed(db)? {
+        migrate::run(db)?;
+    }
     {
         let wtx = db.begin_write()?;
         wtx.open_table(layout::LOG)?;

@@ -5,10 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::chain::RESERVED_FIELDS;
-use crate::codec::{self, Interner, Reader};
+use crate::codec::Interner;
 use crate::layout::{self, ChunkIter, DICT, LOG};
 
 fn load_words(db: &Database) -> Vec<Arc<str>> {
@@ -76,32 +75,5 @@ pub fn tamper_event(path: &Path, seq: u64, f: impl FnOnce(&mut Value) -> bool) {
 }
 
 fn encode(v: &Value, interner: &mut Interner) -> Vec<u8> {
-    let s = |k: &str| v.get(k).and_then(Value::as_str);
-    let time = time::OffsetDateTime::parse(
-        s("time").unwrap_or_default(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .expect("time");
-    let mut pre = Vec::new();
-    codec::put_str(&mut pre, s("type").unwrap_or_default(), true);
-    codec::put_opt_str(&mut pre, s("request_id"), false);
-    codec::put_opt_str(&mut pre, s("agent"), true);
-    codec::put_opt_str(&mut pre, s("operator"), true);
-    let fields: Map<String, Value> = v
-        .as_object()
-        .expect("object")
-        .iter()
-        .filter(|(k, _)| !RESERVED_FIELDS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    codec::put_object(&mut pre, &fields);
-    let mut body = Vec::new();
-    codec::put_zigzag(&mut body, (time.unix_timestamp_nanos() / 1000) as i64);
-    let mut r = Reader::new(&pre);
-    for _ in 0..4 {
-        interner.finish(&mut r, &mut body).expect("finish");
-    }
-    body.extend_from_slice(&hex::decode(s("hash").unwrap_or_default()).expect("hash hex"));
-    interner.finish(&mut r, &mut body).expect("finish");
-    body
+    layout::encode_event_value(v, interner).expect("encodable event")
 }
