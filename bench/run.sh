@@ -7,7 +7,10 @@
 # Everything runs on loopback, is bounded in time and count, and stops by
 # itself. Side by side in one run: direct to a stand-in HTTPS upstream,
 # through SudoMode (audit.durability strict, then batched), and through
-# mitmdump, with the same load generator (crates/bench, `loadgen`).
+# mitmdump, with the same load generator (crates/bench, `loadgen`), and the
+# 64-connection figure again with an independent one (oha). Then the audit
+# store alone: `storefill` fills a store with 1M requests (bytes per request,
+# filtered pages, verify/export throughput, restart).
 #
 # Environment knobs (defaults in brackets):
 #   BENCH_SECONDS [10]      measured seconds per load run (after BENCH_WARMUP [1])
@@ -19,6 +22,9 @@
 #   BENCH_SKIP_MITM [0]     1: no mitmdump comparison
 #   BENCH_SKIP_HOLD [0]     1: no 10,000-held test
 #   BENCH_SKIP_DECIDE [0]   1: no `cargo bench -p sudomode-policy --bench decide`
+#   BENCH_SKIP_OHA [0]      1: no oha runs (else oha from PATH or ~/.cargo/bin; installed with
+#                           `cargo install oha --locked` when missing)
+#   BENCH_FILL_REQUESTS [1000000]  requests for `storefill`; 0 skips it
 #   BENCH_KEEP [0]          1: keep the temporary directory (configs, logs, raw JSON)
 set -euo pipefail
 
@@ -90,7 +96,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   log "building release binaries (cargo build --release -p sudomode -p sudomode-bench)"
   cargo build --release -p sudomode -p sudomode-bench
 fi
-for b in sudomode loadgen stand-in; do
+for b in sudomode loadgen stand-in storefill; do
   [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (run without BENCH_SKIP_BUILD)" >&2; exit 2; }
 done
 
@@ -140,6 +146,32 @@ shapes() { # prefix args...
   lg "$p.h2_c1s64" run --http 2 --connections 1 --streams 64 --duration "$SECS" --warmup "$WARMUP" --label "$p h2 1x64" "$@"
 }
 
+# ------------------------------------------------------------------- oha
+OHA=
+if [ "${BENCH_SKIP_OHA:-0}" != 1 ]; then
+  OHA=$(command -v oha || true)
+  [ -z "$OHA" ] && [ -x "$HOME/.cargo/bin/oha" ] && OHA=$HOME/.cargo/bin/oha
+  if [ -z "$OHA" ]; then
+    log "oha missing: cargo install oha --locked"
+    cargo install oha --locked >&2 || log "installing oha failed"
+    [ -x "$HOME/.cargo/bin/oha" ] && OHA=$HOME/.cargo/bin/oha
+  fi
+fi
+
+# oha, 64 connections, HTTP/1.1, for SECS (after a warm-up run); NAME then oha args.
+oha_run() {
+  local name=$1
+  shift
+  [ -n "$OHA" ] || return 0
+  log "  $name (oha)"
+  timeout "$LOAD_TIMEOUT" "$OHA" --no-tui -z "${WARMUP}s" -c 64 --http-version 1.1 "$@" >/dev/null 2>&1 || true
+  if ! timeout "$LOAD_TIMEOUT" "$OHA" --no-tui --output-format json -z "${SECS}s" -c 64 --http-version 1.1 "$@" \
+    >"$RES/$name.oha.json" 2>"$RES/$name.oha.err"; then
+    log "  $name (oha) FAILED: $(tail -n 3 "$RES/$name.oha.err" | tr '\n' ' ')"
+    echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/$name.oha.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/$name.oha.json"
+  fi
+}
+
 # ------------------------------------------------------------------ fsync
 # fsync latency depends on what else the disk is doing, so it is measured at
 # the start and again right before the strict 1-connection run (the baseline
@@ -151,6 +183,7 @@ log "fsync on the store's disk ($TMP)"
 log "direct to the stand-in"
 shapes direct --url https://bench.local/ --connect "127.0.0.1:$UP_PORT" --ca "$UP_CA"
 lg direct.first first --url https://bench.local/ --connect "127.0.0.1:$UP_PORT" --ca "$UP_CA" --hosts "$HOSTS" --label direct
+oha_run direct --insecure "https://127.0.0.1:$UP_PORT/"
 
 # --------------------------------------------------------------- SudoMode
 ADMIN_TOKEN="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
@@ -212,6 +245,15 @@ stop_sudomode() {
   SM_PID=
 }
 
+# Store size after a load run, per decided request (all of them GETs).
+disk_json() { # store-file metrics-file -> {"bytes":..,"apparent":..,"requests":..}
+  local bytes apparent reqs
+  bytes=$(du -B1 "$1" 2>/dev/null | cut -f1)
+  apparent=$(stat -c %s "$1" 2>/dev/null)
+  reqs=$(awk '/^sudomode_requests_total/ {s += $2} END {print s + 0}' "$2" 2>/dev/null)
+  echo "{\"bytes\": ${bytes:-0}, \"apparent\": ${apparent:-0}, \"requests\": ${reqs:-0}}"
+}
+
 rss_json() { # pid -> {"rss_kib":..,"hwm_kib":..}
   awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {printf "{\"rss_kib\": %d, \"hwm_kib\": %d}\n", r, h}' "/proc/$1/status" 2>/dev/null || echo '{}'
 }
@@ -224,10 +266,16 @@ for durability in strict batched; do
       log "  fsync again, right before the strict runs"
       "$BIN/loadgen" fsync --dir "$SM_DIR/data" --count 300 >"$RES/fsync.json"
     fi
+    rss_json "$SM_PID" >"$RES/sudomode_$durability.rss_idle.json"
     shapes "sudomode_$durability" --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA"
+    oha_run "sudomode_$durability" --insecure -x "$SM_PROXY" https://bench.local/
+    # RSS once the load is over (a second to settle), against idle.
+    sleep 1
+    rss_json "$SM_PID" >"$RES/sudomode_$durability.rss_after.json"
     lg "sudomode_$durability.first" first --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA" --hosts "$HOSTS" --label "sudomode $durability"
     rss_json "$SM_PID" >"$RES/sudomode_$durability.rss.json"
     curl -s --max-time 5 "$SM_DASH/metrics" >"$RES/sudomode_$durability.metrics.txt" 2>/dev/null || true
+    disk_json "$SM_DIR/data/sudomode.redb" "$RES/sudomode_$durability.metrics.txt" >"$RES/sudomode_$durability.disk.json"
     stop_sudomode
   else
     echo '{"failed": true, "error": "SudoMode did not start"}' >"$RES/sudomode_$durability.start.json"
@@ -277,6 +325,7 @@ if [ "${BENCH_SKIP_MITM:-0}" != 1 ]; then
       # (the TLS name stays bench.local).
       shapes mitmdump --url https://bench.local/ --proxy "http://127.0.0.1:$MITM_PORT" \
         --connect-authority "127.0.0.1:$UP_PORT" --ca "$MITM_CA"
+      oha_run mitmdump --insecure -x "http://127.0.0.1:$MITM_PORT" "https://127.0.0.1:$UP_PORT/"
       rss_json "$MITM_PID" >"$RES/mitmdump.rss.json"
     else
       log "mitmdump did not start: $(tail -n 3 "$TMP/mitm.err" | tr '\n' ' ')"
@@ -298,6 +347,16 @@ if [ "${BENCH_SKIP_DECIDE:-0}" != 1 ] && [ -f crates/policy/benches/decide.rs ];
     done
   else
     log "decide bench failed: $(tail -n 3 "$RES/decide.err" | tr '\n' ' ')"
+  fi
+fi
+
+# ------------------------------------------------------- the store alone
+FILL=${BENCH_FILL_REQUESTS:-1000000}
+if [ "$FILL" != 0 ]; then
+  log "storefill: $FILL requests into a fresh store (bytes, filtered pages, verify, restart)"
+  if ! timeout 3600 "$BIN/storefill" --requests "$FILL" --dir "$TMP" >"$RES/storefill.json" 2>"$RES/storefill.err"; then
+    log "storefill FAILED: $(tail -n 3 "$RES/storefill.err" | tr '\n' ' ')"
+    echo '{"failed": true}' >"$RES/storefill.json"
   fi
 fi
 

@@ -127,6 +127,40 @@ fn covering_block(
     Ok(None)
 }
 
+/// The ids a stored block takes: from its key (or from nothing, for the
+/// first block of a value) up to the next block's key.
+struct Span {
+    key: Vec<u8>,
+    from_start: bool,
+    upper: Option<Vec<u8>>,
+}
+
+impl Span {
+    fn of(t: &IndexTable<'_>, prefix: &[u8], key: &[u8], probe: &[u8]) -> Result<Self, StoreError> {
+        let upper = match t
+            .range::<&[u8]>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))?
+            .next()
+        {
+            Some(item) => {
+                let (k, _) = item?;
+                k.value().starts_with(prefix).then(|| k.value().to_vec())
+            }
+            None => None,
+        };
+        Ok(Span {
+            key: key.to_vec(),
+            // Found as the first block for an id older than every block.
+            from_start: key > probe,
+            upper,
+        })
+    }
+
+    fn covers(&self, probe: &[u8]) -> bool {
+        (self.from_start || probe >= self.key.as_slice())
+            && self.upper.as_deref().is_none_or(|u| probe < u)
+    }
+}
+
 /// Posting changes gathered over one group commit, applied at its end.
 #[derive(Default)]
 pub(crate) struct Changes {
@@ -159,9 +193,28 @@ impl Changes {
             .into_iter()
             .map(|(p, ids)| (p, ids, false))
             .chain(self.add.into_iter().map(|(p, ids)| (p, ids, true)));
-        for (prefix, ids, adding) in all {
+        for (prefix, mut ids, adding) in all {
+            ids.sort_unstable();
+            // The stored block the last id fell in, and the ids it covers: the
+            // ids of one group are mostly the newest, so one lookup serves them all.
+            let mut span: Option<Span> = None;
             for id in ids {
-                let key = match covering_block(t, &prefix, &id)? {
+                let probe = block_key(&prefix, &id);
+                let cached = span
+                    .as_ref()
+                    .filter(|s| s.covers(&probe))
+                    .map(|s| s.key.clone());
+                let found = match cached {
+                    Some(k) => Some(k),
+                    None => {
+                        let k = covering_block(t, &prefix, &id)?;
+                        if let Some(k) = &k {
+                            span = Some(Span::of(t, &prefix, k, &probe)?);
+                        }
+                        k
+                    }
+                };
+                let key = match found {
                     Some(k) => {
                         if !blocks.contains_key(&k) {
                             let v = t.get(k.as_slice())?.map(|g| g.value().to_vec());
@@ -321,4 +374,88 @@ pub(crate) fn contains<T: ReadableTable<&'static [u8], &'static [u8]>>(
     }
     let ids = decode_block(v.value()).map_err(|e| StoreError::corrupt("request_index", e))?;
     Ok(ids.binary_search_by(|x| x.as_slice().cmp(id)).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use redb::{Database, ReadableDatabase};
+
+    use super::*;
+    use crate::layout::INDEX;
+
+    /// Many groups of adds and removes, in and out of order, against a model.
+    #[test]
+    fn postings_follow_a_model_across_groups() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::create(dir.path().join("i.redb")).expect("db");
+        let mut model: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut x: u64 = 7;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let id = |n: u64| {
+            let mut k = vec![0u8];
+            k.extend_from_slice(&n.to_be_bytes());
+            k.extend_from_slice(&[9u8; 8]);
+            k
+        };
+        for round in 0..60u64 {
+            let mut c = Changes::default();
+            // The writer never adds and removes the same (value, id) in one group.
+            let before = model.clone();
+            for i in 0..40u64 {
+                // Mostly new (rising) ids, some older ones, some removals.
+                let n = match next() % 10 {
+                    0 => next() % (round * 40 + 1),
+                    _ => round * 40 + i,
+                };
+                if next() % 7 == 0 && !before.is_empty() {
+                    let victim = before.iter().nth((next() as usize) % before.len()).cloned();
+                    if let Some(v) = victim.filter(|v| model.contains(v)) {
+                        c.remove(Field::Agent, "a", &v);
+                        model.remove(&v);
+                    }
+                } else if !before.contains(&id(n)) {
+                    c.add(Field::Agent, "a", &id(n));
+                    c.add(Field::Resource, "r", &id(n));
+                    model.insert(id(n));
+                }
+            }
+            let txn = db.begin_write().expect("write");
+            c.apply(&mut txn.open_table(INDEX).expect("table"))
+                .expect("apply");
+            txn.commit().expect("commit");
+            let rtx = db.begin_read().expect("read");
+            let t = rtx.open_table(INDEX).expect("table");
+            let mut n = 0;
+            let mut p = Postings::new(&t, Field::Agent, "a", None).expect("postings");
+            while p.next_id().expect("next").is_some() {
+                n += 1;
+            }
+            assert_eq!(n, model.len(), "round {round}");
+        }
+        let rtx = db.begin_read().expect("read");
+        let t = rtx.open_table(INDEX).expect("table");
+        let mut got = Vec::new();
+        let mut p = Postings::new(&t, Field::Agent, "a", None).expect("postings");
+        while let Some(k) = p.next_id().expect("next") {
+            got.push(k);
+        }
+        let want: Vec<Vec<u8>> = model.iter().rev().cloned().collect();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "postings differ from the model");
+        for k in model.iter().take(50) {
+            assert!(contains(&t, Field::Agent, "a", k).expect("contains"));
+        }
+        // Below a cursor.
+        let mid = want[want.len() / 2].clone();
+        let mut p = Postings::new(&t, Field::Agent, "a", Some(&mid)).expect("postings");
+        let first = p.next_id().expect("next");
+        assert_eq!(first.as_ref(), want.get(want.len() / 2 + 1));
+    }
 }

@@ -798,13 +798,18 @@ fn crash_and_check(batched: bool) {
     let mut max_acked = 0u64;
     let mut acks = 0u64;
     let deadline = Instant::now() + Duration::from_secs(60);
+    // Batched work is made durable within the flush interval (20 ms): kill
+    // only after a few of those have passed, or nothing may be on disk yet.
+    let mut first_ack: Option<Instant> = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("line");
         if let Some(n) = line.strip_prefix("acked ") {
             acks += 1;
+            first_ack.get_or_insert_with(Instant::now);
             max_acked = max_acked.max(n.trim().parse().expect("seq"));
         }
-        if acks >= 300 || Instant::now() > deadline {
+        let settled = first_ack.is_some_and(|t| t.elapsed() >= Duration::from_millis(100));
+        if (acks >= 300 && settled) || Instant::now() > deadline {
             break;
         }
     }
