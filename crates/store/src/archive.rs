@@ -399,9 +399,7 @@ pub(crate) fn remove(
     if let Some((first, bytes)) = tail {
         log.insert(first, bytes.as_slice())?;
     }
-    let w = words
-        .read()
-        .map_err(|_| StoreError::Storage("dictionary lock".into()))?;
+    let w = layout::snapshot(words);
     let mut rows = txn.open_table(ROWS)?;
     let mut orphans = txn.open_table(layout::ORPHANS)?;
     let mut postings = crate::index::Changes::default();

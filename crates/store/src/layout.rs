@@ -332,8 +332,40 @@ pub(crate) fn decode_record(
     serde_json::from_value(v).map_err(|_| CodecError("record shape"))
 }
 
-/// The shared dictionary, read side.
-pub(crate) type SharedWords = Arc<std::sync::RwLock<Vec<Arc<str>>>>;
+/// The shared dictionary, read side: readers take the current snapshot and
+/// hold no lock while they read (a long export never holds up the writer).
+pub(crate) type SharedWords = Arc<std::sync::RwLock<Arc<Vec<Arc<str>>>>>;
+
+/// The dictionary as it is now.
+pub(crate) fn snapshot(words: &SharedWords) -> Arc<Vec<Arc<str>>> {
+    words
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// Appends new entries (copy on write: rare once the names are known).
+pub(crate) fn append(words: &SharedWords, new: impl Iterator<Item = Arc<str>>) {
+    let mut w = words
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut v = Vec::clone(&w);
+    v.extend(new);
+    *w = Arc::new(v);
+}
+
+/// Drops entries past `len` (their transaction did not commit), or replaces them all.
+pub(crate) fn reset(words: &SharedWords, keep: Option<usize>, all: Option<Vec<Arc<str>>>) {
+    let mut w = words
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let v = match (all, keep) {
+        (Some(all), _) => all,
+        (None, Some(n)) => w.iter().take(n).cloned().collect(),
+        (None, None) => return,
+    };
+    *w = Arc::new(v);
+}
 
 /// The stored body of an event given as its JSON (seq, prev_hash ignored;
 /// `hash` kept as given): for moving logs of the first layout, and tests.

@@ -103,7 +103,7 @@ impl Store {
         let db = slot::open_db(path)?;
         let head = init_tables(&db)?;
         let slot = Arc::new(DbSlot::new(db, path));
-        let words: layout::SharedWords = Arc::new(RwLock::new(head.words.clone()));
+        let words: layout::SharedWords = Arc::new(RwLock::new(Arc::new(head.words.clone())));
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(AtomicStats::default());
         let writer = Writer {

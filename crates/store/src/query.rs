@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::sync::{PoisonError, RwLockReadGuard};
 
 use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable};
 use sha2::{Digest, Sha256};
@@ -100,11 +99,9 @@ fn event_at(log: &LogTable, words: &Words, seq: u64) -> Result<Option<AuditEvent
 }
 
 impl Store {
-    pub(crate) fn words(&self) -> RwLockReadGuard<'_, Vec<std::sync::Arc<str>>> {
-        self.inner
-            .words
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// The dictionary as it is now (no lock is held while it is used).
+    pub(crate) fn words(&self) -> std::sync::Arc<Vec<std::sync::Arc<str>>> {
+        layout::snapshot(&self.inner.words)
     }
 
     /// One request record.

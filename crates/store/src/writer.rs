@@ -376,9 +376,7 @@ impl Writer {
                 (self.head_seq, self.head_hash) = (head.seq, head.hash);
                 self.last_time = self.last_time.max(head.time);
                 self.interner = Interner::load(&head.words);
-                if let Ok(mut w) = self.words.write() {
-                    *w = head.words;
-                }
+                layout::reset(&self.words, None, Some(head.words));
                 let down = r.since.elapsed();
                 self.slot.put(Arc::new(db));
                 self.recovery = None;
@@ -514,15 +512,13 @@ impl Writer {
         batches: &[(Prepared, bool)],
         durable: bool,
     ) -> Result<Vec<Committed>, StoreError> {
-        let words_before = self.words.read().map_or(0, |w| w.len());
+        let words_before = layout::snapshot(&self.words).len();
         match self.write_txn(batches, durable) {
             Ok(out) => Ok(out),
             Err(e) => {
                 let fresh = self.interner.take_new();
                 self.interner.roll_back(&fresh);
-                if let Ok(mut w) = self.words.write() {
-                    w.truncate(words_before);
-                }
+                layout::reset(&self.words, Some(words_before), None);
                 Err(e)
             }
         }
@@ -551,7 +547,7 @@ impl Writer {
             ));
         }
         let saved = (self.head_seq, self.head_hash.clone(), self.last_time);
-        let words_before = self.words.read().map_or(0, |w| w.len());
+        let words_before = layout::snapshot(&self.words).len();
         let result = (|| {
             let txn = self.slot.get()?.begin_write()?;
             crate::archive::remove(&txn, &p, &self.words)?;
@@ -571,9 +567,7 @@ impl Writer {
                 (self.head_seq, self.head_hash, self.last_time) = saved;
                 let fresh = self.interner.take_new();
                 self.interner.roll_back(&fresh);
-                if let Ok(mut w) = self.words.write() {
-                    w.truncate(words_before);
-                }
+                layout::reset(&self.words, Some(words_before), None);
                 Err(e)
             }
         }
@@ -664,9 +658,10 @@ impl Writer {
                     dict.insert(*id, &**w)?;
                 }
                 // Readers may decode the new rows as soon as the commit lands.
-                if let Ok(mut words) = self.words.write() {
-                    words.extend(fresh.iter().map(|(_, w)| std::sync::Arc::from(&**w)));
-                }
+                layout::append(
+                    &self.words,
+                    fresh.iter().map(|(_, w)| std::sync::Arc::from(&**w)),
+                );
             }
         }
         Ok(out)
