@@ -191,6 +191,61 @@ dwv = None if dec_w_med_ns is None else dec_w_med_ns / 1000
 w(f"| 1,000 CEL rules: decision < 20 µs median | {fnum(dv, 2)} µs (all-wildcard variant {fnum(dwv, 2)} µs) | criterion median | {verdict(None if dv is None else dv < 20)} |")
 w("")
 
+# ------------------------------------------------- against the baseline binary
+def oha_rate_safe(r):
+    try:
+        return oha_rate(r)
+    except Exception:
+        return None
+
+
+if any(load(f"baseline_{k}.h1_c64") for k in ("strict", "batched")):
+    w("## This branch against the baseline binary (same run, same loads)")
+    w("")
+    w("`baseline` is a `sudomode` built from the baseline commit (`BENCH_BASELINE_BIN`), run with the same")
+    w("configs right after this branch's runs of the same durability.")
+    w("")
+    w("| figure | strict: this | strict: baseline | batched: this | batched: baseline |")
+    w("|---|---|---|---|---|")
+
+    def both(f):
+        cells = []
+        for k in ("strict", "batched"):
+            cells += [f(f"sudomode_{k}"), f(f"baseline_{k}")]
+        return " | ".join(cells)
+
+    for s_, sname in shapes:
+        w(f"| loadgen {sname}, req/s (× direct) | " + both(lambda r: f"{fnum(get(load(f'{r}.{s_}'), 'rps'))} ({fratio(ratio(get(load(f'{r}.{s_}'), 'rps'), rps('direct', s_)))})") + " |")
+    w("| oha HTTP/1.1 64 connections, req/s (× direct) | " + both(lambda r: f"{fnum(oha_rate_safe(r))} ({fratio(ratio(oha_rate_safe(r), oha_rate_safe('direct')))})") + " |")
+    w("| p50 / p99 latency, 1 connection, ms | " + both(lambda r: f"{ms(get(load(f'{r}.h1_c1'), 'latency', 'p50_us'))} / {ms(get(load(f'{r}.h1_c1'), 'latency', 'p99_us'))}") + " |")
+    w("| p50 / p99 latency, 64 connections, ms | " + both(lambda r: f"{ms(get(load(f'{r}.h1_c64'), 'latency', 'p50_us'))} / {ms(get(load(f'{r}.h1_c64'), 'latency', 'p99_us'))}") + " |")
+
+    def rss_cell(r):
+        i = get(load(f"{r}.rss_idle"), "rss_kib")
+        a = get(load(f"{r}.rss_after"), "rss_kib")
+        if not i or not a:
+            return "—"
+        return f"{i / 1024:.1f} → {a / 1024:.1f} MiB (+{(a - i) / 1024:.1f})"
+
+    w("| RSS idle → after the load runs | " + both(rss_cell) + " |")
+
+    def disk_cell(r):
+        dk = load(f"{r}.disk") or {}
+        if not dk.get("requests"):
+            return "—"
+        return f"{dk['bytes'] / dk['requests']:,.0f} B ({dk['requests']:,} requests, {dk['bytes'] / 1048576:.1f} MiB)"
+
+    w("| store bytes on disk per allowed GET (`du` of the store file ÷ requests decided) | " + both(disk_cell) + " |")
+    w("")
+    hb = load("hold_baseline") or {}
+    if hold.get("count") or hb.get("count"):
+        w("| held test (strict) | this | baseline |")
+        w("|---|---|---|")
+        w(f"| RSS while held (peak), idle | {hold.get('rss_held_mib')} MiB ({hold.get('rss_peak_mib')}), idle {hold.get('rss_idle_mib')} | {hb.get('rss_held_mib')} MiB ({hb.get('rss_peak_mib')}), idle {hb.get('rss_idle_mib')} |")
+        w(f"| held requests, pending seen | {hold.get('count')}, {hold.get('pending_seen')} | {hb.get('count')}, {hb.get('pending_seen')} |")
+        w(f"| all forwarded after approval | {hold.get('seconds_until_all_forwarded')} s | {hb.get('seconds_until_all_forwarded')} s |")
+        w("")
+
 # ---------------------------------------------------------- throughput table
 w("## Throughput (requests/s, 1 KiB responses, HTTPS)")
 w("")

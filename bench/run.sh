@@ -26,6 +26,9 @@
 #                           `cargo install oha --locked` when missing)
 #   BENCH_FILL_REQUESTS [1000000]  requests for `storefill`; 0 skips it
 #   BENCH_KEEP [0]          1: keep the temporary directory (configs, logs, raw JSON)
+#   BENCH_BASELINE_BIN []   a `sudomode` binary built from the baseline (e.g. main): it gets the same
+#                           strict and batched runs (and the held test) in the same run, reported
+#                           side by side as "baseline"
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -191,6 +194,12 @@ export SUDOMODE_ADMIN_TOKEN=$ADMIN_TOKEN
 SM_PROXY=
 SM_DASH=
 SM_DIR=
+SM_BINARY=$BIN/sudomode
+BASE_BIN=${BENCH_BASELINE_BIN:-}
+if [ -n "$BASE_BIN" ] && [ ! -x "$BASE_BIN" ]; then
+  echo "BENCH_BASELINE_BIN=$BASE_BIN is not an executable" >&2
+  exit 2
+fi
 
 # start_sudomode NAME DURABILITY DECISION [extra yaml lines for hold:]
 start_sudomode() {
@@ -219,7 +228,7 @@ start_sudomode() {
     done
   } >"$SM_DIR/sudomode.yaml"
   printf 'rules:\n  - name: bench_%s\n    resource: "*"\n    decision: %s\n' "$decision" "$decision" >"$SM_DIR/policies/bench.yaml"
-  SUDOMODE_LOG=${SUDOMODE_LOG:-warn} "$BIN/sudomode" run -c "$SM_DIR/sudomode.yaml" \
+  SUDOMODE_LOG=${SUDOMODE_LOG:-warn} "$SM_BINARY" run -c "$SM_DIR/sudomode.yaml" \
     --proxy-listen 127.0.0.1:0 --dashboard-listen 127.0.0.1:0 >"$SM_DIR/stdout" 2>"$SM_DIR/stderr" &
   SM_PID=$!
   SM_PROXY=$(wait_line "$SM_DIR/stdout" '^ *proxy: ' 30 | awk '{print $2}') || {
@@ -258,45 +267,69 @@ rss_json() { # pid -> {"rss_kib":..,"hwm_kib":..}
   awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {printf "{\"rss_kib\": %d, \"hwm_kib\": %d}\n", r, h}' "/proc/$1/status" 2>/dev/null || echo '{}'
 }
 
-for durability in strict batched; do
-  log "through SudoMode, audit.durability: $durability"
-  if start_sudomode "$durability" "$durability" ALLOW; then
+# sudomode_runs PREFIX DURABILITY: every load shape through the binary in SM_BINARY.
+sudomode_runs() {
+  local p=$1 durability=$2
+  log "through SudoMode ($p), audit.durability: $durability"
+  if start_sudomode "$p" "$durability" ALLOW; then
     SM_CA=$SM_DIR/certs/ca.pem
-    if [ "$durability" = strict ]; then
+    if [ "$p" = sudomode_strict ]; then
       log "  fsync again, right before the strict runs"
       "$BIN/loadgen" fsync --dir "$SM_DIR/data" --count 300 >"$RES/fsync.json"
     fi
-    rss_json "$SM_PID" >"$RES/sudomode_$durability.rss_idle.json"
-    shapes "sudomode_$durability" --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA"
-    oha_run "sudomode_$durability" --insecure -x "$SM_PROXY" https://bench.local/
+    rss_json "$SM_PID" >"$RES/$p.rss_idle.json"
+    shapes "$p" --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA"
+    oha_run "$p" --insecure -x "$SM_PROXY" https://bench.local/
     # RSS once the load is over (a second to settle), against idle.
     sleep 1
-    rss_json "$SM_PID" >"$RES/sudomode_$durability.rss_after.json"
-    lg "sudomode_$durability.first" first --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA" --hosts "$HOSTS" --label "sudomode $durability"
-    rss_json "$SM_PID" >"$RES/sudomode_$durability.rss.json"
-    curl -s --max-time 5 "$SM_DASH/metrics" >"$RES/sudomode_$durability.metrics.txt" 2>/dev/null || true
-    disk_json "$SM_DIR/data/sudomode.redb" "$RES/sudomode_$durability.metrics.txt" >"$RES/sudomode_$durability.disk.json"
+    rss_json "$SM_PID" >"$RES/$p.rss_after.json"
+    lg "$p.first" first --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA" --hosts "$HOSTS" --label "$p"
+    rss_json "$SM_PID" >"$RES/$p.rss.json"
+    curl -s --max-time 5 "$SM_DASH/metrics" >"$RES/$p.metrics.txt" 2>/dev/null || true
+    disk_json "$SM_DIR/data/sudomode.redb" "$RES/$p.metrics.txt" >"$RES/$p.disk.json"
     stop_sudomode
   else
-    echo '{"failed": true, "error": "SudoMode did not start"}' >"$RES/sudomode_$durability.start.json"
+    echo '{"failed": true, "error": "SudoMode did not start"}' >"$RES/$p.start.json"
+  fi
+}
+
+for durability in strict batched; do
+  SM_BINARY=$BIN/sudomode
+  sudomode_runs "sudomode_$durability" "$durability"
+  if [ -n "$BASE_BIN" ]; then
+    SM_BINARY=$BASE_BIN
+    sudomode_runs "baseline_$durability" "$durability"
+    SM_BINARY=$BIN/sudomode
   fi
 done
 
 # ---------------------------------------------------- 10,000 held requests
-if [ "${BENCH_SKIP_HOLD:-0}" != 1 ]; then
-  log "hold/approve: $HOLD_COUNT requests held at once"
+# hold_run RESULT-NAME: the held test through the binary in SM_BINARY.
+hold_run() {
+  local out=$1
+  log "hold/approve ($out): $HOLD_COUNT requests held at once"
   # max_pending_per_agent lifts the per-agent cap so one agent can hold them all.
-  if start_sudomode hold strict REQUIRE_APPROVAL "  max_pending_per_agent: $((HOLD_COUNT * 2))" ||
-    start_sudomode hold2 strict REQUIRE_APPROVAL; then
-    hold_timeout=$((120 + HOLD_COUNT / 50))
+  if start_sudomode "$out" strict REQUIRE_APPROVAL "  max_pending_per_agent: $((HOLD_COUNT * 2))" ||
+    start_sudomode "${out}2" strict REQUIRE_APPROVAL; then
+    local hold_timeout=$((120 + HOLD_COUNT / 50))
     log "  hold (bounded to ${hold_timeout}s)"
     if ! timeout $((hold_timeout + 30)) "$BIN/loadgen" hold --url https://bench.local/hold --proxy "$SM_PROXY" \
       --ca "$SM_DIR/certs/ca.pem" --dashboard "$SM_DASH" --count "$HOLD_COUNT" --approve-concurrency 64 \
-      --pid "$SM_PID" --timeout "$hold_timeout" >"$RES/hold.json" 2>"$RES/hold.err"; then
-      log "  hold FAILED: $(tail -n 3 "$RES/hold.err" | tr '\n' ' ')"
-      echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/hold.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/hold.json"
+      --pid "$SM_PID" --timeout "$hold_timeout" >"$RES/$out.json" 2>"$RES/$out.err"; then
+      log "  hold FAILED: $(tail -n 3 "$RES/$out.err" | tr '\n' ' ')"
+      echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/$out.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/$out.json"
     fi
     stop_sudomode
+  fi
+}
+
+if [ "${BENCH_SKIP_HOLD:-0}" != 1 ]; then
+  SM_BINARY=$BIN/sudomode
+  hold_run hold
+  if [ -n "$BASE_BIN" ]; then
+    SM_BINARY=$BASE_BIN
+    hold_run hold_baseline
+    SM_BINARY=$BIN/sudomode
   fi
 else
   echo '{"skipped": true, "reason": "BENCH_SKIP_HOLD=1"}' >"$RES/hold.json"

@@ -353,27 +353,61 @@ impl<'t, T: ReadableTable<&'static [u8], &'static [u8]>> Postings<'t, T> {
     }
 }
 
-/// Whether `id` is listed under (field, value).
-pub(crate) fn contains<T: ReadableTable<&'static [u8], &'static [u8]>>(
-    table: &T,
-    field: Field,
-    value: &str,
-    id: &[u8],
-) -> Result<bool, StoreError> {
-    let p = prefix(field, value);
-    let probe = block_key(&p, id);
-    let Some(item) = table
-        .range::<&[u8]>(p.as_slice()..=probe.as_slice())?
-        .next_back()
-    else {
-        return Ok(false);
-    };
-    let (k, v) = item?;
-    if !k.value().starts_with(&p) {
-        return Ok(false);
+/// Membership checks against one (field, value), keeping the last block it
+/// decoded: a listing probes ids newest first, so neighbouring probes mostly
+/// land in the same block and only the first one there pays for decoding it.
+pub(crate) struct Probe {
+    prefix: Vec<u8>,
+    /// Key of the cached block and its ids, ascending.
+    block: Option<(Vec<u8>, Vec<Vec<u8>>)>,
+}
+
+impl Probe {
+    pub(crate) fn new(field: Field, value: &str) -> Self {
+        Probe {
+            prefix: prefix(field, value),
+            block: None,
+        }
     }
-    let ids = decode_block(v.value()).map_err(|e| StoreError::corrupt("request_index", e))?;
-    Ok(ids.binary_search_by(|x| x.as_slice().cmp(id)).is_ok())
+
+    /// Whether `id` is listed under this probe's (field, value).
+    pub(crate) fn contains<T: ReadableTable<&'static [u8], &'static [u8]>>(
+        &mut self,
+        table: &T,
+        id: &[u8],
+    ) -> Result<bool, StoreError> {
+        if let Some((_, ids)) = &self.block
+            && let (Some(first), Some(last)) = (ids.first(), ids.last())
+            && first.as_slice() <= id
+            && id <= last.as_slice()
+        {
+            return Ok(ids.binary_search_by(|x| x.as_slice().cmp(id)).is_ok());
+        }
+        let probe = block_key(&self.prefix, id);
+        let Some(item) = table
+            .range::<&[u8]>(self.prefix.as_slice()..=probe.as_slice())?
+            .next_back()
+        else {
+            return Ok(false);
+        };
+        let (k, v) = item?;
+        if !k.value().starts_with(&self.prefix) {
+            return Ok(false);
+        }
+        let same = self
+            .block
+            .as_ref()
+            .is_some_and(|(key, _)| key.as_slice() == k.value());
+        if !same {
+            let ids =
+                decode_block(v.value()).map_err(|e| StoreError::corrupt("request_index", e))?;
+            self.block = Some((k.value().to_vec(), ids));
+        }
+        Ok(self
+            .block
+            .as_ref()
+            .is_some_and(|(_, ids)| ids.binary_search_by(|x| x.as_slice().cmp(id)).is_ok()))
+    }
 }
 
 #[cfg(test)]
@@ -449,9 +483,25 @@ mod tests {
         let want: Vec<Vec<u8>> = model.iter().rev().cloned().collect();
         assert_eq!(got.len(), want.len());
         assert!(got == want, "postings differ from the model");
-        for k in model.iter().take(50) {
-            assert!(contains(&t, Field::Agent, "a", k).expect("contains"));
+        // One probe, ids newest first as a listing asks (it reuses decoded
+        // blocks), then in random order: members and non-members both.
+        let mut probe = Probe::new(Field::Agent, "a");
+        for n in (0..60 * 40 + 5).rev() {
+            let k = id(n);
+            let got = probe.contains(&t, &k).expect("contains");
+            assert_eq!(got, model.contains(&k), "id {n}, newest first");
         }
+        let mut probe = Probe::new(Field::Agent, "a");
+        for _ in 0..500 {
+            let k = id(next() % (60 * 40 + 5));
+            let got = probe.contains(&t, &k).expect("contains");
+            assert_eq!(got, model.contains(&k), "random order");
+        }
+        assert!(
+            !Probe::new(Field::Agent, "b")
+                .contains(&t, &id(1))
+                .expect("contains")
+        );
         // Below a cursor.
         let mid = want[want.len() / 2].clone();
         let mut p = Postings::new(&t, Field::Agent, "a", Some(&mid)).expect("postings");

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use crate::chain::{ChainVerifier, GENESIS_HASH};
 use crate::codec::{CodecError, Words};
 use crate::error::StoreError;
-use crate::index::{self, Field, Postings};
+use crate::index::{Field, Postings, Probe};
 use crate::layout::{self, ChunkIter, LOG, ORPHANS, ROWS, RawEvent, id_key};
 use crate::model::{AuditEvent, Filter, RequestRecord, Status, VerifyReport};
 use crate::writer::{decision_key, status_key};
@@ -159,6 +159,11 @@ impl Store {
                 })),
             })
         };
+        let mut probes: Vec<Probe> = driver
+            .iter()
+            .flat_map(|d| d.1.iter())
+            .map(|(f, v)| Probe::new(*f, v))
+            .collect();
         let mut keys = walk(cursor.map(id_key).as_deref())?;
         while let Some(key) = keys.next_key()? {
             // UUIDv7 ids (tag 0) sort by time: jump below `until`, stop under `since`.
@@ -172,8 +177,8 @@ impl Store {
                 }
             }
             let mut all = true;
-            for (f, v) in driver.iter().flat_map(|d| d.1.iter()) {
-                if !index::contains(&postings, *f, v, &key)? {
+            for probe in probes.iter_mut() {
+                if !probe.contains(&postings, &key)? {
                     all = false;
                     break;
                 }
