@@ -157,6 +157,7 @@ struct RawStore {
 #[serde(deny_unknown_fields, default)]
 struct RawAudit {
     durability: Option<Durability>,
+    retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +199,9 @@ pub struct Config {
     pub ca_dir: PathBuf,
     pub store_path: PathBuf,
     pub durability: Durability,
+    /// `audit.retention`: events and finished requests older than this move
+    /// into archive segments (`None`: keep everything live).
+    pub retention: Option<Duration>,
     /// Policy files/directories; `policies_explicit` is false when defaulted.
     pub policies: Vec<PathBuf>,
     pub policies_explicit: bool,
@@ -388,6 +392,18 @@ impl Config {
             ca_dir: path(raw.ca.dir.as_deref().unwrap_or("certs")),
             store_path: path(raw.store.path.as_deref().unwrap_or("data/sudomode.redb")),
             durability: raw.audit.durability.unwrap_or(Durability::Strict),
+            retention: match raw.audit.retention {
+                None => None,
+                Some(r) => Some(dur("audit.retention", Some(r), "")?)
+                    .filter(|d| !d.is_zero())
+                    .map(Some)
+                    .ok_or_else(|| {
+                        invalid(
+                            "audit.retention",
+                            "audit.retention must be longer than 0 (e.g. 90d)".into(),
+                        )
+                    })?,
+            },
             policies,
             policies_explicit,
             hold_timeout: dur("hold.timeout", raw.hold.timeout, "10m")?,

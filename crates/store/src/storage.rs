@@ -186,9 +186,31 @@ impl Storage {
         self.read(move |s| s.audit_after(after_seq, limit)).await
     }
 
-    /// Recomputes the whole hash chain.
+    /// Recomputes the live hash chain (from the last archived event's hash
+    /// when older events were archived).
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.read(|s| s.verify()).await
+    }
+
+    /// Recomputes the whole history: the archive segments, then the live chain.
+    pub async fn verify_with_archive(&self) -> Result<VerifyReport, StoreError> {
+        self.read(|s| s.verify_with_archive()).await
+    }
+
+    /// Retention: moves events older than `cutoff`, and the finished requests
+    /// whose events all went with them, into a compressed archive segment and
+    /// appends an `audit.archived` checkpoint to the live chain. Open requests
+    /// (pending, or approved with the retry unused) are never moved. `None`
+    /// when nothing is old enough. (SQL: `COPY (SELECT … WHERE time < $1)`
+    /// to the segment, then `DELETE` in the same transaction that inserts
+    /// the checkpoint.)
+    pub async fn archive_before(
+        &self,
+        cutoff: OffsetDateTime,
+    ) -> Result<Option<crate::ArchiveReport>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(s) => s.archive_before(cutoff).await,
+        }
     }
 
     /// Number of requests per decision.
@@ -198,8 +220,9 @@ impl Storage {
         self.read(|s| s.counts_by_decision()).await
     }
 
-    /// Writes the audit log as JSON Lines into `out` (blocking: call it from
-    /// the blocking pool); returns how many events.
+    /// Writes the audit log as JSON Lines into `out` — archived segments
+    /// first, then the live log — (blocking: call it from the blocking pool);
+    /// returns how many events.
     pub fn export_blocking(
         &self,
         since: Option<OffsetDateTime>,
