@@ -152,10 +152,99 @@ else:
     all_ok = (hold.get("agent_status") or {}).get("200", 0)
     w(f"| {hold.get('count'):,} held: proxy memory < 256 MiB | RSS {hold.get('rss_held_mib')} MiB while held, peak {hold.get('rss_peak_mib')} MiB | idle {hold.get('rss_idle_mib')} MiB | {verdict(None if rss is None else rss < 256 and hold.get('pending_seen') == hold.get('count'))} |")
     w(f"| approving all {hold.get('count'):,} forwards every one within 10 s | {fw} s ({all_ok:,} agents got 200; approve calls {hold.get('approve_calls_seconds')} s) | {hold.get('pending_seen') or 0:,} pending seen after {hold.get('seconds_until_all_pending')} s | {verdict(None if fw is None else fw <= 10 and all_ok == hold.get('count'))} |")
+# oha: the same 64-connection load from an independent generator.
+def oha_rate(r):
+    d = load(f"{r}.oha")
+    if not d or d.get("failed"):
+        return None
+    ok = get(d, "statusCodeDistribution", "200") or 0
+    total_s = get(d, "summary", "total")
+    return ok / total_s if total_s else get(d, "summary", "requestsPerSec")
+
+
+od, os_, ob, ox = (oha_rate(r) for r in ("direct", "sudomode_strict", "sudomode_batched", "mitmdump"))
+for name, v in (("strict", os_), ("batched", ob)):
+    r = ratio(v, od)
+    w(f"| oha, HTTP/1.1 keep-alive, 64 conns: ≥ 0.5× direct ({name}) | {fnum(v)} req/s = {fratio(r)} direct | direct {fnum(od)} req/s | {verdict(None if r is None else r >= 0.5)} |")
+for name, v in (("strict", os_), ("batched", ob)):
+    r = ratio(v, ox)
+    w(f"| oha, same load: ≥ 20× mitmdump ({name}) | {fnum(v)} req/s = {fratio(r)} mitmdump | mitmdump {fnum(ox)} req/s | {verdict(None if r is None else r >= 20)} |")
+for k in ("strict", "batched"):
+    idle = get(load(f"sudomode_{k}.rss_idle"), "rss_kib")
+    after = get(load(f"sudomode_{k}.rss_after"), "rss_kib")
+    if idle and after:
+        grew = (after - idle) / 1024
+        w(f"| RSS after the load runs ≤ idle + 30 MiB ({k}) | {after / 1024:.1f} MiB (+{grew:.1f} MiB) | idle {idle / 1024:.1f} MiB | {verdict(grew <= 30)} |")
+for k in ("strict", "batched"):
+    dk = load(f"sudomode_{k}.disk") or {}
+    if dk.get("requests"):
+        per = dk["bytes"] / dk["requests"]
+        w(f"| an allowed GET costs ≤ 600 bytes on disk ({k}, the proxy's own store) | {per:,.0f} bytes ({dk['bytes'] / 1048576:.1f} MiB for {dk['requests']:,} requests; apparent {dk['apparent'] / dk['requests']:,.0f}) | — | {verdict(per <= 600)} |")
+fill = load("storefill") or {}
+if fill and not fill.get("failed"):
+    pages = fill.get("filtered_page_ms") or {}
+    worst = max((v.get("ms", 0) for v in pages.values()), default=None)
+    w(f"| {fill.get('requests', 0):,} requests: bytes per request ≤ 600 (storefill) | {fill.get('bytes_per_request')} bytes (apparent {fill.get('apparent_bytes_per_request')}) | — | {verdict(fill.get('bytes_per_request', 1e9) <= 600)} |")
+    w(f"| {fill.get('requests', 0):,} requests: a filtered page < 50 ms | slowest filter {fnum(worst, 2)} ms (table below) | — | {verdict(None if worst is None else worst < 50)} |")
 dv = None if dec_med_ns is None else dec_med_ns / 1000
 dwv = None if dec_w_med_ns is None else dec_w_med_ns / 1000
 w(f"| 1,000 CEL rules: decision < 20 µs median | {fnum(dv, 2)} µs (all-wildcard variant {fnum(dwv, 2)} µs) | criterion median | {verdict(None if dv is None else dv < 20)} |")
 w("")
+
+# ------------------------------------------------- against the baseline binary
+def oha_rate_safe(r):
+    try:
+        return oha_rate(r)
+    except Exception:
+        return None
+
+
+if any(load(f"baseline_{k}.h1_c64") for k in ("strict", "batched")):
+    w("## This branch against the baseline binary (same run, same loads)")
+    w("")
+    w("`baseline` is a `sudomode` built from the baseline commit (`BENCH_BASELINE_BIN`), run with the same")
+    w("configs right after this branch's runs of the same durability.")
+    w("")
+    w("| figure | strict: this | strict: baseline | batched: this | batched: baseline |")
+    w("|---|---|---|---|---|")
+
+    def both(f):
+        cells = []
+        for k in ("strict", "batched"):
+            cells += [f(f"sudomode_{k}"), f(f"baseline_{k}")]
+        return " | ".join(cells)
+
+    for s_, sname in shapes:
+        w(f"| loadgen {sname}, req/s (× direct) | " + both(lambda r: f"{fnum(get(load(f'{r}.{s_}'), 'rps'))} ({fratio(ratio(get(load(f'{r}.{s_}'), 'rps'), rps('direct', s_)))})") + " |")
+    w("| oha HTTP/1.1 64 connections, req/s (× direct) | " + both(lambda r: f"{fnum(oha_rate_safe(r))} ({fratio(ratio(oha_rate_safe(r), oha_rate_safe('direct')))})") + " |")
+    w("| p50 / p99 latency, 1 connection, ms | " + both(lambda r: f"{ms(get(load(f'{r}.h1_c1'), 'latency', 'p50_us'))} / {ms(get(load(f'{r}.h1_c1'), 'latency', 'p99_us'))}") + " |")
+    w("| p50 / p99 latency, 64 connections, ms | " + both(lambda r: f"{ms(get(load(f'{r}.h1_c64'), 'latency', 'p50_us'))} / {ms(get(load(f'{r}.h1_c64'), 'latency', 'p99_us'))}") + " |")
+
+    def rss_cell(r):
+        i = get(load(f"{r}.rss_idle"), "rss_kib")
+        a = get(load(f"{r}.rss_after"), "rss_kib")
+        if not i or not a:
+            return "—"
+        return f"{i / 1024:.1f} → {a / 1024:.1f} MiB (+{(a - i) / 1024:.1f})"
+
+    w("| RSS idle → after the load runs | " + both(rss_cell) + " |")
+
+    def disk_cell(r):
+        dk = load(f"{r}.disk") or {}
+        if not dk.get("requests"):
+            return "—"
+        return f"{dk['bytes'] / dk['requests']:,.0f} B ({dk['requests']:,} requests, {dk['bytes'] / 1048576:.1f} MiB)"
+
+    w("| store bytes on disk per allowed GET (`du` of the store file ÷ requests decided) | " + both(disk_cell) + " |")
+    w("")
+    hb = load("hold_baseline") or {}
+    if hold.get("count") or hb.get("count"):
+        w("| held test (strict) | this | baseline |")
+        w("|---|---|---|")
+        w(f"| RSS while held (peak), idle | {hold.get('rss_held_mib')} MiB ({hold.get('rss_peak_mib')}), idle {hold.get('rss_idle_mib')} | {hb.get('rss_held_mib')} MiB ({hb.get('rss_peak_mib')}), idle {hb.get('rss_idle_mib')} |")
+        w(f"| held requests, pending seen | {hold.get('count')}, {hold.get('pending_seen')} | {hb.get('count')}, {hb.get('pending_seen')} |")
+        w(f"| all forwarded after approval | {hold.get('seconds_until_all_forwarded')} s | {hb.get('seconds_until_all_forwarded')} s |")
+        w("")
 
 # ---------------------------------------------------------- throughput table
 w("## Throughput (requests/s, 1 KiB responses, HTTPS)")
@@ -202,6 +291,26 @@ if r and r.get("hwm_kib"):
     mem_rows.append(f"mitmdump peak RSS {r['hwm_kib'] / 1024:.1f} MiB")
 if mem_rows:
     w("Memory: " + "; ".join(mem_rows) + ".")
+    w("")
+
+# --------------------------------------------------------- history at scale
+if fill and not fill.get("failed"):
+    w("## History at scale (`storefill`)")
+    w("")
+    w(f"A fresh store filled with {fill.get('requests', 0):,} requests through the store's own write path (batched,")
+    w("group commit; two batches per allowed request, decided then forwarded, as the proxy writes them): 4 busy agents")
+    w("and a rare one (1%), 50 resources and a rare one (0.5%), 2% DENY, 0.1% held. Each page is 50 requests, newest first,")
+    w("median of 7.")
+    w("")
+    w("| figure | value |")
+    w("|---|---|")
+    w(f"| fill | {fill.get('fill_seconds')} s ({fnum(fill.get('requests', 0) / fill['fill_seconds'] if fill.get('fill_seconds') else None)} requests/s, {fnum(fill.get('events'))} events) |")
+    w(f"| on disk | {fill.get('store_bytes_on_disk', 0) / 1048576:,.1f} MiB = {fill.get('bytes_per_request')} bytes per request (apparent file size {fill.get('apparent_bytes_per_request')}) |")
+    w(f"| restart (open + first page) | {fill.get('restart_ms')} ms |")
+    w(f"| `verify` (whole chain, streamed) | {fill.get('verify_seconds')} s = {fnum(fill.get('verify_events_per_s'))} events/s |")
+    w(f"| export | {fill.get('export_seconds')} s = {fnum(fill.get('export_events_per_s'))} events/s |")
+    for name, v in (fill.get("filtered_page_ms") or {}).items():
+        w(f"| page, filter {name} | {v.get('ms')} ms ({v.get('returned')} returned) |")
     w("")
 
 # ---------------------------------------------------------------- problems

@@ -7,7 +7,10 @@
 # Everything runs on loopback, is bounded in time and count, and stops by
 # itself. Side by side in one run: direct to a stand-in HTTPS upstream,
 # through SudoMode (audit.durability strict, then batched), and through
-# mitmdump, with the same load generator (crates/bench, `loadgen`).
+# mitmdump, with the same load generator (crates/bench, `loadgen`), and the
+# 64-connection figure again with an independent one (oha). Then the audit
+# store alone: `storefill` fills a store with 1M requests (bytes per request,
+# filtered pages, verify/export throughput, restart).
 #
 # Environment knobs (defaults in brackets):
 #   BENCH_SECONDS [10]      measured seconds per load run (after BENCH_WARMUP [1])
@@ -19,7 +22,13 @@
 #   BENCH_SKIP_MITM [0]     1: no mitmdump comparison
 #   BENCH_SKIP_HOLD [0]     1: no 10,000-held test
 #   BENCH_SKIP_DECIDE [0]   1: no `cargo bench -p sudomode-policy --bench decide`
+#   BENCH_SKIP_OHA [0]      1: no oha runs (else oha from PATH or ~/.cargo/bin; installed with
+#                           `cargo install oha --locked` when missing)
+#   BENCH_FILL_REQUESTS [1000000]  requests for `storefill`; 0 skips it
 #   BENCH_KEEP [0]          1: keep the temporary directory (configs, logs, raw JSON)
+#   BENCH_BASELINE_BIN []   a `sudomode` binary built from the baseline (e.g. main): it gets the same
+#                           strict and batched runs (and the held test) in the same run, reported
+#                           side by side as "baseline"
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -90,7 +99,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   log "building release binaries (cargo build --release -p sudomode -p sudomode-bench)"
   cargo build --release -p sudomode -p sudomode-bench
 fi
-for b in sudomode loadgen stand-in; do
+for b in sudomode loadgen stand-in storefill; do
   [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (run without BENCH_SKIP_BUILD)" >&2; exit 2; }
 done
 
@@ -140,6 +149,32 @@ shapes() { # prefix args...
   lg "$p.h2_c1s64" run --http 2 --connections 1 --streams 64 --duration "$SECS" --warmup "$WARMUP" --label "$p h2 1x64" "$@"
 }
 
+# ------------------------------------------------------------------- oha
+OHA=
+if [ "${BENCH_SKIP_OHA:-0}" != 1 ]; then
+  OHA=$(command -v oha || true)
+  [ -z "$OHA" ] && [ -x "$HOME/.cargo/bin/oha" ] && OHA=$HOME/.cargo/bin/oha
+  if [ -z "$OHA" ]; then
+    log "oha missing: cargo install oha --locked"
+    cargo install oha --locked >&2 || log "installing oha failed"
+    [ -x "$HOME/.cargo/bin/oha" ] && OHA=$HOME/.cargo/bin/oha
+  fi
+fi
+
+# oha, 64 connections, HTTP/1.1, for SECS (after a warm-up run); NAME then oha args.
+oha_run() {
+  local name=$1
+  shift
+  [ -n "$OHA" ] || return 0
+  log "  $name (oha)"
+  timeout "$LOAD_TIMEOUT" "$OHA" --no-tui -z "${WARMUP}s" -c 64 --http-version 1.1 "$@" >/dev/null 2>&1 || true
+  if ! timeout "$LOAD_TIMEOUT" "$OHA" --no-tui --output-format json -z "${SECS}s" -c 64 --http-version 1.1 "$@" \
+    >"$RES/$name.oha.json" 2>"$RES/$name.oha.err"; then
+    log "  $name (oha) FAILED: $(tail -n 3 "$RES/$name.oha.err" | tr '\n' ' ')"
+    echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/$name.oha.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/$name.oha.json"
+  fi
+}
+
 # ------------------------------------------------------------------ fsync
 # fsync latency depends on what else the disk is doing, so it is measured at
 # the start and again right before the strict 1-connection run (the baseline
@@ -151,6 +186,7 @@ log "fsync on the store's disk ($TMP)"
 log "direct to the stand-in"
 shapes direct --url https://bench.local/ --connect "127.0.0.1:$UP_PORT" --ca "$UP_CA"
 lg direct.first first --url https://bench.local/ --connect "127.0.0.1:$UP_PORT" --ca "$UP_CA" --hosts "$HOSTS" --label direct
+oha_run direct --insecure "https://127.0.0.1:$UP_PORT/"
 
 # --------------------------------------------------------------- SudoMode
 ADMIN_TOKEN="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
@@ -158,6 +194,12 @@ export SUDOMODE_ADMIN_TOKEN=$ADMIN_TOKEN
 SM_PROXY=
 SM_DASH=
 SM_DIR=
+SM_BINARY=$BIN/sudomode
+BASE_BIN=${BENCH_BASELINE_BIN:-}
+if [ -n "$BASE_BIN" ] && [ ! -x "$BASE_BIN" ]; then
+  echo "BENCH_BASELINE_BIN=$BASE_BIN is not an executable" >&2
+  exit 2
+fi
 
 # start_sudomode NAME DURABILITY DECISION [extra yaml lines for hold:]
 start_sudomode() {
@@ -186,7 +228,7 @@ start_sudomode() {
     done
   } >"$SM_DIR/sudomode.yaml"
   printf 'rules:\n  - name: bench_%s\n    resource: "*"\n    decision: %s\n' "$decision" "$decision" >"$SM_DIR/policies/bench.yaml"
-  SUDOMODE_LOG=${SUDOMODE_LOG:-warn} "$BIN/sudomode" run -c "$SM_DIR/sudomode.yaml" \
+  SUDOMODE_LOG=${SUDOMODE_LOG:-warn} "$SM_BINARY" run -c "$SM_DIR/sudomode.yaml" \
     --proxy-listen 127.0.0.1:0 --dashboard-listen 127.0.0.1:0 >"$SM_DIR/stdout" 2>"$SM_DIR/stderr" &
   SM_PID=$!
   SM_PROXY=$(wait_line "$SM_DIR/stdout" '^ *proxy: ' 30 | awk '{print $2}') || {
@@ -212,43 +254,82 @@ stop_sudomode() {
   SM_PID=
 }
 
+# Store size after a load run, per decided request (all of them GETs).
+disk_json() { # store-file metrics-file -> {"bytes":..,"apparent":..,"requests":..}
+  local bytes apparent reqs
+  bytes=$(du -B1 "$1" 2>/dev/null | cut -f1)
+  apparent=$(stat -c %s "$1" 2>/dev/null)
+  reqs=$(awk '/^sudomode_requests_total/ {s += $2} END {print s + 0}' "$2" 2>/dev/null)
+  echo "{\"bytes\": ${bytes:-0}, \"apparent\": ${apparent:-0}, \"requests\": ${reqs:-0}}"
+}
+
 rss_json() { # pid -> {"rss_kib":..,"hwm_kib":..}
   awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {printf "{\"rss_kib\": %d, \"hwm_kib\": %d}\n", r, h}' "/proc/$1/status" 2>/dev/null || echo '{}'
 }
 
-for durability in strict batched; do
-  log "through SudoMode, audit.durability: $durability"
-  if start_sudomode "$durability" "$durability" ALLOW; then
+# sudomode_runs PREFIX DURABILITY: every load shape through the binary in SM_BINARY.
+sudomode_runs() {
+  local p=$1 durability=$2
+  log "through SudoMode ($p), audit.durability: $durability"
+  if start_sudomode "$p" "$durability" ALLOW; then
     SM_CA=$SM_DIR/certs/ca.pem
-    if [ "$durability" = strict ]; then
+    if [ "$p" = sudomode_strict ]; then
       log "  fsync again, right before the strict runs"
       "$BIN/loadgen" fsync --dir "$SM_DIR/data" --count 300 >"$RES/fsync.json"
     fi
-    shapes "sudomode_$durability" --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA"
-    lg "sudomode_$durability.first" first --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA" --hosts "$HOSTS" --label "sudomode $durability"
-    rss_json "$SM_PID" >"$RES/sudomode_$durability.rss.json"
-    curl -s --max-time 5 "$SM_DASH/metrics" >"$RES/sudomode_$durability.metrics.txt" 2>/dev/null || true
+    rss_json "$SM_PID" >"$RES/$p.rss_idle.json"
+    shapes "$p" --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA"
+    oha_run "$p" --insecure -x "$SM_PROXY" https://bench.local/
+    # RSS once the load is over (a second to settle), against idle.
+    sleep 1
+    rss_json "$SM_PID" >"$RES/$p.rss_after.json"
+    lg "$p.first" first --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA" --hosts "$HOSTS" --label "$p"
+    rss_json "$SM_PID" >"$RES/$p.rss.json"
+    curl -s --max-time 5 "$SM_DASH/metrics" >"$RES/$p.metrics.txt" 2>/dev/null || true
+    disk_json "$SM_DIR/data/sudomode.redb" "$RES/$p.metrics.txt" >"$RES/$p.disk.json"
     stop_sudomode
   else
-    echo '{"failed": true, "error": "SudoMode did not start"}' >"$RES/sudomode_$durability.start.json"
+    echo '{"failed": true, "error": "SudoMode did not start"}' >"$RES/$p.start.json"
+  fi
+}
+
+for durability in strict batched; do
+  SM_BINARY=$BIN/sudomode
+  sudomode_runs "sudomode_$durability" "$durability"
+  if [ -n "$BASE_BIN" ]; then
+    SM_BINARY=$BASE_BIN
+    sudomode_runs "baseline_$durability" "$durability"
+    SM_BINARY=$BIN/sudomode
   fi
 done
 
 # ---------------------------------------------------- 10,000 held requests
-if [ "${BENCH_SKIP_HOLD:-0}" != 1 ]; then
-  log "hold/approve: $HOLD_COUNT requests held at once"
+# hold_run RESULT-NAME: the held test through the binary in SM_BINARY.
+hold_run() {
+  local out=$1
+  log "hold/approve ($out): $HOLD_COUNT requests held at once"
   # max_pending_per_agent lifts the per-agent cap so one agent can hold them all.
-  if start_sudomode hold strict REQUIRE_APPROVAL "  max_pending_per_agent: $((HOLD_COUNT * 2))" ||
-    start_sudomode hold2 strict REQUIRE_APPROVAL; then
-    hold_timeout=$((120 + HOLD_COUNT / 50))
+  if start_sudomode "$out" strict REQUIRE_APPROVAL "  max_pending_per_agent: $((HOLD_COUNT * 2))" ||
+    start_sudomode "${out}2" strict REQUIRE_APPROVAL; then
+    local hold_timeout=$((120 + HOLD_COUNT / 50))
     log "  hold (bounded to ${hold_timeout}s)"
     if ! timeout $((hold_timeout + 30)) "$BIN/loadgen" hold --url https://bench.local/hold --proxy "$SM_PROXY" \
       --ca "$SM_DIR/certs/ca.pem" --dashboard "$SM_DASH" --count "$HOLD_COUNT" --approve-concurrency 64 \
-      --pid "$SM_PID" --timeout "$hold_timeout" >"$RES/hold.json" 2>"$RES/hold.err"; then
-      log "  hold FAILED: $(tail -n 3 "$RES/hold.err" | tr '\n' ' ')"
-      echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/hold.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/hold.json"
+      --pid "$SM_PID" --timeout "$hold_timeout" >"$RES/$out.json" 2>"$RES/$out.err"; then
+      log "  hold FAILED: $(tail -n 3 "$RES/$out.err" | tr '\n' ' ')"
+      echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/$out.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/$out.json"
     fi
     stop_sudomode
+  fi
+}
+
+if [ "${BENCH_SKIP_HOLD:-0}" != 1 ]; then
+  SM_BINARY=$BIN/sudomode
+  hold_run hold
+  if [ -n "$BASE_BIN" ]; then
+    SM_BINARY=$BASE_BIN
+    hold_run hold_baseline
+    SM_BINARY=$BIN/sudomode
   fi
 else
   echo '{"skipped": true, "reason": "BENCH_SKIP_HOLD=1"}' >"$RES/hold.json"
@@ -277,6 +358,7 @@ if [ "${BENCH_SKIP_MITM:-0}" != 1 ]; then
       # (the TLS name stays bench.local).
       shapes mitmdump --url https://bench.local/ --proxy "http://127.0.0.1:$MITM_PORT" \
         --connect-authority "127.0.0.1:$UP_PORT" --ca "$MITM_CA"
+      oha_run mitmdump --insecure -x "http://127.0.0.1:$MITM_PORT" "https://127.0.0.1:$UP_PORT/"
       rss_json "$MITM_PID" >"$RES/mitmdump.rss.json"
     else
       log "mitmdump did not start: $(tail -n 3 "$TMP/mitm.err" | tr '\n' ' ')"
@@ -298,6 +380,16 @@ if [ "${BENCH_SKIP_DECIDE:-0}" != 1 ] && [ -f crates/policy/benches/decide.rs ];
     done
   else
     log "decide bench failed: $(tail -n 3 "$RES/decide.err" | tr '\n' ' ')"
+  fi
+fi
+
+# ------------------------------------------------------- the store alone
+FILL=${BENCH_FILL_REQUESTS:-1000000}
+if [ "$FILL" != 0 ]; then
+  log "storefill: $FILL requests into a fresh store (bytes, filtered pages, verify, restart)"
+  if ! timeout 3600 "$BIN/storefill" --requests "$FILL" --dir "$TMP" >"$RES/storefill.json" 2>"$RES/storefill.err"; then
+    log "storefill FAILED: $(tail -n 3 "$RES/storefill.err" | tr '\n' ' ')"
+    echo '{"failed": true}' >"$RES/storefill.json"
   fi
 fi
 

@@ -227,6 +227,13 @@ pub async fn start(config: Config) -> Result<Running> {
         state.core.holds.clone(),
         rx.clone(),
     )));
+    if let Some(retention) = state.config.retention {
+        tasks.push(tokio::spawn(crate::audit::retention::run(
+            state.core.recorder.storage().clone(),
+            retention,
+            rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(crate::reload::watch(state.clone(), rx)));
     Ok(Running {
         proxy_addr,

@@ -319,6 +319,14 @@ async fn one_chain_verifies_from_both_replicas_and_the_cli() {
         "{}",
         out.all()
     );
+    // The whole history is the live chain: PostgreSQL keeps no archives.
+    let whole = cli_with_db(
+        &w.b,
+        &url,
+        &["audit", "verify", "--archive", "-c", "sudomode.yaml"],
+    );
+    assert_eq!(whole.code, 0, "{}", whole.all());
+    assert!(whole.stdout.starts_with("ok: "), "{}", whole.all());
     let export = cli_with_db(&w.b, &url, &["audit", "export", "-c", "sudomode.yaml"]);
     assert_eq!(export.code, 0, "{}", export.all());
     let report = sudomode_store::verify_lines(export.stdout.as_bytes()).unwrap();
@@ -577,10 +585,15 @@ async fn sslmode_require_verifies_the_database_certificate() {
 /// `sudomode run` with `store.postgres` from `$SUDOMODE_DATABASE_URL` = `url`
 /// in a fresh directory; it must exit (not hang) and say why.
 fn start_fails(url: &str) -> String {
+    start_fails_with(url, "")
+}
+
+/// Like [`start_fails`], with `extra` appended to the config.
+fn start_fails_with(url: &str, extra: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("sudomode.yaml"),
-        "store:\n  postgres: \"${env:SUDOMODE_DATABASE_URL}\"\n",
+        format!("store:\n  postgres: \"${{env:SUDOMODE_DATABASE_URL}}\"\n{extra}"),
     )
     .unwrap();
     let mut child = std::process::Command::new(bin())
@@ -636,6 +649,20 @@ async fn a_bad_or_unreachable_database_is_a_clear_startup_error_that_hides_the_u
     let closed = format!("postgres://app:{DB_PASSWORD}@127.0.0.1:{}/db", free_port());
     let out = start_fails(&closed);
     assert!(out.contains("PostgreSQL"), "{out}");
+}
+
+#[tokio::test]
+async fn audit_retention_with_postgres_is_refused_at_start() {
+    // PostgreSQL keeps the whole log (no archives yet): a retention that
+    // would silently not happen is a startup error naming the key.
+    let pg = Pg::database();
+    let out = start_fails_with(&with_password(&pg.url), "audit:\n  retention: 30d\n");
+    assert!(out.contains("sudomode.yaml"), "{out}");
+    assert!(
+        out.contains("audit.retention is not supported with store.postgres"),
+        "{out}"
+    );
+    assert!(!out.contains(DB_PASSWORD), "{out}");
 }
 
 #[tokio::test]

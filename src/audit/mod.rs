@@ -9,6 +9,7 @@
 
 mod events;
 mod flight;
+pub mod retention;
 mod transitions;
 
 use std::sync::Arc;

@@ -9,6 +9,9 @@
 //! `audit verify --file EXPORT.jsonl` verifies an exported copy instead (`-` reads stdin).
 //! With `store.postgres` both read the database directly (the whole chain, every replica's
 //! events), whether or not servers are running.
+//! `audit verify --archive` proves the whole history: the archive segments under
+//! `<store dir>/archive/` (each checked against its checkpoint's SHA-256), then the
+//! live log. `audit export` always starts with the archived events.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -46,8 +49,12 @@ pub(crate) enum AuditCommand {
         /// Dashboard URL of the running server (default: http://<dashboard.listen>).
         #[arg(long, value_name = "URL", conflicts_with = "file")]
         server: Option<String>,
+        /// Also the archived history (`audit.retention`): every segment, checked against
+        /// its checkpoint, then the live log, from the first event.
+        #[arg(long, conflicts_with = "file")]
+        archive: bool,
     },
-    /// Write the audit log as JSON Lines to stdout.
+    /// Write the audit log as JSON Lines to stdout (archived segments first).
     Export {
         #[command(flatten)]
         cfg: ConfigArg,
@@ -81,10 +88,15 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             cfg,
             file: None,
             server,
+            archive,
             ..
         } => {
             let config = crate::cli::load(&cfg)?;
-            verify(&config, server.as_deref())
+            if archive {
+                verify_archive(&config, server.as_deref())
+            } else {
+                verify(&config, server.as_deref())
+            }
         }
         AuditCommand::Export {
             cfg,
@@ -216,6 +228,51 @@ fn verify(config: &Config, server: Option<&str>) -> Result<ExitCode> {
             api.base,
             String::from_utf8_lossy(&body)
         )
+    })?;
+    Ok(print_report(&report))
+}
+
+/// `audit verify --archive`: from the store when no server holds it, else
+/// over the server's full export (which starts with the archives); the
+/// checkpoints' segment files are read from the store's archive directory.
+fn verify_archive(config: &Config, server: Option<&str>) -> Result<ExitCode> {
+    if config.store_postgres.is_some() {
+        // PostgreSQL keeps no archives (retention is refused with it): its
+        // whole history is the one live chain.
+        return verify(config, server);
+    }
+    if server.is_none()
+        && let Some(store) = open_store(config)?
+    {
+        let report = store
+            .verify_with_archive()
+            .context("reading the archived and live audit log")?;
+        return Ok(print_report(&report));
+    }
+    let api = Api::new(config, server)?;
+    let dir = sudomode_store::archive_dir(&config.store_path);
+    let report = api.block_on(async {
+        let resp = api.get("/api/v1/audit/export").await?;
+        if !resp.status().is_success() {
+            read_body(resp, &api, "/api/v1/audit/export").await?;
+            bail!("{} refused the export", api.base);
+        }
+        let body = tokio::time::timeout(VERIFY_TIMEOUT, resp.into_body().collect())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "{} did not answer within {}s",
+                    api.base,
+                    VERIFY_TIMEOUT.as_secs()
+                )
+            })?
+            .with_context(|| format!("reading the export from {}", api.base))?
+            .to_bytes();
+        let mut v = sudomode_store::ArchiveVerifier::new(&dir);
+        for line in body.split(|b| *b == b'\n') {
+            v.feed_line(&String::from_utf8_lossy(line));
+        }
+        Ok(v.finish())
     })?;
     Ok(print_report(&report))
 }

@@ -158,6 +158,7 @@ struct RawStore {
 #[serde(deny_unknown_fields, default)]
 struct RawAudit {
     durability: Option<Durability>,
+    retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +230,9 @@ pub struct Config {
     /// `store.postgres`: several replicas share this database (SPEC §15).
     pub store_postgres: Option<DatabaseUrl>,
     pub durability: Durability,
+    /// `audit.retention`: events and finished requests older than this move
+    /// into archive segments (`None`: keep everything live).
+    pub retention: Option<Duration>,
     /// Policy files/directories; `policies_explicit` is false when defaulted.
     pub policies: Vec<PathBuf>,
     pub policies_explicit: bool,
@@ -393,6 +397,12 @@ impl Config {
             Some(list) => (list.iter().map(|p| path(p)).collect(), true),
             None => (vec![path("policies")], false),
         };
+        if raw.store.postgres.is_some() && raw.audit.retention.is_some() {
+            return Err(invalid(
+                "audit.retention",
+                sudomode_store::RETENTION_ON_POSTGRES.into(),
+            ));
+        }
         Ok(Config {
             file,
             proxy_listen: addr("proxy.listen", raw.proxy.listen, "127.0.0.1:8080")?,
@@ -425,6 +435,18 @@ impl Config {
                 .transpose()
                 .map_err(|m| invalid("store.postgres", m))?,
             durability: raw.audit.durability.unwrap_or(Durability::Strict),
+            retention: match raw.audit.retention {
+                None => None,
+                Some(r) => Some(dur("audit.retention", Some(r), "")?)
+                    .filter(|d| !d.is_zero())
+                    .map(Some)
+                    .ok_or_else(|| {
+                        invalid(
+                            "audit.retention",
+                            "audit.retention must be longer than 0 (e.g. 90d)".into(),
+                        )
+                    })?,
+            },
             policies,
             policies_explicit,
             hold_timeout: dur("hold.timeout", raw.hold.timeout, "10m")?,

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::codec;
 use crate::model::{AuditEvent, NewEvent, VerifyReport};
 
 /// `prev_hash` of the first event.
@@ -281,6 +282,8 @@ pub(crate) struct PreparedEvent {
     fields: Map<String, Value>,
     pieces: Vec<Piece>,
     fixed_len: usize,
+    /// Type, request id, agent, operator and fields, pre-encoded ([`crate::codec`]).
+    pre: Vec<u8>,
 }
 
 fn push_json_str(out: &mut String, s: &str) {
@@ -313,6 +316,12 @@ impl PreparedEvent {
         } else {
             ev.fields
         };
+        let mut pre = Vec::with_capacity(256);
+        codec::put_str(&mut pre, &ev.kind, true);
+        codec::put_opt_str(&mut pre, ev.request_id.as_deref(), false);
+        codec::put_opt_str(&mut pre, ev.agent.as_deref(), true);
+        codec::put_opt_str(&mut pre, ev.operator.as_deref(), true);
+        codec::put_object(&mut pre, &fields);
         let mut sorted: Vec<(&String, &Value)> = fields.iter().collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut pieces: Vec<Piece> = Vec::with_capacity(2 * SLOTS.len() + 1);
@@ -355,7 +364,26 @@ impl PreparedEvent {
             fields,
             pieces,
             fixed_len,
+            pre,
         }
+    }
+
+    /// The stored body of this event: time, subjects, hash, fields.
+    pub(crate) fn body(
+        &self,
+        micros: i64,
+        hash: &[u8; 32],
+        interner: &mut codec::Interner,
+    ) -> Result<Vec<u8>, codec::CodecError> {
+        let mut out = Vec::with_capacity(self.pre.len() + 48);
+        codec::put_zigzag(&mut out, micros);
+        let mut r = codec::Reader::new(&self.pre);
+        for _ in 0..4 {
+            interner.finish(&mut r, &mut out)?;
+        }
+        out.extend_from_slice(hash);
+        interner.finish(&mut r, &mut out)?;
+        Ok(out)
     }
 
     /// The request this event concerns.
@@ -363,8 +391,23 @@ impl PreparedEvent {
         self.request_id.as_deref()
     }
 
-    /// Hash and canonical line (hash included) of this event at `seq`.
+    /// Hash and canonical line (hash included) of this event at `seq` (the
+    /// PostgreSQL backend stores this line).
     pub(crate) fn seal(&self, seq: u64, time: &str, prev_hash: &str) -> (String, String) {
+        let (text, hash_at) = self.text(seq, time, prev_hash);
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        let hash = hex::encode(digest);
+        let mut line = String::with_capacity(text.len() + 76);
+        line.push_str(&text[..hash_at]);
+        line.push_str(",\"hash\":\"");
+        line.push_str(&hash);
+        line.push('"');
+        line.push_str(&text[hash_at..]);
+        (hash, line)
+    }
+
+    /// The canonical text without `hash`, and the offset where `,"hash":…` belongs.
+    fn text(&self, seq: u64, time: &str, prev_hash: &str) -> (String, usize) {
         let mut text = String::with_capacity(self.fixed_len + 256);
         // Byte offset where `,"hash":"…"` goes: "agent" sorts before it and "operator" after,
         // so it is never the first or last entry.
@@ -421,14 +464,13 @@ impl PreparedEvent {
             }
         }
         text.push('}');
-        let hash = hex::encode(Sha256::digest(text.as_bytes()));
-        let mut line = String::with_capacity(text.len() + 76);
-        line.push_str(&text[..hash_at]);
-        line.push_str(",\"hash\":\"");
-        line.push_str(&hash);
-        line.push('"');
-        line.push_str(&text[hash_at..]);
-        (hash, line)
+        (text, hash_at)
+    }
+
+    /// Hash of this event at `seq` (what [`PreparedEvent::seal`] computes), as bytes.
+    pub(crate) fn seal_hash(&self, seq: u64, time: &str, prev_hash: &str) -> [u8; 32] {
+        let (text, _) = self.text(seq, time, prev_hash);
+        Sha256::digest(text.as_bytes()).into()
     }
 
     /// The stored event, once sealed.
@@ -533,6 +575,48 @@ impl ChainVerifier {
             self.bad(seq, format!("event {seq}: hash does not match its content"));
         }
         self.last_seq = Some(seq);
+        self.last_hash = hash.to_string();
+    }
+
+    /// Feeds one stored event: its seq, links and the hash recomputed from its content.
+    pub(crate) fn feed_stored(&mut self, seq: u64, prev: &str, stored: &str, computed: &str) {
+        self.events += 1;
+        let expected = self.expected_seq();
+        let anchor = self.last_seq.is_none() && !self.from_genesis;
+        if !anchor && seq != expected {
+            self.bad(
+                expected,
+                format!("events {expected}..{} are missing", seq.saturating_sub(1)),
+            );
+        } else if !anchor && prev != self.last_hash {
+            self.bad(
+                seq,
+                format!(
+                    "event {seq}: prev_hash does not match event {}",
+                    seq.saturating_sub(1)
+                ),
+            );
+        }
+        if computed != stored {
+            self.bad(seq, format!("event {seq}: hash does not match its content"));
+        }
+        self.last_seq = Some(seq);
+        self.last_hash = stored.to_string();
+    }
+
+    /// Feeds an event that could not be decoded.
+    pub(crate) fn feed_broken(&mut self, why: String) {
+        self.events += 1;
+        let seq = self.expected_seq();
+        self.bad(seq, format!("event {seq}: {why}"));
+        self.last_seq = Some(seq);
+    }
+
+    /// Starts after an archived prefix: the next event is `seq`, linked to `hash`.
+    pub(crate) fn anchor(&mut self, last_seq: u64, hash: &str) {
+        if last_seq > 0 {
+            self.last_seq = Some(last_seq);
+        }
         self.last_hash = hash.to_string();
     }
 

@@ -11,16 +11,23 @@
 //!
 //! Canonical form, hashing, null handling and redaction: see [`chain`].
 
+mod archive;
 pub mod chain;
+mod codec;
 mod depth;
 mod error;
+mod index;
 mod large;
+mod layout;
+mod migrate;
 mod model;
 mod open;
 pub mod postgres;
 mod query;
 mod slot;
 mod storage;
+#[doc(hidden)]
+pub mod testing;
 mod writer;
 
 use std::path::Path;
@@ -33,6 +40,9 @@ use slot::DbSlot;
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, oneshot};
 
+pub use archive::{
+    ARCHIVED_EVENT, ArchiveReport, ArchiveVerifier, archive_dir, file_sha256, segments,
+};
 pub use chain::{GENESIS_HASH, REDACTED, Redactor, canonical_json, event_hash};
 pub use depth::{MAX_STORED_DEPTH, TOO_DEEP};
 pub use error::StoreError;
@@ -43,17 +53,10 @@ pub use model::{
 };
 pub use open::{approved_at, is_due};
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, verify_lines, verify_lines_partial};
-pub use storage::{Parked, Sent, Storage, Update, Wait};
+pub use storage::{Parked, RETENTION_ON_POSTGRES, Sent, Storage, Update, Wait};
 
 use writer::{AtomicStats, Msg, Prepared, Writer};
 
-/// seq → canonical JSON line of the event (hash included).
-pub(crate) const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("audit_events");
-/// (request_id, seq) → (): events of one request.
-pub(crate) const EVENTS_BY_REQUEST: TableDefinition<(&str, u64), ()> =
-    TableDefinition::new("audit_by_request");
-/// id → JSON of the [`RequestRecord`].
-pub(crate) const REQUESTS: TableDefinition<&str, &str> = TableDefinition::new("requests");
 /// id → (): requests that are pending, or approved with the retry grant unused.
 pub(crate) const OPEN_REQUESTS: TableDefinition<&str, ()> = TableDefinition::new("open_requests");
 /// `status:<s>` / `decision:<d>` → number of requests.
@@ -88,6 +91,8 @@ pub struct Store {
 
 pub(crate) struct Inner {
     pub(crate) slot: Arc<DbSlot>,
+    /// The codec's dictionary (id → text), for readers.
+    pub(crate) words: layout::SharedWords,
     tx: Sender<Msg>,
     permits: Arc<Semaphore>,
     redactor: RwLock<Arc<Redactor>>,
@@ -101,8 +106,9 @@ impl Store {
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         private_file(path)?;
         let db = slot::open_db(path)?;
-        let (head_seq, head_hash, last_time) = init_tables(&db)?;
+        let head = init_tables(&db)?;
         let slot = Arc::new(DbSlot::new(db, path));
+        let words: layout::SharedWords = Arc::new(RwLock::new(Arc::new(head.words.clone())));
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(AtomicStats::default());
         let writer = Writer {
@@ -112,9 +118,11 @@ impl Store {
             durability: opts.durability,
             flush_interval: opts.flush_interval,
             max_group: opts.max_group.max(1),
-            head_seq,
-            head_hash,
-            last_time,
+            head_seq: head.seq,
+            head_hash: head.hash,
+            last_time: head.time,
+            interner: codec::Interner::load(&head.words),
+            words: words.clone(),
             dirty_since: None,
             recovery: None,
             replay: Vec::new(),
@@ -129,6 +137,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 slot,
+                words,
                 tx,
                 permits: Arc::new(Semaphore::new(
                     opts.queue_capacity.clamp(1, Semaphore::MAX_PERMITS),
@@ -184,9 +193,9 @@ impl Store {
         let r = self.redactor();
         let events = prepare_events(&r, batch.events, keep_fields)?;
         let upserts = prepare_records(&r, batch.upserts)?
-            .into_iter()
-            .map(|(rec, json)| writer::Row::new(&rec, json))
-            .collect();
+            .iter()
+            .map(writer::Row::new)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Prepared {
             events,
             upserts,
@@ -273,6 +282,23 @@ impl Store {
                 _permit: None,
             })
             .map_err(|_| StoreError::Closed)
+    }
+
+    /// Removes what an archive run moved and appends its checkpoint, durably.
+    pub(crate) async fn prune(&self, p: archive::Prune) -> Result<(), StoreError> {
+        let checkpoint = self.prepare(Batch::events(vec![p.checkpoint]), false)?;
+        let (tx, rx) = oneshot::channel();
+        let msg = Msg::Prune(
+            archive::PreparedPrune {
+                upto_seq: p.upto_seq,
+                last_hash: p.last_hash,
+                rows: p.rows,
+                checkpoint,
+            },
+            tx,
+        );
+        self.inner.tx.send(msg).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Resolves once everything queued before it is committed and durable.
@@ -386,19 +412,18 @@ pub(crate) fn prepare_events(
     Ok(out)
 }
 
-/// Records as stored (see [`Store::redact_record`]) with their JSON.
+/// Records as stored (see [`Store::redact_record`]).
 pub(crate) fn prepare_records(
     r: &Redactor,
     records: Vec<RequestRecord>,
-) -> Result<Vec<(RequestRecord, String)>, StoreError> {
+) -> Result<Vec<RequestRecord>, StoreError> {
     let mut out = Vec::with_capacity(records.len());
     for mut rec in records {
         if rec.id.is_empty() {
             return Err(StoreError::Invalid("request id is empty".into()));
         }
         stored_view(r, &mut rec);
-        let json = serde_json::to_string(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        out.push((rec, json));
+        out.push(rec);
     }
     Ok(out)
 }
@@ -468,35 +493,48 @@ fn redact_record(r: &Redactor, rec: &mut RequestRecord) {
     }
 }
 
-/// Creates missing tables and reads the chain head: (last seq, last hash, last time).
-pub(crate) fn init_tables(db: &Database) -> Result<(u64, String, OffsetDateTime), StoreError> {
-    let needs_init = {
-        let rtx = db.begin_read()?;
-        rtx.open_table(EVENTS).is_err()
-            || rtx.open_table(EVENTS_BY_REQUEST).is_err()
-            || rtx.open_table(REQUESTS).is_err()
-            || rtx.open_table(OPEN_REQUESTS).is_err()
-            || rtx.open_table(COUNTS).is_err()
-    };
-    if needs_init {
+/// What [`init_tables`] finds: the chain head and the dictionary.
+pub(crate) struct Head {
+    pub(crate) seq: u64,
+    pub(crate) hash: String,
+    pub(crate) time: OffsetDateTime,
+    pub(crate) words: Vec<Arc<str>>,
+}
+
+/// Creates missing tables, moves a store of the first layout over, and reads
+/// the chain head and the dictionary.
+pub(crate) fn init_tables(db: &Database) -> Result<Head, StoreError> {
+    if migrate::needed(db)? {
+        migrate::run(db)?;
+    }
+    {
         let wtx = db.begin_write()?;
-        wtx.open_table(EVENTS)?;
-        wtx.open_table(EVENTS_BY_REQUEST)?;
-        wtx.open_table(REQUESTS)?;
+        wtx.open_table(layout::LOG)?;
+        wtx.open_table(layout::ROWS)?;
+        wtx.open_table(layout::INDEX)?;
+        wtx.open_table(layout::DICT)?;
+        wtx.open_table(layout::META)?;
+        wtx.open_table(layout::ORPHANS)?;
         wtx.open_table(OPEN_REQUESTS)?;
         wtx.open_table(COUNTS)?;
         wtx.commit()?;
     }
     let rtx = db.begin_read()?;
-    let events = rtx.open_table(EVENTS)?;
-    match events.last()? {
-        None => Ok((0, GENESIS_HASH.to_string(), OffsetDateTime::UNIX_EPOCH)),
-        Some((k, v)) => {
-            let ev: AuditEvent = serde_json::from_str(v.value())
-                .map_err(|e| StoreError::corrupt("audit_events", e))?;
-            let t = OffsetDateTime::parse(&ev.time, &time::format_description::well_known::Rfc3339)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            Ok((k.value(), ev.hash, t))
+    let mut words = Vec::new();
+    for item in rtx.open_table(layout::DICT)?.iter()? {
+        let (k, v) = item?;
+        if k.value() as usize != words.len() {
+            return Err(StoreError::corrupt("dict", "ids are not contiguous"));
         }
+        words.push(Arc::from(v.value()));
     }
+    let (seq, hash, micros) = query::last_event(&rtx.open_table(layout::LOG)?)?;
+    let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    Ok(Head {
+        seq,
+        hash,
+        time,
+        words,
+    })
 }

@@ -468,11 +468,39 @@ impl Storage {
         }
     }
 
-    /// Recomputes the whole hash chain.
+    /// Recomputes the live hash chain (from the last archived event's hash
+    /// when older events were archived).
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
         match &self.inner.backend {
             Backend::Redb(r) => Self::read(&r.store, |s| s.verify()).await,
             Backend::Postgres(p) => p.verify().await,
+        }
+    }
+
+    /// Recomputes the whole history: the archive segments, then the live chain.
+    /// PostgreSQL keeps no archives (retention is refused at start), so its
+    /// whole history is the live chain.
+    pub async fn verify_with_archive(&self) -> Result<VerifyReport, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(r) => Self::read(&r.store, |s| s.verify_with_archive()).await,
+            Backend::Postgres(p) => p.verify().await,
+        }
+    }
+
+    /// Retention: moves events older than `cutoff`, and the finished requests
+    /// whose events all went with them, into a compressed archive segment and
+    /// appends an `audit.archived` checkpoint to the live chain. Open requests
+    /// (pending, or approved with the retry unused) are never moved. `None`
+    /// when nothing is old enough. (SQL: `COPY (SELECT … WHERE time < $1)`
+    /// to the segment, then `DELETE` in the same transaction that inserts
+    /// the checkpoint.)
+    pub async fn archive_before(
+        &self,
+        cutoff: OffsetDateTime,
+    ) -> Result<Option<crate::ArchiveReport>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(r) => r.store.archive_before(cutoff).await,
+            Backend::Postgres(_) => Err(StoreError::Invalid(RETENTION_ON_POSTGRES.into())),
         }
     }
 
@@ -486,8 +514,9 @@ impl Storage {
         }
     }
 
-    /// Writes the audit log as JSON Lines into `out` (blocking: call it from
-    /// the blocking pool, inside the runtime); returns how many events.
+    /// Writes the audit log as JSON Lines into `out` — archived segments
+    /// first (redb), then the live log — (blocking: call it from the blocking
+    /// pool, inside the runtime); returns how many events.
     pub fn export_blocking(
         &self,
         since: Option<OffsetDateTime>,
@@ -534,6 +563,10 @@ impl Storage {
         }
     }
 }
+
+/// Why `audit.retention` is refused with `store.postgres` (also at start).
+pub const RETENTION_ON_POSTGRES: &str = "audit.retention is not supported with store.postgres yet: remove audit.retention \
+     (PostgreSQL keeps the whole audit log; archive it with your database's own tools)";
 
 /// Ids of the held requests a batch writes (the redb index follows them).
 fn held_ids(batch: &Batch) -> Vec<String> {

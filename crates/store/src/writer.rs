@@ -8,6 +8,7 @@
 //! follows within `flush_interval`; a group with any strict waiter is always fsync'd (which
 //! also makes every earlier non-durable commit durable).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -17,11 +18,17 @@ use redb::{ReadableTable, Table};
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use crate::chain::{PreparedEvent, format_time};
+use crate::archive::PreparedPrune;
+use crate::chain::PreparedEvent;
+use crate::codec::{self, Interner, Reader};
 use crate::error::StoreError;
+use crate::index::{Changes, Field};
+use crate::layout::{
+    self, DICT, INDEX, LOG, MAX_CHUNK_BYTES, MAX_CHUNK_EVENTS, ORPHANS, ROWS, SharedWords, id_key,
+};
 use crate::model::{Committed, Durability, RequestRecord, Stats, Status};
 use crate::slot::DbSlot;
-use crate::{COUNTS, EVENTS, EVENTS_BY_REQUEST, OPEN_REQUESTS, REQUESTS};
+use crate::{COUNTS, OPEN_REQUESTS};
 
 /// Reply channel of a strict commit.
 pub(crate) type CommitReply = oneshot::Sender<Result<Committed, StoreError>>;
@@ -39,21 +46,38 @@ pub(crate) struct Prepared {
 /// One record to upsert.
 pub(crate) struct Row {
     pub(crate) id: String,
+    pub(crate) key: Vec<u8>,
     pub(crate) status: Status,
     pub(crate) decision: String,
+    pub(crate) agent: String,
+    pub(crate) resource: String,
+    pub(crate) action: String,
     pub(crate) open: bool,
-    pub(crate) json: String,
+    /// The record, pre-encoded ([`crate::codec`]).
+    pub(crate) pre: Vec<u8>,
 }
 
 impl Row {
-    pub(crate) fn new(rec: &RequestRecord, json: String) -> Self {
-        Row {
-            id: rec.id.clone(),
-            status: rec.status,
-            decision: rec.decision.clone(),
-            open: rec.is_open(),
-            json,
+    pub(crate) fn new(rec: &RequestRecord) -> Result<Self, StoreError> {
+        let mut value =
+            serde_json::to_value(rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        // The id is the row's key.
+        if let serde_json::Value::Object(m) = &mut value {
+            m.remove("id");
         }
+        let mut pre = Vec::with_capacity(512);
+        codec::put_value(&mut pre, &value, None);
+        Ok(Row {
+            id: rec.id.clone(),
+            key: id_key(&rec.id),
+            status: rec.status,
+            decision: rec.decision.to_ascii_uppercase(),
+            agent: rec.agent.clone(),
+            resource: rec.resource.clone(),
+            action: rec.action.clone(),
+            open: rec.is_open(),
+            pre,
+        })
     }
 }
 
@@ -69,6 +93,8 @@ pub(crate) enum Msg {
     },
     /// Make everything queued before it durable, then answer.
     Flush(oneshot::Sender<Result<(), StoreError>>),
+    /// Remove what an archive run moved and append its checkpoint.
+    Prune(PreparedPrune, oneshot::Sender<Result<(), StoreError>>),
     /// Commit everything queued, make it durable, answer and stop.
     Shutdown(Option<oneshot::Sender<Result<(), StoreError>>>),
 }
@@ -115,6 +141,9 @@ pub(crate) struct Writer {
     pub(crate) head_seq: u64,
     pub(crate) head_hash: String,
     pub(crate) last_time: OffsetDateTime,
+    /// The dictionary: the writer's map, and the readers' copy.
+    pub(crate) interner: Interner,
+    pub(crate) words: SharedWords,
     /// Set while non-durable commits await a flush: when the first of them happened.
     pub(crate) dirty_since: Option<Instant>,
     /// Set while the store is faulted and being reopened.
@@ -193,6 +222,10 @@ impl Writer {
                     Msg::Flush(reply) => {
                         self.commit_group(std::mem::take(&mut commits), true, started);
                         let _ = reply.send(self.flush());
+                    }
+                    Msg::Prune(p, reply) => {
+                        self.commit_group(std::mem::take(&mut commits), true, started);
+                        let _ = reply.send(self.prune(p));
                     }
                     Msg::Shutdown(reply) => {
                         stopping = true;
@@ -279,7 +312,7 @@ impl Writer {
                 let _ = reply.send(Err(unavailable()));
             }
             Msg::Commit { batch, .. } => self.keep_for_replay(batch),
-            Msg::Flush(reply) => {
+            Msg::Flush(reply) | Msg::Prune(_, reply) => {
                 let _ = reply.send(Err(unavailable()));
             }
             Msg::Shutdown(reply) => {
@@ -332,16 +365,18 @@ impl Writer {
             Ok((db, head))
         });
         match reopened {
-            Ok((db, (seq, hash, time))) => {
-                if seq != self.head_seq || hash != self.head_hash {
+            Ok((db, head)) => {
+                if head.seq != self.head_seq || head.hash != self.head_hash {
                     tracing::warn!(
-                        seq,
+                        seq = head.seq,
                         head_seq = self.head_seq,
                         "audit store head moved during the fault; continuing from the file's head"
                     );
                 }
-                (self.head_seq, self.head_hash) = (seq, hash);
-                self.last_time = self.last_time.max(time);
+                (self.head_seq, self.head_hash) = (head.seq, head.hash);
+                self.last_time = self.last_time.max(head.time);
+                self.interner = Interner::load(&head.words);
+                layout::reset(&self.words, None, Some(head.words));
                 let down = r.since.elapsed();
                 self.slot.put(Arc::new(db));
                 self.recovery = None;
@@ -461,12 +496,14 @@ impl Writer {
         }
     }
 
-    fn next_time(&mut self) -> String {
+    /// The next event time: (Unix µs, text), never earlier than the last.
+    fn next_time(&mut self) -> (i64, String) {
         let now = OffsetDateTime::now_utc();
         if now > self.last_time {
             self.last_time = now;
         }
-        format_time(self.last_time)
+        let micros = (self.last_time.unix_timestamp_nanos() / 1000) as i64;
+        (micros, layout::time_text(micros))
     }
 
     /// Writes the batches in one transaction. `bool`: build the stored events for a waiter.
@@ -475,30 +512,101 @@ impl Writer {
         batches: &[(Prepared, bool)],
         durable: bool,
     ) -> Result<Vec<Committed>, StoreError> {
+        let words_before = layout::snapshot(&self.words).len();
+        match self.write_txn(batches, durable) {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                let fresh = self.interner.take_new();
+                self.interner.roll_back(&fresh);
+                layout::reset(&self.words, Some(words_before), None);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_txn(
+        &mut self,
+        batches: &[(Prepared, bool)],
+        durable: bool,
+    ) -> Result<Vec<Committed>, StoreError> {
         let mut txn = self.slot.get()?.begin_write()?;
         if !durable {
             txn.set_durability(redb::Durability::None)?;
         }
+        let out = self.write_in(&txn, batches)?;
+        txn.commit()?;
+        self.interner.take_new();
+        Ok(out)
+    }
+
+    /// The archive run's removal and checkpoint, in one durable transaction.
+    fn prune(&mut self, p: PreparedPrune) -> Result<(), StoreError> {
+        if self.recovery.is_some() {
+            return Err(StoreError::Unavailable(
+                self.slot.fault().unwrap_or_default(),
+            ));
+        }
+        let saved = (self.head_seq, self.head_hash.clone(), self.last_time);
+        let words_before = layout::snapshot(&self.words).len();
+        let result = (|| {
+            let txn = self.slot.get()?.begin_write()?;
+            crate::archive::remove(&txn, &p, &self.words)?;
+            self.write_in(&txn, &[(p.checkpoint, false)])?;
+            txn.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.interner.take_new();
+                self.dirty_since = None;
+                AtomicStats::add(&self.stats.commits, 1);
+                AtomicStats::add(&self.stats.fsyncs, 1);
+                Ok(())
+            }
+            Err(e) => {
+                (self.head_seq, self.head_hash, self.last_time) = saved;
+                let fresh = self.interner.take_new();
+                self.interner.roll_back(&fresh);
+                layout::reset(&self.words, Some(words_before), None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Appends the batches' events and writes their rows inside `txn`.
+    fn write_in(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        batches: &[(Prepared, bool)],
+    ) -> Result<Vec<Committed>, StoreError> {
         let mut out = Vec::with_capacity(batches.len());
         {
-            let mut events = txn.open_table(EVENTS)?;
-            let mut by_req = txn.open_table(EVENTS_BY_REQUEST)?;
-            let mut requests = txn.open_table(REQUESTS)?;
-            let mut open = txn.open_table(OPEN_REQUESTS)?;
-            let mut counts = txn.open_table(COUNTS)?;
-            let mut deltas = Deltas::new();
+            let mut log = txn.open_table(LOG)?;
+            let mut seqs_by_id: HashMap<&str, Vec<u64>> = HashMap::new();
             let mut rows: Vec<&Row> = Vec::new();
+            let mut chunk = ChunkBuf::new(self.head_seq + 1, &self.head_hash);
             for (batch, wanted) in batches {
                 let wanted = *wanted;
                 let mut committed = Committed::default();
                 for ev in &batch.events {
                     let seq = self.head_seq + 1;
-                    let time = self.next_time();
-                    let (hash, line) = ev.seal(seq, &time, &self.head_hash);
-                    events.insert(seq, line.as_str())?;
-                    if let Some(rid) = ev.request_id() {
-                        by_req.insert((rid, seq), ())?;
+                    let (micros, time) = self.next_time();
+                    let digest = ev.seal_hash(seq, &time, &self.head_hash);
+                    let body = ev
+                        .body(micros, &digest, &mut self.interner)
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    if chunk.events == MAX_CHUNK_EVENTS
+                        || (chunk.events > 0 && chunk.bytes.len() + body.len() > MAX_CHUNK_BYTES)
+                    {
+                        chunk.flush(&mut log)?;
+                        chunk = ChunkBuf::new(seq, &self.head_hash);
                     }
+                    layout::push_event(&mut chunk.bytes, &body);
+                    chunk.events += 1;
+                    if let Some(rid) = ev.request_id() {
+                        seqs_by_id.entry(rid).or_default().push(seq);
+                    }
+                    let hash = hex::encode(digest);
                     let prev = std::mem::replace(&mut self.head_hash, hash.clone());
                     self.head_seq = seq;
                     committed.seqs.push(seq);
@@ -511,9 +619,16 @@ impl Writer {
                 rows.extend(batch.upserts.iter());
                 out.push(committed);
             }
+            chunk.flush(&mut log)?;
+            let mut tables = RowTables {
+                rows: txn.open_table(ROWS)?,
+                open: txn.open_table(OPEN_REQUESTS)?,
+                deltas: Deltas::new(),
+                postings: Changes::default(),
+            };
             // Several upserts of one record in a group (decided, then forwarded) collapse
             // into its last: the transaction is atomic, so the earlier ones would never be
-            // seen, and the counts and the open index end the same.
+            // seen, and the counts and the indexes end the same.
             let mut seen = std::collections::HashSet::with_capacity(rows.len());
             let keep: Vec<bool> = rows
                 .iter()
@@ -522,13 +637,142 @@ impl Writer {
                 .collect();
             for (row, keep) in rows.iter().zip(keep.into_iter().rev()) {
                 if keep {
-                    upsert(&mut requests, &mut open, &mut deltas, row)?;
+                    let seqs = seqs_by_id.remove(row.id.as_str()).unwrap_or_default();
+                    tables.upsert(row, &seqs, &mut self.interner)?;
                 }
             }
-            apply_deltas(&mut counts, deltas)?;
+            let mut orphans = txn.open_table(ORPHANS)?;
+            for (id, seqs) in seqs_by_id {
+                if !tables.append_seqs(id, &seqs)? {
+                    for s in seqs {
+                        orphans.insert((id, s), ())?;
+                    }
+                }
+            }
+            tables.postings.apply(&mut txn.open_table(INDEX)?)?;
+            apply_deltas(&mut txn.open_table(COUNTS)?, tables.deltas)?;
+            let fresh = self.interner.fresh();
+            if !fresh.is_empty() {
+                let mut dict = txn.open_table(DICT)?;
+                for (id, w) in fresh {
+                    dict.insert(*id, &**w)?;
+                }
+                // Readers may decode the new rows as soon as the commit lands.
+                layout::append(
+                    &self.words,
+                    fresh.iter().map(|(_, w)| std::sync::Arc::from(&**w)),
+                );
+            }
         }
-        txn.commit()?;
         Ok(out)
+    }
+}
+
+/// The chunk of events being built by a group commit.
+struct ChunkBuf {
+    first: u64,
+    events: usize,
+    bytes: Vec<u8>,
+}
+
+impl ChunkBuf {
+    fn new(first: u64, prev_hash: &str) -> Self {
+        let mut bytes = Vec::with_capacity(4096);
+        let mut prev = [0u8; 32];
+        // The head hash is always 64 hex digits (written by this writer or read from the log).
+        let _ = hex::decode_to_slice(prev_hash, &mut prev);
+        bytes.extend_from_slice(&prev);
+        ChunkBuf {
+            first,
+            events: 0,
+            bytes,
+        }
+    }
+
+    fn flush(&self, log: &mut Table<u64, &[u8]>) -> Result<(), StoreError> {
+        if self.events > 0 {
+            log.insert(self.first, self.bytes.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+/// The tables a row write touches, and what it changes in counts and indexes.
+struct RowTables<'t> {
+    rows: Table<'t, &'static [u8], &'static [u8]>,
+    open: Table<'t, &'static str, ()>,
+    deltas: Deltas,
+    postings: Changes,
+}
+
+impl RowTables<'_> {
+    /// Inserts or replaces a request row, adding the group's event seqs to it.
+    fn upsert(
+        &mut self,
+        row: &Row,
+        seqs: &[u64],
+        interner: &mut Interner,
+    ) -> Result<(), StoreError> {
+        let mut body = Vec::with_capacity(row.pre.len());
+        interner
+            .finish(&mut Reader::new(&row.pre), &mut body)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let old = self
+            .rows
+            .get(row.key.as_slice())?
+            .map(|g| g.value().to_vec());
+        let old = old.as_deref().map(layout::decode_row_head);
+        let (was_open, mut all_seqs) = match &old {
+            Some(Ok(h)) => {
+                bump(&mut self.deltas, h.status.as_str(), h.decision, -1);
+                if h.status != row.status {
+                    self.postings
+                        .remove(Field::Status, h.status.as_str(), &row.key);
+                    self.postings
+                        .add(Field::Status, row.status.as_str(), &row.key);
+                }
+                (h.open, h.seqs.clone())
+            }
+            Some(Err(e)) => {
+                // An undecodable old row may have been open: clear the index to be safe.
+                tracing::error!(id = %row.id, error = %e, "undecodable stored request replaced");
+                (true, Vec::new())
+            }
+            None => {
+                let k = &row.key;
+                self.postings.add(Field::Agent, &row.agent, k);
+                self.postings.add(Field::Resource, &row.resource, k);
+                self.postings.add(Field::Action, &row.action, k);
+                self.postings.add(Field::Decision, &row.decision, k);
+                self.postings.add(Field::Status, row.status.as_str(), k);
+                (false, Vec::new())
+            }
+        };
+        all_seqs.extend_from_slice(seqs);
+        bump(&mut self.deltas, row.status.as_str(), &row.decision, 1);
+        let stored = layout::encode_row(row.status, row.open, &row.decision, &all_seqs, &body);
+        self.rows.insert(row.key.as_slice(), stored.as_slice())?;
+        if row.open && !was_open {
+            self.open.insert(row.id.as_str(), ())?;
+        } else if !row.open && was_open {
+            self.open.remove(row.id.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Adds event seqs to an existing row; false when the request has no row.
+    fn append_seqs(&mut self, id: &str, seqs: &[u64]) -> Result<bool, StoreError> {
+        let key = id_key(id);
+        let Some(old) = self.rows.get(key.as_slice())?.map(|g| g.value().to_vec()) else {
+            return Ok(false);
+        };
+        let h =
+            layout::decode_row_head(&old).map_err(|e| StoreError::corrupt("request_rows", e))?;
+        let mut all = h.seqs.clone();
+        all.extend_from_slice(seqs);
+        let stored = layout::encode_row(h.status, h.open, h.decision, &all, h.body);
+        self.rows.insert(key.as_slice(), stored.as_slice())?;
+        Ok(true)
     }
 }
 
@@ -557,63 +801,12 @@ fn apply_deltas(counts: &mut Table<&str, u64>, deltas: Deltas) -> Result<(), Sto
 }
 
 fn bump(deltas: &mut Deltas, status: &str, decision: &str, by: i64) {
-    for key in [status_key(status), decision_key(decision)] {
+    for key in [
+        status_key(status),
+        decision_key(&decision.to_ascii_uppercase()),
+    ] {
         *deltas.entry(key).or_insert(0) += by;
     }
-}
-
-/// The parts of a stored record that [`upsert`] needs from the row it replaces.
-#[derive(serde::Deserialize)]
-struct OldRow {
-    status: Status,
-    decision: String,
-    #[serde(default)]
-    retry_grant_used: bool,
-}
-
-impl OldRow {
-    /// Same rule as [`RequestRecord::is_open`].
-    fn is_open(&self) -> bool {
-        match self.status {
-            Status::Pending => true,
-            Status::Approved => !self.retry_grant_used,
-            _ => false,
-        }
-    }
-}
-
-fn upsert(
-    requests: &mut Table<&str, &str>,
-    open: &mut Table<&str, ()>,
-    deltas: &mut Deltas,
-    rec: &Row,
-) -> Result<(), StoreError> {
-    // (existed, the old row's counted state): only the few fields the counts and the
-    // open index need are decoded, not the whole record.
-    let (existed, old) = match requests.insert(rec.id.as_str(), rec.json.as_str())? {
-        Some(g) => match serde_json::from_str::<OldRow>(g.value()) {
-            Ok(r) => (true, Some(r)),
-            Err(e) => {
-                tracing::error!(id = %rec.id, error = %e, "undecodable stored request replaced");
-                (true, None)
-            }
-        },
-        None => (false, None),
-    };
-    if let Some(old) = &old {
-        bump(deltas, old.status.as_str(), &old.decision, -1);
-    }
-    bump(deltas, rec.status.as_str(), &rec.decision, 1);
-    // An undecodable old row may have been open: clear the index to be safe.
-    let was_open = existed && old.as_ref().is_none_or(OldRow::is_open);
-    if rec.open {
-        if !was_open {
-            open.insert(rec.id.as_str(), ())?;
-        }
-    } else if was_open {
-        open.remove(rec.id.as_str())?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

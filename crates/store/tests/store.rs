@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redb::ReadableTable;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sudomode_store::{
@@ -15,8 +14,6 @@ use sudomode_store::{
     verify_lines_partial,
 };
 use time::OffsetDateTime;
-
-const EVENTS: redb::TableDefinition<u64, &str> = redb::TableDefinition::new("audit_events");
 
 fn tmp() -> tempfile::TempDir {
     // On the target dir's disk (not tmpfs), so fsync costs what it costs.
@@ -83,15 +80,9 @@ fn export_string(store: &Store) -> String {
     String::from_utf8(out).expect("utf8")
 }
 
-/// Rewrites stored event lines directly in redb (the store must be closed).
-fn tamper(path: &Path, f: impl FnOnce(&mut redb::Table<u64, &str>)) {
-    let db = redb::Database::open(path).expect("raw open");
-    let txn = db.begin_write().expect("begin");
-    {
-        let mut t = txn.open_table(EVENTS).expect("table");
-        f(&mut t);
-    }
-    txn.commit().expect("commit");
+/// Rewrites one stored event (the store must be closed); `false` removes it.
+fn tamper(path: &Path, seq: u64, f: impl FnOnce(&mut Value) -> bool) {
+    sudomode_store::testing::tamper_event(path, seq, f);
 }
 
 fn edit_line(line: &str, f: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
@@ -176,12 +167,9 @@ async fn verify_detects_tampered_content() {
     store.close().await.expect("close");
     drop(store);
 
-    tamper(&path, |t| {
-        let line = t.get(3).expect("get").expect("row").value().to_string();
-        let line = edit_line(&line, |m| {
-            m.insert("decision".into(), json!("DENY"));
-        });
-        t.insert(3, line.as_str()).expect("insert");
+    tamper(&path, 3, |v| {
+        v["decision"] = json!("DENY");
+        true
     });
     let store = open(&path);
     let report = store.verify().expect("verify");
@@ -200,24 +188,19 @@ async fn verify_detects_rehashed_event_prev_hash_and_deletion() {
     drop(store);
 
     // Content changed and its own hash recomputed: the next event's link breaks.
-    tamper(&path, |t| {
-        let line = t.get(2).expect("get").expect("row").value().to_string();
-        let mut v: Value = serde_json::from_str(&line).expect("json");
+    tamper(&path, 2, |v| {
         v["decision"] = json!("DENY");
-        v["hash"] = json!(event_hash(&v));
-        t.insert(2, v.to_string().as_str()).expect("insert");
+        v["hash"] = json!(event_hash(v));
+        true
     });
     {
         let store = open(&path);
         assert_eq!(store.verify().expect("verify").first_bad_seq, Some(3));
     }
     // prev_hash edited (on top of that): seq 2 is now the first bad one.
-    tamper(&path, |t| {
-        let line = t.get(2).expect("get").expect("row").value().to_string();
-        let line = edit_line(&line, |m| {
-            m.insert("prev_hash".into(), json!("f".repeat(64)));
-        });
-        t.insert(2, line.as_str()).expect("insert");
+    tamper(&path, 2, |v| {
+        v["prev_hash"] = json!("f".repeat(64));
+        true
     });
     {
         let store = open(&path);
@@ -234,9 +217,7 @@ async fn verify_detects_deleted_event() {
     let full = export_string(&store);
     store.close().await.expect("close");
     drop(store);
-    tamper(&path, |t| {
-        t.remove(4).expect("remove");
-    });
+    tamper(&path, 4, |_| false);
     let store = open(&path);
     let report = store.verify().expect("verify");
     assert_eq!(report.first_bad_seq, Some(4), "{report:?}");
@@ -371,7 +352,9 @@ async fn list_filters_and_cursor_paging_newest_first() {
     let store = open(&dir.path().join("s.redb"));
     let mut ids = Vec::new();
     for i in 0..12 {
-        let id = new_request_id();
+        // Ids are minted (UUIDv7) when a request arrives, just before its `created_at`.
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, 1_000 + i, 0);
+        let id = uuid::Uuid::new_v7(ts).to_string();
         let (status, decision) = match i % 3 {
             0 => (Status::Pending, "REQUIRE_APPROVAL"),
             1 => (Status::Allowed, "ALLOW"),
@@ -815,13 +798,18 @@ fn crash_and_check(batched: bool) {
     let mut max_acked = 0u64;
     let mut acks = 0u64;
     let deadline = Instant::now() + Duration::from_secs(60);
+    // Batched work is made durable within the flush interval (20 ms): kill
+    // only after a few of those have passed, or nothing may be on disk yet.
+    let mut first_ack: Option<Instant> = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("line");
         if let Some(n) = line.strip_prefix("acked ") {
             acks += 1;
+            first_ack.get_or_insert_with(Instant::now);
             max_acked = max_acked.max(n.trim().parse().expect("seq"));
         }
-        if acks >= 300 || Instant::now() > deadline {
+        let settled = first_ack.is_some_and(|t| t.elapsed() >= Duration::from_millis(100));
+        if (acks >= 300 && settled) || Instant::now() > deadline {
             break;
         }
     }

@@ -105,8 +105,12 @@ impl Shared {
         let events = prepare_events(&self.redactor, batch.events, false)?;
         let rows = prepare_records(&self.redactor, batch.upserts)?
             .into_iter()
-            .map(|(rec, json)| RequestRow::new(&rec, json))
-            .collect();
+            .map(|rec| {
+                let json =
+                    serde_json::to_string(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                Ok(RequestRow::new(&rec, json))
+            })
+            .collect::<Result<_, StoreError>>()?;
         Ok(PgBatch { events, rows })
     }
 }

@@ -1,0 +1,79 @@
+//! Tampering with a closed store file, for tests that prove the chain
+//! catches it. Not for production use.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+use serde_json::Value;
+
+use crate::codec::Interner;
+use crate::layout::{self, ChunkIter, DICT, LOG};
+
+fn load_words(db: &Database) -> Vec<Arc<str>> {
+    let rtx = db.begin_read().expect("read");
+    let dict = rtx.open_table(DICT).expect("dict");
+    dict.iter()
+        .expect("iter")
+        .map(|i| Arc::from(i.expect("row").1.value()))
+        .collect()
+}
+
+/// Rewrites event `seq` as `f` leaves it (the whole event as JSON: changing
+/// `hash` stores that hash; `prev_hash` can only change for the first event
+/// of a chunk), or removes it when `f` returns false.
+pub fn tamper_event(path: &Path, seq: u64, f: impl FnOnce(&mut Value) -> bool) {
+    let db = Database::open(path).expect("open");
+    let words = load_words(&db);
+    let mut interner = Interner::load(&words);
+    let (first, chunk) = {
+        let rtx = db.begin_read().expect("read");
+        let log = rtx.open_table(LOG).expect("log");
+        let (k, v) = log
+            .range(..=seq)
+            .expect("range")
+            .next_back()
+            .expect("chunk")
+            .expect("row");
+        (k.value(), v.value().to_vec())
+    };
+    let mut it = ChunkIter::new(first, &chunk).expect("chunk");
+    let mut head = chunk[..32].to_vec();
+    let mut bodies = Vec::new();
+    let mut f = Some(f);
+    while let Some(ev) = it.next_event().expect("event") {
+        if ev.seq != seq {
+            bodies.push(ev.body.to_vec());
+            continue;
+        }
+        let stored = layout::decode_event(&ev, &words).expect("decode");
+        let mut v = serde_json::to_value(&stored).expect("json");
+        if !f.take().is_some_and(|f| f(&mut v)) {
+            continue;
+        }
+        let prev = v["prev_hash"].as_str().unwrap_or_default().to_string();
+        if prev != stored.prev_hash {
+            assert_eq!(ev.seq, first, "prev_hash is implied inside a chunk");
+            head = hex::decode(prev).expect("hex");
+        }
+        bodies.push(encode(&v, &mut interner));
+    }
+    let mut out = head;
+    for b in &bodies {
+        layout::push_event(&mut out, b);
+    }
+    let wtx = db.begin_write().expect("write");
+    {
+        let mut log = wtx.open_table(LOG).expect("log");
+        log.insert(first, out.as_slice()).expect("insert");
+        let mut dict = wtx.open_table(DICT).expect("dict");
+        for (id, w) in interner.take_new() {
+            dict.insert(id, &*w).expect("dict");
+        }
+    }
+    wtx.commit().expect("commit");
+}
+
+fn encode(v: &Value, interner: &mut Interner) -> Vec<u8> {
+    layout::encode_event_value(v, interner).expect("encodable event")
+}
