@@ -25,7 +25,9 @@ use serde_json::{Map, Value};
 
 use crate::decode::Body;
 
-pub use crate::decode::{Kind as BodyKind, parse_args, parse_form, scalar};
+pub use crate::decode::{
+    Kind as BodyKind, content_kind, decode_content, parse_args, parse_form, parse_json, scalar,
+};
 pub use crate::mcp::request_id as jsonrpc_request_id;
 pub use crate::normalize::normalize_path;
 pub use crate::sql::{Flavor as SqlFlavor, sql_intents};

@@ -32,6 +32,9 @@ pub struct RuleInfo {
     pub approvals: u32,
     /// As written (`10m`), REQUIRE_APPROVAL rules only.
     pub timeout: Option<String>,
+    /// REQUIRE_APPROVAL rules: whether standing grants may loosen it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grantable: Option<bool>,
     pub file: String,
     pub line: usize,
 }
@@ -58,6 +61,7 @@ impl From<&Rule> for RuleInfo {
             mode: r.mode.as_str(),
             approvals: r.approvals,
             timeout: r.timeout_text.clone(),
+            grantable: (r.decision == Verdict::RequireApproval).then_some(r.grantable),
             file: r.file.clone(),
             line: r.line,
         }

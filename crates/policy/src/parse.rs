@@ -37,6 +37,7 @@ struct RawRule {
     approvals: Option<serde_yaml::Value>,
     timeout: Option<serde_yaml::Value>,
     mode: Option<serde_yaml::Value>,
+    grantable: Option<serde_yaml::Value>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_yaml::Value>, D::Error> {
@@ -390,6 +391,7 @@ fn compile_rule(
             }
         }
     }
+    let grantable = grantable(cx, &rr, &who, decision, loc);
     let mode = match &rr.mode {
         None => Mode::Enforce,
         Some(v) => match scalar_string(v)
@@ -426,9 +428,44 @@ fn compile_rule(
         timeout,
         timeout_text,
         mode,
+        grantable,
         file: cx.file.to_string(),
         line: loc.line,
         column: loc.col,
         fields: loc.fields.clone(),
     })
+}
+
+/// `grantable` (SPEC §5.2, §6.1): a boolean, on REQUIRE_APPROVAL rules only;
+/// default true.
+fn grantable(
+    cx: &mut FileCtx<'_>,
+    rr: &RawRule,
+    who: &str,
+    decision: Option<Verdict>,
+    loc: &ItemLoc,
+) -> bool {
+    let Some(v) = &rr.grantable else {
+        return true;
+    };
+    if decision.is_some() && decision != Some(Verdict::RequireApproval) {
+        cx.err(
+            loc.field("grantable"),
+            format!("{who}: `grantable` only applies to REQUIRE_APPROVAL rules"),
+        );
+        return true;
+    }
+    match v {
+        serde_yaml::Value::Bool(b) => *b,
+        other => {
+            cx.err(
+                loc.field("grantable"),
+                format!(
+                    "{who}: `grantable` must be true or false, got {}",
+                    shown(other)
+                ),
+            );
+            true
+        }
+    }
 }

@@ -13,6 +13,7 @@
 
 pub mod chain;
 mod error;
+mod grants;
 mod large;
 mod model;
 mod query;
@@ -32,10 +33,11 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use chain::{GENESIS_HASH, REDACTED, Redactor, canonical_json, event_hash};
 pub use error::StoreError;
+pub use grants::Grant;
 pub use large::{MAX_ARGS_BYTES, TRUNCATED_KEY};
 pub use model::{
-    Approval, AuditEvent, Batch, Committed, Durability, Filter, NewEvent, RequestRecord, Stats,
-    Status, StoreOptions, VerifyReport,
+    Approval, AuditEvent, Batch, Committed, Durability, EditRecord, Filter, NewEvent,
+    RequestRecord, Stats, Status, StoreOptions, VerifyReport,
 };
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, verify_lines, verify_lines_partial};
 pub use storage::{Sent, Storage, Wait};
@@ -88,6 +90,8 @@ pub(crate) struct Inner {
     redactor: RwLock<Arc<Redactor>>,
     pub(crate) stats: Arc<AtomicStats>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Serialises grant read-check-writes (see [`grants`]).
+    grant_lock: tokio::sync::Mutex<()>,
 }
 
 impl Store {
@@ -131,6 +135,7 @@ impl Store {
                 redactor: RwLock::new(Arc::new(Redactor::new(opts.secrets))),
                 stats,
                 thread: Mutex::new(Some(thread)),
+                grant_lock: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -204,7 +209,15 @@ impl Store {
             events,
             upserts,
             keep_fields,
+            grants: Vec::new(),
         })
+    }
+
+    /// Queues a prepared batch and waits until it is durable.
+    async fn commit_prepared(&self, batch: Prepared) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(batch, Some(tx)).await?;
+        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
     }
 
     async fn enqueue(
@@ -393,6 +406,10 @@ fn truncate_event_args(ev: &mut NewEvent) {
 
 fn stored_view(r: &Redactor, rec: &mut RequestRecord) {
     large::truncate_args(&mut rec.args, &rec.body_sha256);
+    if let Some(a) = &mut rec.approved_args {
+        let sha = rec.edit.as_ref().map_or("", |e| e.body_sha256.as_str());
+        large::truncate_args(a, sha);
+    }
     for i in rec.intents.iter_mut().filter_map(|i| i.get_mut("args")) {
         large::truncate_args(i, &rec.body_sha256);
     }
@@ -427,6 +444,12 @@ fn redact_record(r: &Redactor, rec: &mut RequestRecord) {
         }
     }
     r.redact(&mut rec.args);
+    if let Some(a) = &mut rec.approved_args {
+        r.redact(a);
+    }
+    if let Some(e) = &mut rec.edit {
+        r.redact(&mut e.patch);
+    }
     for v in rec.headers.values_mut() {
         r.redact_str(v);
     }
