@@ -212,7 +212,9 @@ pub async fn approve(
         .map(|r| r.trim().to_string())
         .filter(|r| !r.is_empty());
     let grant = match body.grant {
-        Some(terms) => Some(super::grants::for_approval(&dash, &id, terms, reason.clone()).await?),
+        Some(terms) => {
+            Some(crate::grants::for_approval(&dash.state.core, &id, terms, reason.clone()).await?)
+        }
         None => None,
     };
     let edit = match body.edits {

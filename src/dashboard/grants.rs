@@ -9,14 +9,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use sudomode_store::Status;
 use time::OffsetDateTime;
 
 use super::Dash;
 use super::api::{Params, storage};
 use super::auth::Operator;
 use super::error::{ApiError, ApiResult};
-use crate::grants::{self, GrantError, GrantTerms, NewGrant, Scope, Terms, grant_json};
+use crate::grants::{self, GrantError, NewGrant, grant_json};
 
 impl From<GrantError> for ApiError {
     fn from(e: GrantError) -> Self {
@@ -25,6 +24,7 @@ impl From<GrantError> for ApiError {
             GrantError::NotGrantable(m) => ApiError::Conflict(m),
             GrantError::NotFound => ApiError::not_found("grant"),
             GrantError::Store(e) => e.into(),
+            GrantError::Hold(e) => e.into(),
         }
     }
 }
@@ -88,28 +88,4 @@ pub async fn revoke(
     op.require_decide()?;
     let g = grants::revoke(&dash.state.core, &id, &op.name).await?;
     Ok(Json(grant_json(&g, OffsetDateTime::now_utc())))
-}
-
-/// The grant an approval of request `id` asks for: valid terms (400), and a
-/// pending request whose rule allows grants (404 / 409).
-pub async fn for_approval(
-    dash: &Dash,
-    id: &str,
-    terms: GrantTerms,
-    reason: Option<String>,
-) -> ApiResult<(Scope, Terms)> {
-    let policy = dash.state.core.engine.policy();
-    let terms = terms.validate(&policy, reason)?;
-    let record = storage(dash)
-        .get_request(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("request"))?;
-    if record.status != Status::Pending {
-        return Err(ApiError::Conflict(format!(
-            "request is {}, not pending",
-            record.status
-        )));
-    }
-    grants::check_grantable(&record)?;
-    Ok((Scope::of(&record), terms))
 }

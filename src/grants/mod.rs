@@ -29,6 +29,9 @@ pub enum GrantError {
     NotGrantable(String),
     #[error("no such grant")]
     NotFound,
+    /// The request to approve with a grant is unknown or not pending.
+    #[error(transparent)]
+    Hold(#[from] crate::hold::HoldError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }
@@ -189,6 +192,28 @@ pub fn check_grantable(record: &RequestRecord) -> Result<(), GrantError> {
         )));
     }
     Ok(())
+}
+
+/// The grant an approval of request `id` asks for: valid terms (400), and a
+/// pending request whose rule allows grants (404 / 409).
+pub async fn for_approval(
+    core: &Core,
+    id: &str,
+    terms: GrantTerms,
+    reason: Option<String>,
+) -> Result<(Scope, Terms), GrantError> {
+    let terms = terms.validate(&core.engine.policy(), reason)?;
+    let record = core
+        .recorder
+        .storage()
+        .get_request(id)
+        .await?
+        .ok_or(crate::hold::HoldError::NotFound)?;
+    if record.status != sudomode_store::Status::Pending {
+        return Err(crate::hold::HoldError::NotPending(record.status).into());
+    }
+    check_grantable(&record)?;
+    Ok((Scope::of(&record), terms))
 }
 
 /// Makes a grant (with its `grant.created` event). `id`: a pre-chosen id
