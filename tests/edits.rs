@@ -41,6 +41,9 @@ rules:
   - name: shell
     resource: shell
     decision: REQUIRE_APPROVAL
+  - name: dynamodb_writes
+    resource: aws.dynamodb
+    decision: REQUIRE_APPROVAL
   - name: rest
     resource: "*"
     decision: ALLOW
@@ -58,9 +61,10 @@ const ALICE: &str = "alice-token-1";
 const STRIPE: &str = "api.stripe.com";
 const NEON: &str = "ep-x.us-east-2.aws.neon.tech";
 const API: &str = "api.example.com";
+const DDB: &str = "dynamodb.us-east-1.amazonaws.com";
 
 async fn world() -> (TestCa, Upstream, SudoMode) {
-    api_world(POLICY, OPS, &[STRIPE, NEON, API]).await
+    api_world(POLICY, OPS, &[STRIPE, NEON, API, DDB]).await
 }
 
 /// (status, headers, body) of an agent call made in the background.
@@ -320,4 +324,43 @@ async fn the_retry_of_an_agent_that_gave_up_forwards_the_edited_call() {
         .await;
     assert_eq!(again.await.unwrap().0, 403);
     assert_eq!(up.requests().len(), 1);
+}
+
+/// The agent signed this AWS call itself (no `aws` credential re-signs it):
+/// a changed body would not match its signature, so it is not editable.
+#[tokio::test]
+async fn an_aws_call_the_agent_signed_is_not_editable() {
+    let (_ca, up, sm) = world().await;
+    let bot = agent_client(&sm, "bot", "bot-token-1");
+    let put = call(
+        bot.post(format!("https://{DDB}/"))
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-date", "20240101T000000Z")
+            .header("x-amz-target", "DynamoDB_20120810.PutItem")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/dynamodb/aws4_request, \
+                 SignedHeaders=host;x-amz-date;x-amz-target, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            )
+            .body(r#"{"TableName":"users","Item":{"id":{"S":"1"}}}"#),
+    );
+    let id = pending_id(&sm).await;
+    let (s, e) = approve(&sm, &id, json!({"edits": {"TableName": "admins"}})).await;
+    assert_eq!(s, 409, "{e}");
+    assert_eq!(e["error"]["type"], "not_editable", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("signed"),
+        "{e}"
+    );
+    let (_, rec) = sm.api_get(&format!("/api/v1/requests/{id}"), ALICE).await;
+    assert_eq!(rec["status"], "pending", "{rec}");
+    let (s, _) = sm
+        .api_post(&format!("/api/v1/requests/{id}/reject"), ALICE, json!({}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(put.await.unwrap().0, 403);
+    assert!(up.requests().is_empty());
 }
