@@ -256,11 +256,7 @@ fn new_record(d: &Draft<'_>, decision: &Decision) -> RequestRecord {
             .then(|| now + time::Duration::try_from(window).unwrap_or(time::Duration::minutes(10))),
         upstream_status: None,
         completed_at: None,
-        intents: d
-            .intents
-            .iter()
-            .map(|i| json!({"resource": i.resource, "action": i.action, "args": i.args}))
-            .collect(),
+        intents: d.intents.iter().map(Intent::to_json).collect(),
         retry_key: retry_key(
             d.agent.as_str(),
             d.method,

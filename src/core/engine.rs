@@ -44,14 +44,19 @@ impl Engine {
         }
     }
 
+    /// Maps an HTTP request to intents and decides.
     pub fn judge(&self, agent: &str, raw: &RawRequest<'_>) -> Result<Judged, IntentError> {
-        let mapped = self.mapper.map(raw)?;
+        Ok(self.decide(agent, self.mapper.map(raw)?))
+    }
+
+    /// Decides already-mapped intents (an explicit intent names its own).
+    pub fn decide(&self, agent: &str, mapped: Mapped) -> Judged {
         let policy = self.policy();
         let decision = policy.decide(agent, &mapped, time::OffsetDateTime::now_utc());
-        Ok(Judged {
+        Judged {
             mapped,
             decision,
             policy,
-        })
+        }
     }
 }

@@ -180,21 +180,12 @@ impl Core {
                 query: Default::default(),
                 headers: Default::default(),
             },
-            intents: vec![Intent {
-                resource: resource.to_string(),
-                action: action.to_string(),
-                args,
-            }],
+            intents: vec![Intent::new(resource, action, args)],
         };
-        let policy = self.engine.policy();
-        let decision = policy.decide(
-            call.agent.as_str(),
-            &mapped,
-            time::OffsetDateTime::now_utc(),
-        );
+        let judged = self.engine.decide(call.agent.as_str(), mapped);
         let url = format!("sudomode:govern/{resource}/{action}");
         // Canonical args are the "body": identical asks join one pending request.
-        let body = sudomode_store::canonical_json(&mapped.intents[0].args);
+        let body = sudomode_store::canonical_json(&judged.mapped.intents[0].args);
         let decided = Decided::new(
             &Draft {
                 id: &call.id,
@@ -202,18 +193,18 @@ impl Core {
                 method: "GOVERN",
                 url: &url,
                 raw_url: &url,
-                intents: &mapped.intents,
+                intents: &judged.mapped.intents,
                 body: body.as_bytes(),
                 headers: None,
                 explicit: true,
-                policy_version: policy.version(),
+                policy_version: judged.policy.version(),
                 hold_timeout: self.hold_timeout,
             },
-            &decision,
+            &judged.decision,
             None,
         )
         .redact(self.recorder.storage());
-        keep_judgement(decided, mapped, policy, || None)
+        keep_judgement(decided, judged.mapped, judged.policy, || None)
     }
 
     /// A request refused before it could be judged (unreadable, too large, a
@@ -227,11 +218,11 @@ impl Core {
         refusal: Refusal,
     ) -> Refusal {
         let decision = Decision::builtin_deny(refusal.message.clone());
-        let intents = [Intent {
-            resource: format!("http.{host}"),
-            action: method.to_ascii_lowercase(),
-            args: serde_json::json!({}),
-        }];
+        let intents = [Intent::new(
+            format!("http.{host}"),
+            method.to_ascii_lowercase(),
+            serde_json::json!({}),
+        )];
         let mut decided = Decided::new(
             &Draft {
                 id: &call.id,

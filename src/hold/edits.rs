@@ -276,9 +276,9 @@ pub fn rewrite(
     let (body, base) = match kind {
         BodyKind::Json => super::edit_body::json(&decoded, patch, is_tool_call(resource))?,
         BodyKind::Form => super::edit_body::form(&decoded, patch)?,
-        BodyKind::Other => {
+        BodyKind::Multipart | BodyKind::Other => {
             return Err(not_editable(
-                "only a JSON or form body (by its Content-Type) can be edited",
+                "only a JSON or form body (by its Content-Type) can be edited; multipart and other bodies are not",
             ));
         }
     };

@@ -671,3 +671,73 @@ pub fn cli(dir: &Path, args: &[&str]) -> CliOut {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+// --- Raw requests over an intercepted tunnel (tests/evasion.rs, tests/redteam_agent.rs). ---
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), r.read_to_end(&mut buf)).await;
+    buf
+}
+
+/// CONNECT `connect_to`, TLS with SNI `sni` trusting SudoMode's CA, then
+/// writes `req` verbatim (it should carry `Connection: close`).
+pub async fn raw_tls(sm: &SudoMode, connect_to: &str, sni: &str, req: &[u8]) -> RawResp {
+    use rustls::pki_types::pem::PemObject;
+    let mut s = tokio::net::TcpStream::connect(sm.proxy).await.unwrap();
+    s.write_all(format!("CONNECT {connect_to} HTTP/1.1\r\nHost: {connect_to}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        if s.read_exact(&mut b).await.is_err() {
+            return parse_raw_response(&head);
+        }
+        head.push(b[0]);
+    }
+    let r = parse_raw_response(&head);
+    if r.status != 200 {
+        let mut rest = read_all(&mut s).await;
+        head.append(&mut rest);
+        return parse_raw_response(&head);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(sm.ca_pem().as_bytes()).unwrap())
+        .unwrap();
+    let mut cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, s)
+        .await
+        .unwrap();
+    tls.write_all(req).await.unwrap();
+    tls.flush().await.unwrap();
+    parse_raw_response(&read_all(&mut tls).await)
+}
+
+/// One request to `host`, built from a method, target, extra header lines and body.
+pub fn req(method: &str, host: &str, target: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut r = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for h in headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    if !body.is_empty()
+        && !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("transfer-encoding"))
+    {
+        r.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    r.push_str("\r\n");
+    let mut v = r.into_bytes();
+    v.extend_from_slice(body);
+    v
+}

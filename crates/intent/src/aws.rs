@@ -192,11 +192,11 @@ pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Option<Intent>, IntentError> {
         _ => rpc(ctx)?,
     };
     args.insert("region".into(), Value::String(region));
-    Ok(Some(Intent {
-        resource: format!("aws.{service}"),
+    Ok(Some(Intent::new(
+        format!("aws.{service}"),
         action,
-        args: Value::Object(args),
-    }))
+        Value::Object(args),
+    )))
 }
 
 fn valid_operation(op: &str) -> bool {

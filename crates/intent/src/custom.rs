@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::normalize::decoded_segments;
-use crate::sql::{Flavor, many};
+use crate::sql::{Flavor, SqlText, many};
 use crate::{Ctx, CustomIntent, Intent, IntentError, generic, mcp, postgrest};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -189,20 +189,21 @@ impl Compiled {
                 for (k, v) in caps {
                     args.insert(k, Value::String(v));
                 }
-                vec![Intent {
-                    resource: resource.clone(),
-                    action: action.clone(),
-                    args: Value::Object(args),
-                }]
+                vec![Intent::new(
+                    resource.clone(),
+                    action.clone(),
+                    Value::Object(args),
+                )]
             }
             Kind::Sql { pointer } => {
                 let body = ctx.body.json()?;
-                let texts: Vec<String> = match body.pointer(pointer) {
-                    Some(Value::String(s)) => vec![s.clone()],
+                let no_params = || Value::Array(Vec::new());
+                let texts: Vec<SqlText> = match body.pointer(pointer) {
+                    Some(Value::String(s)) => vec![SqlText::new(s, no_params())],
                     Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
                         .iter()
                         .filter_map(Value::as_str)
-                        .map(str::to_string)
+                        .map(|s| SqlText::new(s, no_params()))
                         .collect(),
                     _ => {
                         return Err(IntentError::BadRequest(format!(
@@ -393,16 +394,24 @@ mod tests {
                 .resource,
             "http.api.github.com"
         );
+        // An override is read both ways: as the POST sent and as the DELETE.
+        let both = one(req(
+            "POST",
+            "api.github.com",
+            "/repos/acme/app?_method=DELETE",
+            &[],
+            b"",
+        ));
+        let readings: Vec<_> = both
+            .iter()
+            .map(|i| (i.resource.as_str(), i.method.as_deref()))
+            .collect();
         assert_eq!(
-            one(req(
-                "POST",
-                "api.github.com",
-                "/repos/acme/app?_method=DELETE",
-                &[],
-                b""
-            ))[0]
-                .resource,
-            "github.repos"
+            readings,
+            [
+                ("http.api.github.com", None),
+                ("github.repos", Some("DELETE"))
+            ]
         );
         assert_eq!(
             one(req("PUT", "a.example.com", "/files/x/y/z", &[], b"a=1"))[0].resource,

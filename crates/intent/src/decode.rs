@@ -83,6 +83,8 @@ fn read_capped(r: impl Read, cap: usize) -> Result<Vec<u8>, IntentError> {
 pub enum Kind {
     Json,
     Form,
+    /// `multipart/form-data` (its boundary travels with the [`Body`]).
+    Multipart,
     /// Missing or anything else: sniff.
     Other,
 }
@@ -107,6 +109,8 @@ pub fn content_kind(headers: &http::HeaderMap) -> Kind {
         Kind::Json
     } else if mime == "application/x-www-form-urlencoded" {
         Kind::Form
+    } else if mime == "multipart/form-data" {
+        Kind::Multipart
     } else {
         Kind::Other
     }
@@ -118,8 +122,43 @@ pub fn content_kind(headers: &http::HeaderMap) -> Kind {
 pub struct Body<'a> {
     pub bytes: Cow<'a, [u8]>,
     pub kind: Kind,
+    /// The multipart boundary, for [`Kind::Multipart`].
+    boundary: Option<String>,
     args: OnceCell<Result<Value, IntentError>>,
     json: OnceCell<Result<Value, IntentError>>,
+}
+
+/// The ways an upstream may read the body (SPEC §4.8): one, except for a body
+/// with no or an unknown `Content-Type` that is JSON and also carries
+/// `key=value` pairs a form parser would read; then it is judged as both.
+pub fn readings<'a>(bytes: Cow<'a, [u8]>, headers: &http::HeaderMap) -> Vec<Body<'a>> {
+    let kind = content_kind(headers);
+    let two_ways =
+        kind == Kind::Other && parse_json(&bytes).is_ok() && reads_as_form_params(&bytes);
+    if two_ways {
+        return vec![
+            Body::new(bytes.clone(), Kind::Json),
+            Body::new(bytes, Kind::Form),
+        ];
+    }
+    let mut body = Body::new(bytes, kind);
+    if kind == Kind::Multipart {
+        body.boundary = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::multipart::boundary);
+    }
+    vec![body]
+}
+
+/// Whether a form parser reading these bytes finds a `name=value` pair with a
+/// plain parameter name (not the JSON punctuation every JSON text yields).
+fn reads_as_form_params(bytes: &[u8]) -> bool {
+    url::form_urlencoded::parse(bytes).any(|(k, _)| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.[]".contains(&b))
+    }) && bytes.contains(&b'=')
 }
 
 impl<'a> Body<'a> {
@@ -127,6 +166,7 @@ impl<'a> Body<'a> {
         Self {
             bytes,
             kind,
+            boundary: None,
             args: OnceCell::new(),
             json: OnceCell::new(),
         }
@@ -146,10 +186,14 @@ impl<'a> Body<'a> {
                 }
                 let v = match self.kind {
                     Kind::Form => parse_form(&self.bytes)?,
+                    Kind::Multipart => match &self.boundary {
+                        Some(b) => crate::multipart::parse(&self.bytes, b)?,
+                        None => return Err(bad("multipart body without a boundary")),
+                    },
                     Kind::Json => self.json_ref()?.clone(),
                     Kind::Other => match self.json_ref() {
                         Ok(v) => v.clone(),
-                        Err(e) if is_repeated_key(&e) => return Err(e),
+                        Err(e) if is_refused_json(&e) => return Err(e),
                         Err(_) => parse_form(&self.bytes)?,
                     },
                 };
@@ -174,19 +218,65 @@ impl<'a> Body<'a> {
 /// Start of the error for a JSON body with a repeated key: sniffing must
 /// not fall back to reading such a body as a form.
 const REPEATED_KEY_PREFIX: &str = "body is JSON with a repeated key";
+/// Start of the error for JSON nested too deeply; final like a repeated key.
+const TOO_DEEP_PREFIX: &str = "body is JSON nested deeper than";
 
-fn is_repeated_key(e: &IntentError) -> bool {
-    matches!(e, IntentError::BadRequest(m) if m.starts_with(REPEATED_KEY_PREFIX))
+/// Errors of a body that is JSON but cannot be judged: sniffing must not
+/// read it as a form instead, since the upstream may well read it as JSON.
+fn is_refused_json(e: &IntentError) -> bool {
+    matches!(e, IntentError::BadRequest(m)
+        if m.starts_with(REPEATED_KEY_PREFIX) || m.starts_with(TOO_DEEP_PREFIX))
+}
+
+/// Deepest JSON nesting judged (SPEC §4.8). Deeper bodies are refused: every
+/// reader after the judge (the store, the API, verifiers) must be able to read
+/// back what is recorded, and serde_json's readers stop at 128 levels.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Whether `bytes` open more than `limit` nested arrays/objects, brackets in
+/// strings aside. Linear and allocation-free, so it runs before any parse.
+fn nested_deeper_than(bytes: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Parses a JSON body, refusing an object with a repeated key: parsers
 /// disagree on which copy wins (serde_json and JavaScript keep the last,
 /// others the first, some refuse), so the judged value might not be the
-/// executed one.
+/// executed one. JSON nested deeper than [`MAX_JSON_DEPTH`] is refused too.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, IntentError> {
     // A UTF-8 byte-order mark: many servers (.NET, Jackson) skip it and read
     // the JSON, so it must not push a JSON body into form sniffing.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let looks_like_json = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| matches!(b, b'[' | b'{'));
+    if looks_like_json && nested_deeper_than(bytes, MAX_JSON_DEPTH) {
+        return Err(bad(format!("{TOO_DEEP_PREFIX} {MAX_JSON_DEPTH} levels")));
+    }
     let v: Value =
         serde_json::from_slice(bytes).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
     if has_objects_with_possible_duplicates(&v, bytes) {
@@ -287,9 +377,10 @@ pub fn parse_args(kind: Kind, bytes: &[u8]) -> Result<Value, IntentError> {
     let v = match kind {
         Kind::Json => parse_json(bytes)?,
         Kind::Form => parse_form(bytes)?,
+        Kind::Multipart => return Err(bad("multipart body without a boundary")),
         Kind::Other => match parse_json(bytes) {
             Ok(v) => v,
-            Err(e) if is_repeated_key(&e) => return Err(e),
+            Err(e) if is_refused_json(&e) => return Err(e),
             Err(_) => parse_form(bytes)?,
         },
     };
@@ -312,14 +403,14 @@ pub fn parse_form(bytes: &[u8]) -> Result<Value, IntentError> {
 }
 
 #[derive(Debug, PartialEq)]
-enum Seg {
+pub(crate) enum Seg {
     Key(String),
     Push,
 }
 
 /// `a[b][0][]` → [a, b, 0, Push]. A key that is not well-formed bracket
 /// notation is taken literally, as Rack does.
-fn split_key(k: &str) -> Result<Vec<Seg>, IntentError> {
+pub(crate) fn split_key(k: &str) -> Result<Vec<Seg>, IntentError> {
     let literal = || vec![Seg::Key(k.to_string())];
     let Some(open) = k.find('[') else {
         return Ok(literal());
@@ -359,7 +450,11 @@ fn conflict(path: &str) -> IntentError {
     ))
 }
 
-fn insert(map: &mut Map<String, Value>, segs: &[Seg], value: Value) -> Result<(), IntentError> {
+pub(crate) fn insert(
+    map: &mut Map<String, Value>,
+    segs: &[Seg],
+    value: Value,
+) -> Result<(), IntentError> {
     let (Some(Seg::Key(k)), rest) = (segs.first(), segs.get(1..).unwrap_or(&[])) else {
         return Err(bad("malformed form key"));
     };
@@ -422,7 +517,7 @@ fn array_index(k: &str) -> Option<usize> {
 
 /// Objects keyed only by small canonical indices (`items[0]`, `items[1]`)
 /// become arrays ordered by index; gaps are closed, never filled.
-fn arrayify(v: Value) -> Value {
+pub(crate) fn arrayify(v: Value) -> Value {
     match v {
         Value::Object(m) => {
             let m: Map<String, Value> = m.into_iter().map(|(k, v)| (k, arrayify(v))).collect();
@@ -596,12 +691,34 @@ mod tests {
     #[test]
     fn deep_json_does_not_overflow() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(matches!(
-            parse_args(Kind::Json, deep.as_bytes()),
-            Err(IntentError::BadRequest(_))
-        ));
-        // Sniffing falls back to form, which is flat: no overflow either.
-        assert!(parse_args(Kind::Other, deep.as_bytes()).is_ok());
+        for kind in [Kind::Json, Kind::Other] {
+            assert!(matches!(
+                parse_args(kind, deep.as_bytes()),
+                Err(IntentError::BadRequest(_))
+            ));
+        }
+        // A form is flat whatever its brackets look like.
+        assert!(parse_args(Kind::Form, deep.as_bytes()).is_ok());
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn json_deeper_than_64_is_refused_whatever_the_type_says() {
+        assert!(parse_args(Kind::Json, nested(64).as_bytes()).is_ok());
+        assert!(parse_args(Kind::Other, nested(64).as_bytes()).is_ok());
+        for kind in [Kind::Json, Kind::Other] {
+            let err = parse_args(kind, nested(65).as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("64 levels"), "{err}");
+        }
+        // Brackets inside strings do not count; escaped quotes do not end them.
+        let s = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(200), "{".repeat(200));
+        assert!(parse_args(Kind::Json, s.as_bytes()).is_ok());
+        // An untyped form whose values hold brackets is still a form.
+        let f = format!("a={}", "[".repeat(200));
+        assert!(parse_args(Kind::Other, f.as_bytes()).is_ok());
     }
 
     fn hdr(enc: &str) -> http::HeaderMap {

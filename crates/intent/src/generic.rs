@@ -20,9 +20,9 @@ pub(crate) fn rest_args(ctx: &Ctx<'_>) -> Result<Map<String, Value>, IntentError
 }
 
 pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Intent, IntentError> {
-    Ok(Intent {
-        resource: format!("http.{}", ctx.req.host),
-        action: ctx.method().to_ascii_lowercase(),
-        args: Value::Object(rest_args(ctx)?),
-    })
+    Ok(Intent::new(
+        format!("http.{}", ctx.req.host),
+        ctx.method().to_ascii_lowercase(),
+        Value::Object(rest_args(ctx)?),
+    ))
 }

@@ -11,10 +11,12 @@ mod decode;
 mod generic;
 mod llm;
 mod mcp;
+mod multipart;
 mod normalize;
 mod postgrest;
 mod s3;
 mod sql;
+mod sql_http;
 mod sql_tables;
 mod stripe;
 
@@ -53,7 +55,8 @@ pub struct RawRequest<'a> {
 /// audit and exposed to CEL as `request`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NormalizedRequest {
-    /// Upper case, after method-override headers / `_method`.
+    /// Upper case, as sent: what is forwarded. A method override adds
+    /// intents read as the override (see [`Intent::method`]).
     pub method: String,
     pub scheme: String,
     /// Lower case, no trailing dot.
@@ -68,23 +71,43 @@ pub struct NormalizedRequest {
 }
 
 impl NormalizedRequest {
-    /// `scheme://host[:port]path[?query]` with default ports dropped; the URL
-    /// shown to operators and used for the retry key.
+    /// `scheme://host[:port]path[?query]` with default ports dropped and the
+    /// path normalised; the URL shown to operators.
     pub fn url(&self, raw_query: &str) -> String {
-        let default = matches!(
-            (self.scheme.as_str(), self.port),
-            ("https", 443) | ("http", 80)
-        );
-        let mut s = format!("{}://{}", self.scheme, self.host);
-        if !default {
-            s.push_str(&format!(":{}", self.port));
-        }
+        let mut s = self.origin();
         s.push_str(&self.path);
         if !raw_query.is_empty() {
             s.push('?');
             s.push_str(raw_query);
         }
         s
+    }
+
+    /// The URL with the target exactly as sent (`//`, `..`, `%2F` kept): what
+    /// identifies "the same request" for joining and retries (SPEC §6), since
+    /// some upstreams (S3 keys) read the path literally.
+    pub fn url_as_sent(&self, path_and_query: &str) -> String {
+        let (path, query) = normalize::split_target(path_and_query);
+        let mut s = self.origin();
+        s.push_str(path);
+        if !query.is_empty() {
+            s.push('?');
+            s.push_str(query);
+        }
+        s
+    }
+
+    /// `scheme://host[:port]`, default ports dropped.
+    fn origin(&self) -> String {
+        let default = matches!(
+            (self.scheme.as_str(), self.port),
+            ("https", 443) | ("http", 80)
+        );
+        if default {
+            format!("{}://{}", self.scheme, self.host)
+        } else {
+            format!("{}://{}:{}", self.scheme, self.host, self.port)
+        }
     }
 }
 
@@ -95,10 +118,41 @@ pub struct Intent {
     pub action: String,
     /// Always a JSON object.
     pub args: serde_json::Value,
+    /// The method this intent reads the request as, when a method override
+    /// makes it differ from the method sent (§4.8); rules match it as
+    /// `method` and conditions see it as `request.method`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+impl Intent {
+    pub fn new(resource: impl Into<String>, action: impl Into<String>, args: Value) -> Intent {
+        Intent {
+            resource: resource.into(),
+            action: action.into(),
+            args,
+            method: None,
+        }
+    }
+
+    /// The intent as recorded: `resource`, `action`, `args`, and `method`
+    /// for an override's reading.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("resource".into(), Value::String(self.resource.clone()));
+        m.insert("action".into(), Value::String(self.action.clone()));
+        m.insert("args".into(), self.args.clone());
+        if let Some(method) = &self.method {
+            m.insert("method".into(), Value::String(method.clone()));
+        }
+        Value::Object(m)
+    }
 }
 
 /// Result of mapping: the normalised request and at least one intent
-/// (several for multi-statement SQL).
+/// (several for multi-statement SQL, and one per reading of a request that
+/// reads several ways, such as a method override: the policy judges them all
+/// and the strictest decision wins).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mapped {
     pub request: NormalizedRequest,
@@ -185,17 +239,34 @@ impl Mapper {
             ));
         }
         let bytes = decode::decode_content(req.headers, req.body, self.max_body_bytes)?;
-        let body = Body::new(bytes, decode::content_kind(req.headers));
-        let request = normalize::normalize(req, &body)?;
+        let bodies = decode::readings(bytes, req.headers);
+        let methods = normalize::method_readings(req, &bodies)?;
+        let request = normalize::normalize(req);
         let (raw_path, raw_query) = normalize::split_target(req.path_and_query);
-        let ctx = Ctx {
-            req: &request,
-            headers: req.headers,
-            raw_path,
-            raw_query,
-            body: &body,
-        };
-        let intents = self.intents(&ctx)?;
+        let mut intents: Vec<Intent> = Vec::new();
+        // Every reading of the method and of the body is judged (§4.8).
+        for method in methods {
+            // The override's reading: the same request as that method.
+            let overridden = (method != request.method).then(|| NormalizedRequest {
+                method,
+                ..request.clone()
+            });
+            for body in &bodies {
+                let ctx = Ctx {
+                    req: overridden.as_ref().unwrap_or(&request),
+                    headers: req.headers,
+                    raw_path,
+                    raw_query,
+                    body,
+                };
+                for mut intent in self.intents(&ctx)? {
+                    intent.method = overridden.as_ref().map(|r| r.method.clone());
+                    if !intents.contains(&intent) {
+                        intents.push(intent);
+                    }
+                }
+            }
+        }
         if intents.is_empty() {
             return Err(IntentError::BadRequest("request maps to no intent".into()));
         }
@@ -214,7 +285,7 @@ impl Mapper {
         if host == "api.stripe.com" {
             return stripe::map(ctx).map(|i| vec![i]);
         }
-        if let Some(intents) = sql::builtin(ctx)? {
+        if let Some(intents) = sql_http::builtin(ctx)? {
             return Ok(intents);
         }
         if host.ends_with(".supabase.co") && ctx.req.path.starts_with("/rest/v1/") {

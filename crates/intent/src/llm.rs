@@ -24,6 +24,65 @@ fn provider(host: &str) -> Option<&'static str> {
     }
 }
 
+/// POST paths that run the model (inference): their action is the path
+/// alone. Every other call (files, fine-tuning, batches, keys, projects,
+/// vector stores, stored responses…) gets a verb from the method, so a
+/// policy can tell `files.create` from `files.delete` and from inference.
+const INFERENCE: &[&str] = &[
+    "chat.completions",
+    "completions",
+    "responses",
+    "embeddings",
+    "messages",
+    "messages.count_tokens",
+    "moderations",
+    "audio.speech",
+    "audio.transcriptions",
+    "audio.translations",
+    "images.generations",
+    "images.edits",
+    "images.variations",
+];
+
+/// Path words are lower-case letters and `_` (`fine_tuning`, `api_keys`);
+/// anything else is an id (`file-abc123`, `gpt-4o`, `ft:gpt-4o:org::x1`).
+fn is_word(seg: &str) -> bool {
+    !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
+/// Action and the last id in the path: `files.delete` + `file-1`.
+fn action_of(method: &str, tail: &[String]) -> (String, Option<String>) {
+    let words: Vec<&str> = tail
+        .iter()
+        .map(String::as_str)
+        .filter(|s| is_word(s))
+        .collect();
+    let path = words.join(".");
+    let last_id = tail.iter().rev().find(|s| !is_word(s)).cloned();
+    let ends_with_id = tail.last().is_some_and(|s| !is_word(s));
+    // `/fine_tuning/jobs/{id}/cancel`: the path names its own operation.
+    let follows_id =
+        tail.len() >= 2 && !ends_with_id && tail.iter().rev().nth(1).is_some_and(|s| !is_word(s));
+    let verb = match method {
+        "POST" if !ends_with_id && last_id.is_none() && INFERENCE.contains(&path.as_str()) => None,
+        "POST" if follows_id => None,
+        "POST" if ends_with_id => Some("update"),
+        "POST" => Some("create"),
+        "GET" | "HEAD" if ends_with_id || follows_id => Some("retrieve"),
+        "GET" | "HEAD" => Some("list"),
+        "PUT" | "PATCH" => Some("update"),
+        "DELETE" => Some("delete"),
+        _ => None,
+    };
+    let action = match (verb, path.is_empty()) {
+        (Some(v), false) => format!("{path}.{v}"),
+        (Some(v), true) => v.to_string(),
+        (None, false) => path,
+        (None, true) => method.to_ascii_lowercase(),
+    };
+    (action, last_id)
+}
+
 /// `None` when the host is not a known provider.
 pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Option<Intent>, IntentError> {
     let Some(p) = provider(&ctx.req.host) else {
@@ -34,11 +93,7 @@ pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Option<Intent>, IntentError> {
         Some("v1") => segs.get(1..).unwrap_or(&[]),
         _ => &segs,
     };
-    let action = if tail.is_empty() {
-        ctx.method().to_ascii_lowercase()
-    } else {
-        tail.join(".")
-    };
+    let (action, id) = action_of(ctx.method(), tail);
     let mut args = if ctx.body.is_empty() {
         object(ctx.query_args()?)
     } else {
@@ -49,11 +104,15 @@ pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Option<Intent>, IntentError> {
             args.entry(k).or_insert(v);
         }
     }
-    Ok(Some(Intent {
-        resource: format!("llm.{p}"),
+    if let Some(id) = id {
+        // The object acted on is the one in the path, whatever the body says.
+        args.insert("id".into(), Value::String(id));
+    }
+    Ok(Some(Intent::new(
+        format!("llm.{p}"),
         action,
-        args: Value::Object(args),
-    }))
+        Value::Object(args),
+    )))
 }
 
 fn summarize(body: Value) -> Map<String, Value> {
@@ -143,7 +202,7 @@ mod tests {
         assert_eq!(i.args, json!({"model":"claude","tools":["bash"]}));
         assert_eq!(
             one(&req("GET", "api.openai.com", "/v1/models", &[], b"")).action,
-            "models"
+            "models.list"
         );
         assert_eq!(
             one(&req(
@@ -156,5 +215,96 @@ mod tests {
             .action,
             "audio.speech"
         );
+    }
+
+    #[test]
+    fn management_calls_carry_a_verb() {
+        let action = |m: &str, path: &str| {
+            let i = one(&req(m, "api.openai.com", path, &[], b""));
+            (i.action, i.args.get("id").cloned())
+        };
+        for (m, path, want, id) in [
+            (
+                "GET",
+                "/v1/models/gpt-4o",
+                "models.retrieve",
+                Some("gpt-4o"),
+            ),
+            (
+                "DELETE",
+                "/v1/models/ft:gpt-4o:acme::x1",
+                "models.delete",
+                Some("ft:gpt-4o:acme::x1"),
+            ),
+            ("GET", "/v1/files", "files.list", None),
+            ("POST", "/v1/files", "files.create", None),
+            (
+                "DELETE",
+                "/v1/files/file-abc123",
+                "files.delete",
+                Some("file-abc123"),
+            ),
+            (
+                "GET",
+                "/v1/files/file-abc123/content",
+                "files.content.retrieve",
+                Some("file-abc123"),
+            ),
+            (
+                "POST",
+                "/v1/fine_tuning/jobs",
+                "fine_tuning.jobs.create",
+                None,
+            ),
+            (
+                "POST",
+                "/v1/fine_tuning/jobs/ftjob-1/cancel",
+                "fine_tuning.jobs.cancel",
+                Some("ftjob-1"),
+            ),
+            (
+                "DELETE",
+                "/v1/organization/projects/proj_1/api_keys/key_1",
+                "organization.projects.api_keys.delete",
+                Some("key_1"),
+            ),
+            ("POST", "/v1/batches", "batches.create", None),
+            ("POST", "/v1/vector_stores", "vector_stores.create", None),
+            ("GET", "/v1/chat/completions", "chat.completions.list", None),
+            (
+                "DELETE",
+                "/v1/responses/resp_1",
+                "responses.delete",
+                Some("resp_1"),
+            ),
+            (
+                "POST",
+                "/v1/chat/completions/cmpl_1",
+                "chat.completions.update",
+                Some("cmpl_1"),
+            ),
+        ] {
+            assert_eq!(
+                action(m, path),
+                (want.to_string(), id.map(|s| json!(s))),
+                "{m} {path}"
+            );
+        }
+        let i = one(&req(
+            "POST",
+            "api.anthropic.com",
+            "/v1/messages/batches",
+            &[],
+            b"{}",
+        ));
+        assert_eq!(i.action, "messages.batches.create");
+        let i = one(&req(
+            "POST",
+            "api.anthropic.com",
+            "/v1/messages/count_tokens",
+            &[],
+            b"{}",
+        ));
+        assert_eq!(i.action, "messages.count_tokens");
     }
 }

@@ -108,11 +108,11 @@ fn message(m: &Map<String, Value>, server: &str) -> Result<Intent, IntentError> 
     match m.get("method") {
         Some(Value::String(method)) => request(server, method, m.get("params")),
         Some(_) => Err(bad("JSON-RPC method is not a string")),
-        None if m.contains_key("result") || m.contains_key("error") => Ok(Intent {
-            resource: format!("mcp.{server}"),
-            action: RESPONSE.to_string(),
-            args: Value::Object(Map::new()),
-        }),
+        None if m.contains_key("result") || m.contains_key("error") => Ok(Intent::new(
+            format!("mcp.{server}"),
+            RESPONSE,
+            Value::Object(Map::new()),
+        )),
         None => Err(bad(
             "JSON-RPC message with neither a method nor a result or error",
         )),
@@ -132,21 +132,21 @@ fn object_or_empty(v: Option<&Value>, what: &str) -> Result<Map<String, Value>, 
 fn request(server: &str, method: &str, params: Option<&Value>) -> Result<Intent, IntentError> {
     let params = object_or_empty(params, &format!("params of {method:?}"))?;
     if method != TOOLS_CALL {
-        return Ok(Intent {
-            resource: format!("mcp.{server}"),
-            action: method.to_string(),
-            args: Value::Object(params),
-        });
+        return Ok(Intent::new(
+            format!("mcp.{server}"),
+            method,
+            Value::Object(params),
+        ));
     }
     let Some(Value::String(tool)) = params.get("name") else {
         return Err(bad("tools/call without a string params.name"));
     };
     let args = object_or_empty(params.get("arguments"), "tools/call params.arguments")?;
-    Ok(Intent {
-        resource: format!("mcp.{server}.tools"),
-        action: tool.clone(),
-        args: Value::Object(args),
-    })
+    Ok(Intent::new(
+        format!("mcp.{server}.tools"),
+        tool.clone(),
+        Value::Object(args),
+    ))
 }
 
 #[cfg(test)]
@@ -298,10 +298,14 @@ mod tests {
             ],
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_all"}}"#,
         );
+        // As sent (POST) the tool call; read as the override (DELETE) both
+        // the generic call and, since a JSON-RPC body under another method is
+        // judged both ways, the tool call again.
         let p = pairs(&r);
         assert_eq!(
             p,
             [
+                ("mcp.h.tools".to_string(), "delete_all".to_string()),
                 ("http.h".to_string(), "delete".to_string()),
                 ("mcp.h.tools".to_string(), "delete_all".to_string())
             ]

@@ -51,19 +51,20 @@ pub fn split_target(target: &str) -> (&str, &str) {
     target.split_once('?').unwrap_or((target, ""))
 }
 
-pub fn normalize(req: &RawRequest<'_>, body: &Body<'_>) -> Result<NormalizedRequest, IntentError> {
+/// The request as judged, with `method` as sent (upper case); the readings a
+/// method override adds come from [`method_readings`].
+pub fn normalize(req: &RawRequest<'_>) -> NormalizedRequest {
     let (raw_path, raw_query) = split_target(req.path_and_query);
     let query = query_map(raw_query);
-    let method = effective_method(req, raw_query, body)?;
-    Ok(NormalizedRequest {
-        method,
+    NormalizedRequest {
+        method: req.method.to_ascii_uppercase(),
         scheme: req.scheme.to_ascii_lowercase(),
         host: normalize_host(req.host),
         port: req.port,
         path: normalize_path(raw_path),
         query,
         headers: header_map(req.headers),
-    })
+    }
 }
 
 pub fn normalize_host(host: &str) -> String {
@@ -99,14 +100,16 @@ fn header_map(headers: &http::HeaderMap) -> BTreeMap<String, String> {
     out
 }
 
-/// The method the upstream framework may execute: overrides from headers,
-/// `_method` in the query, a form body or a JSON body all count; if they
-/// disagree nobody can say what runs, so the request is refused.
-fn effective_method(
+/// The methods the upstream may execute: the one sent, then the override if
+/// there is one that differs (headers, `_method` in the query, a form body or
+/// a JSON body all count). Upstreams differ in which one they honour, so both
+/// are judged; overrides that disagree with each other are refused, since
+/// nobody can say what runs.
+pub fn method_readings(
     req: &RawRequest<'_>,
-    raw_query: &str,
-    body: &Body<'_>,
-) -> Result<String, IntentError> {
+    bodies: &[Body<'_>],
+) -> Result<Vec<String>, IntentError> {
+    let (_, raw_query) = split_target(req.path_and_query);
     let mut overrides: Vec<String> = Vec::new();
     for h in OVERRIDE_HEADERS {
         for v in req.headers.get_all(*h) {
@@ -121,10 +124,8 @@ fn effective_method(
             overrides.push(v.trim().to_string());
         }
     }
-    overrides.extend(body_method(
-        body,
-        req.headers.contains_key(http::header::CONTENT_TYPE),
-    ));
+    let typed = req.headers.contains_key(http::header::CONTENT_TYPE);
+    overrides.extend(bodies.iter().flat_map(|b| body_method(b, typed)));
     let mut chosen: Option<String> = None;
     for o in overrides {
         let o = o.to_ascii_uppercase();
@@ -137,19 +138,10 @@ fn effective_method(
         }
     }
     let original = req.method.to_ascii_uppercase();
-    match chosen {
-        // An upstream that ignores the override runs the original write;
-        // judging it as a read would be easier to pass than what runs.
-        Some(o) if o != original && is_safe(&o) && !is_safe(&original) => Err(bad(format!(
-            "method override {o} on a {original} request cannot be judged safely"
-        ))),
-        Some(o) => Ok(o),
-        None => Ok(original),
-    }
-}
-
-fn is_safe(m: &str) -> bool {
-    matches!(m, "GET" | "HEAD" | "OPTIONS")
+    Ok(match chosen {
+        Some(o) if o != original => vec![original, o],
+        _ => vec![original],
+    })
 }
 
 /// `_method` in a body that a framework reads as a form (form type, or no
@@ -168,6 +160,12 @@ fn body_method(body: &Body<'_>, typed: bool) -> Vec<String> {
         Kind::Form => from_form(),
         Kind::Json => match body.json_ref().ok().and_then(|v| v.get("_method")) {
             Some(Value::String(s)) => vec![s.clone()],
+            Some(other) => vec![other.to_string()],
+            None => Vec::new(),
+        },
+        // Rails and Laravel read `_method` from multipart forms too.
+        Kind::Multipart => match body.args().ok().and_then(|a| a.get("_method").cloned()) {
+            Some(Value::String(s)) => vec![s],
             Some(other) => vec![other.to_string()],
             None => Vec::new(),
         },

@@ -7,8 +7,10 @@ use crate::decode::Kind;
 use crate::normalize::decoded_segments;
 use crate::{Ctx, Intent, IntentError};
 
-/// Query parameters that shape the result rather than select rows.
+/// Query parameters that shape the result rather than select rows
+/// (`_method` is a method override, judged as such, not a row filter).
 const RESERVED: &[&str] = &[
+    "_method",
     "select",
     "order",
     "limit",
@@ -52,7 +54,21 @@ pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Intent, IntentError> {
         }
     }
     let (rows, body) = body_rows(ctx)?;
+    let mut tables: Vec<String> = match rest {
+        [table] if table != "rpc" => vec![table.clone()],
+        _ => Vec::new(),
+    };
+    for (k, v) in url::form_urlencoded::parse(ctx.raw_query.as_bytes()) {
+        if k == "select" {
+            for t in embedded_tables(&v) {
+                if !tables.contains(&t) {
+                    tables.push(t);
+                }
+            }
+        }
+    }
     let mut args = json!({
+        "tables": tables,
         "filters": filters.clone(),
         "rows": rows,
         "unfiltered": filters.is_empty(),
@@ -71,11 +87,47 @@ pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Intent, IntentError> {
             m.insert("prefer".into(), Value::String(p.to_string()));
         }
     }
-    Ok(Intent {
-        resource,
-        action,
-        args,
-    })
+    Ok(Intent::new(resource, action, args))
+}
+
+/// PostgREST aggregates that look like an embedding with an empty list (`count()`).
+const AGGREGATES: &[&str] = &["count", "sum", "avg", "max", "min"];
+
+/// Tables embedded by a `select` list: `payment_tokens(*)`, aliased
+/// `t:payment_tokens(*)`, hinted `payment_tokens!inner(*)` or
+/// `payment_tokens!fk(*)`, spread `...payment_tokens(*)`, nested at any depth.
+fn embedded_tables(select: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in select.char_indices() {
+        match c {
+            '(' => {
+                let token = select.get(start..i).unwrap_or("").trim();
+                let empty = select
+                    .get(i + 1..)
+                    .is_some_and(|r| r.trim_start().starts_with(')'));
+                let name = token
+                    .rsplit(':')
+                    .next()
+                    .unwrap_or("")
+                    .split('!')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_start_matches("...")
+                    .trim_matches('"');
+                // `col.sum()` is an aggregate, not an embedding.
+                let aggregate = name.contains('.') || (empty && AGGREGATES.contains(&name));
+                if !name.is_empty() && !aggregate && !out.iter().any(|t| t == name) {
+                    out.push(name.to_string());
+                }
+                start = i + 1;
+            }
+            ',' | ')' => start = i + 1,
+            _ => {}
+        }
+    }
+    out
 }
 
 fn table_action(ctx: &Ctx<'_>) -> String {
@@ -146,7 +198,7 @@ mod tests {
         );
         assert_eq!(
             i.args,
-            json!({"filters":{"id":"eq.5"},"rows":0,"unfiltered":false,"body":null})
+            json!({"tables":["users"],"filters":{"id":"eq.5"},"rows":0,"unfiltered":false,"body":null})
         );
         let i = one(&req(
             "POST",
@@ -191,6 +243,59 @@ mod tests {
             (i.resource.as_str(), i.action.as_str(), &i.args["body"]),
             ("db.rpc.reset_db", "call", &json!({"x":1}))
         );
+    }
+
+    #[test]
+    fn embedded_resources_are_tables() {
+        let tables = |select: &str| {
+            one(&req(
+                "GET",
+                H,
+                &format!("/rest/v1/users?select={select}"),
+                &[],
+                b"",
+            ))
+            .args["tables"]
+                .clone()
+        };
+        assert_eq!(
+            tables("id,payment_tokens(*)"),
+            json!(["users", "payment_tokens"])
+        );
+        assert_eq!(
+            tables("id,t:payment_tokens(*)"),
+            json!(["users", "payment_tokens"])
+        );
+        assert_eq!(
+            tables("id,payment_tokens!inner(token)"),
+            json!(["users", "payment_tokens"])
+        );
+        assert_eq!(
+            tables("id,tok:payment_tokens!fk_user!inner(*)"),
+            json!(["users", "payment_tokens"])
+        );
+        assert_eq!(
+            tables("id,...payment_tokens(*)"),
+            json!(["users", "payment_tokens"])
+        );
+        assert_eq!(
+            tables("id,orders(id,payment_tokens(*))"),
+            json!(["users", "orders", "payment_tokens"])
+        );
+        assert_eq!(
+            tables("id,%22payment_tokens%22(*)"),
+            json!(["users", "payment_tokens"])
+        );
+        // Aggregates are not embeddings.
+        assert_eq!(tables("count(),amount.sum()"), json!(["users"]));
+        let rpc = one(&req(
+            "POST",
+            H,
+            "/rest/v1/rpc/f?select=payment_tokens(*)",
+            &[],
+            b"",
+        ));
+        assert_eq!(rpc.args["tables"], json!(["payment_tokens"]));
     }
 
     #[test]

@@ -1,16 +1,17 @@
-//! SQL over HTTP (SPEC §4.4): Neon, libSQL/Turso and D1 bodies, and the
-//! statement analysis (verb, tables, WHERE) done with a real SQL parser.
+//! SQL statements (SPEC §4.4): one intent per statement, with the verb,
+//! tables, functions and WHERE found by a real SQL parser.
 
 use serde_json::{Value, json};
-use sqlparser::ast::{Query, SetExpr, Statement};
+use sqlparser::ast::{
+    Insert, OnConflictAction, OnInsert, Query, SetExpr, SqliteOnConflict, Statement,
+};
 use sqlparser::dialect::{Dialect, GenericDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use crate::normalize::decoded_segments;
 use crate::sql_tables::Names;
-use crate::{Ctx, Intent, IntentError};
+use crate::{Intent, IntentError};
 
 /// One intent per statement is judged per rule; a request with more is not
 /// a client, it is an attempt to exhaust the judge.
@@ -39,7 +40,7 @@ fn rank(verb: &str) -> u8 {
         | "release" => 1,
         "insert" => 3,
         "create" => 4,
-        "update" | "merge" | "copy" | "call" | "execute" | "replace" => 5,
+        "update" | "upsert" | "merge" | "copy" | "call" | "execute" | "replace" => 5,
         "grant" | "revoke" => 6,
         "alter" => 7,
         "delete" => 8,
@@ -107,6 +108,7 @@ fn own_verb(s: &Statement) -> (String, bool) {
             SetExpr::Select(sel) => ("select".into(), sel.selection.is_some()),
             _ => ("select".into(), false),
         },
+        Statement::Insert(i) if is_upsert(i) => ("upsert".into(), false),
         Statement::Insert(_) => ("insert".into(), false),
         Statement::Update(u) => ("update".into(), u.selection.is_some()),
         Statement::Delete(d) => ("delete".into(), d.selection.is_some()),
@@ -125,6 +127,18 @@ fn own_verb(s: &Statement) -> (String, bool) {
             (verb, false)
         }
     }
+}
+
+/// `INSERT … ON CONFLICT DO UPDATE`, `ON DUPLICATE KEY UPDATE`, `REPLACE
+/// INTO` and `INSERT OR REPLACE` overwrite existing rows.
+fn is_upsert(i: &Insert) -> bool {
+    i.replace_into
+        || matches!(i.or, Some(SqliteOnConflict::Replace))
+        || match &i.on {
+            Some(OnInsert::DuplicateKeyUpdate(_)) => true,
+            Some(OnInsert::OnConflict(c)) => matches!(c.action, OnConflictAction::DoUpdate(_)),
+            _ => false,
+        }
 }
 
 /// How deep nested statements are followed; the parser's own recursion
@@ -180,7 +194,12 @@ fn walk_set(b: &SetExpr, depth: usize, acc: &mut Vec<(String, bool)>) {
     }
 }
 
-fn analyze(stmt: &Statement, text: &str) -> (String, bool, Names) {
+/// How deep SQL handed to `query_to_xml`/`dblink`… inside SQL is followed.
+const MAX_EMBEDDED_DEPTH: usize = 3;
+
+/// Verb (the most harmful one nested), WHERE and names of one statement,
+/// SQL it hands to functions that run it included.
+fn analyze(stmt: &Statement, text: &str, flavor: Flavor, depth: usize) -> (String, bool, Names) {
     let mut all = Vec::new();
     walk_stmt(stmt, 0, &mut all);
     let mut best: Option<(u8, String, bool)> = None;
@@ -190,27 +209,73 @@ fn analyze(stmt: &Statement, text: &str) -> (String, bool, Names) {
             best = Some((r, verb, has_where));
         }
     }
-    let (rank_found, mut verb, has_where) = best.unwrap_or((2, "other".into(), false));
+    let (mut rank_found, mut verb, has_where) = best.unwrap_or((2, "other".into(), false));
     if rank_found <= 1
         && let Some(nested) = nested_write(text).filter(|v| rank(v) > rank_found)
     {
+        rank_found = rank(&nested);
         verb = nested;
     }
-    (verb, has_where, crate::sql_tables::names(text))
+    let mut names = crate::sql_tables::names(text, flavor == Flavor::Sqlite);
+    let embedded = std::mem::take(&mut names.embedded);
+    for inner in embedded.iter().take_while(|_| depth < MAX_EMBEDDED_DEPTH) {
+        let Ok(Some(stmts)) = parse(inner, flavor) else {
+            continue;
+        };
+        for s in stmts.iter().take(MAX_STATEMENTS) {
+            let (v, _, n) = analyze(s, &s.to_string(), flavor, depth + 1);
+            if rank(&v) > rank_found {
+                rank_found = rank(&v);
+                verb = v;
+            }
+            names.merge(n);
+        }
+    }
+    (verb, has_where, names)
 }
 
-fn intent(action: &str, sql: &str, names: Names, has_where: bool, database: &str) -> Intent {
-    Intent {
-        resource: "sql".into(),
-        action: action.into(),
-        args: json!({
+/// One SQL text from a request and its bind parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SqlText {
+    pub sql: String,
+    pub params: Value,
+}
+
+impl SqlText {
+    pub fn new(sql: &str, params: Value) -> SqlText {
+        SqlText {
+            sql: sql.to_string(),
+            params,
+        }
+    }
+}
+
+fn intent(
+    action: &str,
+    sql: &str,
+    names: Names,
+    has_where: bool,
+    database: &str,
+    params: &Value,
+) -> Intent {
+    Intent::new(
+        "sql",
+        action,
+        json!({
             "sql": sql,
             "tables": names.tables,
+            "qualified_tables": names.qualified_tables,
             "has_where": has_where,
             "database": database,
             "functions": names.functions,
+            "params": params,
         }),
-    }
+    )
+}
+
+/// `unparsed` / `other` for a request with no SQL text to judge.
+pub(crate) fn intent_without_sql(action: &str, database: &str) -> Intent {
+    intent(action, "", Names::default(), false, database, &json!([]))
 }
 
 fn too_many() -> IntentError {
@@ -368,6 +433,11 @@ fn nested_write(text: &str) -> Option<String> {
 
 /// One intent per statement of `sql`; `unparsed` when no dialect accepts it.
 pub fn sql_intents(sql: &str, database: &str, flavor: Flavor) -> Result<Vec<Intent>, IntentError> {
+    text_intents(&SqlText::new(sql, json!([])), database, flavor)
+}
+
+fn text_intents(t: &SqlText, database: &str, flavor: Flavor) -> Result<Vec<Intent>, IntentError> {
+    let sql = t.sql.as_str();
     let Some(stmts) = parse(sql, flavor)? else {
         return Ok(vec![intent(
             "unparsed",
@@ -375,10 +445,11 @@ pub fn sql_intents(sql: &str, database: &str, flavor: Flavor) -> Result<Vec<Inte
             Names::default(),
             false,
             database,
+            &t.params,
         )]);
     };
     if stmts.len() > MAX_STATEMENTS {
-        return Err(bad(format!("more than {MAX_STATEMENTS} SQL statements")));
+        return Err(too_many());
     }
     if stmts.is_empty() {
         return Ok(vec![intent(
@@ -387,148 +458,41 @@ pub fn sql_intents(sql: &str, database: &str, flavor: Flavor) -> Result<Vec<Inte
             Names::default(),
             false,
             database,
+            &t.params,
         )]);
     }
     Ok(stmts
         .iter()
         .map(|s| {
             let text = s.to_string();
-            let (verb, has_where, names) = analyze(s, &text);
-            intent(&verb, &text, names, has_where, database)
+            let (verb, has_where, names) = analyze(s, &text, flavor, 0);
+            intent(&verb, &text, names, has_where, database, &t.params)
         })
         .collect())
 }
 
 /// Intents for several SQL texts sent in one request.
 pub(crate) fn many(
-    texts: &[String],
+    texts: &[SqlText],
     database: &str,
     flavor: Flavor,
 ) -> Result<Vec<Intent>, IntentError> {
     let mut out = Vec::new();
     for t in texts {
-        out.extend(sql_intents(t, database, flavor)?);
+        out.extend(text_intents(t, database, flavor)?);
         if out.len() > MAX_STATEMENTS {
-            return Err(bad(format!("more than {MAX_STATEMENTS} SQL statements")));
+            return Err(too_many());
         }
     }
     if out.is_empty() {
-        out.push(intent("other", "", Names::default(), false, database));
+        out.push(intent_without_sql("other", database));
     }
     Ok(out)
-}
-
-/// Every string under an `sql` key, anywhere (Hrana pipelines, batches,
-/// `store_sql`), plus legacy `statements` entries; `true` in the second slot
-/// when a statement refers to SQL stored by an earlier request (`sql_id`).
-fn collect_sql(v: &Value, out: &mut Vec<String>, stored_ref: &mut bool) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                match (k.as_str(), v) {
-                    ("sql", Value::String(s)) => out.push(s.clone()),
-                    ("sql_id", Value::Number(_)) if !m.contains_key("sql") => *stored_ref = true,
-                    ("statements", Value::Array(items)) => {
-                        for it in items {
-                            match it {
-                                Value::String(s) => out.push(s.clone()),
-                                Value::Object(o) => {
-                                    if let Some(Value::String(q)) = o.get("q") {
-                                        out.push(q.clone());
-                                    }
-                                    collect_sql(it, out, stored_ref);
-                                }
-                                other => collect_sql(other, out, stored_ref),
-                            }
-                        }
-                    }
-                    _ => collect_sql(v, out, stored_ref),
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|x| collect_sql(x, out, stored_ref)),
-        _ => {}
-    }
-}
-
-/// Neon, Turso and D1; `None` when the request is none of them.
-pub(crate) fn builtin(ctx: &Ctx<'_>) -> Result<Option<Vec<Intent>>, IntentError> {
-    let host = ctx.req.host.as_str();
-    let path = ctx.req.path.as_str();
-    if ctx.method() != "POST" {
-        return Ok(None);
-    }
-    if host.ends_with(".neon.tech") && path == "/sql" {
-        let body = ctx.body.json()?;
-        let mut texts = Vec::new();
-        if body.get("query").is_some() && body.get("queries").is_some() {
-            // Which one Neon runs is its parser's choice; judging one of
-            // them would leave the other unjudged.
-            return Err(bad("Neon request with both query and queries"));
-        }
-        match (body.get("query"), body.get("queries")) {
-            (Some(Value::String(q)), _) => texts.push(q.clone()),
-            (_, Some(Value::Array(qs))) => {
-                for q in qs {
-                    match q.get("query") {
-                        Some(Value::String(s)) => texts.push(s.clone()),
-                        _ => return Err(bad("Neon batch entry without a query")),
-                    }
-                }
-            }
-            _ => return Err(bad("Neon request without a query")),
-        }
-        return many(&texts, host, Flavor::Postgres).map(Some);
-    }
-    let turso = host.ends_with(".turso.io")
-        && matches!(
-            path,
-            "/" | "/v1/execute" | "/v1/batch" | "/v2/pipeline" | "/v3/pipeline"
-        );
-    let segs = decoded_segments(path);
-    let d1 = host == "api.cloudflare.com"
-        && segs.len() == 8
-        && segs.first().is_some_and(|s| s == "client")
-        && segs.get(2).is_some_and(|s| s == "accounts")
-        && segs.get(4).is_some_and(|s| s == "d1")
-        && segs.get(5).is_some_and(|s| s == "database")
-        && segs.get(7).is_some_and(|s| s == "query" || s == "raw");
-    if !turso && !d1 {
-        return Ok(None);
-    }
-    let body = ctx.body.json()?;
-    let mut texts = Vec::new();
-    let mut stored_ref = false;
-    collect_sql(&body, &mut texts, &mut stored_ref);
-    if d1 && texts.is_empty() {
-        return Err(bad("D1 request without sql"));
-    }
-    let mut intents = many(&texts, host, Flavor::Sqlite)?;
-    if texts.is_empty() {
-        intents.clear();
-    }
-    if stored_ref {
-        // SQL stored on the server earlier cannot be judged from here.
-        intents.push(intent("unparsed", "", Names::default(), false, host));
-    }
-    if intents.is_empty() {
-        intents.push(intent("other", "", Names::default(), false, host));
-    }
-    if d1 {
-        let db = segs.get(6).cloned().unwrap_or_default();
-        for i in &mut intents {
-            if let Value::Object(m) = &mut i.args {
-                m.insert("database_id".into(), Value::String(db.clone()));
-            }
-        }
-    }
-    Ok(Some(intents))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{map, req};
 
     fn verbs(sql: &str) -> Vec<(String, bool, Value)> {
         sql_intents(sql, "db", Flavor::Any)
@@ -583,91 +547,35 @@ mod tests {
     }
 
     #[test]
-    fn neon() {
-        let m = map(&req(
-            "POST",
-            "ep-x.us-east-2.aws.neon.tech",
-            "/sql",
-            &[("content-type", "application/json")],
-            br#"{"query":"SELECT 1; DROP TABLE users","params":[]}"#,
-        ))
-        .unwrap();
-        assert_eq!(m.intents.len(), 2);
-        assert_eq!(m.intents[1].action, "drop");
+    fn upserts() {
+        for sql in [
+            "INSERT INTO t (id, a) VALUES (1, 2) ON CONFLICT (id) DO UPDATE SET a = 2",
+            "INSERT INTO t VALUES (1) ON DUPLICATE KEY UPDATE a = 2",
+            "REPLACE INTO t (id) VALUES (1)",
+            "INSERT OR REPLACE INTO t (id) VALUES (1)",
+        ] {
+            assert_eq!(verbs(sql)[0].0, "upsert", "{sql}");
+        }
         assert_eq!(
-            m.intents[1].args["database"],
-            "ep-x.us-east-2.aws.neon.tech"
-        );
-        assert!(map(&req("POST", "ep-x.neon.tech", "/sql", &[], b"{nope")).is_err());
-        assert!(
-            map(&req(
-                "POST",
-                "ep-x.neon.tech",
-                "/sql",
-                &[],
-                br#"{"sql":"x"}"#
-            ))
-            .is_err()
-        );
-        // Not the SQL endpoint: generic.
-        assert_eq!(
-            map(&req("GET", "ep-x.neon.tech", "/sql", &[], b""))
-                .unwrap()
-                .intents[0]
-                .resource,
-            "http.ep-x.neon.tech"
+            verbs("INSERT INTO t (id) VALUES (1) ON CONFLICT DO NOTHING")[0].0,
+            "insert"
         );
     }
 
     #[test]
-    fn turso_and_d1() {
-        let body = br#"{"requests":[{"type":"execute","stmt":{"sql":"SELECT * FROM a"}},{"type":"batch","batch":{"steps":[{"stmt":{"sql":"DELETE FROM b"}}]}},{"type":"close"}]}"#;
-        let m = map(&req("POST", "db-org.turso.io", "/v2/pipeline", &[], body)).unwrap();
-        let acts: Vec<_> = m.intents.iter().map(|i| i.action.as_str()).collect();
-        assert_eq!(acts, ["select", "delete"]);
-        let m = map(&req(
-            "POST",
-            "db-org.turso.io",
-            "/v2/pipeline",
-            &[],
-            br#"{"requests":[{"type":"close"}]}"#,
-        ))
-        .unwrap();
-        assert_eq!(m.intents[0].action, "other");
-        let m = map(&req(
-            "POST",
-            "db-org.turso.io",
-            "/v2/pipeline",
-            &[],
-            br#"{"requests":[{"type":"execute","stmt":{"sql_id":1}}]}"#,
-        ))
-        .unwrap();
-        assert_eq!(m.intents[0].action, "unparsed");
-        let m = map(&req(
-            "POST",
-            "api.cloudflare.com",
-            "/client/v4/accounts/acc/d1/database/dbid/query",
-            &[],
-            br#"{"sql":"DROP TABLE x"}"#,
-        ))
-        .unwrap();
+    fn sql_run_by_functions_is_judged() {
+        let v = verbs("SELECT query_to_xml('select * from PAYMENT_TOKENS', true, false, '')");
         assert_eq!(
-            (
-                m.intents[0].action.as_str(),
-                &m.intents[0].args["database_id"]
-            ),
-            ("drop", &json!("dbid"))
+            (v[0].0.as_str(), &v[0].2),
+            ("select", &json!(["payment_tokens"]))
         );
-        assert!(
-            map(&req(
-                "POST",
-                "api.cloudflare.com",
-                "/client/v4/accounts/acc/d1/database/dbid/query",
-                &[],
-                br#"{"q":1}"#
-            ))
-            .is_err()
-        );
+        let v = verbs("SELECT dblink_exec('conn', 'DELETE FROM users')");
+        assert_eq!((v[0].0.as_str(), &v[0].2), ("delete", &json!(["users"])));
+        let v = verbs("SELECT * FROM table_to_xml('payment_tokens', true, false, '')");
+        assert_eq!(v[0].2, json!(["payment_tokens"]));
+        // Nested text inside nested text, to the depth limit and no further.
+        let v = verbs("SELECT dblink('c', 'SELECT dblink(''c'', ''DROP TABLE x'')')");
+        assert_eq!((v[0].0.as_str(), &v[0].2), ("drop", &json!(["x"])));
     }
 
     #[test]

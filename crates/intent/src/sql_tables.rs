@@ -1,34 +1,233 @@
 //! Table and function names in one SQL statement, read from the lexer's
 //! tokens so that strings, comments and quoted identifiers are handled like
-//! the server does.
+//! the server does; names folded as the server resolves them (SPEC §4.4).
 
 use std::collections::HashSet;
 
 use sqlparser::dialect::GenericDialect;
 use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::{Token, Tokenizer, Word};
 
-/// `a`, `s.a`, `"S"."a"` starting at `j`; the name and the index after it.
-fn read_name(toks: &[&Token], mut j: usize) -> (Option<String>, usize) {
+/// Functions whose text arguments are SQL the server runs (`query_to_xml('select
+/// … from t', …)`, `dblink_exec(conn, 'drop table t')`): judged as part of the
+/// statement.
+const QUERY_TEXT_FUNCTIONS: &[&str] = &[
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "dblink",
+    "dblink_exec",
+    "dblink_open",
+    "dblink_send_query",
+];
+
+/// Functions whose first text argument names a table they read in full.
+const TABLE_NAME_FUNCTIONS: &[&str] = &[
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+];
+
+/// Keywords that take a parenthesis as syntax, not as a call.
+const SYNTAX_BEFORE_PAREN: &[Keyword] = &[
+    Keyword::ALL,
+    Keyword::AND,
+    Keyword::ANY,
+    Keyword::ARRAY,
+    Keyword::AS,
+    Keyword::BETWEEN,
+    Keyword::BY,
+    Keyword::CASE,
+    Keyword::CHECK,
+    Keyword::COLUMNS,
+    Keyword::CONFLICT,
+    Keyword::CONSTRAINT,
+    Keyword::CUBE,
+    Keyword::DISTINCT,
+    Keyword::DO,
+    Keyword::ELSE,
+    Keyword::EXCEPT,
+    Keyword::EXISTS,
+    Keyword::FILTER,
+    Keyword::FROM,
+    Keyword::GROUP,
+    Keyword::HAVING,
+    Keyword::IN,
+    Keyword::INCLUDE,
+    Keyword::INTERSECT,
+    Keyword::INTO,
+    Keyword::IS,
+    Keyword::JOIN,
+    Keyword::KEY,
+    Keyword::LATERAL,
+    Keyword::LIKE,
+    Keyword::ILIKE,
+    Keyword::LIMIT,
+    Keyword::NOT,
+    Keyword::OFFSET,
+    Keyword::ON,
+    Keyword::OR,
+    Keyword::OVER,
+    Keyword::PARTITION,
+    Keyword::RECURSIVE,
+    Keyword::RETURNING,
+    Keyword::ROLLUP,
+    Keyword::ROW,
+    Keyword::SELECT,
+    Keyword::SET,
+    Keyword::SETS,
+    Keyword::SOME,
+    Keyword::TABLE,
+    Keyword::THEN,
+    Keyword::TO,
+    Keyword::UNION,
+    Keyword::UNIQUE,
+    Keyword::USING,
+    Keyword::VALUES,
+    Keyword::WHEN,
+    Keyword::WHERE,
+    Keyword::WITH,
+    Keyword::WITHIN,
+];
+
+/// An identifier as the server resolves it: PostgreSQL lower-cases unquoted
+/// names and keeps quoted ones as written; SQLite ignores case either way.
+fn fold(w: &Word, fold_quoted: bool) -> String {
+    if w.quote_style.is_none() || fold_quoted {
+        w.value.to_ascii_lowercase()
+    } else {
+        w.value.clone()
+    }
+}
+
+/// `a`, `s.a`, `"S"."a"` starting at `j`, folded: (qualified name, last
+/// part), and the index after it.
+fn read_name(
+    toks: &[&Token],
+    mut j: usize,
+    fold_quoted: bool,
+) -> (Option<(String, String)>, usize) {
     let Some(Token::Word(w)) = toks.get(j) else {
         return (None, j);
     };
-    let mut name = w.value.clone();
+    let mut last = fold(w, fold_quoted);
+    let mut name = last.clone();
     j += 1;
     while let (Some(Token::Period), Some(Token::Word(w))) = (toks.get(j), toks.get(j + 1)) {
+        last = fold(w, fold_quoted);
         name.push('.');
-        name.push_str(&w.value);
+        name.push_str(&last);
         j += 2;
     }
-    (Some(name), j)
+    (Some((name, last)), j)
 }
 
 /// What a statement names.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Names {
+    /// Tables without their schema (`Public.Payment_Tokens` → `payment_tokens`).
     pub tables: Vec<String>,
-    /// Called functions (`pg_sleep`, `dblink_exec`…): a SELECT can still act.
+    /// The same tables as named, folded (`public.payment_tokens`).
+    pub qualified_tables: Vec<String>,
+    /// Called functions (`pg_sleep`, `dblink_exec`, `count`…): a SELECT can still act.
     pub functions: Vec<String>,
+    /// SQL texts passed to functions that run them (`query_to_xml`, `dblink`…).
+    pub embedded: Vec<String>,
+}
+
+impl Names {
+    fn add_table(&mut self, qualified: String, last: String) {
+        if !self.qualified_tables.contains(&qualified) {
+            self.qualified_tables.push(qualified);
+        }
+        if !self.tables.contains(&last) {
+            self.tables.push(last);
+        }
+    }
+
+    /// Adds what `other` names (nested SQL judged with its statement).
+    pub(crate) fn merge(&mut self, other: Names) {
+        for (q, t) in other.qualified_tables.into_iter().zip(other.tables) {
+            self.add_table(q, t);
+        }
+        for f in other.functions {
+            if !self.functions.contains(&f) {
+                self.functions.push(f);
+            }
+        }
+    }
+}
+
+/// The function called by the `(` at `open`, if it is a call: not a table's
+/// column list, not syntax (`IN (`, `VALUES (`), not a type (`AS numeric(10,2)`,
+/// `::varchar(3)`) and not a CTE's column list (`WITH t(n) AS`).
+fn called_function(toks: &[&Token], open: usize, fold_quoted: bool) -> Option<String> {
+    let Token::Word(w) = toks.get(open.checked_sub(1)?)? else {
+        return None;
+    };
+    if w.quote_style.is_none() && SYNTAX_BEFORE_PAREN.contains(&w.keyword) {
+        return None;
+    }
+    let before = open.checked_sub(2).and_then(|k| toks.get(k));
+    let typed_or_cte = match before {
+        Some(Token::DoubleColon) => true,
+        Some(Token::Word(b)) => {
+            b.quote_style.is_none()
+                && matches!(b.keyword, Keyword::AS | Keyword::WITH | Keyword::RECURSIVE)
+        }
+        _ => false,
+    };
+    (!typed_or_cte).then(|| fold(w, fold_quoted))
+}
+
+/// The text arguments of the call opened at `open`: each argument made only
+/// of string literals (joined by `||`, optionally cast with `::type`).
+fn text_args(toks: &[&Token], open: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut current, mut literal_only) = (0usize, String::new(), true);
+    for k in open..toks.len() {
+        let Some(tok) = toks.get(k) else { break };
+        let after_cast = k
+            .checked_sub(1)
+            .and_then(|p| toks.get(p))
+            .is_some_and(|p| matches!(p, Token::DoubleColon));
+        match tok {
+            Token::LParen => {
+                depth += 1;
+                literal_only &= depth == 1;
+            }
+            Token::RParen | Token::Comma if depth == 1 => {
+                if literal_only && !current.is_empty() {
+                    out.push(std::mem::take(&mut current));
+                }
+                (current, literal_only) = (String::new(), true);
+                if matches!(tok, Token::RParen) {
+                    break;
+                }
+            }
+            Token::RParen => depth -= 1,
+            _ if depth > 1 => {}
+            Token::SingleQuotedString(s)
+            | Token::EscapedStringLiteral(s)
+            | Token::TripleSingleQuotedString(s) => current.push_str(s),
+            Token::DollarQuotedString(d) => current.push_str(&d.value),
+            Token::StringConcat | Token::DoubleColon => {}
+            Token::Word(_) if after_cast => {}
+            _ => literal_only = false,
+        }
+    }
+    out
+}
+
+/// A table name given as text (`'Public.Payment_Tokens'` as `regclass` reads it).
+fn name_in_text(text: &str, fold_quoted: bool) -> Option<(String, String)> {
+    let tokens = Tokenizer::new(&GenericDialect, text).tokenize().ok()?;
+    let toks: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let (name, next) = read_name(&toks, 0, fold_quoted);
+    (next == toks.len()).then_some(name).flatten()
 }
 
 /// Tables named after FROM / JOIN / INTO / UPDATE / TABLE / TRUNCATE /
@@ -36,7 +235,8 @@ pub(crate) struct Names {
 /// from the lexer's tokens of the canonical statement text, so strings and
 /// comments never count. Function arguments such as `EXTRACT(YEAR FROM d)`
 /// are skipped. Identifiers followed by `(` that are not tables are functions.
-pub(crate) fn names(text: &str) -> Names {
+/// `fold_quoted`: the server ignores case in quoted names too (SQLite).
+pub(crate) fn names(text: &str, fold_quoted: bool) -> Names {
     let dialect = GenericDialect;
     let Ok(tokens) = Tokenizer::new(&dialect, text).tokenize() else {
         return Names::default();
@@ -77,9 +277,7 @@ pub(crate) fn names(text: &str) -> Names {
     ];
     let grant = matches!(toks.first(), Some(Token::Word(w))
         if w.quote_style.is_none() && matches!(w.keyword, Keyword::GRANT | Keyword::REVOKE));
-    let mut out: Vec<String> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut functions: Vec<String> = Vec::new();
+    let mut names = Names::default();
     let mut seen_fn: HashSet<String> = HashSet::new();
     // Index just after the last table name, so `INSERT INTO t (a)` is no call.
     let mut table_end: Option<usize> = None;
@@ -102,18 +300,11 @@ pub(crate) fn names(text: &str) -> Names {
                         | Keyword::TRIM | Keyword::POSITION | Keyword::OVERLAY));
                 parens.push(is_fn);
                 expect = None;
-                if let Some(Token::Word(w)) = prev
-                    && (w.quote_style.is_some() || w.keyword == Keyword::NoKeyword)
-                    && table_end != Some(i)
+                if table_end != Some(i)
+                    && let Some(f) = called_function(&toks, i, fold_quoted)
+                    && seen_fn.insert(f.clone())
                 {
-                    let f = if w.quote_style.is_some() {
-                        w.value.clone()
-                    } else {
-                        w.value.to_ascii_lowercase()
-                    };
-                    if seen_fn.insert(f.clone()) {
-                        functions.push(f);
-                    }
+                    names.functions.push(f);
                 }
             }
             Token::RParen => {
@@ -166,15 +357,15 @@ pub(crate) fn names(text: &str) -> Names {
             Token::Word(w) if expect.is_some() => {
                 let any = expect == Some(true);
                 expect = None;
-                if any || w.quote_style.is_some() || w.keyword == Keyword::NoKeyword {
-                    let (name, next) = read_name(&toks, i);
-                    if let Some(name) = name {
+                // A keyword followed by `.` is a schema (`a, public.t`).
+                let schema = matches!(toks.get(i + 1), Some(Token::Period));
+                if any || schema || w.quote_style.is_some() || w.keyword == Keyword::NoKeyword {
+                    let (name, next) = read_name(&toks, i, fold_quoted);
+                    if let Some((qualified, last)) = name {
                         let is_fn = table_fn_ok && matches!(toks.get(next), Some(Token::LParen));
                         if !is_fn {
                             table_end = Some(next);
-                            if seen.insert(name.clone()) {
-                                out.push(name);
-                            }
+                            names.add_table(qualified, last);
                         }
                         i = next;
                         continue;
@@ -185,9 +376,25 @@ pub(crate) fn names(text: &str) -> Names {
         }
         i += 1;
     }
-    Names {
-        tables: out,
-        functions,
+    runs_of_text(&toks, fold_quoted, &mut names);
+    names
+}
+
+/// SQL and table names handed as text to functions that run or read them.
+fn runs_of_text(toks: &[&Token], fold_quoted: bool, names: &mut Names) {
+    for (i, tok) in toks.iter().enumerate() {
+        let (Token::Word(w), Some(Token::LParen)) = (tok, toks.get(i + 1)) else {
+            continue;
+        };
+        let f = fold(w, fold_quoted);
+        if QUERY_TEXT_FUNCTIONS.contains(&f.as_str()) {
+            names.embedded.extend(text_args(toks, i + 1));
+        } else if TABLE_NAME_FUNCTIONS.contains(&f.as_str())
+            && let Some(first) = text_args(toks, i + 1).into_iter().next()
+            && let Some((qualified, last)) = name_in_text(&first, fold_quoted)
+        {
+            names.add_table(qualified, last);
+        }
     }
 }
 
@@ -198,13 +405,13 @@ mod tests {
 
     #[test]
     fn tables_from_tokens() {
-        let t = |sql: &str| json!(names(sql).tables);
-        let f = |sql: &str| json!(names(sql).functions);
+        let t = |sql: &str| json!(names(sql, false).tables);
+        let f = |sql: &str| json!(names(sql, false).functions);
         assert_eq!(
             t(
                 "SELECT a FROM s.t1 x JOIN \"T2\" ON x.id = \"T2\".id, t3 AS y WHERE a IN (SELECT b FROM t4)"
             ),
-            json!(["s.t1", "T2", "t3", "t4"])
+            json!(["t1", "T2", "t3", "t4"])
         );
         assert_eq!(t("SELECT EXTRACT(YEAR FROM d) FROM t"), json!(["t"]));
         assert_eq!(t("SELECT * FROM generate_series(1, 3)"), json!([]));
@@ -225,8 +432,78 @@ mod tests {
             f(
                 "SELECT dblink_exec('drop table t'), PG_SLEEP(1), count(*) FROM generate_series(1, 2)"
             ),
-            json!(["dblink_exec", "pg_sleep", "generate_series"])
+            json!(["dblink_exec", "pg_sleep", "count", "generate_series"])
         );
         assert_eq!(f("INSERT INTO t (a) VALUES (my_fn('x'))"), json!(["my_fn"]));
+    }
+
+    #[test]
+    fn names_fold_as_postgres_resolves_them() {
+        let n = names(
+            r#"SELECT * FROM PAYMENT_TOKENS, Public.Payment_Tokens, "Payment_Tokens", "public"."x""#,
+            false,
+        );
+        assert_eq!(n.tables, ["payment_tokens", "Payment_Tokens", "x"]);
+        assert_eq!(
+            n.qualified_tables,
+            [
+                "payment_tokens",
+                "public.payment_tokens",
+                "Payment_Tokens",
+                "public.x"
+            ]
+        );
+        // SQLite ignores case in quoted names too.
+        assert_eq!(
+            names(r#"SELECT * FROM "Payment_Tokens""#, true).tables,
+            ["payment_tokens"]
+        );
+    }
+
+    #[test]
+    fn sql_handed_to_functions_is_seen() {
+        let n = names(
+            "SELECT query_to_xml('select * from payment_tokens', true, false, ''), \
+             dblink_exec('dbname=x', 'DROP TABLE ' || 'users'), \
+             table_to_xml('Public.Secrets'::regclass, true, false, '')",
+            false,
+        );
+        assert_eq!(
+            n.embedded,
+            [
+                "select * from payment_tokens",
+                "dbname=x",
+                "DROP TABLE users"
+            ]
+        );
+        assert_eq!(n.tables, ["secrets"]);
+        assert_eq!(n.qualified_tables, ["public.secrets"]);
+        // A query built from something other than literals is not guessed at.
+        assert!(
+            names("SELECT query_to_xml(q, true, false, '') FROM t", false)
+                .embedded
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn every_call_is_a_function_but_syntax_and_types_are_not() {
+        let f = |sql: &str| names(sql, false).functions;
+        assert_eq!(
+            f(
+                "SELECT COUNT(*), lower(a), CAST(b AS numeric(10,2)), c::varchar(3) FROM t \
+               WHERE a IN (1) AND EXISTS (SELECT 1) OR x = ANY (ARRAY[1])"
+            ),
+            ["count", "lower", "cast"]
+        );
+        assert_eq!(
+            f("WITH t(n) AS (SELECT 1) SELECT n FROM t"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            f("SELECT lo_unlink(1), pg_catalog.set_config('a', 'b', false), nextval('s')"),
+            ["lo_unlink", "set_config", "nextval"]
+        );
+        assert_eq!(f("INSERT INTO t (a) VALUES (1)"), Vec::<String>::new());
     }
 }

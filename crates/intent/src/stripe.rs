@@ -191,11 +191,7 @@ pub(crate) fn map(ctx: &Ctx<'_>) -> Result<Intent, IntentError> {
             );
         }
     }
-    Ok(Intent {
-        resource,
-        action,
-        args: Value::Object(args),
-    })
+    Ok(Intent::new(resource, action, Value::Object(args)))
 }
 
 #[cfg(test)]
@@ -283,8 +279,21 @@ mod tests {
     fn evasions_are_normalised() {
         let (r, a, _) = stripe("POST", "//v1//customers/%2e%2e/charges", "amount=1");
         assert_eq!((r.as_str(), a.as_str()), ("stripe.charges", "create"));
-        let (r, a, _) = stripe("POST", "/v1/customers/cus_1?_method=DELETE", "");
-        assert_eq!((r.as_str(), a.as_str()), ("stripe.customers", "delete"));
+        // An override is read both ways (SPEC §4.8): update as sent, delete as overridden.
+        let both = map(&req(
+            "DELETE",
+            "api.stripe.com",
+            "/v1/customers/cus_1?_method=POST",
+            &[],
+            b"",
+        ))
+        .unwrap();
+        let readings: Vec<_> = both
+            .intents
+            .iter()
+            .map(|i| (i.action.as_str(), i.method.as_deref()))
+            .collect();
+        assert_eq!(readings, [("delete", None), ("update", Some("POST"))]);
         // Path id beats a body id.
         assert_eq!(
             stripe("POST", "/v1/customers/cus_1", "id=cus_2").2["id"],

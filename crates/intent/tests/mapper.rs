@@ -70,89 +70,106 @@ fn normalised_request() {
 
 #[test]
 fn method_overrides() {
-    let method = |target: &str, headers: &[(&str, &str)], body: &[u8]| {
-        map("POST", "example.com", target, headers, body).map(|m| m.request.method)
+    // The methods the intents are judged as: the one sent first, then the override.
+    let as_post = |target: &str, headers: &[(&str, &str)], body: &[u8]| {
+        map("POST", "example.com", target, headers, body).map(|m| {
+            assert_eq!(m.request.method, "POST", "the request keeps its own method");
+            m.intents
+                .iter()
+                .map(|i| i.method.clone().unwrap_or_else(|| m.request.method.clone()))
+                .collect::<Vec<_>>()
+        })
     };
+    let both = |o: &str| vec!["POST".to_string(), o.to_string()];
     assert_eq!(
-        method("/", &[("X-HTTP-Method-Override", "delete")], b"").unwrap(),
-        "DELETE"
+        as_post("/", &[("X-HTTP-Method-Override", "delete")], b"").unwrap(),
+        both("DELETE")
     );
     assert_eq!(
-        method("/", &[("X-HTTP-Method", "PUT")], b"").unwrap(),
-        "PUT"
+        as_post("/", &[("X-HTTP-Method", "PUT")], b"").unwrap(),
+        both("PUT")
     );
     assert_eq!(
-        method("/", &[("X-Method-Override", "PATCH")], b"").unwrap(),
-        "PATCH"
+        as_post("/", &[("X-Method-Override", "PATCH")], b"").unwrap(),
+        both("PATCH")
     );
-    assert_eq!(method("/?_method=DELETE", &[], b"").unwrap(), "DELETE");
     assert_eq!(
-        method(
+        as_post("/?_method=DELETE", &[], b"").unwrap(),
+        both("DELETE")
+    );
+    assert_eq!(
+        as_post(
             "/",
             &[("content-type", "application/x-www-form-urlencoded")],
             b"a=1&_method=delete"
         )
         .unwrap(),
-        "DELETE"
+        both("DELETE")
     );
-    assert_eq!(method("/", &[], b"_method=DELETE").unwrap(), "DELETE");
     assert_eq!(
-        method(
+        as_post("/", &[], b"_method=DELETE").unwrap(),
+        both("DELETE")
+    );
+    assert_eq!(
+        as_post(
             "/",
             &[("content-type", "application/json")],
             br#"{"_method":"DELETE"}"#
         )
         .unwrap(),
-        "DELETE"
+        both("DELETE")
     );
     // Agreeing overrides are fine; disagreeing or unknown ones are refused.
     assert_eq!(
-        method(
+        as_post(
             "/?_method=DELETE",
             &[("X-HTTP-Method-Override", "DELETE")],
             b""
         )
         .unwrap(),
-        "DELETE"
+        both("DELETE")
     );
     assert!(
-        method(
+        as_post(
             "/?_method=DELETE",
             &[("X-HTTP-Method-Override", "PUT")],
             b""
         )
         .is_err()
     );
-    assert!(method("/?_method=DELETE&_method=GET", &[], b"").is_err());
-    assert!(method("/", &[("X-HTTP-Method-Override", "FOO")], b"").is_err());
+    assert!(as_post("/?_method=DELETE&_method=GET", &[], b"").is_err());
+    assert!(as_post("/", &[("X-HTTP-Method-Override", "FOO")], b"").is_err());
     assert!(
-        method(
+        as_post(
             "/",
             &[("X-HTTP-Method", "GET"), ("X-Method-Override", "DELETE")],
             b""
         )
         .is_err()
     );
-    // A write overridden to a read would be judged easier than what an
-    // upstream ignoring the override runs; a read overridden to a write is stricter.
-    assert!(method("/", &[("X-HTTP-Method-Override", "GET")], b"").is_err());
-    assert!(method("/?_method=HEAD", &[], b"").is_err());
-    let get = |h: &[(&str, &str)]| map("GET", "example.com", "/", h, b"").map(|m| m.request.method);
+    // A write overridden to a read is judged as both, like any override.
     assert_eq!(
-        get(&[("X-HTTP-Method-Override", "DELETE")]).unwrap(),
-        "DELETE"
+        as_post("/", &[("X-HTTP-Method-Override", "GET")], b"").unwrap(),
+        both("GET")
     );
-    assert_eq!(get(&[("X-HTTP-Method-Override", "GET")]).unwrap(), "GET");
-    // The override changes the generic action too.
+    assert_eq!(as_post("/?_method=HEAD", &[], b"").unwrap(), both("HEAD"));
+    // An override naming the method sent adds nothing.
+    assert_eq!(
+        as_post("/", &[("X-HTTP-Method-Override", "POST")], b"").unwrap(),
+        ["POST"]
+    );
+    // Each reading gets its own generic action.
     let m = map(
-        "POST",
+        "DELETE",
         "example.com",
         "/x",
-        &[("X-HTTP-Method-Override", "DELETE")],
+        &[("X-HTTP-Method-Override", "POST")],
         b"",
     )
     .unwrap();
-    assert_eq!(m.intents[0].action, "delete");
+    let actions: Vec<_> = m.intents.iter().map(|i| i.action.as_str()).collect();
+    assert_eq!(actions, ["delete", "post"]);
+    assert_eq!(m.request.method, "DELETE");
 }
 
 #[test]
@@ -384,4 +401,38 @@ fn conflicting_content_types_are_refused() {
         map("POST", "example.com", "/", &h, b"a=1"),
         Err(IntentError::BadRequest(_))
     ));
+}
+
+#[test]
+fn untyped_bodies_read_both_ways() {
+    let roles = |headers: &[(&str, &str)], body: &[u8]| {
+        let m = map("POST", "example.com", "/u", headers, body).unwrap();
+        m.intents
+            .iter()
+            .map(|i| i.args["role"].clone())
+            .collect::<Vec<_>>()
+    };
+    let sneaky = br#"{"role":"viewer","x":"&role=admin&y="}"#;
+    assert_eq!(roles(&[], sneaky), [json!("viewer"), json!("admin")]);
+    assert_eq!(
+        roles(&[("content-type", "text/plain")], sneaky),
+        [json!("viewer"), json!("admin")]
+    );
+    assert_eq!(
+        roles(&[("content-type", "application/json")], sneaky),
+        [json!("viewer")]
+    );
+    // Plain JSON has no form reading worth judging.
+    assert_eq!(roles(&[], br#"{"role":"viewer"}"#), [json!("viewer")]);
+    // `_method` read both ways must agree.
+    assert!(
+        map(
+            "POST",
+            "example.com",
+            "/u",
+            &[],
+            br#"{"_method":"GET","a":"&_method=DELETE"}"#
+        )
+        .is_err()
+    );
 }

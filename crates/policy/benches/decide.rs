@@ -104,12 +104,12 @@ fn mapped() -> Mapped {
                 ),
             ]),
         },
-        intents: vec![Intent {
-            resource: "stripe.charges".into(),
-            action: "create".into(),
-            args: json!({"amount": 5000, "currency": "usd", "source": "tok_visa",
-                         "description": "Order 1234", "metadata": {"order": 1234}}),
-        }],
+        intents: vec![Intent::new(
+            "stripe.charges",
+            "create",
+            json!({"amount": 5000, "currency": "usd", "source": "tok_visa",
+                   "description": "Order 1234", "metadata": {"order": 1234}}),
+        )],
     }
 }
 

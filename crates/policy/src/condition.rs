@@ -363,11 +363,7 @@ mod tests {
     fn eval(src: &str, args: serde_json::Value) -> Result<bool, String> {
         let env = env();
         let (c, _) = Condition::compile(&env, src)?;
-        let intent = Intent {
-            resource: "stripe.charges".into(),
-            action: "create".into(),
-            args,
-        };
+        let intent = Intent::new("stripe.charges", "create", args);
         let request = req();
         let now = to_chrono(time::macros::datetime!(2026-11-23 21:30:00 UTC));
         let input = EvalInput {

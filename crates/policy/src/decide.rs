@@ -302,7 +302,13 @@ impl Policy {
         let mut would_have = Vec::new();
         for (i, intent) in mapped.intents.iter().enumerate() {
             let t = trace.as_deref_mut().map(|v| (v, multi.then_some(i)));
-            let r = self.judge_intent(agent, &mapped.request, intent, now, t);
+            // An intent read as a method override is judged as that method (§4.8).
+            let overridden = intent.method.as_ref().map(|m| NormalizedRequest {
+                method: m.clone(),
+                ..mapped.request.clone()
+            });
+            let request = overridden.as_ref().unwrap_or(&mapped.request);
+            let r = self.judge_intent(agent, request, intent, now, t);
             let verdict = r.rule.map_or(Verdict::Deny, |rule| rule.decision);
             errors.extend(r.errors);
             would_have.extend(r.would_have);

@@ -125,11 +125,7 @@ rules:
             },
             intents: intents
                 .iter()
-                .map(|(r, a)| Intent {
-                    resource: r.to_string(),
-                    action: a.to_string(),
-                    args: serde_json::json!({"amount": 5}),
-                })
+                .map(|(r, a)| Intent::new(*r, *a, serde_json::json!({"amount": 5})))
                 .collect(),
         }
     }

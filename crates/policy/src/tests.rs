@@ -27,11 +27,7 @@ pub(crate) fn request(method: &str, host: &str, path: &str) -> NormalizedRequest
 }
 
 pub(crate) fn intent(resource: &str, action: &str, args: serde_json::Value) -> Intent {
-    Intent {
-        resource: resource.into(),
-        action: action.into(),
-        args,
-    }
+    Intent::new(resource, action, args)
 }
 
 pub(crate) fn mapped(intents: Vec<Intent>) -> Mapped {

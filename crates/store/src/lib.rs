@@ -12,6 +12,7 @@
 //! Canonical form, hashing, null handling and redaction: see [`chain`].
 
 pub mod chain;
+mod depth;
 mod error;
 mod grants;
 mod large;
@@ -32,6 +33,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Semaphore, oneshot};
 
 pub use chain::{GENESIS_HASH, REDACTED, Redactor, canonical_json, event_hash};
+pub use depth::{MAX_STORED_DEPTH, TOO_DEEP};
 pub use error::StoreError;
 pub use grants::Grant;
 pub use large::{MAX_ARGS_BYTES, TRUNCATED_KEY};
@@ -177,8 +179,8 @@ impl Store {
             .clone()
     }
 
-    /// Validates, redacts, canonicalises and serialises a batch on the caller's thread, so
-    /// the writer only hashes and inserts.
+    /// Validates, bounds (nesting, see [`depth`]), redacts, canonicalises and serialises a
+    /// batch on the caller's thread, so the writer only hashes and inserts.
     /// `keep_fields`: the writer will hand the stored events back (strict commits).
     fn prepare(&self, batch: Batch, keep_fields: bool) -> Result<Prepared, StoreError> {
         let r = self.redactor();
@@ -186,6 +188,9 @@ impl Store {
         for mut ev in batch.events {
             chain::validate(&ev).map_err(StoreError::Invalid)?;
             truncate_event_args(&mut ev);
+            if depth::clip_event_fields(&mut ev.fields) {
+                tracing::warn!(event = %ev.kind, "event values nested too deeply were clipped");
+            }
             r.redact_map(&mut ev.fields);
             for s in [&mut ev.request_id, &mut ev.agent, &mut ev.operator]
                 .into_iter()
@@ -405,6 +410,9 @@ fn truncate_event_args(ev: &mut NewEvent) {
 }
 
 fn stored_view(r: &Redactor, rec: &mut RequestRecord) {
+    if depth::clip_record(rec) {
+        tracing::warn!(request_id = %rec.id, "record values nested too deeply were clipped");
+    }
     large::truncate_args(&mut rec.args, &rec.body_sha256);
     if let Some(a) = &mut rec.approved_args {
         let sha = rec.edit.as_ref().map_or("", |e| e.body_sha256.as_str());
