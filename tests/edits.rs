@@ -364,3 +364,20 @@ async fn an_aws_call_the_agent_signed_is_not_editable() {
     assert_eq!(put.await.unwrap().0, 403);
     assert!(up.requests().is_empty());
 }
+
+/// A multipart body is judged field by field but not written back: an edit
+/// of it is `not_editable`, and the request stays pending.
+#[tokio::test]
+async fn a_multipart_body_is_not_editable() {
+    let (_ca, up, sm) = world().await;
+    let bot = agent_client(&sm, "bot", "bot-token-1");
+    let body = "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n--XyZ--\r\n";
+    let post = call(
+        bot.post(format!("https://{API}/v1/notes"))
+            .header("content-type", "multipart/form-data; boundary=XyZ")
+            .body(body),
+    );
+    not_editable(&sm, json!({"note": "changed"})).await;
+    assert_eq!(post.await.unwrap().0, 403);
+    assert!(up.requests().is_empty());
+}
