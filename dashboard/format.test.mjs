@@ -5,7 +5,7 @@ import {
   formatMoney, currencyDecimals, stripeAmounts, formatDuration, formatElapsed,
   formatCountdown, formatTimestamp, localInputToRfc3339, rfc3339ToLocalInput, shortHash,
   approvalsRemaining, isRiskyAction, argsKind, sqlStatements, awsTargets, compactValue,
-  tokenizeSql, highlightSql, visibleSegments, visibleText, prettyJson, oneLine,
+  tokenizeSql, highlightSql, visibleSegments, visibleText, prettyJson, oneLine, rawBodyText,
 } from './render.js';
 
 test('money: minor units with currency', () => {
@@ -192,4 +192,17 @@ test('invisible and control characters are shown as markers', () => {
   assert.equal(visibleText('plain'), 'plain');
   assert.equal(prettyJson({ a: 'x\u202E' }), '{\n  "a": "x\\u202e"\n}');
   assert.equal(oneLine({ a: [1] }), '{"a":[1]}');
+});
+
+test('args: a body that is not a form is shown as its text', () => {
+  // A git receive-pack body as the form decoder reads it: one long key.
+  const pack = '00980000000000000000000000000000000000000000 a94a8fe5ccb19ba61c4c0873d391e987982fbbd3 refs/heads/main\u0000 report-status side-band-64k agent';
+  const req = { resource: 'http.git.example.com', args: { [pack]: 'git/2.39.2\n0000PACK\u0000\u0000' } };
+  assert.equal(argsKind(req), 'body');
+  assert.equal(rawBodyText(req.args), `${pack}=git/2.39.2\n0000PACK\u0000\u0000`);
+  assert.equal(rawBodyText({ 'hello world, plain text': '' }), null, 'a short text key is still a name');
+  assert.equal(rawBodyText({ ['x'.repeat(65)]: '' }), 'x'.repeat(65));
+  // Ordinary arguments stay a key/value list.
+  assert.equal(argsKind({ resource: 'http.api.example.com', args: { amount: 5, name: 'Full Name' } }), 'generic');
+  assert.equal(rawBodyText({}), null);
 });

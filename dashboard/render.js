@@ -162,7 +162,28 @@ export function argsKind(req) {
   if (sqlStatements(req).length > 0) return 'sql';
   if (r.startsWith('stripe.')) return 'stripe';
   if (r.startsWith('aws.')) return 'aws';
+  if (rawBodyText(req?.args) !== null) return 'body';
   return 'generic';
+}
+
+/** Longer than any parameter name a form or API uses. */
+const MAX_NAME = 64;
+
+/**
+ * A body that is not a form (a git pack, binary data, plain text) but was
+ * read as one: its "keys" are the text itself, with control characters or
+ * of a length no parameter name has. Returns that text put back together
+ * (`key=value&…`, as it was sent), or null for ordinary arguments.
+ */
+export function rawBodyText(args) {
+  if (!args || typeof args !== 'object' || Array.isArray(args)) return null;
+  const entries = Object.entries(args);
+  const notAName = (k) => k.length > MAX_NAME || /[\u0000-\u0008\u000b-\u001f\u007f]|\n/.test(k);
+  if (entries.length === 0 || !entries.some(([k]) => notAName(k))) return null;
+  return entries.map(([k, v]) => {
+    const value = v === '' || v === null || v === undefined ? '' : oneLine(v);
+    return value === '' ? k : `${k}=${value}`;
+  }).join('&');
 }
 
 /** The SQL statements of a request: each sql intent, else args.sql. */

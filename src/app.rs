@@ -101,6 +101,14 @@ pub async fn start(config: Config) -> Result<Running> {
     for w in injector.warnings() {
         tracing::warn!("{}: {w}", config.name());
     }
+    // Bound before an admin token is generated and printed: a busy address
+    // must not show a token for a server that never ran.
+    let proxy_listener = TcpListener::bind(config.proxy_listen)
+        .await
+        .with_context(|| format!("binding proxy.listen {}", config.proxy_listen))?;
+    let dash_listener = TcpListener::bind(config.dashboard_listen)
+        .await
+        .with_context(|| format!("binding dashboard.listen {}", config.dashboard_listen))?;
     let mut config = config;
     ensure_admin(&mut config)?;
     let mut secrets = injector.secrets();
@@ -122,18 +130,12 @@ pub async fn start(config: Config) -> Result<Running> {
         sudomode_store::Storage::redb(store),
         config.durability,
     ));
-    let proxy_listener = TcpListener::bind(config.proxy_listen)
-        .await
-        .with_context(|| format!("binding proxy.listen {}", config.proxy_listen))?;
-    let dash_listener = TcpListener::bind(config.dashboard_listen)
-        .await
-        .with_context(|| format!("binding dashboard.listen {}", config.dashboard_listen))?;
     let proxy_addr = proxy_listener.local_addr()?;
     let dashboard_addr = dash_listener.local_addr()?;
     // Links and the guard use the real addresses (port 0 in tests).
     config.proxy_listen = proxy_addr;
     config.dashboard_listen = dashboard_addr;
-    let guard = Arc::new(Guard::new(vec![proxy_addr, dashboard_addr]));
+    let guard = Arc::new(Guard::new(vec![proxy_addr]).with_dashboard(dashboard_addr));
     let dialer = Dialer {
         resolve: Arc::new(config.resolve.clone()),
         guard,

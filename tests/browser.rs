@@ -57,6 +57,7 @@ agents:
   - {name: migrations-bot, token: db-token-1}
 hold:
   timeout: 10m
+  reply_after: 0   # held calls wait for the page however slow the machine
 ";
 
 const ALICE: &str = "alice-token-1";
@@ -1467,6 +1468,55 @@ async fn a_stale_pending_list_does_not_remove_a_card_that_arrived_live() {
         want.sort();
         assert_eq!(left, want, "both held calls are on the page");
         b.close().await;
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------ bodies
+
+/// Issue 16.10: a body that is not a form (a git push) is shown as its text,
+/// not as one form key beside a one-character value column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_push_body_is_shown_as_text() {
+    require_browser();
+    bounded(async {
+        let (_ca, up, sm) = api_world(HOLD_ALL, OPS, &["git.example.test"]).await;
+        let b = Browser::open(1280, 900).await;
+        b.login(&sm, ALICE).await;
+        let bot = agent_client(&sm, "billing-bot", "bot-token-1");
+        let body = b"00980000000000000000000000000000000000000000 a94a8fe5ccb19ba61c4c0873d391e987982fbbd3 refs/heads/main\0 report-status side-band-64k agent=git/2.39.2\n0000PACK\0\0\0\x02\0\0\0\x03".to_vec();
+        let push = tokio::spawn(async move {
+            bot.post("https://git.example.test/repo.git/git-receive-pack")
+                .header("content-type", "application/x-git-receive-pack-request")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+        let held = sm.wait_pending(ALICE, 1).await;
+        let id = held[0]["id"].as_str().unwrap().to_string();
+        let sel = card_css(&id);
+        b.wait_for(&sel).await;
+        let text = b.text_of(&format!("{sel} [data-testid=body-text]")).await;
+        assert!(text.contains("refs/heads/main") && text.contains("0000PACK"), "{text}");
+        let markers = b
+            .js_arg(
+                "return document.querySelectorAll(arguments[0] + ' [data-testid=body-text] [data-testid=invisible-char]').length",
+                json!(sel),
+            )
+            .await;
+        assert!(markers.as_u64().unwrap_or(0) >= 2, "NUL bytes are visible: {markers}");
+        let kv = b
+            .js_arg(
+                "return document.querySelectorAll(arguments[0] + ' .args .kv').length",
+                json!(sel),
+            )
+            .await;
+        assert_eq!(kv, json!(0), "not shown as a key/value list");
+        assert!(up.requests().is_empty());
+        b.assert_clean_console().await;
+        b.close().await;
+        push.abort();
     })
     .await;
 }

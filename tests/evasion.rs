@@ -123,7 +123,7 @@ async fn run(e: &Env, cases: Vec<Case>) {
         let r = raw_tls(&e.sm, &c.connect, &c.sni, &c.bytes).await;
         let after = e.up.requests();
         let forwarded = after.len() > before;
-        let body = r.json();
+        let body = r.sudomode_error();
         let rule = body["error"]["rule"].as_str().unwrap_or("").to_string();
         match c.want {
             Want::Forwarded => {

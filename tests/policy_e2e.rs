@@ -100,8 +100,8 @@ async fn boto3_dynamodb_list_allowed_delete_denied_and_ec2_terminate_mapped() {
     assert_eq!(del["ok"], false, "{del}");
     assert_eq!(del["status"], 403, "{del}");
     let term = sdk_agent(&sm, "ec2_terminate", &[]).await;
-    // EC2 (query protocol) expects XML errors; boto3 cannot parse the JSON
-    // refusal but surfaces it, naming the operation and rule.
+    // EC2 answers in its own XML error format: boto3 raises with
+    // SudoMode's message, naming the operation and rule.
     assert_eq!(term["ok"], false, "{term}");
     let msg = term["message"].as_str().unwrap();
     assert!(

@@ -222,9 +222,12 @@ async fn the_dashboard_serves_under_a_low_open_files_limit_with_many_stalled_age
         }
     }
     assert!(
-        stalled.len() > 150,
-        "only {} connections opened",
-        stalled.len()
+        // Far more than the 22 agent connections a limit of 300 leaves room
+        // for; how many more depends on the kernel's listen queue.
+        stalled.len() >= 100,
+        "only {} connections opened\n{}",
+        stalled.len(),
+        sm.logs()
     );
     let health = sm
         .api()

@@ -3,7 +3,7 @@
 import { h, fill, timeEl } from '../dom.js';
 import {
   argsKind, sqlStatements, highlightSql, stripeAmounts, isAmountKey, awsTargets,
-  oneLine, prettyJson, isRiskyAction, approvalsRemaining, visibleSegments,
+  oneLine, prettyJson, isRiskyAction, approvalsRemaining, visibleSegments, rawBodyText,
 } from '../render.js';
 import { api } from '../api.js';
 import { mcpArgs } from './mcp.js';
@@ -161,10 +161,40 @@ function genericArgs(req) {
   return kvList(Object.entries(a).map(([k, v]) => [k, v]));
 }
 
+/** Shown at first of a body that is not a form; the rest on request. */
+const BODY_SHOWN = 2000;
+
+/**
+ * A body that is not a form (git pack, binary, text), as the text it is:
+ * wrapped, control characters as visible markers, long ones cut with a
+ * button that shows all of it.
+ */
+function bodyArgs(req) {
+  const text = rawBodyText(req.args) ?? '';
+  const pre = h('pre', { class: 'body-text', 'data-testid': 'body-text' });
+  const note = h('p', { class: 'muted' },
+    `Body (${text.length.toLocaleString('en-US')} characters), not form or JSON arguments; shown as text.`);
+  if (text.length <= BODY_SHOWN) {
+    fill(pre, visible(text, { keepNewlines: true }));
+    return [note, pre];
+  }
+  let open = false;
+  const toggle = h('button', { type: 'button', class: 'btn ghost small expand', 'data-testid': 'expand-value' });
+  const draw = () => {
+    fill(pre, visible(open ? text : `${text.slice(0, BODY_SHOWN)}…`, { keepNewlines: true }));
+    toggle.textContent = open ? 'show less' : `show all ${text.length.toLocaleString('en-US')} characters`;
+  };
+  toggle.addEventListener('click', () => { open = !open; draw(); });
+  draw();
+  return [note, pre, toggle];
+}
+
 /** Arguments rendered for a human, plus the raw JSON collapsed. */
 export function argsView(req, { raw = true } = {}) {
   const kind = argsKind(req);
-  const body = { sql: sqlArgs, stripe: stripeArgs, aws: awsArgs, mcp: mcpArgs, generic: genericArgs }[kind](req);
+  const body = {
+    sql: sqlArgs, stripe: stripeArgs, aws: awsArgs, mcp: mcpArgs, body: bodyArgs, generic: genericArgs,
+  }[kind](req);
   return h('div', { class: `args args-${kind}` }, body, raw ? rawJson(req.args ?? {}, 'Arguments as JSON') : null);
 }
 

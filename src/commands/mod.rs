@@ -84,6 +84,12 @@ pub fn env_vars(config: &Config, agent: Option<(String, String)>) -> Vec<(String
     v.push(("NODE_EXTRA_CA_CERTS".into(), ca));
     v.push(("AWS_CA_BUNDLE".into(), bundle.clone()));
     v.push(("GIT_SSL_CAINFO".into(), bundle));
+    // Node: 24+ fetch honours the proxy variables only with this set;
+    // global-agent (older Node HTTP clients) reads its own names.
+    v.push(("NODE_USE_ENV_PROXY".into(), "1".into()));
+    v.push(("GLOBAL_AGENT_HTTP_PROXY".into(), proxy.clone()));
+    v.push(("GLOBAL_AGENT_HTTPS_PROXY".into(), proxy));
+    v.push(("GLOBAL_AGENT_NO_PROXY".into(), no_proxy));
     v
 }
 
@@ -105,6 +111,12 @@ pub fn env_lines(config: &Config, agent: Option<(String, String)>) -> String {
         line(&["NO_PROXY", "no_proxy"]),
         line(&["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"]),
         line(&["NODE_EXTRA_CA_CERTS", "AWS_CA_BUNDLE", "GIT_SSL_CAINFO"]),
+        line(&["NODE_USE_ENV_PROXY"]),
+        line(&[
+            "GLOBAL_AGENT_HTTP_PROXY",
+            "GLOBAL_AGENT_HTTPS_PROXY",
+            "GLOBAL_AGENT_NO_PROXY",
+        ]),
     ]
     .concat()
 }
@@ -149,6 +161,7 @@ fn url_host(url: &str) -> Option<String> {
 pub fn env_command(explicit: Option<&Path>, agent: Option<&str>) -> Result<ExitCode> {
     let view = AgentView::discover(explicit, agent)?;
     let creds = agent.map(|a| agent_token(&view.config, a)).transpose()?;
+    warn_missing_ca(&view.config);
     print!("{}", env_lines(&view.config, creds));
     Ok(ExitCode::SUCCESS)
 }
@@ -162,6 +175,7 @@ pub fn exec(explicit: Option<&Path>, agent: Option<&str>, cmd: &[String]) -> Res
     };
     let view = AgentView::discover(explicit, agent)?;
     let creds = agent.map(|a| agent_token(&view.config, a)).transpose()?;
+    warn_missing_ca(&view.config);
     let mut command = std::process::Command::new(program);
     command.args(args);
     for name in view
@@ -180,15 +194,29 @@ pub fn exec(explicit: Option<&Path>, agent: Option<&str>, cmd: &[String]) -> Res
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+/// The variables point at the CA bundle; without it every agent's TLS
+/// check fails, so say so (on stderr: stdout is for `eval`).
+fn warn_missing_ca(config: &Config) {
+    let paths = CaPaths::new(&config.ca_dir);
+    if !paths.bundle.exists() {
+        eprintln!(
+            "warning: the CA bundle {} does not exist (no SudoMode project here?); \
+             run `sudomode init` to start one, `sudomode ca init` to create the CA, \
+             or pass -c with your sudomode.yaml",
+            paths.bundle.display()
+        );
+    }
+}
+
+/// Userinfo for a proxy URL: everything but RFC 3986 unreserved characters
+/// is escaped, so a token with `@`, `:` or `/` cannot change the URL.
 fn pct(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, USERINFO).to_string()
 }
 
 fn shell_quote(s: &str) -> String {
@@ -198,5 +226,16 @@ fn shell_quote(s: &str) -> String {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pct;
+
+    #[test]
+    fn userinfo_escapes_everything_but_unreserved() {
+        assert_eq!(pct("agent-1.a_b~"), "agent-1.a_b~");
+        assert_eq!(pct("t@k:e/n %é"), "t%40k%3Ae%2Fn%20%25%C3%A9");
     }
 }

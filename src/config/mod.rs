@@ -164,6 +164,8 @@ struct RawAudit {
 struct RawHold {
     timeout: Option<String>,
     retry_window: Option<String>,
+    /// A duration, or `0` (YAML may write it as a number).
+    reply_after: Option<serde_json::Value>,
     max_pending_per_agent: Option<usize>,
 }
 
@@ -201,6 +203,9 @@ pub struct Config {
     pub policies_explicit: bool,
     pub hold_timeout: Duration,
     pub retry_window: Duration,
+    /// Answer a still-held call with 503 `pending` after this long; zero
+    /// holds it until the approval window ends (SPEC §6).
+    pub reply_after: Duration,
     pub max_pending_per_agent: usize,
     pub upstream_ca_files: Vec<PathBuf>,
     pub resolve: BTreeMap<String, SocketAddr>,
@@ -387,6 +392,19 @@ impl Config {
             policies_explicit,
             hold_timeout: dur("hold.timeout", raw.hold.timeout, "10m")?,
             retry_window: dur("hold.retry_window", raw.hold.retry_window, "10m")?,
+            reply_after: match raw.hold.reply_after {
+                None => dur("hold.reply_after", None, "50s")?,
+                Some(serde_json::Value::Number(n)) if n.as_u64() == Some(0) => Duration::ZERO,
+                Some(serde_json::Value::String(s)) if s.trim() == "0" => Duration::ZERO,
+                Some(serde_json::Value::String(s)) => dur("hold.reply_after", Some(s), "50s")?,
+                Some(_) => {
+                    return Err(invalid(
+                        "hold.reply_after",
+                        "must be a duration like 50s, or 0 to hold until the approval window ends"
+                            .into(),
+                    ));
+                }
+            },
             max_pending_per_agent: raw.hold.max_pending_per_agent.unwrap_or(100),
             upstream_ca_files: raw.upstream.ca_files.iter().map(|p| path(p)).collect(),
             resolve,

@@ -88,3 +88,23 @@ fn bad_role_is_rejected_with_line() {
         .to_string();
     assert!(err.contains(":2:"), "{err}");
 }
+
+#[test]
+fn hold_reply_after_defaults_to_50s_and_0_disables() {
+    let c = parse("").unwrap();
+    assert_eq!(c.reply_after, Duration::from_secs(50));
+    for zero in ["hold:\n  reply_after: 0\n", "hold:\n  reply_after: \"0\"\n"] {
+        assert_eq!(parse(zero).unwrap().reply_after, Duration::ZERO, "{zero}");
+    }
+    assert_eq!(
+        parse("hold:\n  reply_after: 5s\n").unwrap().reply_after,
+        Duration::from_secs(5)
+    );
+    for bad in [
+        "hold:\n  reply_after: soon\n",
+        "hold:\n  reply_after: [1]\n",
+    ] {
+        let err = parse(bad).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("hold.reply_after"), "{err}");
+    }
+}

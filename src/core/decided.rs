@@ -19,6 +19,8 @@ pub struct Decided {
     pub rule: Option<RuleName>,
     /// An explicit intent (`/v1/govern`): nothing to forward.
     pub explicit: bool,
+    /// The deciding rule's `reply_after`, if it sets one (SPEC §6).
+    pub reply_after: Option<std::time::Duration>,
     /// The row the store will keep (made here, at the store boundary).
     pub(crate) record: RequestRecord,
     /// Its `request.decided` event.
@@ -71,6 +73,7 @@ impl Decided {
             verdict: decision.verdict,
             rule: decision.rule.clone(),
             explicit: d.explicit,
+            reply_after: decision.reply_after,
             record,
             event,
             judgement: None,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 use sudomode_intent::{Intent, IntentError, Mapped, NormalizedRequest, RawRequest};
-use sudomode_policy::{Decision, RuleName, Verdict};
+use sudomode_policy::{Decision, Verdict};
 
 use crate::audit::{Flight, Recorder};
 use crate::hold::edits::RequestHead;
@@ -70,6 +70,8 @@ pub struct About {
     pub action: String,
     pub rule: Option<String>,
     pub reason: String,
+    /// The deciding rule's `reply_after`, if it sets one.
+    pub reply_after: Option<Duration>,
 }
 
 impl About {
@@ -79,6 +81,7 @@ impl About {
             action: d.action().to_string(),
             rule: d.rule.as_ref().map(|r| r.0.clone()),
             reason: d.reason().to_string(),
+            reply_after: d.reply_after,
         }
     }
 }
@@ -301,16 +304,21 @@ impl Core {
 
     async fn hold(&self, decided: Decided, about: About, body: Bytes) -> Admission {
         let id = decided.id.clone();
-        self.log(&decided, None);
+        // Logged once the id is known: a joined call or a retry under an
+        // approval is recorded under the held request's id, not its own.
+        let line = LogLine::of(&decided);
         match self.holds.enter(decided, body).await {
             Ok(Entry::Wait(ticket)) => {
+                line.emit(&ticket.id, None);
                 if ticket.joined {
-                    tracing::info!(request_id = %ticket.id, joined = %id, "identical pending request joined");
+                    tracing::info!(request_id = %ticket.id, call = %id, "identical pending request joined");
                 }
                 Admission::Held(ticket, about)
             }
             Ok(Entry::Grant(flight)) => {
-                tracing::info!(request_id = %flight.id(), "identical retry forwarded under an earlier approval");
+                let held = RequestId::from_stored(flight.id());
+                line.emit(&held, None);
+                tracing::info!(request_id = %held, call = %id, "identical retry forwarded under an earlier approval");
                 Admission::Forward(flight)
             }
             Ok(Entry::OverCap { decided, waiting }) => {
@@ -328,6 +336,7 @@ impl Core {
                 }
             }
             Err(e) => {
+                line.emit(&id, Some(RefusalKind::StoreUnavailable));
                 tracing::error!(request_id = %id, error = %e, "holding a request failed; request refused");
                 Admission::Refused(Refusal::store_unavailable(&id))
             }
@@ -368,15 +377,48 @@ impl Core {
 
     /// One structured line per decision, under the id the API knows.
     fn log(&self, d: &Decided, refused: Option<RefusalKind>) {
+        LogLine::of(d).emit(&d.id, refused);
+    }
+}
+
+/// The fields of a decision's log line, taken before the decision moves on.
+struct LogLine {
+    agent: String,
+    method: String,
+    url: String,
+    resource: String,
+    action: String,
+    decision: &'static str,
+    rule: Option<String>,
+    reason: String,
+}
+
+impl LogLine {
+    fn of(d: &Decided) -> Self {
         use crate::logtext::escape_log;
         let r = &d.record;
+        LogLine {
+            agent: escape_log(d.agent.as_str()).into_owned(),
+            method: escape_log(&r.method).into_owned(),
+            url: escape_log(&r.url).into_owned(),
+            resource: escape_log(&r.resource).into_owned(),
+            action: escape_log(&r.action).into_owned(),
+            decision: d.verdict.as_str(),
+            rule: d.rule.as_ref().map(|r| escape_log(r.as_str()).into_owned()),
+            reason: escape_log(&r.reason).into_owned(),
+        }
+    }
+
+    /// Under `id`: the request id the operator API answers for.
+    fn emit(&self, id: &RequestId, refused: Option<RefusalKind>) {
         tracing::info!(
-            request_id = %d.id, agent = %escape_log(d.agent.as_str()),
-            method = %escape_log(&r.method), url = %escape_log(&r.url),
-            resource = %escape_log(&r.resource), action = %escape_log(&r.action),
-            decision = %d.verdict.as_str(),
-            rule = d.rule.as_ref().map(RuleName::as_str).unwrap_or("-"),
+            request_id = %id, agent = %self.agent,
+            method = %self.method, url = %self.url,
+            resource = %self.resource, action = %self.action,
+            decision = %self.decision,
+            rule = self.rule.as_deref().unwrap_or("-"),
             refused = refused.map(RefusalKind::as_str).unwrap_or("-"),
+            reason = %self.reason,
             "decided"
         );
     }

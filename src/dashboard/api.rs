@@ -160,7 +160,10 @@ fn reason(body: &Bytes) -> ApiResult<Option<String>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
+    // Unknown fields are refused: a misspelt field must not be dropped
+    // silently (an approval the operator meant to qualify).
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Decide {
         #[serde(default)]
         reason: Option<String>,

@@ -266,6 +266,7 @@ impl FromRequestParts<Arc<Dash>> for Operator {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Login {
     token: String,
 }
@@ -281,8 +282,15 @@ pub async fn login(
     check_origin(&dash.state.config, &parts.headers)?;
     let peer = peer_ip(&parts);
     dash.throttle.check(peer)?;
-    let login: Login = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::bad_request("expected {\"token\": \"…\"}"))?;
+    let login: Login = serde_json::from_slice(&body).map_err(|e| {
+        // serde's message names a field, never the token's value.
+        let why = if e.is_data() {
+            format!(": {e}")
+        } else {
+            String::new()
+        };
+        ApiError::bad_request(format!("expected {{\"token\": \"…\"}}{why}"))
+    })?;
     let token = login.token.trim();
     if dash.state.auth.by_token(token).is_some() {
         return Err(agent_refused());

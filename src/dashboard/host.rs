@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use crate::config::Config;
-use crate::proxy::normalise_host;
+use sudomode_intent::normalize_host;
 
 /// The host names this listener answers for.
 #[derive(Debug)]
@@ -28,7 +28,7 @@ pub struct AllowedHosts {
 impl AllowedHosts {
     pub fn new(config: &Config) -> Self {
         let ip = config.dashboard_listen.ip();
-        let mut names = vec![normalise_host(&ip.to_string())];
+        let mut names = vec![normalize_host(&ip.to_string())];
         if ip.is_loopback() || ip.is_unspecified() {
             names.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
         }
@@ -36,7 +36,7 @@ impl AllowedHosts {
             .public_url
             .as_deref()
             .and_then(|u| u.parse::<axum::http::Uri>().ok())
-            .and_then(|u| u.host().map(normalise_host))
+            .and_then(|u| u.host().map(normalize_host))
         {
             names.push(host);
         }
@@ -55,7 +55,7 @@ impl AllowedHosts {
         let Ok(authority) = host.parse::<axum::http::uri::Authority>() else {
             return false;
         };
-        let name = normalise_host(authority.host());
+        let name = normalize_host(authority.host());
         self.names.contains(&name) || (self.any_ip && name.parse::<IpAddr>().is_ok())
     }
 }

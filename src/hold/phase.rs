@@ -1,8 +1,10 @@
 //! The hold phase (SPEC §6): an agent call parked on its [`Ticket`] until the
-//! operators' outcome; an approved call then claims the approval's one
-//! forwarding and goes through the forward phase.
+//! operators' outcome — or, after `hold.reply_after`, answered 503 `pending`
+//! so the agent's SDK learns it waits for a person instead of timing out; an
+//! approved call then claims the approval's one forwarding and goes through
+//! the forward phase.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::Response;
 
@@ -29,7 +31,8 @@ pub async fn wait(
         up.body = ticket.body.clone();
     }
     let started = Instant::now();
-    let outcome = outcome(ticket).await;
+    let limit = about.reply_after.unwrap_or(state.shared.config.reply_after);
+    let outcome = outcome_within(ticket, limit).await;
     core.metrics.hold_seconds.observe(started.elapsed());
     let result = match outcome {
         Outcome::Approved => match Box::pin(core.holds.claim(&id)).await {
@@ -60,7 +63,8 @@ pub async fn wait(
             r.reason = reason.or(Some(about.reason.clone()));
             Err(r)
         }
-        Outcome::Expired | Outcome::Pending => {
+        Outcome::Pending => Err(pending(state, &id, &about)),
+        Outcome::Expired => {
             let mut r = core.refusal(RefusalKind::Expired, &id, &about);
             r.message = format!(
                 "{} {} was not approved within the approval window; it was not sent. Ask an operator, then retry",
@@ -70,6 +74,34 @@ pub async fn wait(
         }
     };
     (id, result)
+}
+
+/// Still held after `reply_after`: the request stays pending; the agent's
+/// identical retry joins it, or once approved goes through.
+fn pending(state: &ProxyState, id: &RequestId, about: &About) -> Refusal {
+    let core = &state.shared.core;
+    let mut r = core.refusal(RefusalKind::Pending, id, about);
+    r.message = format!(
+        "{} {} is waiting for an operator's approval ({}); it has not been sent. \
+         Approve it at {}, then retry the identical request: the retry waits for \
+         the decision and, once approved, goes through",
+        about.resource,
+        about.action,
+        about.reason,
+        core.approval_url(id)
+    );
+    r
+}
+
+/// The outcome, or `Pending` once `limit` has passed (zero: no limit). The
+/// ticket is dropped either way; a held request stays in the registry.
+async fn outcome_within(ticket: Ticket, limit: Duration) -> Outcome {
+    if limit.is_zero() {
+        return outcome(ticket).await;
+    }
+    tokio::time::timeout(limit, outcome(ticket))
+        .await
+        .unwrap_or(Outcome::Pending)
 }
 
 /// The first outcome other than `Pending`.

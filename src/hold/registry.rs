@@ -554,6 +554,7 @@ mod tests {
             reason: "x".into(),
             approvals: 1,
             timeout: None,
+            reply_after: None,
             intent_index: 0,
             condition_errors: vec![],
             would_have: vec![],

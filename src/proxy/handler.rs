@@ -17,14 +17,14 @@ use hyper::body::Incoming;
 use sudomode_intent::{IntentError, RawRequest};
 
 use super::ProxyBody;
-use super::dialect::Dialect;
-use super::intercept::normalise_host;
+use super::dialect::{Dialect, Sent};
 use super::respond;
 use super::state::ProxyState;
 use crate::core::{Admission, Call, HttpSubject, Refusal, RefusalKind};
 use crate::hold::phase as hold_phase;
 use crate::ids::{AgentName, RequestId};
 use crate::upstream::{Target, Upstream, phase::forward, strip_hop_by_hop};
+use sudomode_intent::normalize_host;
 
 pub async fn handle(
     state: Arc<ProxyState>,
@@ -57,6 +57,13 @@ async fn run(
         .unwrap_or("/")
         .to_string();
     let raw_url = target.url(&path_and_query);
+    let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
+    *dialect = Dialect::of_request(&Sent {
+        host: &target.host,
+        headers: &parts.headers,
+        raw_query,
+        body: &[],
+    });
     let early = async {
         check_host_header(&call.id, target, &parts)?;
         check_plaintext_credential(state, &call.id, target)?;
@@ -67,7 +74,6 @@ async fn run(
         Ok(b) => b,
         Err(refusal) => return unjudged(state, call, &parts.method, target, refusal).await,
     };
-    let raw_query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
     // The judgement (normalised request, intents, decision) is turned into the
     // record and event here and dropped before any await: whatever lives
     // across an await is kept, for a held request, as long as it waits.
@@ -87,7 +93,13 @@ async fn run(
             raw_query,
         },
     );
-    *dialect = Dialect::of(decided.as_ref().map_err(|_| ()), &body);
+    let sent = Sent {
+        host: &target.host,
+        headers: &parts.headers,
+        raw_query,
+        body: &body,
+    };
+    *dialect = Dialect::judged(&sent, decided.as_ref().map_err(|_| ()));
     let decided = match decided {
         Ok(d) => d,
         Err(e) => {
@@ -164,7 +176,7 @@ fn check_host_header(
         });
     if let Some((host, port)) = named {
         let port = port.unwrap_or(if target.scheme == "https" { 443 } else { 80 });
-        if normalise_host(&host) != target.host || port != target.port {
+        if normalize_host(&host) != target.host || port != target.port {
             return Err(Refusal::new(
                 RefusalKind::BadRequest,
                 id,

@@ -17,6 +17,7 @@ use super::{ProxyBody, handler, respond};
 use crate::core::{Refusal, RefusalKind};
 use crate::ids::{AgentName, RequestId};
 use crate::upstream::Target;
+use sudomode_intent::normalize_host;
 
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -33,7 +34,7 @@ pub async fn connect(
             "CONNECT needs host:port",
         ));
     };
-    let host = normalise_host(&host);
+    let host = normalize_host(&host);
     // The agent connection's place among `proxy.max_connections` passes to
     // the tunnel or intercepted session it becomes.
     let slot = req.extensions().get::<super::ConnSlot>().cloned();
@@ -66,7 +67,7 @@ pub async fn connect(
 /// Host and port of a request target; None for an empty host or a port
 /// that is not a number from 0 to 65535 (never silently the default).
 pub fn host_port(a: &http::uri::Authority, default: u16) -> Option<(String, u16)> {
-    let host = normalise_host(a.host());
+    let host = normalize_host(a.host());
     let s = a.as_str();
     let after_host = s.rfind(']').map(|i| &s[i + 1..]).unwrap_or(s);
     let port = match (after_host.contains(':'), a.port_u16()) {
@@ -75,14 +76,6 @@ pub fn host_port(a: &http::uri::Authority, default: u16) -> Option<(String, u16)
         (true, None) => return None,
     };
     (!host.is_empty()).then_some((host, port))
-}
-
-/// Lower-case, no trailing dot, no IPv6 brackets.
-pub fn normalise_host(h: &str) -> String {
-    h.trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
 }
 
 async fn tunnel(state: Arc<ProxyState>, req: Request<Incoming>, host: String, port: u16) {
@@ -122,7 +115,7 @@ async fn intercept(
         let cert_host = start
             .client_hello()
             .server_name()
-            .map(normalise_host)
+            .map(normalize_host)
             .unwrap_or_else(|| host.clone());
         let config = state
             .ca

@@ -9,8 +9,6 @@ pub mod intercept;
 pub mod respond;
 pub mod state;
 
-pub use intercept::normalise_host;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

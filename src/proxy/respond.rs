@@ -1,5 +1,6 @@
 //! The one place the proxy answers an agent: a [`Refusal`] becomes SudoMode's
-//! JSON error (SPEC §3), and every answer — refusal or the upstream's own —
+//! error in the client's dialect (SPEC §3: JSON, JSON-RPC or the AWS
+//! service's format), and every answer — refusal or the upstream's own —
 //! carries `X-SudoMode-Request-Id`.
 
 use bytes::Bytes;
@@ -36,21 +37,26 @@ pub fn refused(refusal: Refusal) -> Response<ProxyBody> {
 }
 
 fn refusal_response(r: &Refusal, dialect: &Dialect) -> Response<ProxyBody> {
-    let body = dialect.body(r.kind, r.body_json());
-    let body = serde_json::to_vec(&body).unwrap_or_default();
-    let mut resp = Response::new(full(body));
+    let written = dialect.write(r);
+    let mut resp = Response::new(full(written.body));
     *resp.status_mut() = r.status;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    h.extend(written.headers);
+    h.insert(header::CONTENT_TYPE, written.content_type);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if r.kind == RefusalKind::ProxyAuthRequired {
-        h.insert(
-            header::PROXY_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"sudomode\""),
-        );
+    match r.kind {
+        RefusalKind::ProxyAuthRequired => {
+            h.insert(
+                header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sudomode\""),
+            );
+        }
+        // Still held (SPEC §6): the identical retry joins the held request
+        // and waits there, so it may come at once.
+        RefusalKind::Pending => {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
     }
     resp
 }

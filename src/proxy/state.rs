@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use sudomode_intent::glob::Glob;
 
 use super::ca::Ca;
 use crate::core::Refusal;
@@ -15,20 +15,19 @@ pub struct ProxyState {
     pub shared: Arc<State>,
     pub ca: Ca,
     pub upstreams: Upstreams,
-    tunnel_hosts: GlobSet,
+    tunnel_hosts: Vec<Glob>,
 }
 
 impl ProxyState {
     pub fn new(shared: Arc<State>, ca: Ca, upstreams: Upstreams) -> Result<Self, String> {
-        let mut b = GlobSetBuilder::new();
-        for g in &shared.config.tunnel_hosts {
-            let glob = GlobBuilder::new(&g.to_ascii_lowercase())
-                .literal_separator(false)
-                .build()
-                .map_err(|e| format!("proxy.tunnel_hosts: `{g}`: {e}"))?;
-            b.add(glob);
-        }
-        let tunnel_hosts = b.build().map_err(|e| format!("proxy.tunnel_hosts: {e}"))?;
+        let tunnel_hosts = shared
+            .config
+            .tunnel_hosts
+            .iter()
+            .map(|g| {
+                Glob::new(g.trim(), true).map_err(|e| format!("proxy.tunnel_hosts: `{g}`: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ProxyState {
             shared,
             ca,
@@ -38,7 +37,7 @@ impl ProxyState {
     }
 
     pub fn is_tunnel_host(&self, host: &str) -> bool {
-        self.tunnel_hosts.is_match(host)
+        self.tunnel_hosts.iter().any(|g| g.is_match(host))
     }
 
     /// Refuses own listeners and metadata addresses by the IPs the target

@@ -30,7 +30,7 @@ impl Dialer {
         if let Some(why) = self.guard.forbidden_name(host, port) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
-                format!("{host}: {}", why.reason()),
+                why.reason(host),
             ));
         }
         let key = format!("{}:{port}", host.to_ascii_lowercase());
@@ -53,7 +53,7 @@ impl Dialer {
         {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
-                format!("{host} resolves to {bad}: {}", why.reason()),
+                format!("{host} resolves to {bad}: {}", why.reason(host)),
             ));
         }
         Ok(addrs)

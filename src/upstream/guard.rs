@@ -8,17 +8,25 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forbidden {
     OwnListener,
+    /// The dashboard: an agent's call for `/v1/govern` that its client sent
+    /// through the proxy (its `NO_PROXY` does not name the dashboard host).
+    Dashboard,
     Metadata,
 }
 
 impl Forbidden {
-    pub fn reason(self) -> &'static str {
+    /// Why, for a target named `host`.
+    pub fn reason(self, host: &str) -> String {
         match self {
             Forbidden::OwnListener => {
-                "SudoMode does not proxy requests to its own listeners (agents cannot approve their own requests)"
+                "SudoMode does not proxy requests to its own listeners (agents cannot approve their own requests)".into()
             }
+            Forbidden::Dashboard => format!(
+                "your client sent a call for SudoMode's dashboard through the proxy; add {} to NO_PROXY (agents reach /v1/govern directly; the proxy never forwards to SudoMode's own listeners)",
+                host.trim_start_matches('[').trim_end_matches(']')
+            ),
             Forbidden::Metadata => {
-                "requests to link-local and cloud metadata addresses are refused (they expose instance credentials)"
+                "requests to link-local and cloud metadata addresses are refused (they expose instance credentials)".into()
             }
         }
     }
@@ -27,11 +35,21 @@ impl Forbidden {
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
     listeners: Vec<SocketAddr>,
+    dashboard: Option<SocketAddr>,
 }
 
 impl Guard {
     pub fn new(listeners: Vec<SocketAddr>) -> Self {
-        Self { listeners }
+        Self {
+            listeners,
+            dashboard: None,
+        }
+    }
+
+    /// Also guards the dashboard listener, refused with its own reason.
+    pub fn with_dashboard(mut self, addr: SocketAddr) -> Self {
+        self.dashboard = Some(addr);
+        self
     }
 
     pub fn forbidden(&self, addr: &SocketAddr) -> Option<Forbidden> {
@@ -39,18 +57,20 @@ impl Guard {
         if is_metadata(ip) {
             return Some(Forbidden::Metadata);
         }
-        for l in &self.listeners {
-            if l.port() != addr.port() {
-                continue;
-            }
+        let reaches = |l: &SocketAddr| {
             let lip = canonical(l.ip());
             // A listener on 0.0.0.0 answers on every local address; loopback
             // and the unspecified address always reach a local listener.
-            if ip == lip || ip.is_loopback() || ip.is_unspecified() || lip.is_unspecified() {
-                return Some(Forbidden::OwnListener);
-            }
+            l.port() == addr.port()
+                && (ip == lip || ip.is_loopback() || ip.is_unspecified() || lip.is_unspecified())
+        };
+        if self.dashboard.as_ref().is_some_and(reaches) {
+            return Some(Forbidden::Dashboard);
         }
-        None
+        self.listeners
+            .iter()
+            .any(reaches)
+            .then_some(Forbidden::OwnListener)
     }
 }
 
@@ -117,10 +137,8 @@ mod tests {
     use super::*;
 
     fn g() -> Guard {
-        Guard::new(vec![
-            "127.0.0.1:8081".parse().unwrap(),
-            "0.0.0.0:8080".parse().unwrap(),
-        ])
+        Guard::new(vec!["0.0.0.0:8080".parse().unwrap()])
+            .with_dashboard("127.0.0.1:8081".parse().unwrap())
     }
 
     #[test]
@@ -132,14 +150,22 @@ mod tests {
             "[::1]:8081",
             "0.0.0.0:8081",
             "[::ffff:127.0.0.1]:8081",
-            "10.1.2.3:8080",
         ] {
             assert_eq!(
                 g.forbidden(&a.parse().unwrap()),
-                Some(Forbidden::OwnListener),
+                Some(Forbidden::Dashboard),
                 "{a}"
             );
         }
+        assert_eq!(
+            g.forbidden(&"10.1.2.3:8080".parse().unwrap()),
+            Some(Forbidden::OwnListener)
+        );
+        assert!(
+            Forbidden::Dashboard
+                .reason("[::1]")
+                .contains("add ::1 to NO_PROXY")
+        );
         assert_eq!(g.forbidden(&"127.0.0.1:9999".parse().unwrap()), None);
         assert_eq!(g.forbidden(&"10.1.2.3:8081".parse().unwrap()), None);
     }

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 
@@ -63,6 +64,16 @@ pub async fn forward(
             Ok(resp)
         }
         Err(refusal) => {
+            // The decision was logged; how the forwarding failed must be too
+            // (connect and TLS failures, a request that could not be re-signed).
+            tracing::warn!(
+                request_id = %id,
+                host = %crate::logtext::escape_log(&target.host),
+                port = target.port,
+                error_type = refusal.kind.as_str(),
+                error = %crate::logtext::escape_log(&refusal.message),
+                "forwarding failed"
+            );
             flight.end(Ending::Failed {
                 error: refusal.message.clone(),
                 error_type: refusal.kind.as_str(),
@@ -94,17 +105,7 @@ async fn send(
     // The body is already buffered, so the expectation was met here;
     // forwarding it would make the upstream send a 100 first.
     parts.headers.remove(http::header::EXPECT);
-    upstreams
-        .injector
-        .apply(&target.host, &mut parts, &body)
-        .map_err(|e| {
-            let kind = if e.is_bad_request() {
-                RefusalKind::BadRequest
-            } else {
-                RefusalKind::UpstreamError
-            };
-            Refusal::new(kind, id, e.to_string())
-        })?;
+    let body = credentials(upstreams, target, id, &mut parts, body)?;
     let started = Instant::now();
     let sent = upstreams
         .client
@@ -112,4 +113,53 @@ async fn send(
         .await;
     metrics.upstream(started.elapsed());
     sent.map_err(|e| Refusal::new(RefusalKind::UpstreamError, id, e.to_string()).status(e.status()))
+}
+
+/// Injects the credential for the target's host. An `aws-chunked` upload to
+/// a host SudoMode signs for goes out unframed as an ordinary signed payload
+/// (SPEC §7); otherwise the body is sent byte for byte.
+// The refusal goes straight into the agent's answer, as in `send`.
+#[allow(clippy::result_large_err)]
+fn credentials(
+    upstreams: &Upstreams,
+    target: &Target,
+    id: &RequestId,
+    parts: &mut http::request::Parts,
+    body: Bytes,
+) -> Result<Bytes, Refusal> {
+    let injector = &upstreams.injector;
+    let refusal = |e: sudomode_credentials::CredentialError| {
+        let kind = if e.is_bad_request() {
+            RefusalKind::BadRequest
+        } else {
+            RefusalKind::UpstreamError
+        };
+        Refusal::new(kind, id, e.to_string())
+    };
+    let unframed = if injector.signs_aws(&target.host) {
+        // Judged from the same bytes, so this cannot fail here but for a bug.
+        sudomode_intent::unframe(&parts.headers, &body, body.len()).map_err(|e| {
+            Refusal::new(
+                RefusalKind::BadRequest,
+                id,
+                format!("{e}; the request was not sent"),
+            )
+        })?
+    } else {
+        None
+    };
+    match unframed {
+        Some(u) => {
+            injector
+                .apply_unframed(&target.host, parts, &u.body, &u.trailers)
+                .map_err(refusal)?;
+            Ok(Bytes::from(u.body))
+        }
+        None => {
+            injector
+                .apply(&target.host, parts, &body)
+                .map_err(refusal)?;
+            Ok(body)
+        }
+    }
 }

@@ -368,11 +368,24 @@ pub fn exists(p: &Path) -> bool {
 /// Runs `tests/sdk/agent.py CALL` (official SDKs) through SudoMode with the
 /// agent environment of `sudomode env`. Returns the script's JSON line.
 pub async fn sdk_agent(sm: &SudoMode, call: &str, extra_env: &[(&str, &str)]) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/agent.py");
+    let mut cmd = python_agent(sm, "agent.py");
+    cmd.arg(call)
+        .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+        .envs(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+    last_json_line(cmd, &format!("agent.py {call}")).await
+}
+
+/// `python3 tests/sdk/SCRIPT` with the agent environment of `sudomode env`
+/// and placeholder AWS keys.
+fn python_agent(sm: &SudoMode, script: &str) -> tokio::process::Command {
+    let path = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
     let bundle = sm.path("certs/ca-bundle.pem").display().to_string();
     let mut cmd = tokio::process::Command::new("python3");
-    cmd.arg(script)
-        .arg(call)
+    cmd.arg(path)
         .env("HTTPS_PROXY", sm.proxy_url())
         .env("HTTP_PROXY", sm.proxy_url())
         .env("NO_PROXY", "")
@@ -383,23 +396,18 @@ pub async fn sdk_agent(sm: &SudoMode, call: &str, extra_env: &[(&str, &str)]) ->
         .env("AWS_SECRET_ACCESS_KEY", "placeholder-secret")
         .env_remove("AWS_SESSION_TOKEN")
         .env_remove("AWS_PROFILE")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-        .envs(
-            extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd
+}
+
+/// Runs `cmd` and parses its last stdout line as JSON.
+async fn last_json_line(mut cmd: tokio::process::Command, what: &str) -> Value {
     // Async so stand-in upstreams on this test's runtime keep serving.
     let out = cmd.output().await.expect("python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!(
-            "agent.py {call}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    serde_json::from_str(line)
+        .unwrap_or_else(|_| panic!("{what}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
 }
 
 /// Upstream for well-known API hosts, all resolved to one stand-in.
@@ -669,6 +677,59 @@ pub fn cli(dir: &Path, args: &[&str]) -> CliOut {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+// --- Added for tests/newcomer.rs and tests/aws_sdk.rs. ---
+
+impl TestCa {
+    /// (certificate PEM, private key PEM) for the given names, for stand-ins
+    /// that read PEM files (moto_server).
+    pub fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// Runs a Python script from `tests/sdk/` as [`sdk_agent`] does, but with
+/// the AWS checksum settings at their defaults and no shared AWS config;
+/// returns its last stdout line as JSON.
+pub async fn sdk_script(
+    sm: &SudoMode,
+    script: &str,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> Value {
+    let mut cmd = python_agent(sm, script);
+    cmd.args(args)
+        .env_remove("AWS_REQUEST_CHECKSUM_CALCULATION")
+        .env_remove("AWS_RESPONSE_CHECKSUM_VALIDATION")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .envs(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+    last_json_line(cmd, &format!("{script} {args:?}")).await
+}
+
+impl RawResp {
+    /// SudoMode's JSON error: the body, or for an answer in an AWS service's
+    /// own format, the `X-SudoMode-Error` header it carries.
+    pub fn sudomode_error(&self) -> Value {
+        let header = self.head.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("x-sudomode-error")
+                .then(|| value.trim().to_string())
+        });
+        header
+            .and_then(|h| serde_json::from_str(&h).ok())
+            .unwrap_or_else(|| self.json())
     }
 }
 

@@ -5,7 +5,6 @@
 //! request head it is about to send upstream, with the exact body bytes it will send.
 
 mod error;
-mod glob;
 mod secret;
 mod sigv4;
 mod spec;
@@ -17,6 +16,8 @@ use std::time::SystemTime;
 pub use error::CredentialError;
 pub use secret::Secret;
 pub use spec::{AwsSpec, CredentialSpec};
+use sudomode_intent::glob::Glob;
+use sudomode_intent::normalize_host;
 
 use spec::Action;
 
@@ -28,7 +29,7 @@ pub struct Injector {
 
 struct Entry {
     name: String,
-    hosts: Vec<String>,
+    hosts: Vec<Glob>,
     action: Action,
     plaintext: bool,
 }
@@ -103,7 +104,7 @@ impl Injector {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for e in &self.entries {
-            for h in &e.hosts {
+            for h in e.hosts.iter().map(Glob::as_str) {
                 let Some(rest) = h.strip_prefix('*') else {
                     continue;
                 };
@@ -141,10 +142,10 @@ impl Injector {
     }
 
     fn entry_for(&self, host: &str) -> Option<&Entry> {
-        let host = glob::normalize_host(host);
+        let host = normalize_host(host);
         self.entries
             .iter()
-            .find(|e| e.hosts.iter().any(|p| glob::host_matches(p, &host)))
+            .find(|e| e.hosts.iter().any(|p| p.is_match(&host)))
     }
 
     /// Injects the credential for `host` (the normalised destination host) into `req`, whose
@@ -187,11 +188,49 @@ impl Injector {
     }
 }
 
+impl Injector {
+    /// Whether the credential for `host` re-signs with AWS keys (an
+    /// `aws-chunked` upload must then be unframed first, see
+    /// [`Injector::apply_unframed`]).
+    pub fn signs_aws(&self, host: &str) -> bool {
+        self.entry_for(host)
+            .is_some_and(|e| matches!(e.action, Action::Aws(_)))
+    }
+
+    /// [`Injector::apply`] for an `aws-chunked` upload whose framing the
+    /// caller took off (`body`, `trailers`): with an `aws` credential the
+    /// request becomes an ordinary signed upload of `body` — framing headers
+    /// removed, trailing `x-amz-checksum-*` values moved into headers,
+    /// `Content-Length` the decoded size — so S3 still verifies the checksum
+    /// (SPEC §7). Any other credential is applied as by `apply` (the caller
+    /// then forwards the framed bytes unchanged).
+    pub fn apply_unframed(
+        &self,
+        host: &str,
+        req: &mut http::request::Parts,
+        body: &[u8],
+        trailers: &[(String, String)],
+    ) -> Result<Option<String>, CredentialError> {
+        let Some(entry) = self.entry_for(host) else {
+            return Ok(None);
+        };
+        check_destination(host, &req.uri)?;
+        let Action::Aws(keys) = &entry.action else {
+            return Err(CredentialError::InvalidRequest(
+                "an unframed aws-chunked body can only be re-signed by an aws credential".into(),
+            ));
+        };
+        sigv4::unchunk(&mut req.headers, trailers, body.len())?;
+        sigv4::resign(keys, req, body, SystemTime::now())?;
+        Ok(Some(entry.name.clone()))
+    }
+}
+
 /// Refuses when the URI names another host than the one the credential was matched on:
 /// the request would carry a real credential to a host it was not configured for.
 fn check_destination(host: &str, uri: &http::Uri) -> Result<(), CredentialError> {
     if let Some(uri_host) = uri.host()
-        && glob::normalize_host(uri_host) != glob::normalize_host(host)
+        && normalize_host(uri_host) != normalize_host(host)
     {
         return Err(CredentialError::InvalidRequest(format!(
             "request URI host {uri_host:?} differs from the destination host {host:?}; \

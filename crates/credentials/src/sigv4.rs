@@ -251,6 +251,52 @@ fn refuse_streaming(headers: &HeaderMap) -> Result<(), CredentialError> {
     Ok(())
 }
 
+/// An `aws-chunked` request's head made ordinary for its decoded body of
+/// `len` bytes: `aws-chunked` out of `Content-Encoding`, the framing headers
+/// dropped, each `x-amz-checksum-*` trailer in its header. The payload hash
+/// is written by the signer.
+pub(crate) fn unchunk(
+    headers: &mut HeaderMap,
+    trailers: &[(String, String)],
+    len: usize,
+) -> Result<(), CredentialError> {
+    let codings: Vec<String> = headers
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(CONTENT_ENCODING);
+    if !codings.is_empty() {
+        let v = HeaderValue::from_str(&codings.join(", "))
+            .map_err(|_| bad("unreadable Content-Encoding"))?;
+        headers.insert(CONTENT_ENCODING, v);
+    }
+    for name in [
+        "x-amz-decoded-content-length",
+        "x-amz-trailer",
+        X_AMZ_CONTENT_SHA256,
+        "transfer-encoding",
+    ] {
+        headers.remove(name);
+    }
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    for (name, value) in trailers {
+        if !name.starts_with("x-amz-checksum-") {
+            continue;
+        }
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| bad(format!("trailer {name:?} is not a valid header name")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| bad(format!("trailer {name} has an unreadable value")))?;
+        headers.insert(name, value);
+    }
+    Ok(())
+}
+
 /// The `Host` value the request will be sent with: URI authority, default port omitted;
 /// falls back to the `Host` header when the URI is origin-form.
 fn signing_host(req: &http::request::Parts) -> Result<String, CredentialError> {

@@ -3,6 +3,8 @@
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
+use sudomode_intent::glob::Glob;
+
 use crate::CredentialError;
 use crate::secret::{Secret, empty_as_none};
 
@@ -68,7 +70,7 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 impl CredentialSpec {
     /// Checks the spec and turns it into the form `Injector` uses. Errors name the
     /// credential and the field, never the value.
-    pub(crate) fn compile(&self) -> Result<(Vec<String>, Action), CredentialError> {
+    pub(crate) fn compile(&self) -> Result<(Vec<Glob>, Action), CredentialError> {
         let name = &self.name;
         let err = |msg: String| {
             Err(CredentialError::Config(format!(
@@ -86,12 +88,15 @@ impl CredentialSpec {
         let mut hosts = Vec::with_capacity(self.hosts.len());
         for h in &self.hosts {
             let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
-            if h.is_empty() || h.contains(['/', ' ', ':']) {
+            let glob = (!h.contains(['/', ' ', ':']))
+                .then(|| Glob::new(&h, true).ok())
+                .flatten();
+            let Some(glob) = glob else {
                 return err(format!(
                     "hosts entry {h:?} is not a host glob (no scheme, port or path)"
                 ));
-            }
-            hosts.push(h);
+            };
+            hosts.push(glob);
         }
         let action = match (&self.header, &self.value, &self.aws) {
             (Some(header), Some(value), None) => {

@@ -18,7 +18,7 @@ pub(crate) struct Scope {
 
 /// `Credential=AKID/20240101/us-east-1/dynamodb/aws4_request` (SigV4) or
 /// `AKID/20240101/s3/aws4_request` (SigV4a, region set elsewhere).
-fn parse_credential(cred: &str) -> Option<Scope> {
+pub(crate) fn parse_credential(cred: &str) -> Option<Scope> {
     let parts: Vec<&str> = cred.trim().split('/').collect();
     let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     match parts.as_slice() {
@@ -156,7 +156,7 @@ pub(crate) fn parse_host(host: &str) -> Option<HostInfo> {
 
 /// `None` when the request is not AWS at all.
 /// AWS's own host names, which the AWS mapping claims whatever the request.
-pub(crate) fn claims_host(host: &str) -> bool {
+pub fn claims_host(host: &str) -> bool {
     host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
 }
 

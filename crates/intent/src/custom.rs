@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::glob::Glob;
 use crate::normalize::decoded_segments;
 use crate::sql::{Flavor, SqlText, many};
 use crate::{Ctx, CustomIntent, Intent, IntentError, generic, mcp, postgrest};
@@ -25,7 +26,7 @@ enum Kind {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
-    host: String,
+    host: Glob,
     method: Option<String>,
     path: Option<Vec<Seg>>,
     kind: Kind,
@@ -78,6 +79,9 @@ impl Compiled {
         if host.is_empty() {
             return Err(err("match.host is empty".into()));
         }
+        let Ok(host) = Glob::new(&host, true) else {
+            return Err(err("match.host is not a host glob".into()));
+        };
         let method = match c.matcher.method {
             Some(m) => {
                 let m = m.trim().to_ascii_uppercase();
@@ -153,7 +157,7 @@ impl Compiled {
     }
 
     fn captures(&self, ctx: &Ctx<'_>) -> Option<Vec<(String, String)>> {
-        if !glob(&self.host, &ctx.req.host) {
+        if !self.host.is_match(&ctx.req.host) {
             return None;
         }
         if self.method.as_ref().is_some_and(|m| *m != ctx.req.method) {
@@ -220,35 +224,6 @@ impl Compiled {
     }
 }
 
-/// `*` any run of characters (dots included), `?` one character.
-pub(crate) fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(c) if *c == '?' || Some(c) == t.get(ti) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +262,7 @@ mod tests {
 
     #[test]
     fn globs() {
+        let glob = |p: &str, t: &str| Glob::new(p, true).unwrap().is_match(t);
         assert!(glob("*.example.com", "a.b.example.com"));
         assert!(!glob("*.example.com", "example.com"));
         assert!(glob("api.github.com", "api.github.com"));

@@ -37,7 +37,8 @@ pub fn decode_content<'a>(
         let v = v.to_str().map_err(|_| bad("unreadable Content-Encoding"))?;
         for c in v.split(',') {
             let c = c.trim().to_ascii_lowercase();
-            if !c.is_empty() && c != "identity" {
+            // `aws-chunked` framing is taken off before (aws_chunked.rs).
+            if !c.is_empty() && c != "identity" && c != "aws-chunked" {
                 codings.push(c);
             }
         }

@@ -5,10 +5,13 @@
 //! and generic mappers (§4.2–4.7). Everything here is pure: no I/O.
 
 mod aws;
+mod aws_chunked;
+mod aws_protocol;
 pub mod catalog;
 mod custom;
 mod decode;
 mod generic;
+pub mod glob;
 mod llm;
 mod mcp;
 mod multipart;
@@ -27,11 +30,14 @@ use serde_json::{Map, Value};
 
 use crate::decode::Body;
 
+pub use crate::aws::claims_host as is_aws_host;
+pub use crate::aws_chunked::{Unframed, is_aws_chunked, unframe};
+pub use crate::aws_protocol::{AwsErrorProtocol, aws_error_protocol};
 pub use crate::decode::{
     Kind as BodyKind, content_kind, decode_content, parse_args, parse_form, parse_json, scalar,
 };
 pub use crate::mcp::request_id as jsonrpc_request_id;
-pub use crate::normalize::normalize_path;
+pub use crate::normalize::{normalize_host, normalize_path};
 pub use crate::sql::{Flavor as SqlFlavor, sql_intents};
 
 /// What the agent sent, before any normalisation.
@@ -238,7 +244,13 @@ impl Mapper {
                 "conflicting Content-Type headers".into(),
             ));
         }
-        let bytes = decode::decode_content(req.headers, req.body, self.max_body_bytes)?;
+        let unframed = aws_chunked::unframe(req.headers, req.body, self.max_body_bytes)?;
+        let sent = unframed.as_ref().map_or(req.body, |u| &u.body[..]);
+        let upload = || Upload {
+            size: sent.len(),
+            trailers: unframed.as_ref().map_or(&[][..], |u| &u.trailers[..]),
+        };
+        let bytes = decode::decode_content(req.headers, sent, self.max_body_bytes)?;
         let bodies = decode::readings(bytes, req.headers);
         let methods = normalize::method_readings(req, &bodies)?;
         let request = normalize::normalize(req);
@@ -258,6 +270,7 @@ impl Mapper {
                     raw_path,
                     raw_query,
                     body,
+                    upload: upload(),
                 };
                 for mut intent in self.intents(&ctx)? {
                     intent.method = overridden.as_ref().map(|r| r.method.clone());
@@ -316,6 +329,14 @@ pub(crate) struct Ctx<'a> {
     pub raw_path: &'a str,
     pub raw_query: &'a str,
     pub body: &'a Body<'a>,
+    pub upload: Upload<'a>,
+}
+
+/// The body as the upstream stores it: its size once out of any
+/// `aws-chunked` framing, and that framing's trailers (trailing checksums).
+pub(crate) struct Upload<'a> {
+    pub size: usize,
+    pub trailers: &'a [(String, String)],
 }
 
 impl Ctx<'_> {

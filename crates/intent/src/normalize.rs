@@ -67,7 +67,20 @@ pub fn normalize(req: &RawRequest<'_>) -> NormalizedRequest {
     }
 }
 
+/// The project's one host normaliser: lower case, no trailing dot, no IPv6
+/// brackets, no `:port` (`[::1]:8443` → `::1`, `API.Stripe.com.:443` →
+/// `api.stripe.com`).
 pub fn normalize_host(host: &str) -> String {
+    let host = host.trim();
+    let host = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match host.rsplit_once(':') {
+            // Only one colon: a port suffix. Several: a bare IPv6 address.
+            Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
@@ -309,6 +322,10 @@ mod tests {
     #[test]
     fn hosts() {
         assert_eq!(normalize_host("API.Stripe.COM."), "api.stripe.com");
+        assert_eq!(normalize_host("api.stripe.com:443"), "api.stripe.com");
+        assert_eq!(normalize_host("[::1]:8443"), "::1");
+        assert_eq!(normalize_host("[fd00::1]"), "fd00::1");
+        assert_eq!(normalize_host("::1"), "::1");
     }
 
     #[test]

@@ -261,6 +261,7 @@ pub(crate) fn map(
                 args.insert("policy".into(), policy);
             }
         }
+        "PutObject" | "UploadPart" => upload_args(ctx, &mut args),
         _ => {}
     }
     let action = if op.is_empty() {
@@ -270,6 +271,33 @@ pub(crate) fn map(
         op
     };
     Ok((action.to_string(), args))
+}
+
+/// What an upload stores: `size` (bytes, out of any aws-chunked framing)
+/// and `checksum` (`{"crc32": "…"}`) from `x-amz-checksum-*` headers or
+/// trailers.
+fn upload_args(ctx: &Ctx<'_>, args: &mut Map<String, Value>) {
+    args.insert("size".into(), Value::from(ctx.upload.size));
+    let mut sums = Map::new();
+    let headers = ctx
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
+    let trailers = ctx
+        .upload
+        .trailers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    for (name, value) in headers.chain(trailers) {
+        if let Some(alg) = name.strip_prefix("x-amz-checksum-")
+            && alg != "type"
+        {
+            sums.insert(alg.to_string(), Value::String(value.to_string()));
+        }
+    }
+    if !sums.is_empty() {
+        args.insert("checksum".into(), Value::Object(sums));
+    }
 }
 
 /// Object keys of a `DeleteObjects` request (`<Object><Key>k</Key>…`).
@@ -398,5 +426,31 @@ mod tests {
             ))
             .is_err()
         );
+    }
+
+    #[test]
+    fn uploads_are_judged_out_of_their_aws_chunked_framing() {
+        let body = b"b\r\nhello world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n";
+        let headers = [
+            ("content-encoding", "aws-chunked"),
+            ("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+            ("x-amz-trailer", "x-amz-checksum-crc32"),
+            ("x-amz-decoded-content-length", "11"),
+            ("content-length", "52"),
+        ];
+        let i = one(&req("PUT", "b.s3.amazonaws.com", "/k.txt", &headers, body));
+        assert_eq!(i.action, "PutObject");
+        assert_eq!(i.args["size"], 11);
+        assert_eq!(i.args["checksum"]["crc32"], "DUoRhQ==");
+        // A plain upload: its own size and header checksum.
+        let i = one(&req(
+            "PUT",
+            "b.s3.amazonaws.com",
+            "/k.txt",
+            &[("x-amz-checksum-sha256", "abc=")],
+            b"hello",
+        ));
+        assert_eq!(i.args["size"], 5);
+        assert_eq!(i.args["checksum"]["sha256"], "abc=");
     }
 }

@@ -337,6 +337,11 @@ impl Policy {
                 } else {
                     None
                 },
+                reply_after: if verdict == Verdict::RequireApproval {
+                    rule.reply_after
+                } else {
+                    None
+                },
                 intent_index: i,
                 condition_errors: Vec::new(),
                 would_have: Vec::new(),

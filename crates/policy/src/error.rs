@@ -109,20 +109,24 @@ pub(crate) fn quote_name(s: &str) -> String {
     }
 }
 
-/// Parses a duration: an integer followed by `ms`, `s`, `m`, `h` or `d`
-/// (`500ms`, `30s`, `10m`, `2h`, `7d`), as in the configuration file.
+/// The project's one duration parser: an integer followed by `ms`, `s`, `m`,
+/// `h` or `d` (`500ms`, `30s`, `10m`, `2h`, `7d`), in policy and
+/// configuration files alike. Zero is a duration (`0s`); rule fields that
+/// need a positive one use [`parse_positive_duration`]. Messages never quote
+/// the text: the caller decides whether it may be shown (never when it came
+/// from a secret reference).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!(
-            "bad duration {text:?}: expected a number and a unit (500ms, 30s, 10m, 2h, 7d)"
-        ));
+        return Err(
+            "bad duration: expected a number and a unit (500ms, 30s, 10m, 2h, 7d)".to_string(),
+        );
     }
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("bad duration {text:?}: number too large"))?;
+        .map_err(|_| "bad duration: number too large".to_string())?;
     let ms_per = match unit {
         "ms" => 1,
         "s" => 1_000,
@@ -130,18 +134,24 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         _ => {
-            return Err(format!(
-                "bad duration {text:?}: unit must be ms, s, m, h or d (500ms, 30s, 10m, 2h, 7d)"
-            ));
+            return Err(
+                "bad duration: unit must be ms, s, m, h or d (500ms, 30s, 10m, 2h, 7d)".to_string(),
+            );
         }
     };
     let ms = n
         .checked_mul(ms_per)
-        .ok_or_else(|| format!("bad duration {text:?}: too large"))?;
-    if ms == 0 {
-        return Err(format!("bad duration {text:?}: must be greater than zero"));
-    }
+        .ok_or_else(|| "bad duration: too large".to_string())?;
     Ok(std::time::Duration::from_millis(ms))
+}
+
+/// A duration greater than zero (a rule's approval window).
+pub fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() {
+        return Err("bad duration: must be greater than zero".to_string());
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -162,12 +172,13 @@ mod tests {
             "m",
             "1.5h",
             "10 minutes",
-            "0s",
             "-1s",
             "99999999999999999999d",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_positive_duration("0s").is_err());
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct RuleInfo {
     /// REQUIRE_APPROVAL rules: whether standing grants may loosen it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grantable: Option<bool>,
+    /// As written (`20s`, `0`), when the rule sets its own `reply_after`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_after: Option<String>,
     pub file: String,
     pub line: usize,
 }
@@ -62,6 +65,7 @@ impl From<&Rule> for RuleInfo {
             approvals: r.approvals,
             timeout: r.timeout_text.clone(),
             grantable: (r.decision == Verdict::RequireApproval).then_some(r.grantable),
+            reply_after: r.reply_after_text.clone(),
             file: r.file.clone(),
             line: r.line,
         }

@@ -37,7 +37,9 @@ mod tests_lang;
 pub use bounds::{MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH};
 pub use condition::Condition;
 pub use decide::{Considered, Explanation};
-pub use error::{PolicyError, PolicyErrors, PolicyWarning, parse_duration};
+pub use error::{
+    PolicyError, PolicyErrors, PolicyWarning, parse_duration, parse_positive_duration,
+};
 pub use files::MAX_POLICY_FILE_BYTES;
 pub use glob::{Glob, GlobError, GlobList};
 pub use grants::ApprovalNeed;
@@ -118,6 +120,10 @@ pub struct Decision {
     pub approvals: u32,
     /// REQUIRE_APPROVAL: the rule's own window, if it sets one.
     pub timeout: Option<std::time::Duration>,
+    /// REQUIRE_APPROVAL: the rule's own `reply_after` (zero: hold until the
+    /// window ends), if it sets one.
+    #[serde(default)]
+    pub reply_after: Option<std::time::Duration>,
     /// Index into `Mapped::intents` of the intent that decided (strictest).
     pub intent_index: usize,
     /// Condition evaluation errors met on the way (fail-closed).
@@ -135,6 +141,7 @@ impl Decision {
             reason: reason.into(),
             approvals: 0,
             timeout: None,
+            reply_after: None,
             intent_index: 0,
             condition_errors: Vec::new(),
             would_have: Vec::new(),
@@ -149,6 +156,7 @@ impl Decision {
             reason: NO_RULE_MATCHED.to_string(),
             approvals: 0,
             timeout: None,
+            reply_after: None,
             intent_index: 0,
             condition_errors: Vec::new(),
             would_have: Vec::new(),
@@ -196,6 +204,12 @@ pub struct Rule {
     pub timeout: Option<Duration>,
     /// The timeout as written (`10m`).
     pub timeout_text: Option<String>,
+    /// REQUIRE_APPROVAL: answer a still-held call with 503 `pending` after
+    /// this long (zero: never before the window ends); `hold.reply_after`
+    /// when unset.
+    pub reply_after: Option<Duration>,
+    /// `reply_after` as written (`20s`, `0`).
+    pub reply_after_text: Option<String>,
     pub mode: Mode,
     /// REQUIRE_APPROVAL only: standing grants (SPEC §6.1) may loosen it.
     pub grantable: bool,

@@ -3,7 +3,9 @@
 use serde::Deserialize;
 
 use crate::condition::{Condition, excerpt};
-use crate::error::{PolicyError, PolicyWarning, SHOWN_MAX, parse_duration, quote_value};
+use crate::error::{
+    PolicyError, PolicyWarning, SHOWN_MAX, parse_duration, parse_positive_duration, quote_value,
+};
 use crate::glob::{Glob, GlobList};
 use crate::locate::{ItemLoc, describe_yaml_error, locate_items};
 use crate::testing::{PolicyTest, RawTest, compile_test};
@@ -36,6 +38,7 @@ struct RawRule {
     reason: Option<String>,
     approvals: Option<serde_yaml::Value>,
     timeout: Option<serde_yaml::Value>,
+    reply_after: Option<serde_yaml::Value>,
     mode: Option<serde_yaml::Value>,
     grantable: Option<serde_yaml::Value>,
 }
@@ -100,6 +103,29 @@ pub(crate) fn scalar_string(v: &serde_yaml::Value) -> Option<String> {
         Y::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// A rule's `timeout` or `reply_after`: a duration as written (`30s`, `10m`);
+/// `reply_after` also takes `0` (answer nothing before the window ends).
+fn hold_duration(
+    key: &str,
+    v: &serde_yaml::Value,
+) -> Result<(std::time::Duration, String), String> {
+    let text = scalar_string(v)
+        .filter(|s| s.len() <= SHOWN_MAX)
+        .ok_or_else(|| format!("`{key}` must be a duration such as 30s, 10m, 2h"))?;
+    // `reply_after` may be zero (`0`, `0s`): answer nothing before the window ends.
+    let parsed = if key == "reply_after" {
+        if text.trim() == "0" {
+            return Ok((std::time::Duration::ZERO, text));
+        }
+        parse_duration(&text)
+    } else {
+        parse_positive_duration(&text)
+    };
+    parsed
+        .map(|d| (d, text))
+        .map_err(|e| format!("`{key}`: {e}"))
 }
 
 /// Collects errors and warnings for one file.
@@ -366,31 +392,23 @@ fn compile_rule(
             }
         }
     }
-    let mut timeout = None;
-    let mut timeout_text = None;
-    if let Some(v) = &rr.timeout {
+    let approval_only = |key: &str, v: &Option<serde_yaml::Value>, cx: &mut FileCtx<'_>| {
+        let v = v.as_ref()?;
         if decision.is_some() && !is_approval {
             cx.err(
-                loc.field("timeout"),
-                format!("{who}: `timeout` only applies to REQUIRE_APPROVAL rules"),
+                loc.field(key),
+                format!("{who}: `{key}` only applies to REQUIRE_APPROVAL rules"),
             );
-        } else {
-            match scalar_string(v)
-                .filter(|s| s.len() <= SHOWN_MAX)
-                .map(|s| (parse_duration(&s), s))
-            {
-                Some((Ok(d), s)) => {
-                    timeout = Some(d);
-                    timeout_text = Some(s);
-                }
-                Some((Err(e), _)) => cx.err(loc.field("timeout"), format!("{who}: `timeout`: {e}")),
-                None => cx.err(
-                    loc.field("timeout"),
-                    format!("{who}: `timeout` must be a duration such as 30s, 10m, 2h"),
-                ),
-            }
+            return None;
         }
-    }
+        let parsed = hold_duration(key, v);
+        if let Err(e) = &parsed {
+            cx.err(loc.field(key), format!("{who}: {e}"));
+        }
+        parsed.ok()
+    };
+    let (timeout, timeout_text) = approval_only("timeout", &rr.timeout, cx).unzip();
+    let (reply_after, reply_after_text) = approval_only("reply_after", &rr.reply_after, cx).unzip();
     let grantable = grantable(cx, &rr, &who, decision, loc);
     let mode = match &rr.mode {
         None => Mode::Enforce,
@@ -427,6 +445,8 @@ fn compile_rule(
         approvals: if is_approval { approvals } else { 0 },
         timeout,
         timeout_text,
+        reply_after,
+        reply_after_text,
         mode,
         grantable,
         file: cx.file.to_string(),

@@ -837,3 +837,37 @@ fn now_is_available_to_conditions() {
         Verdict::Allow
     );
 }
+
+#[test]
+fn reply_after_is_a_require_approval_rules_own() {
+    let p = policy(
+        "rules:\n  - name: quick\n    resource: sql\n    action: delete\n    decision: REQUIRE_APPROVAL\n    reply_after: 20s\n  - name: patient\n    resource: sql\n    action: drop\n    decision: REQUIRE_APPROVAL\n    reply_after: 0\n  - name: plain\n    resource: sql\n    decision: REQUIRE_APPROVAL\n",
+    );
+    let judge =
+        |action: &str| p.decide("a", &mapped(vec![intent("sql", action, json!({}))]), now());
+    assert_eq!(
+        judge("delete").reply_after,
+        Some(std::time::Duration::from_secs(20))
+    );
+    assert_eq!(judge("drop").reply_after, Some(std::time::Duration::ZERO));
+    assert_eq!(
+        judge("select").reply_after,
+        None,
+        "unset: hold.reply_after applies"
+    );
+    let head = "rules:\n  - name: ok\n    resource: x\n    decision: ALLOW\n";
+    assert_err(
+        &format!("{head}  - name: r1\n    resource: x\n    decision: DENY\n    reply_after: 10s\n"),
+        "test.yaml:8:5:",
+        "\"r1\"",
+        "`reply_after` only applies to REQUIRE_APPROVAL",
+    );
+    assert_err(
+        &format!(
+            "{head}  - name: r2\n    resource: x\n    decision: REQUIRE_APPROVAL\n    reply_after: soon\n"
+        ),
+        "test.yaml:8:5:",
+        "\"r2\"",
+        "`reply_after`: bad duration",
+    );
+}
