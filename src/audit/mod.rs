@@ -13,7 +13,7 @@ pub mod retention;
 
 use std::sync::Arc;
 
-use sudomode_store::{Batch, NewEvent, RequestRecord, Storage, StoreError, Wait};
+use sudomode_store::{Batch, Grant, NewEvent, RequestRecord, Storage, StoreError, Wait};
 use tokio::sync::broadcast;
 
 use crate::config::Durability;
@@ -178,6 +178,24 @@ impl Recorder {
             upserts: vec![record.clone()],
         };
         self.tracked(batch, record, Wait::Durable).await
+    }
+
+    /// A new standing grant, durably with its `grant.created` event.
+    pub async fn grant_created(&self, grant: Grant) -> Result<(), StoreError> {
+        let event = events::grant_created(&grant);
+        self.storage.create_grant(grant, event).await
+    }
+
+    /// Revokes a standing grant (`grant.revoked`); `None` if unknown.
+    pub async fn grant_revoked(
+        &self,
+        id: &str,
+        operator: &str,
+    ) -> Result<Option<Grant>, StoreError> {
+        let now = time::OffsetDateTime::now_utc();
+        self.storage
+            .revoke_grant(id, operator, now, events::grant_revoked)
+            .await
     }
 
     /// An event that concerns no single request (server, policy).

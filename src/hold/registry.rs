@@ -12,13 +12,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sudomode_store::{Approval, RequestRecord, Status, StoreError};
+use sudomode_store::{RequestRecord, Status, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use super::edits::{ApprovedEdit, HeldCall, RequestHead};
 use crate::audit::{Flight, Recorder};
 use crate::core::decided::Decided;
 use crate::ids::RequestId;
+
+/// An operator's approval: the reason, the standing grant it also makes
+/// (SPEC §6.1) and the edits it approves (SPEC §6.2), if any.
+#[derive(Debug, Clone, Default)]
+pub struct Approval {
+    pub reason: Option<String>,
+    pub grant: Option<String>,
+    pub edit: Option<ApprovedEdit>,
+}
 
 /// What a waiting agent call learns.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +90,8 @@ struct Held {
     /// Approved at (for the retry window).
     approved_at: Option<OffsetDateTime>,
     body: Bytes,
+    /// The request head as sent (for edits; not kept across a restart).
+    head: Option<Arc<RequestHead>>,
 }
 
 pub struct Holds {
@@ -203,6 +215,7 @@ impl Holds {
                 tx,
                 approved_at,
                 body: Bytes::new(),
+                head: None,
             });
         }
         Ok(n)
@@ -286,11 +299,13 @@ impl Holds {
     async fn park(self: &Arc<Self>, decided: Decided, body: Bytes) -> Result<Entry, HoldError> {
         let (tx, rx) = watch::channel(Outcome::Pending);
         let id = decided.id.clone();
+        let head = decided.judgement.as_ref().and_then(|j| j.head.clone());
         self.lock().insert(Held {
             record: decided.record.clone(),
             tx,
             approved_at: None,
             body: body.clone(),
+            head,
         });
         if let Err(e) = self.recorder.held(&decided).await {
             self.lock().remove(id.as_str());
@@ -337,6 +352,17 @@ impl Holds {
         }
     }
 
+    /// A pending request's record, head and body (for edits).
+    pub fn held_call(&self, id: &str) -> Option<HeldCall> {
+        let map = self.lock();
+        let h = map.by_id.get(id)?;
+        (h.record.status == Status::Pending).then(|| HeldCall {
+            record: h.record.clone(),
+            head: h.head.clone(),
+            body: h.body.clone(),
+        })
+    }
+
     /// Records an operator's approval; releases the request when enough
     /// distinct operators approved. The same operator twice counts once.
     pub async fn approve(
@@ -345,8 +371,23 @@ impl Holds {
         operator: &str,
         reason: Option<String>,
     ) -> Result<RequestRecord, HoldError> {
+        let approval = Approval {
+            reason,
+            ..Approval::default()
+        };
+        self.approve_with(id, operator, approval).await
+    }
+
+    /// [`Holds::approve`] with a grant made or edits approved.
+    pub async fn approve_with(
+        &self,
+        id: &str,
+        operator: &str,
+        approval: Approval,
+    ) -> Result<RequestRecord, HoldError> {
+        let reason = approval.reason.clone();
         let now = OffsetDateTime::now_utc();
-        let step = self.approve_in_map(id, operator, reason.as_deref(), now);
+        let step = self.approve_in_map(id, operator, &approval, now);
         let (record, released, tx) = match step {
             Err(HoldError::NotFound) => return Err(self.explain_not_held(id).await),
             other => other?,
@@ -366,17 +407,21 @@ impl Holds {
         &self,
         id: &str,
         operator: &str,
-        reason: Option<&str>,
+        approval: &Approval,
         now: OffsetDateTime,
     ) -> Result<(RequestRecord, bool, watch::Sender<Outcome>), HoldError> {
         let mut map = self.lock();
         let h = pending_mut(&mut map, id)?;
         if !h.record.approvals.iter().any(|a| a.operator == operator) {
-            h.record.approvals.push(Approval {
+            h.record.approvals.push(sudomode_store::Approval {
                 operator: operator.to_string(),
                 at: now,
-                reason: reason.map(str::to_string),
+                reason: approval.reason.clone(),
+                grant: approval.grant.clone(),
             });
+        }
+        if let Some(edit) = &approval.edit {
+            edit.stamp(&mut h.record);
         }
         let released = h.record.approvals.len() as u32 >= h.record.required_approvals.max(1);
         let explicit = h.record.is_explicit();

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
+use crate::Grant;
 use crate::error::StoreError;
-use crate::model::{AuditEvent, Batch, Filter, RequestRecord, Stats, VerifyReport};
+use crate::model::{AuditEvent, Batch, Filter, NewEvent, RequestRecord, Stats, VerifyReport};
 use crate::{Store, Submitted};
 
 /// How long a commit's caller waits.
@@ -247,6 +248,79 @@ impl Storage {
     pub fn fault(&self) -> Option<String> {
         match &self.inner.backend {
             Backend::Redb(s) => s.fault(),
+        }
+    }
+
+    // --- Standing grants (SPEC §6.1). SQL-shaped: a grants table keyed by
+    // id; `use_grants` is one conditional update of every row or none.
+
+    /// Stores a new grant with its `grant.created` event, durably.
+    pub async fn create_grant(&self, grant: Grant, event: NewEvent) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(s) => s.create_grant(grant, event).await,
+        }
+    }
+
+    /// One grant.
+    pub async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        let id = id.to_string();
+        self.read(move |s| s.get_grant(&id)).await
+    }
+
+    /// Every grant, newest first.
+    pub async fn list_grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.read(|s| s.list_grants()).await
+    }
+
+    /// Grants active at `now` for exactly this agent, resource and action.
+    pub async fn active_grants_for(
+        &self,
+        agent: &str,
+        resource: &str,
+        action: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let (agent, resource, action) =
+            (agent.to_string(), resource.to_string(), action.to_string());
+        self.read(move |s| {
+            Ok(s.list_grants()?
+                .into_iter()
+                .filter(|g| g.covers(&agent, &resource, &action) && g.is_active(now))
+                .collect())
+        })
+        .await
+    }
+
+    /// Adds one use to every grant of `ids` when each is still active at
+    /// `now` — all or none, atomically (concurrent callers never exceed
+    /// `max_uses`). `None` when any was not. Runs to completion even if the
+    /// caller goes away, so a use is never half-counted.
+    pub async fn use_grants(
+        &self,
+        ids: Vec<String>,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<Grant>>, StoreError> {
+        let task = match &self.inner.backend {
+            Backend::Redb(s) => {
+                let s = s.clone();
+                tokio::spawn(async move { s.use_grants(ids, now).await })
+            }
+        };
+        task.await
+            .map_err(|e| StoreError::Storage(format!("grant use task: {e}")))?
+    }
+
+    /// Revokes a grant, durably with the event `event` makes of the revoked
+    /// grant. `None` for an unknown grant; a revoked one comes back unchanged.
+    pub async fn revoke_grant(
+        &self,
+        id: &str,
+        by: &str,
+        now: OffsetDateTime,
+        event: impl FnOnce(&Grant) -> NewEvent + Send,
+    ) -> Result<Option<Grant>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(s) => s.revoke_grant(id, by, now, event).await,
         }
     }
 
