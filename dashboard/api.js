@@ -76,9 +76,11 @@ export const api = {
   logout: () => call('DELETE', '/api/v1/session', undefined, { quiet401: true }),
   listRequests: (params) => call('GET', `/api/v1/requests${query(params)}`),
   getRequest: (id) => call('GET', `/api/v1/requests/${enc(id)}`),
-  approve: (id, reason) => call('POST', `/api/v1/requests/${enc(id)}/approve`, reason ? { reason } : {}),
+  approve: (id, reason, extra = {}) => call('POST', `/api/v1/requests/${enc(id)}/approve`, { ...(reason ? { reason } : {}), ...extra }),
   reject: (id, reason) => call('POST', `/api/v1/requests/${enc(id)}/reject`, reason ? { reason } : {}),
   policy: () => call('GET', '/api/v1/policy'),
+  grants: (params) => call('GET', `/api/v1/grants${query(params)}`),
+  revokeGrant: (id) => call('DELETE', `/api/v1/grants/${enc(id)}`),
   stats: () => call('GET', '/api/v1/stats'),
 };
 

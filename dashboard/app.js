@@ -6,6 +6,7 @@ import { pendingView } from './views/pending.js';
 import { historyView } from './views/history.js';
 import { detailView } from './views/detail.js';
 import { policyView } from './views/policy.js';
+import { grantsView } from './views/grants.js';
 
 const root = document.getElementById('app');
 let session = null;
@@ -17,6 +18,7 @@ let statsTimer = null;
 const NAV = [
   ['#/pending', 'Pending', 'pending'],
   ['#/history', 'History', 'history'],
+  ['#/grants', 'Grants', 'grants'],
   ['#/policy', 'Policy', 'policy'],
 ];
 
@@ -46,6 +48,7 @@ function route() {
   else if (section === 'history') current = historyView(main, ctx, params);
   else if (section === 'requests' && parts[1]) { current = detailView(main, ctx, params, parts[1]); section = 'history'; }
   else if (section === 'policy') current = policyView(main, ctx);
+  else if (section === 'grants') current = grantsView(main, ctx);
   else { history.replaceState(null, '', '#/pending'); section = 'pending'; current = pendingView(main, ctx); }
   for (const a of shell.nav.querySelectorAll('a')) {
     if (a.dataset.section === section) a.setAttribute('aria-current', 'page');

@@ -348,7 +348,7 @@ pub async fn open_storage(
 }
 
 /// Credentials from the config; errors name the entry, never a value.
-fn credentials(config: &Config) -> Result<sudomode_credentials::Injector> {
+pub(crate) fn credentials(config: &Config) -> Result<sudomode_credentials::Injector> {
     let mut specs = Vec::new();
     for (i, v) in config.credentials.iter().enumerate() {
         let spec: sudomode_credentials::CredentialSpec = serde_json::from_value(v.clone())

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod core;
 pub mod dashboard;
+pub mod grants;
 pub mod hold;
 pub mod ids;
 pub mod logtext;

@@ -1227,9 +1227,31 @@ async fn screenshots() {
 
         // Held now: a Stripe charge and a SQL drop.
         let charge = spawn_charge(&sm, "amount=5000&currency=usd&customer=cus_Q4x2&description=Order%20%237");
-        sm.wait_pending(ALICE, 1).await;
+        let charge_id = sm.wait_pending(ALICE, 1).await[0]["id"].as_str().unwrap().to_string();
         let drop = spawn_sql(&sm, "DROP TABLE users");
         sm.wait_pending(ALICE, 2).await;
+        // Standing grants (SPEC §6.1): one active, one revoked.
+        for (agent, cond, reason) in [
+            ("billing-bot", "args.amount <= 10000", "month-end invoicing"),
+            ("migrations-bot", "", "maintenance window"),
+        ] {
+            let mut g = json!({"agent": agent, "resource": "stripe.charges", "action": "create",
+                               "for": "8h", "max_uses": 20, "reason": reason});
+            if !cond.is_empty() {
+                g["condition"] = json!(cond);
+            }
+            let (s, g) = sm.api_post("/api/v1/grants", ALICE, g).await;
+            assert_eq!(s, 201, "{g}");
+            if cond.is_empty() {
+                let gid = g["id"].as_str().unwrap();
+                sm.api()
+                    .delete(sm.dashboard_url(&format!("/api/v1/grants/{gid}")))
+                    .bearer_auth(ALICE)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
 
         for (width, height, tag) in [(1280u32, 900u32, "desktop"), (390, 844, "phone")] {
             let b = Browser::open(width, height).await;
@@ -1270,6 +1292,29 @@ async fn screenshots() {
             b.goto(&sm.dashboard_url("/#/policy")).await;
             b.wait_for("[data-testid=policy-rules]").await;
             save(&dir, &format!("policy-{tag}.png"), b.screenshot().await);
+
+            b.goto(&sm.dashboard_url("/#/grants")).await;
+            b.wait_for("[data-testid=grant-row]").await;
+            save(&dir, &format!("grants-{tag}.png"), b.screenshot().await);
+
+            // Approve with edits: the amount edited as money, the diff shown.
+            b.goto(&sm.dashboard_url("/#/pending")).await;
+            let card = b.wait_for(&card_css(&charge_id)).await;
+            card.find(Locator::Css("[data-testid=edit-btn]")).await.unwrap().click().await.unwrap();
+            let amount = b
+                .wait_for(&format!("{} [data-testid=edit-field][data-key=amount]", card_css(&charge_id)))
+                .await;
+            amount.clear().await.unwrap();
+            amount.send_keys("25.00").await.unwrap();
+            choose(&b, &format!("{} [data-testid=grant-for]", card_css(&charge_id)), "1h").await;
+            card.find(Locator::Css("[data-testid=approve-btn]")).await.unwrap().click().await.unwrap();
+            b.wait_for(&format!("{} [data-testid=edit-diff-line]", card_css(&charge_id))).await;
+            b.js_arg(
+                "document.querySelector(arguments[0]).scrollIntoView({block: 'start'}); return 1",
+                json!(card_css(&charge_id)),
+            )
+            .await;
+            save(&dir, &format!("approve-edits-{tag}.png"), b.screenshot().await);
 
             b.assert_clean_console().await;
             b.close().await;
@@ -1472,6 +1517,99 @@ async fn a_git_push_body_is_shown_as_text() {
         b.assert_clean_console().await;
         b.close().await;
         push.abort();
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------ grants and edits (SPEC §6.1, §6.2)
+
+/// Sets a `<select>` in the page and tells the page it changed.
+async fn choose(b: &Browser, css: &str, value: &str) {
+    b.js_arg(
+        "const [css, v] = arguments[0]; const s = document.querySelector(css); \
+         s.value = v; s.dispatchEvent(new Event('change')); return s.value",
+        json!([css, value]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approver_edits_an_amount_and_grants_an_hour_in_the_page_and_revokes_it() {
+    require_browser();
+    bounded(async {
+        let (_ca, up, sm) = world().await;
+        let b = Browser::open(1280, 900).await;
+        b.login(&sm, ALICE).await;
+
+        // Edit: $50.00 approved as $25.00, the diff shown before confirming.
+        let call = spawn_charge(&sm, "amount=5000&currency=usd&description=Order%207");
+        let id = sm.wait_pending(ALICE, 1).await[0]["id"].as_str().unwrap().to_string();
+        let card = b.wait_for(&card_css(&id)).await;
+        card.find(Locator::Css("[data-testid=edit-btn]")).await.unwrap().click().await.unwrap();
+        let amount = b
+            .wait_for(&format!("{} [data-testid=edit-field][data-key=amount]", card_css(&id)))
+            .await;
+        assert_eq!(amount.prop("value").await.unwrap().as_deref(), Some("50.00"), "edited as money");
+        amount.clear().await.unwrap();
+        amount.send_keys("25.00").await.unwrap();
+        card.find(Locator::Css("[data-testid=approve-btn]")).await.unwrap().click().await.unwrap();
+        let diff = b.wait_for(&format!("{} [data-testid=edit-diff-line]", card_css(&id))).await;
+        let line = diff.text().await.unwrap();
+        assert!(line.contains("$50.00") && line.contains("$25.00"), "{line}");
+        let q = b.text_of(&format!("{} [data-testid=confirm-question]", card_css(&id))).await;
+        assert!(q.contains("with these changes"), "{q}");
+        assert!(!call.is_finished(), "the first click only shows the changes");
+        b.wait_for(&format!("{} [data-testid=confirm-btn]", card_css(&id)))
+            .await
+            .click()
+            .await
+            .unwrap();
+        let (status, body) = finished(call).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(up.requests().len(), 1);
+        assert_eq!(up.requests()[0].body, b"amount=2500&currency=usd&description=Order%207");
+        let (_, rec) = sm.api_get(&format!("/api/v1/requests/{id}"), ALICE).await;
+        assert_eq!(rec["edited"], true, "{rec}");
+
+        // Grant: approve and allow for 1 h, with at most 2 uses.
+        let call = spawn_charge(&sm, "amount=700&currency=usd");
+        let id = sm.wait_pending(ALICE, 1).await[0]["id"].as_str().unwrap().to_string();
+        b.wait_for(&card_css(&id)).await;
+        choose(&b, &format!("{} [data-testid=grant-for]", card_css(&id)), "1h").await;
+        let uses = b.wait_for(&format!("{} [data-testid=grant-max-uses]", card_css(&id))).await;
+        uses.send_keys("2").await.unwrap();
+        b.wait_for(&format!("{} [data-testid=approve-btn]", card_css(&id))).await.click().await.unwrap();
+        let q = b.text_of(&format!("{} [data-testid=confirm-question]", card_css(&id))).await;
+        assert!(q.contains("1 h"), "{q}");
+        b.wait_for(&format!("{} [data-testid=confirm-btn]", card_css(&id))).await.click().await.unwrap();
+        assert_eq!(finished(call).await.0, 200);
+        // The next charge passes at once: no card, no human.
+        let (status, _) = finished(spawn_charge(&sm, "amount=701&currency=usd")).await;
+        assert_eq!(status, 200);
+        assert_eq!(up.requests().len(), 3);
+
+        // The Grants page shows it (who, uses) and revokes it.
+        b.goto(&sm.dashboard_url("/#/grants")).await;
+        let row = b.wait_for("[data-testid=grants-active] [data-testid=grant-row]").await;
+        let text = row.text().await.unwrap();
+        assert!(text.contains("billing-bot") && text.contains("stripe.charges"), "{text}");
+        assert!(text.contains("alice"), "{text}");
+        assert_eq!(b.text_of("[data-testid=grant-uses]").await, "1 of 2");
+        row.find(Locator::Css("[data-testid=revoke-btn]")).await.unwrap().click().await.unwrap();
+        b.wait_js(
+            "the revoked grant in the past list",
+            "return document.querySelector('[data-testid=grants-past] [data-testid=grant-row]')?.dataset.state === 'revoked'",
+            vec![],
+        )
+        .await;
+        let (_, list) = sm.api_get("/api/v1/grants", ALICE).await;
+        assert_eq!(list["grants"][0]["revoked_by"], "alice", "{list}");
+        // Revoked: held again.
+        let call = spawn_charge(&sm, "amount=702&currency=usd");
+        sm.wait_pending(ALICE, 1).await;
+        call.abort();
+        b.assert_clean_console().await;
+        b.close().await;
     })
     .await;
 }

@@ -340,13 +340,15 @@ async fn slack_button_approves_a_held_request_end_to_end() {
     let msg = posted.json();
     assert_eq!(msg["channel"], "C123");
     let buttons = button_values(&msg);
-    assert_eq!(buttons.len(), 2, "{msg:#}");
+    // The rule allows standing grants, so "Approve for 1 h" is offered too.
+    assert_eq!(buttons.len(), 3, "{msg:#}");
     let id = buttons[0].1.clone();
     assert!(!id.is_empty());
     assert_eq!(
         buttons,
         vec![
             ("sudomode_approve".to_string(), id.clone()),
+            ("sudomode_approve_grant".to_string(), id.clone()),
             ("sudomode_reject".to_string(), id.clone())
         ]
     );
@@ -918,7 +920,7 @@ async fn slack_cannot_be_made_to_show_a_fake_destination() {
         !confirm.contains("exact request shown"),
         "the confirmation claims more than is shown: {confirm}"
     );
-    assert_eq!(button_values(&msg).len(), 2, "{msg:#}");
+    assert_eq!(button_values(&msg).len(), 3, "{msg:#}");
     agent.abort();
 }
 
@@ -1031,4 +1033,141 @@ async fn mcp_tool_calls_are_named_in_slack_and_webhooks() {
     );
     assert!(up.requests().is_empty(), "held, so nothing was sent");
     call.abort();
+}
+
+// --- Standing grants from Slack (issue 14, SPEC §6.1, §10). ---
+
+const GRANT_POLICY: &str = "rules:
+  - name: charges
+    resource: http.api.example.test
+    action: post
+    decision: REQUIRE_APPROVAL
+    reason: test
+  - name: deletes_every_time
+    resource: http.api.example.test
+    action: delete
+    decision: REQUIRE_APPROVAL
+    grantable: false
+";
+
+/// "Approve for 1 h" approves, makes a one-hour grant the next call uses, and
+/// the message says so; a rule that forbids grants shows no such button.
+#[tokio::test]
+async fn slack_approve_for_an_hour_makes_a_one_hour_grant() {
+    install_crypto();
+    let ca = TestCa::new("Upstream Test CA");
+    let up = Upstream::https(&ca, &[HOST]).await;
+    let stand_in = StandIn::start().await;
+    let extra = config(&stand_in.url("/api"), &stand_in.url("/hook"));
+    let sm = SudoMode::start(Options {
+        policy: GRANT_POLICY,
+        extra: &extra,
+        resolve: vec![(format!("{HOST}:443"), up.addr)],
+        ca_files: vec![ca.pem.clone()],
+        ..Default::default()
+    });
+    let agent = agent_call(&sm, "/v1/charges");
+    let posted = stand_in
+        .wait("/api/chat.postMessage", "the pending message", |_| true)
+        .await
+        .json();
+    let buttons = button_values(&posted);
+    assert_eq!(buttons[1].0, "sudomode_approve_grant", "{posted:#}");
+    assert!(posted.to_string().contains("Approve for 1 h"));
+    let id = buttons[1].1.clone();
+    let press = press_body(
+        "U_ALICE",
+        "sudomode_approve_grant",
+        &id,
+        &stand_in.url("/respond"),
+        "1.1",
+    );
+    // A viewer's press changes nothing.
+    let viewer = press_body(
+        "U_VIC",
+        "sudomode_approve_grant",
+        &id,
+        &stand_in.url("/respond"),
+        "1.1",
+    );
+    assert_eq!(send_press(&sm, &viewer, now_unix(), None).await, 200);
+    assert_eq!(request_status(&sm, &id).await["status"], "pending");
+    assert_eq!(send_press(&sm, &press, now_unix(), None).await, 200);
+    let resp = tokio::time::timeout(Duration::from_secs(20), agent)
+        .await
+        .expect("approved")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // The grant: one hour, alice's, from this request.
+    let (_, list) = sm
+        .api_get("/api/v1/grants?active=true", "alice-token-1")
+        .await;
+    let g = list["grants"][0].clone();
+    assert_eq!(g["created_by"], "alice", "{list}");
+    assert_eq!(g["from_request"], id.as_str());
+    let created = time::OffsetDateTime::parse(
+        g["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let expires = time::OffsetDateTime::parse(
+        g["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(expires - created, time::Duration::hours(1));
+
+    // The message now says who approved and that the call is allowed again.
+    let update = stand_in
+        .wait("/api/chat.update", "the decided message", |_| true)
+        .await
+        .json();
+    let text = update.to_string();
+    assert!(text.contains("Approved by alice"), "{text}");
+    assert!(text.contains(g["id"].as_str().unwrap()), "{text}");
+    assert!(button_values(&update).is_empty());
+
+    // The next call of the same agent and intent passes without a message.
+    let next = agent_call(&sm, "/v1/charges");
+    let resp = tokio::time::timeout(Duration::from_secs(20), next)
+        .await
+        .expect("a granted call is not held")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(stand_in.calls("/api/chat.postMessage").len(), 1);
+
+    // A rule that says `grantable: false` gets no "Approve for 1 h", and a
+    // forged press of it changes nothing.
+    let client = sm.client();
+    let del = tokio::spawn(async move {
+        client
+            .delete(format!("https://{HOST}/v1/charges/ch_1"))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap()
+    });
+    let second = stand_in
+        .wait("/api/chat.postMessage", "the second pending message", |c| {
+            c.json()["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("delete"))
+        })
+        .await
+        .json();
+    let ids: Vec<String> = button_values(&second).into_iter().map(|b| b.0).collect();
+    assert_eq!(ids, ["sudomode_approve", "sudomode_reject"], "{second:#}");
+    let del_id = button_values(&second)[0].1.clone();
+    let forged = press_body(
+        "U_ALICE",
+        "sudomode_approve_grant",
+        &del_id,
+        &stand_in.url("/respond"),
+        "1.2",
+    );
+    assert_eq!(send_press(&sm, &forged, now_unix(), None).await, 200);
+    let rec = request_status(&sm, &del_id).await;
+    assert_eq!(rec["status"], "pending", "{rec}");
+    del.abort();
 }

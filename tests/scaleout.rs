@@ -406,7 +406,7 @@ async fn replicas_starting_together_on_a_fresh_database_share_one_schema() {
         })
         .collect();
     let replicas: Vec<SudoMode> = starts.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(pg.sql("SELECT version FROM sudomode_schema"), "1");
+    assert_eq!(pg.sql("SELECT version FROM sudomode_schema"), "2");
     for r in &replicas {
         let (_, v) = r.api_get("/api/v1/audit/verify", ALICE).await;
         assert_eq!(v["ok"], true, "{v}");
@@ -649,6 +649,69 @@ async fn a_bad_or_unreachable_database_is_a_clear_startup_error_that_hides_the_u
     let closed = format!("postgres://app:{DB_PASSWORD}@127.0.0.1:{}/db", free_port());
     let out = start_fails(&closed);
     assert!(out.contains("PostgreSQL"), "{out}");
+}
+
+#[tokio::test]
+async fn a_grant_made_on_b_is_used_on_a_and_its_last_use_is_spent_once() {
+    let pg = Pg::database();
+    let w = world(&pg).await;
+    let (s, g) =
+        w.b.api_post(
+            "/api/v1/grants",
+            ALICE,
+            json!({"agent": "bot", "resource": "stripe.charges", "action": "create",
+                   "for": "1h", "max_uses": 2}),
+        )
+        .await;
+    assert_eq!(s, 201, "{g}");
+    // A call on A passes at once on the grant made through B.
+    let first = post(
+        &bot(&w.a, Duration::from_secs(20)),
+        "/v1/charges",
+        "amount=100&currency=usd",
+    );
+    let first = first.await.unwrap().expect("a granted call is not held");
+    assert_eq!(first.status(), 200, "{}", w.a.logs());
+    // The last use, raced by a call on A and a call on B: one passes, the
+    // other is held like any call without a grant.
+    let on_a = post(
+        &bot(&w.a, Duration::from_secs(30)),
+        "/v1/charges",
+        "amount=201&currency=usd",
+    );
+    let on_b = post(
+        &bot(&w.b, Duration::from_secs(30)),
+        "/v1/charges",
+        "amount=202&currency=usd",
+    );
+    let pending = w.a.wait_pending(ALICE, 1).await;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let id = pending[0]["id"].as_str().unwrap();
+    let (s, _) =
+        w.b.api_post(&format!("/api/v1/requests/{id}/reject"), ALICE, json!({}))
+            .await;
+    assert_eq!(s, 200);
+    let mut statuses = vec![
+        on_a.await.unwrap().unwrap().status().as_u16(),
+        on_b.await.unwrap().unwrap().status().as_u16(),
+    ];
+    statuses.sort();
+    assert_eq!(statuses, [200, 403]);
+    assert_eq!(w.up.requests().len(), 2, "two uses, two forwards");
+    let (_, list) = w.a.api_get("/api/v1/grants", ALICE).await;
+    assert_eq!(list["grants"][0]["uses"], 2, "{list}");
+    // Revoked through A, seen by B.
+    let gid = g["id"].as_str().unwrap();
+    let r =
+        w.a.api()
+            .delete(w.a.dashboard_url(&format!("/api/v1/grants/{gid}")))
+            .bearer_auth(ALICE)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, list) = w.b.api_get("/api/v1/grants", ALICE).await;
+    assert!(list["grants"][0]["revoked_at"].is_string(), "{list}");
 }
 
 #[tokio::test]

@@ -1,12 +1,14 @@
 // Shared building blocks: badges, intent, human-readable arguments, approvals,
 // and the approve/reject control with its confirmation step.
-import { h, clear, fill, timeEl } from '../dom.js';
+import { h, fill, timeEl } from '../dom.js';
 import {
   argsKind, sqlStatements, highlightSql, stripeAmounts, isAmountKey, awsTargets,
   oneLine, prettyJson, isRiskyAction, approvalsRemaining, visibleSegments, rawBodyText,
 } from '../render.js';
 import { api } from '../api.js';
 import { mcpArgs } from './mcp.js';
+import { canEdit, canGrant } from '../edits.js';
+import { grantPicker, editPanel } from './approve-extras.js';
 
 export function statusBadge(status, testid = true) {
   const s = String(status || 'unknown');
@@ -215,7 +217,9 @@ export function approvalsEl(req) {
 }
 
 /**
- * Approve / Reject with an optional reason and a confirmation step.
+ * Approve / Reject with an optional reason and a confirmation step; where
+ * the rule allows it, approve with a standing grant or with edits (the diff
+ * is shown in the confirmation step).
  * onResult(updatedRequest) after the server accepted; on 409 onResult(null).
  */
 export function decideControls(req, ctx, onResult) {
@@ -232,7 +236,10 @@ export function decideControls(req, ctx, onResult) {
     const cancel = bar.querySelector('[data-testid=cancel-btn]');
     if (ev.key === 'Escape' && cancel && !cancel.disabled) cancel.click();
   });
+  const grant = canGrant(req) ? grantPicker(req) : null;
+  const edit = canEdit(req) ? editPanel(req) : null;
   const box = h('div', { class: 'decide' },
+    edit ? edit.el : null,
     h('label', { class: 'sr-only', for: reasonId }, 'Reason'), reason, bar, msg);
 
   function setMsg(text, kind = '') {
@@ -241,35 +248,64 @@ export function decideControls(req, ctx, onResult) {
   }
 
   function initial() {
-    clear(bar);
-    bar.append(
+    fill(bar,
       h('button', {
         type: 'button', class: 'btn approve', 'data-testid': 'approve-btn', disabled: alreadyApproved || null,
         title: alreadyApproved ? 'You already approved this request' : null,
         onclick: () => confirmStep('approve'),
-      }, alreadyApproved ? 'Approved by you' : 'Approve'),
-      h('button', { type: 'button', class: 'btn reject', 'data-testid': 'reject-btn', onclick: () => confirmStep('reject') }, 'Reject'));
+      }, alreadyApproved ? 'Approved by you' : (edit?.isOpen() ? 'Approve edited' : 'Approve')),
+      grant && !alreadyApproved ? grant.el : null,
+      h('button', { type: 'button', class: 'btn reject', 'data-testid': 'reject-btn', onclick: () => confirmStep('reject') }, 'Reject'),
+      edit && !alreadyApproved ? h('button', {
+        type: 'button', class: 'btn ghost', 'data-testid': 'edit-btn', 'aria-expanded': String(edit.isOpen()),
+        onclick: () => { if (edit.isOpen()) edit.close(); else edit.open(); initial(); if (edit.isOpen()) edit.el.querySelector('input,textarea')?.focus(); },
+      }, edit.isOpen() ? 'Cancel edits' : 'Edit') : null);
+  }
+
+  /** What Approve sends besides the reason: {extra, question} or {error}. */
+  function approveExtras() {
+    const extra = {};
+    let question = 'Approve and forward this call';
+    if (edit?.isOpen()) {
+      const p = edit.patch();
+      if (p.error) return { error: p.error };
+      extra.edits = p.patch;
+      edit.showDiff(p.patch);
+      question += ' with these changes';
+    }
+    const g = grant?.value();
+    if (g) {
+      extra.grant = g;
+      question += `, and allow it for ${grant.label()}${g.max_uses ? ` (at most ${g.max_uses} uses)` : ''}`;
+    }
+    return { extra, question: `${question}?` };
   }
 
   function confirmStep(kind) {
-    clear(bar);
+    let extras = { extra: {}, question: 'Reject this call?' };
+    if (kind === 'approve') {
+      extras = approveExtras();
+      if (extras.error) { setMsg(extras.error, 'err'); return; }
+    }
     setMsg('');
     const confirm = h('button', {
       type: 'button', class: `btn ${kind} confirm`, 'data-testid': 'confirm-btn', 'data-action': kind,
-      onclick: () => send(kind, confirm, cancel),
+      onclick: () => send(kind, confirm, cancel, extras.extra),
     }, kind === 'approve' ? 'Confirm approve' : 'Confirm reject');
-    const cancel = h('button', { type: 'button', class: 'btn ghost', 'data-testid': 'cancel-btn', onclick: () => { initial(); reason.focus(); } }, 'Cancel');
-    bar.append(h('span', { class: `confirm-q ${kind}` }, kind === 'approve' ? 'Approve and forward this call?' : 'Reject this call?'), confirm, cancel);
+    const cancel = h('button', { type: 'button', class: 'btn ghost', 'data-testid': 'cancel-btn', onclick: () => { edit?.hideDiff(); initial(); reason.focus(); } }, 'Cancel');
+    fill(bar, h('span', { class: `confirm-q ${kind}`, 'data-testid': 'confirm-question' }, extras.question), confirm, cancel);
     confirm.focus();
   }
 
-  async function send(kind, confirm, cancel) {
+  async function send(kind, confirm, cancel, extra) {
     confirm.disabled = true;
     cancel.disabled = true;
     reason.disabled = true;
     setMsg(kind === 'approve' ? 'Approving…' : 'Rejecting…');
     try {
-      const updated = await api[kind](req.id, reason.value.trim());
+      const updated = kind === 'approve'
+        ? await api.approve(req.id, reason.value.trim(), extra)
+        : await api.reject(req.id, reason.value.trim());
       if (updated && updated.status === 'pending') {
         alreadyApproved = kind === 'approve';
         reason.disabled = false;
@@ -283,7 +319,10 @@ export function decideControls(req, ctx, onResult) {
     } catch (e) {
       reason.disabled = false;
       initial();
-      if (e.status === 409) { setMsg('Already decided by someone else.', 'err'); onResult(null); }
+      // A refused grant or edit leaves the request pending: say why, keep the card.
+      const decided = e.status === 409 && /not pending/.test(e.message);
+      if (decided) { setMsg('Already decided by someone else.', 'err'); onResult(null); }
+      else if (e.status === 409 || e.status === 400) setMsg(`Not approved: ${e.message}`, 'err');
       else if (e.status === 403) setMsg(`Not allowed: ${e.message}`, 'err');
       else setMsg(`Failed: ${e.message}`, 'err');
     }

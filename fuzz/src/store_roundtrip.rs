@@ -91,6 +91,11 @@ fn record(id: &str, args: Value) -> RequestRecord {
         retry_grant_used: false,
         explicit: false,
         headers: Default::default(),
+        grant_id: None,
+        grantable: false,
+        approved_args: None,
+        edited: false,
+        edit: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The shapes of request lifecycle events (SPEC §11), one function per type.
 
 use serde_json::json;
-use sudomode_store::{NewEvent, RequestRecord, Status};
+use sudomode_store::{Grant, NewEvent, RequestRecord, Status};
 
 use super::flight::Ending;
 use crate::core::decided::Decided;
@@ -41,6 +41,57 @@ pub(super) fn approved(
         .field("released", released);
     if let Some(reason) = reason {
         e = e.field("reason", reason);
+    }
+    if let Some(edit) = &r.edit {
+        e = e
+            .field("edits", edit.patch.clone())
+            .field("edited_body_sha256", edit.body_sha256.clone());
+    }
+    let grant = r
+        .approvals
+        .iter()
+        .find(|a| a.operator == operator)
+        .and_then(|a| a.grant.clone());
+    if let Some(g) = grant {
+        e = e.field("grant_id", g);
+    }
+    e
+}
+
+/// `grant.created` (SPEC §6.1), on the trail of the request it came from.
+pub(super) fn grant_created(g: &Grant) -> NewEvent {
+    let mut e = grant_event("grant.created", g).operator(g.created_by.clone());
+    if let Some(r) = &g.from_request {
+        e = e.request(r.clone());
+    }
+    e
+}
+
+/// `grant.revoked`.
+pub(super) fn grant_revoked(g: &Grant) -> NewEvent {
+    grant_event("grant.revoked", g).operator(g.revoked_by.clone().unwrap_or_default())
+}
+
+fn grant_event(kind: &str, g: &Grant) -> NewEvent {
+    let mut e = NewEvent::new(kind)
+        .agent(g.agent.clone())
+        .field("grant_id", g.id.clone())
+        .field("resource", g.resource.clone())
+        .field("action", g.action.clone())
+        .field("uses", g.uses)
+        .field(
+            "expires_at",
+            g.expires_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        );
+    for (name, value) in [("condition", &g.condition), ("reason", &g.reason)] {
+        if let Some(v) = value {
+            e = e.field(name, v.clone());
+        }
+    }
+    if let Some(n) = g.max_uses {
+        e = e.field("max_uses", n);
     }
     e
 }

@@ -114,6 +114,11 @@ impl Flight {
             .unwrap_or_default()
     }
 
+    /// Reads the record being forwarded (e.g. its approved edit).
+    pub fn with_record<T>(&self, f: impl FnOnce(&RequestRecord) -> T) -> Option<T> {
+        lock(&self.cell).as_ref().map(f)
+    }
+
     /// Milliseconds since the request was admitted.
     pub fn elapsed_ms(&self) -> f64 {
         self.started.elapsed().as_secs_f64() * 1000.0

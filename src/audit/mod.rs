@@ -14,7 +14,7 @@ mod transitions;
 
 use std::sync::Arc;
 
-use sudomode_store::{Batch, NewEvent, Parked, RequestRecord, Storage, StoreError, Wait};
+use sudomode_store::{Batch, Grant, NewEvent, Parked, RequestRecord, Storage, StoreError, Wait};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
@@ -141,13 +141,13 @@ impl Recorder {
         &self,
         id: &str,
         operator: &str,
-        reason: Option<String>,
+        approval: crate::hold::Approval,
     ) -> Result<Result<(RequestRecord, bool), Refused>, StoreError> {
         let operator = operator.to_string();
         let now = OffsetDateTime::now_utc();
         self.storage
             .update_request(id, move |cur| {
-                transitions::approve(cur, &operator, reason.as_deref(), now)
+                transitions::approve(cur, &operator, &approval, now)
             })
             .await
     }
@@ -202,6 +202,24 @@ impl Recorder {
         })
         .await
         .map_err(|e| StoreError::Storage(format!("claim task: {e}")))?
+    }
+
+    /// A new standing grant, durably with its `grant.created` event.
+    pub async fn grant_created(&self, grant: Grant) -> Result<(), StoreError> {
+        let event = events::grant_created(&grant);
+        self.storage.create_grant(grant, event).await
+    }
+
+    /// Revokes a standing grant (`grant.revoked`); `None` if unknown.
+    pub async fn grant_revoked(
+        &self,
+        id: &str,
+        operator: &str,
+    ) -> Result<Option<Grant>, StoreError> {
+        let now = time::OffsetDateTime::now_utc();
+        self.storage
+            .revoke_grant(id, operator, now, events::grant_revoked)
+            .await
     }
 
     /// An event that concerns no single request (server, policy).

@@ -33,19 +33,24 @@ fn pending(cur: Option<RequestRecord>) -> Result<RequestRecord, Refused> {
 pub(super) fn approve(
     cur: Option<RequestRecord>,
     operator: &str,
-    reason: Option<&str>,
+    approval: &crate::hold::Approval,
     now: OffsetDateTime,
 ) -> Update<Result<(RequestRecord, bool), Refused>> {
     let mut r = match pending(cur) {
         Ok(r) => r,
         Err(e) => return Update::Keep(Err(e)),
     };
+    let reason = approval.reason.as_deref();
     if !r.approvals.iter().any(|a| a.operator == operator) {
         r.approvals.push(Approval {
             operator: operator.to_string(),
             at: now,
             reason: reason.map(str::to_string),
+            grant: approval.grant.clone(),
         });
+    }
+    if let Some(edit) = &approval.edit {
+        edit.stamp(&mut r);
     }
     let released = r.approvals.len() as u32 >= r.required_approvals.max(1);
     if released {

@@ -25,6 +25,18 @@ pub struct Decided {
     pub(crate) record: RequestRecord,
     /// Its `request.decided` event.
     pub(crate) event: NewEvent,
+    /// A REQUIRE_APPROVAL decision keeps what standing grants and edits
+    /// need until it is admitted (see [`Judgement`]).
+    pub(crate) judgement: Option<Box<Judgement>>,
+}
+
+/// A held decision's judgement: the intents and request as judged, not yet
+/// masked (grant conditions are evaluated on them), the policy that judged,
+/// and the request head (an edit re-encodes the body under it).
+pub struct Judgement {
+    pub mapped: sudomode_intent::Mapped,
+    pub policy: std::sync::Arc<sudomode_policy::Policy>,
+    pub head: Option<std::sync::Arc<crate::hold::edits::RequestHead>>,
 }
 
 /// What a decision is made from.
@@ -64,7 +76,21 @@ impl Decided {
             reply_after: decision.reply_after,
             record,
             event,
+            judgement: None,
         }
+    }
+
+    /// Keeps the judgement of a REQUIRE_APPROVAL decision (see [`Judgement`])
+    /// and notes whether approving it may also make a standing grant.
+    pub(crate) fn hold_with(mut self, judgement: Judgement) -> Self {
+        if self.verdict == Verdict::RequireApproval {
+            self.record.grantable = self
+                .rule
+                .as_ref()
+                .is_some_and(|r| judgement.policy.rule_grantable(r.as_str()));
+            self.judgement = Some(Box::new(judgement));
+        }
+        self
     }
 
     pub fn resource(&self) -> &str {
@@ -245,6 +271,11 @@ fn new_record(d: &Draft<'_>, decision: &Decision) -> RequestRecord {
         policy_version: d.policy_version.to_string(),
         retry_grant_used: false,
         explicit: d.explicit,
+        grant_id: None,
+        grantable: false,
+        approved_args: None,
+        edited: false,
+        edit: None,
     }
 }
 

@@ -20,12 +20,31 @@ use sudomode_intent::{Intent, IntentError, Mapped, NormalizedRequest, RawRequest
 use sudomode_policy::{Decision, Verdict};
 
 use crate::audit::{Flight, Recorder};
+use crate::hold::edits::RequestHead;
 use crate::hold::{Entry, Holds, Ticket};
 use crate::ids::{AgentName, RequestId};
 use crate::metrics::Metrics;
-use decided::{Decided, Draft};
+use decided::{Decided, Draft, Judgement};
 use engine::Engine;
 pub use refusal::{Refusal, RefusalKind};
+
+/// A held decision keeps its judgement for grants and edits; others drop it
+/// at once (`head` is only built for a held one).
+fn keep_judgement(
+    decided: Decided,
+    mapped: Mapped,
+    policy: Arc<sudomode_policy::Policy>,
+    head: impl FnOnce() -> Option<RequestHead>,
+) -> Decided {
+    if decided.verdict != Verdict::RequireApproval {
+        return decided;
+    }
+    decided.hold_with(Judgement {
+        mapped,
+        policy,
+        head: head().map(Arc::new),
+    })
+}
 
 /// One agent call's context through the phases.
 pub struct Call {
@@ -120,7 +139,7 @@ impl Core {
     pub fn judge_http(&self, call: &Call, s: &HttpSubject<'_>) -> Result<Decided, IntentError> {
         let judged = self.engine.judge(call.agent.as_str(), &s.raw)?;
         let url = judged.mapped.request.url(s.raw_query);
-        Ok(Decided::new(
+        let decided = Decided::new(
             &Draft {
                 id: &call.id,
                 agent: &call.agent,
@@ -137,7 +156,13 @@ impl Core {
             &judged.decision,
             serde_json::to_value(&judged.mapped.request).ok(),
         )
-        .redact(self.recorder.storage()))
+        .redact(self.recorder.storage());
+        Ok(keep_judgement(
+            decided,
+            judged.mapped,
+            judged.policy,
+            || Some(RequestHead::of(&s.raw)),
+        ))
     }
 
     /// Judges an explicit intent (`/v1/govern`): the agent names the intent.
@@ -164,7 +189,7 @@ impl Core {
         let url = format!("sudomode:govern/{resource}/{action}");
         // Canonical args are the "body": identical asks join one pending request.
         let body = sudomode_store::canonical_json(&judged.mapped.intents[0].args);
-        Decided::new(
+        let decided = Decided::new(
             &Draft {
                 id: &call.id,
                 agent: &call.agent,
@@ -181,7 +206,8 @@ impl Core {
             &judged.decision,
             None,
         )
-        .redact(self.recorder.storage())
+        .redact(self.recorder.storage());
+        keep_judgement(decided, judged.mapped, judged.policy, || None)
     }
 
     /// A request refused before it could be judged (unreadable, too large, a
@@ -233,6 +259,8 @@ impl Core {
     /// Records the decision and says what happens next. `body` is what a held
     /// request would forward (shared by the calls that join it).
     pub async fn admit(&self, decided: Decided, body: Bytes) -> Admission {
+        // A standing grant may stand in for the approval (SPEC §6.1).
+        let decided = crate::grants::apply(self, decided).await;
         self.metrics.decided(decided.verdict);
         let id = decided.id.clone();
         // A faulted store could not record the decision: refuse at once (in

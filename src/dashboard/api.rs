@@ -18,6 +18,9 @@ use time::format_description::well_known::Rfc3339;
 use super::Dash;
 use super::auth::Operator;
 use super::error::{ApiError, ApiResult};
+use crate::grants::GrantTerms;
+use crate::hold::Approval;
+use crate::hold::edits;
 
 /// Query parameters; a malformed query string is a JSON 400 like any other.
 pub struct Params(pub HashMap<String, String>);
@@ -172,7 +175,33 @@ fn reason(body: &Bytes) -> ApiResult<Option<String>> {
         .filter(|r| !r.is_empty()))
 }
 
-/// `POST /api/v1/requests/{id}/approve`.
+/// The approve body: `{"reason"?, "grant"?, "edits"?}` (SPEC §8); an
+/// unknown field is refused, so a typo never approves silently.
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    grant: Option<GrantTerms>,
+    #[serde(default)]
+    edits: Option<Value>,
+}
+
+fn approve_body(body: &Bytes) -> ApiResult<ApproveBody> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ApproveBody::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"reason\"?, \"grant\"?: {{\"for\", \"max_uses\"?, \"condition\"?}}, \"edits\"?: {{…}}}}: {e}"
+        ))
+    })
+}
+
+/// `POST /api/v1/requests/{id}/approve`: approves, with a standing grant
+/// (SPEC §6.1) and/or edits (SPEC §6.2) when asked; every check runs before
+/// anything is recorded.
 pub async fn approve(
     AxState(dash): AxState<Arc<Dash>>,
     op: Operator,
@@ -180,10 +209,36 @@ pub async fn approve(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     op.require_decide()?;
-    let reason = reason(&body)?;
-    let record = dash.state.core.holds.approve(&id, &op.name, reason).await?;
-    tracing::info!(request = %id, operator = %op.name, status = %record.status, "approved via the operator API");
-    Ok(Json(request_json(&record)))
+    let body = approve_body(&body)?;
+    let reason = body
+        .reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    let grant = match body.grant {
+        Some(terms) => {
+            Some(crate::grants::for_approval(&dash.state.core, &id, terms, reason.clone()).await?)
+        }
+        None => None,
+    };
+    let edit = match body.edits {
+        Some(patch) => Some(edits::prepare(&dash.state, &id, patch).await?),
+        None => None,
+    };
+    let grant_id = grant.as_ref().map(|_| crate::grants::new_id());
+    let approval = Approval {
+        reason,
+        grant: grant_id.clone(),
+        edit,
+    };
+    let core = &dash.state.core;
+    let record = core.holds.approve_with(&id, &op.name, approval).await?;
+    tracing::info!(request = %id, operator = %op.name, status = %record.status, edited = record.edited, "approved via the operator API");
+    let mut out = request_json(&record);
+    if let Some((scope, terms)) = grant {
+        let g = crate::grants::create(core, scope, terms, &op.name, Some(&id), grant_id).await?;
+        out["grant"] = crate::grants::grant_json(&g, OffsetDateTime::now_utc());
+    }
+    Ok(Json(out))
 }
 
 /// `POST /api/v1/requests/{id}/reject`.

@@ -23,6 +23,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// An approval's edits cannot apply to this request (SPEC §6.2).
+    #[error("{0}")]
+    NotEditable(String),
+    /// An approval's edits make a call the policy denies.
+    #[error("{0}")]
+    EditDenied(String),
     /// The store cannot record or read right now (SPEC §13.10).
     #[error("{0}")]
     Unavailable(String),
@@ -61,6 +67,8 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::NotEditable(_) => (StatusCode::CONFLICT, "not_editable"),
+            ApiError::EditDenied(_) => (StatusCode::CONFLICT, "denied"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Misdirected(_) => (StatusCode::MISDIRECTED_REQUEST, "misdirected"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
@@ -92,6 +100,18 @@ impl From<HoldError> for ApiError {
                 ApiError::Conflict(format!("request is {status}, not pending"))
             }
             HoldError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::hold::edits::EditError> for ApiError {
+    fn from(e: crate::hold::edits::EditError) -> Self {
+        use crate::hold::edits::EditError as E;
+        match e {
+            E::NotEditable(m) => ApiError::NotEditable(m),
+            e @ E::Denied { .. } => ApiError::EditDenied(e.to_string()),
+            E::Invalid(m) => ApiError::BadRequest(m),
+            E::Hold(h) => h.into(),
         }
     }
 }

@@ -11,6 +11,7 @@ mod assets;
 mod auth;
 pub mod error;
 mod govern;
+mod grants;
 mod host;
 mod sse;
 mod throttle;
@@ -76,6 +77,8 @@ fn build(dash: Dash) -> Router {
         .route("/audit/export", get(api::export))
         .route("/audit/verify", get(api::verify))
         .route("/policy", get(api::policy))
+        .route("/grants", get(grants::list).post(grants::create))
+        .route("/grants/{id}", axum::routing::delete(grants::revoke))
         .route("/stats", get(api::stats));
     // `/v1`: the SDK-compatible routes; operators may use them as aliases.
     let v1 = requests

@@ -2,7 +2,9 @@
 //! through (`registry`), and the proxy's hold phase that parks an agent call
 //! until the outcome and then forwards it exactly once (`phase`).
 
+mod edit_body;
+pub mod edits;
 pub mod phase;
 pub mod registry;
 
-pub use registry::{Entry, HoldError, Holds, Outcome, Ticket, sweeper};
+pub use registry::{Approval, Entry, HoldError, Holds, Outcome, Ticket, sweeper};

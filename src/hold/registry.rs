@@ -25,9 +25,19 @@ use sudomode_store::{Parked, RequestRecord, Status, StoreError, approved_at};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
 
+use super::edits::{ApprovedEdit, HeldCall, RequestHead};
 use crate::audit::{Flight, Recorder, Refused, Retry};
 use crate::core::decided::Decided;
 use crate::ids::RequestId;
+
+/// An operator's approval: the reason, the standing grant it also makes
+/// (SPEC §6.1) and the edits it approves (SPEC §6.2), if any.
+#[derive(Debug, Clone, Default)]
+pub struct Approval {
+    pub reason: Option<String>,
+    pub grant: Option<String>,
+    pub edit: Option<ApprovedEdit>,
+}
 
 /// What a waiting agent call learns.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,17 +120,25 @@ impl Drop for Ticket {
     }
 }
 
+/// A held call's body and head (for edits).
+type HeldBytes = (Bytes, Option<Arc<RequestHead>>);
+
 /// The agent calls waiting here on one held request.
 struct Waiter {
     tx: watch::Sender<Outcome>,
     /// The body the calls here share (identical by the join key).
     body: Bytes,
     calls: usize,
+    /// The request head as sent (for edits; only on the replica holding the call).
+    head: Option<Arc<RequestHead>>,
 }
 
 #[derive(Default)]
 struct Local {
     waiters: HashMap<String, Waiter>,
+    /// Head and body of the requests parked here while they are pending,
+    /// also after their calls left (an operator may still edit them).
+    parked: HashMap<String, HeldBytes>,
     /// Live joined calls per agent (they count against the cap).
     joined: HashMap<String, usize>,
 }
@@ -131,7 +149,7 @@ impl Local {
         &mut self,
         id: &str,
         agent: &str,
-        body: Bytes,
+        (body, head): HeldBytes,
         joined: bool,
     ) -> (watch::Receiver<Outcome>, Bytes) {
         if joined {
@@ -144,6 +162,7 @@ impl Local {
                 tx: watch::channel(Outcome::Pending).0,
                 body,
                 calls: 0,
+                head,
             });
         w.calls += 1;
         (w.tx.subscribe(), w.body.clone())
@@ -277,10 +296,15 @@ impl Holds {
     ) -> Result<Option<Ticket>, HoldError> {
         let id = decided.id.clone();
         let agent = decided.agent.as_str().to_string();
+        let head = decided.judgement.as_ref().and_then(|j| j.head.clone());
         // Waiting before the insert: an approval right after it finds us.
-        let ticket = self.ticket(id.as_str(), &agent, body, false);
+        let call = (body, head);
+        let ticket = self.ticket(id.as_str(), &agent, call.clone(), false);
         match self.recorder.held(decided).await? {
-            Parked::Inserted => Ok(Some(ticket)),
+            Parked::Inserted => {
+                self.lock().parked.insert(id.as_str().to_string(), call);
+                Ok(Some(ticket))
+            }
             Parked::Existing(_) => Ok(None),
         }
     }
@@ -292,7 +316,7 @@ impl Holds {
         decided: &Decided,
         body: Bytes,
     ) -> Result<Entry, HoldError> {
-        let ticket = self.ticket(&r.id, decided.agent.as_str(), body, true);
+        let ticket = self.ticket(&r.id, decided.agent.as_str(), (body, None), true);
         self.recorder.joined(&r.id, decided).await?;
         // Decided between the lookup and the registration above: settle now.
         if let Some(now) = self.recorder.storage().get_request(&r.id).await? {
@@ -301,8 +325,8 @@ impl Holds {
         Ok(Entry::Wait(ticket))
     }
 
-    fn ticket(self: &Arc<Self>, id: &str, agent: &str, body: Bytes, joined: bool) -> Ticket {
-        let (rx, body) = self.lock().wait(id, agent, body, joined);
+    fn ticket(self: &Arc<Self>, id: &str, agent: &str, call: HeldBytes, joined: bool) -> Ticket {
+        let (rx, body) = self.lock().wait(id, agent, call, joined);
         Ticket {
             id: RequestId::from_stored(id.to_string()),
             rx,
@@ -318,7 +342,9 @@ impl Holds {
         let Some(outcome) = Outcome::of(r) else {
             return;
         };
-        if let Some(w) = self.lock().waiters.get(&r.id) {
+        let mut local = self.lock();
+        local.parked.remove(&r.id);
+        if let Some(w) = local.waiters.get(&r.id) {
             w.tx.send_if_modified(|o| {
                 let changed = *o == Outcome::Pending;
                 if changed {
@@ -335,6 +361,31 @@ impl Holds {
         Ok(self.recorder.claim(id.as_str(), None).await?)
     }
 
+    /// A pending request's record, head and body (for edits). The head and
+    /// body are only where the call waits: elsewhere (another replica, or
+    /// after a restart) the head is `None`.
+    pub async fn held_call(&self, id: &str) -> Option<HeldCall> {
+        let (body, head) = {
+            let local = self.lock();
+            match (local.waiters.get(id), local.parked.get(id)) {
+                (_, Some(call)) => call.clone(),
+                (Some(w), None) => (w.body.clone(), w.head.clone()),
+                (None, None) => (Bytes::new(), None),
+            }
+        };
+        let record = self.recorder.storage().get_request(id).await.ok()??;
+        (record.status == Status::Pending).then_some(HeldCall { record, head, body })
+    }
+
+    /// Why request `id` cannot be decided or edited now.
+    pub async fn explain_not_held(&self, id: &str) -> HoldError {
+        match self.recorder.storage().get_request(id).await {
+            Ok(Some(r)) => HoldError::NotPending(r.status),
+            Ok(None) => HoldError::NotFound,
+            Err(e) => e.into(),
+        }
+    }
+
     /// Records an operator's approval; releases the request when enough
     /// distinct operators approved. The same operator twice counts once.
     pub async fn approve(
@@ -343,7 +394,25 @@ impl Holds {
         operator: &str,
         reason: Option<String>,
     ) -> Result<RequestRecord, HoldError> {
-        let (record, released) = self.recorder.approve(id, operator, reason).await??;
+        self.approve_with(
+            id,
+            operator,
+            Approval {
+                reason,
+                ..Approval::default()
+            },
+        )
+        .await
+    }
+
+    /// [`Holds::approve`] with a grant made or edits approved.
+    pub async fn approve_with(
+        &self,
+        id: &str,
+        operator: &str,
+        approval: Approval,
+    ) -> Result<RequestRecord, HoldError> {
+        let (record, released) = self.recorder.approve(id, operator, approval).await??;
         if released {
             self.settle(&record);
         }
@@ -390,16 +459,21 @@ impl Holds {
         n
     }
 
-    /// Re-reads the requests calls wait on here and settles those decided
-    /// elsewhere: a lost notification only delays the release.
+    /// Re-reads the requests calls wait on (or were parked) here and settles
+    /// those decided elsewhere: a lost notification only delays the release.
     pub async fn recheck(&self) {
-        let ids: Vec<String> = self
-            .lock()
-            .waiters
-            .iter()
-            .filter(|(_, w)| *w.tx.borrow() == Outcome::Pending)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ids: Vec<String> = {
+            let local = self.lock();
+            local
+                .waiters
+                .iter()
+                .filter(|(_, w)| *w.tx.borrow() == Outcome::Pending)
+                .map(|(id, _)| id.clone())
+                .chain(local.parked.keys().cloned())
+                .collect::<std::collections::HashSet<_>>()
+                .into_iter()
+                .collect()
+        };
         if ids.is_empty() {
             return;
         }

@@ -24,7 +24,8 @@ use time::OffsetDateTime;
 
 use super::{Notifications, request_json};
 use crate::dashboard::error::ApiError;
-use crate::hold::HoldError;
+use crate::grants::{self, GrantError, GrantTerms};
+use crate::hold::{Approval, HoldError};
 use crate::state::State;
 
 /// Reason recorded with decisions made from Slack.
@@ -123,23 +124,32 @@ async fn interaction(AxState(ctx): AxState<Arc<Ctx>>, headers: HeaderMap, body: 
         slack.has_bot_token() && ctx.notifications.message_ref(&press.request_id).is_some();
     let id = press.request_id.as_str();
     let result = match press.decision {
-        Decision::Approve => {
-            ctx.state
-                .core
-                .holds
-                .approve(id, &operator.name, Some(VIA_SLACK.to_string()))
-                .await
+        Decision::Approve => ctx
+            .state
+            .core
+            .holds
+            .approve(id, &operator.name, Some(VIA_SLACK.to_string()))
+            .await
+            .map(Some),
+        Decision::ApproveForAnHour => {
+            approve_for_an_hour(&ctx.state, id, &operator.name, slack, &press).await
         }
-        Decision::Reject => {
-            ctx.state
-                .core
-                .holds
-                .reject(id, &operator.name, Some(VIA_SLACK.to_string()))
-                .await
-        }
+        Decision::Reject => ctx
+            .state
+            .core
+            .holds
+            .reject(id, &operator.name, Some(VIA_SLACK.to_string()))
+            .await
+            .map(Some),
     };
     let record = match result {
-        Ok(r) => r,
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            if seeded {
+                ctx.notifications.forget_message(id);
+            }
+            return StatusCode::OK.into_response();
+        }
         Err(e) => {
             if seeded {
                 ctx.notifications.forget_message(id);
@@ -186,6 +196,49 @@ async fn interaction(AxState(ctx): AxState<Arc<Ctx>>, headers: HeaderMap, body: 
         });
     }
     StatusCode::OK.into_response()
+}
+
+/// "Approve for 1 h": approves with a one-hour standing grant (SPEC §6.1,
+/// §10) where the rule allows one; otherwise nothing changes and the presser
+/// is told why (`None`).
+async fn approve_for_an_hour(
+    state: &State,
+    id: &str,
+    operator: &str,
+    slack: &SlackNotifier,
+    press: &Interaction,
+) -> Result<Option<sudomode_store::RequestRecord>, HoldError> {
+    let core = &state.core;
+    let terms = GrantTerms {
+        lasts: "1h".into(),
+        max_uses: None,
+        condition: None,
+    };
+    let (scope, terms) = match grants::for_approval(core, id, terms, Some(VIA_SLACK.into())).await {
+        Ok(ok) => ok,
+        Err(GrantError::Hold(e)) => return Err(e),
+        Err(GrantError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            ephemeral(slack, press, format!("Nothing was changed: {e}"));
+            return Ok(None);
+        }
+    };
+    let grant_id = grants::new_id();
+    let approval = Approval {
+        reason: Some(VIA_SLACK.to_string()),
+        grant: Some(grant_id.clone()),
+        edit: None,
+    };
+    let record = core.holds.approve_with(id, operator, approval).await?;
+    if let Err(e) = grants::create(core, scope, terms, operator, Some(id), Some(grant_id)).await {
+        tracing::error!(target: "sudomode::notify", request = %id, error = %e, "the grant of a Slack approval could not be recorded");
+        ephemeral(
+            slack,
+            press,
+            "Approved, but the one-hour grant could not be recorded.".into(),
+        );
+    }
+    Ok(Some(record))
 }
 
 /// Records the pressed message's location unless already known; true when

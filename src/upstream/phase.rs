@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use super::{Target, Upstream, Upstreams};
 use crate::audit::{Ending, Flight};
 use crate::core::{Refusal, RefusalKind};
+use crate::hold::edits;
 use crate::ids::RequestId;
 use crate::metrics::Metrics;
 use crate::proxy::{BoxError, ProxyBody};
@@ -21,9 +22,28 @@ pub async fn forward(
     metrics: &Metrics,
     target: &Target,
     flight: Flight,
-    up: Upstream,
+    mut up: Upstream,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let id = RequestId::from_stored(flight.id());
+    // An approval with edits forwards the edited call (SPEC §6.2).
+    let edit = flight.with_record(edits::approved_edit).flatten();
+    if let Some(edit) = &edit {
+        match edits::apply_approved(edit, &up.parts.headers, &up.body) {
+            Ok((headers, body)) => (up.parts.headers, up.body) = (headers, body),
+            Err(why) => {
+                let refusal = Refusal::new(
+                    RefusalKind::BadRequest,
+                    &id,
+                    format!("{why}; it was not sent"),
+                );
+                flight.end(Ending::Failed {
+                    error: refusal.message.clone(),
+                    error_type: refusal.kind.as_str(),
+                });
+                return Err(refusal);
+            }
+        }
+    }
     let request_bytes = up.body.len() as u64;
     // Boxed: the client's future is large, and hyper keeps room for the whole
     // request future per agent connection (held ones included).
@@ -36,7 +56,12 @@ pub async fn forward(
                 duration_ms,
                 request_bytes,
             });
-            Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()))
+            let mut resp = resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed());
+            if edit.is_some() {
+                resp.headers_mut()
+                    .insert(edits::EDITED_HEADER, http::HeaderValue::from_static("true"));
+            }
+            Ok(resp)
         }
         Err(refusal) => {
             // The decision was logged; how the forwarding failed must be too

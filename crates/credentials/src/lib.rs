@@ -129,6 +129,13 @@ impl Injector {
             .map(|e| e.name.as_str())
     }
 
+    /// Whether requests to `host` are re-signed with an `aws` credential
+    /// (so their body may change before they are sent).
+    pub fn resigns(&self, host: &str) -> bool {
+        self.entry_for(host)
+            .is_some_and(|e| matches!(e.action, Action::Aws(_)))
+    }
+
     /// Name of the first credential whose host globs match `host`, if any.
     pub fn credential_for(&self, host: &str) -> Option<&str> {
         self.entry_for(host).map(|e| e.name.as_str())

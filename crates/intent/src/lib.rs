@@ -33,7 +33,9 @@ use crate::decode::Body;
 pub use crate::aws::claims_host as is_aws_host;
 pub use crate::aws_chunked::{Unframed, is_aws_chunked, unframe};
 pub use crate::aws_protocol::{AwsErrorProtocol, aws_error_protocol};
-pub use crate::decode::{Kind as BodyKind, parse_args, parse_form, scalar};
+pub use crate::decode::{
+    Kind as BodyKind, content_kind, decode_content, parse_args, parse_form, parse_json, scalar,
+};
 pub use crate::mcp::request_id as jsonrpc_request_id;
 pub use crate::normalize::{normalize_host, normalize_path};
 pub use crate::sql::{Flavor as SqlFlavor, sql_intents};

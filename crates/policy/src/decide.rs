@@ -360,6 +360,19 @@ impl Policy {
         self.decide_inner(agent, mapped, now, None)
     }
 
+    /// The enforce rule that decides one intent on its own (`None`: no rule
+    /// matched, the default DENY).
+    pub(crate) fn intent_rule(
+        &self,
+        agent: &str,
+        request: &NormalizedRequest,
+        intent: &Intent,
+        now: time::OffsetDateTime,
+    ) -> Option<&Rule> {
+        self.judge_intent(agent, request, intent, to_chrono(now), None)
+            .rule
+    }
+
     /// Like [`Policy::decide`], recording every rule considered and why.
     pub fn explain(&self, agent: &str, mapped: &Mapped, now: time::OffsetDateTime) -> Explanation {
         let mut considered = Vec::new();

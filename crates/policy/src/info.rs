@@ -32,6 +32,9 @@ pub struct RuleInfo {
     pub approvals: u32,
     /// As written (`10m`), REQUIRE_APPROVAL rules only.
     pub timeout: Option<String>,
+    /// REQUIRE_APPROVAL rules: whether standing grants may loosen it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grantable: Option<bool>,
     /// As written (`20s`, `0`), when the rule sets its own `reply_after`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_after: Option<String>,
@@ -61,6 +64,7 @@ impl From<&Rule> for RuleInfo {
             mode: r.mode.as_str(),
             approvals: r.approvals,
             timeout: r.timeout_text.clone(),
+            grantable: (r.decision == Verdict::RequireApproval).then_some(r.grantable),
             reply_after: r.reply_after_text.clone(),
             file: r.file.clone(),
             line: r.line,

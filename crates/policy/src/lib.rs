@@ -21,6 +21,7 @@ mod decide;
 mod error;
 mod files;
 mod glob;
+mod grants;
 mod info;
 mod lint;
 mod load;
@@ -41,6 +42,7 @@ pub use error::{
 };
 pub use files::MAX_POLICY_FILE_BYTES;
 pub use glob::{Glob, GlobError, GlobList};
+pub use grants::ApprovalNeed;
 pub use info::{PolicySummary, RuleInfo};
 pub use load::{DEFAULT_POLICY_NAME, DEFAULT_POLICY_YAML, fingerprint};
 pub use python::PythonSpelling;
@@ -209,6 +211,8 @@ pub struct Rule {
     /// `reply_after` as written (`20s`, `0`).
     pub reply_after_text: Option<String>,
     pub mode: Mode,
+    /// REQUIRE_APPROVAL only: standing grants (SPEC §6.1) may loosen it.
+    pub grantable: bool,
     /// Source file, 1-based line and column of the rule.
     pub file: String,
     pub line: usize,

@@ -40,6 +40,7 @@ struct RawRule {
     timeout: Option<serde_yaml::Value>,
     reply_after: Option<serde_yaml::Value>,
     mode: Option<serde_yaml::Value>,
+    grantable: Option<serde_yaml::Value>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_yaml::Value>, D::Error> {
@@ -408,6 +409,7 @@ fn compile_rule(
     };
     let (timeout, timeout_text) = approval_only("timeout", &rr.timeout, cx).unzip();
     let (reply_after, reply_after_text) = approval_only("reply_after", &rr.reply_after, cx).unzip();
+    let grantable = grantable(cx, &rr, &who, decision, loc);
     let mode = match &rr.mode {
         None => Mode::Enforce,
         Some(v) => match scalar_string(v)
@@ -446,9 +448,44 @@ fn compile_rule(
         reply_after,
         reply_after_text,
         mode,
+        grantable,
         file: cx.file.to_string(),
         line: loc.line,
         column: loc.col,
         fields: loc.fields.clone(),
     })
+}
+
+/// `grantable` (SPEC §5.2, §6.1): a boolean, on REQUIRE_APPROVAL rules only;
+/// default true.
+fn grantable(
+    cx: &mut FileCtx<'_>,
+    rr: &RawRule,
+    who: &str,
+    decision: Option<Verdict>,
+    loc: &ItemLoc,
+) -> bool {
+    let Some(v) = &rr.grantable else {
+        return true;
+    };
+    if decision.is_some() && decision != Some(Verdict::RequireApproval) {
+        cx.err(
+            loc.field("grantable"),
+            format!("{who}: `grantable` only applies to REQUIRE_APPROVAL rules"),
+        );
+        return true;
+    }
+    match v {
+        serde_yaml::Value::Bool(b) => *b,
+        other => {
+            cx.err(
+                loc.field("grantable"),
+                format!(
+                    "{who}: `grantable` must be true or false, got {}",
+                    shown(other)
+                ),
+            );
+            true
+        }
+    }
 }

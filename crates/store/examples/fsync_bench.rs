@@ -46,6 +46,11 @@ fn decided() -> Batch {
         policy_version: "0".repeat(64),
         retry_grant_used: false,
         explicit: false,
+        grant_id: None,
+        grantable: false,
+        approved_args: None,
+        edited: false,
+        edit: None,
     };
     let event = NewEvent::new("request.decided")
         .request(&id)

@@ -16,6 +16,7 @@ pub mod chain;
 mod codec;
 mod depth;
 mod error;
+mod grants;
 mod index;
 mod large;
 mod layout;
@@ -46,10 +47,11 @@ pub use archive::{
 pub use chain::{GENESIS_HASH, REDACTED, Redactor, canonical_json, event_hash};
 pub use depth::{MAX_STORED_DEPTH, TOO_DEEP};
 pub use error::StoreError;
+pub use grants::Grant;
 pub use large::{MAX_ARGS_BYTES, TRUNCATED_KEY};
 pub use model::{
-    Approval, AuditEvent, Batch, Committed, Durability, Filter, NewEvent, RequestRecord, Stats,
-    Status, StoreOptions, VerifyReport,
+    Approval, AuditEvent, Batch, Committed, Durability, EditRecord, Filter, NewEvent,
+    RequestRecord, Stats, Status, StoreOptions, VerifyReport,
 };
 pub use open::{approved_at, is_due};
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, verify_lines, verify_lines_partial};
@@ -98,6 +100,8 @@ pub(crate) struct Inner {
     redactor: RwLock<Arc<Redactor>>,
     pub(crate) stats: Arc<AtomicStats>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Serialises grant read-check-writes (see [`grants`]).
+    grant_lock: tokio::sync::Mutex<()>,
 }
 
 impl Store {
@@ -145,6 +149,7 @@ impl Store {
                 redactor: RwLock::new(Arc::new(Redactor::new(opts.secrets))),
                 stats,
                 thread: Mutex::new(Some(thread)),
+                grant_lock: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -200,7 +205,15 @@ impl Store {
             events,
             upserts,
             keep_fields,
+            grants: Vec::new(),
         })
+    }
+
+    /// Queues a prepared batch and waits until it is durable.
+    async fn commit_prepared(&self, batch: Prepared) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(batch, Some(tx)).await?;
+        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
     }
 
     async fn enqueue(
@@ -451,6 +464,10 @@ fn stored_view(r: &Redactor, rec: &mut RequestRecord) {
         tracing::warn!(request_id = %rec.id, "record values nested too deeply were clipped");
     }
     large::truncate_args(&mut rec.args, &rec.body_sha256);
+    if let Some(a) = &mut rec.approved_args {
+        let sha = rec.edit.as_ref().map_or("", |e| e.body_sha256.as_str());
+        large::truncate_args(a, sha);
+    }
     for i in rec.intents.iter_mut().filter_map(|i| i.get_mut("args")) {
         large::truncate_args(i, &rec.body_sha256);
     }
@@ -485,6 +502,12 @@ fn redact_record(r: &Redactor, rec: &mut RequestRecord) {
         }
     }
     r.redact(&mut rec.args);
+    if let Some(a) = &mut rec.approved_args {
+        r.redact(a);
+    }
+    if let Some(e) = &mut rec.edit {
+        r.redact(&mut e.patch);
+    }
     for v in rec.headers.values_mut() {
         r.redact_str(v);
     }

@@ -91,6 +91,9 @@ pub struct Approval {
     /// Optional reason they gave.
     #[serde(default)]
     pub reason: Option<String>,
+    /// The standing grant (SPEC §6.1) this approval also made, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// The SPEC §8 Request object plus the fields SudoMode needs internally.
@@ -167,6 +170,35 @@ pub struct RequestRecord {
     /// An explicit intent (`/v1/govern`): there is nothing to forward.
     #[serde(default)]
     pub explicit: bool,
+    /// The standing grant that allowed it (SPEC §6.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    /// Approving it may also make a standing grant: a REQUIRE_APPROVAL whose
+    /// rule is `grantable` and needs one approver.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub grantable: bool,
+    /// The arguments as an operator edited them (SPEC §6.2); `args` keeps
+    /// the proposed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_args: Option<Value>,
+    /// Approved with edits: what is forwarded is the edited request.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub edited: bool,
+    /// The edits approved, and the edited body's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit: Option<EditRecord>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// An approval's edits (SPEC §6.2): the JSON merge patch over `args` and the
+/// SHA-256 of the body it makes, which is exactly what is forwarded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditRecord {
+    pub patch: Value,
+    pub body_sha256: String,
 }
 
 impl RequestRecord {

@@ -20,6 +20,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
+use crate::Grant;
 use crate::error::StoreError;
 use crate::model::{
     AuditEvent, Batch, Filter, NewEvent, RequestRecord, Stats, Status, StoreOptions, VerifyReport,
@@ -544,6 +545,92 @@ impl Storage {
         match &self.inner.backend {
             Backend::Redb(r) => r.store.fault(),
             Backend::Postgres(p) => p.fault(),
+        }
+    }
+
+    // --- Standing grants (SPEC §6.1). SQL-shaped: a grants table keyed by
+    // id; `use_grants` is one conditional update of every row or none.
+
+    /// Stores a new grant with its `grant.created` event, durably.
+    pub async fn create_grant(&self, grant: Grant, event: NewEvent) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(r) => r.store.create_grant(grant, event).await,
+            Backend::Postgres(p) => p.create_grant(grant, event).await,
+        }
+    }
+
+    /// One grant.
+    pub async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(r) => {
+                let id = id.to_string();
+                Self::read(&r.store, move |s| s.get_grant(&id)).await
+            }
+            Backend::Postgres(p) => p.get_grant(id).await,
+        }
+    }
+
+    /// Every grant, newest first.
+    pub async fn list_grants(&self) -> Result<Vec<Grant>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(r) => Self::read(&r.store, |s| s.list_grants()).await,
+            Backend::Postgres(p) => p.list_grants().await,
+        }
+    }
+
+    /// Grants active at `now` for exactly this agent, resource and action.
+    pub async fn active_grants_for(
+        &self,
+        agent: &str,
+        resource: &str,
+        action: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Grant>, StoreError> {
+        if let Backend::Postgres(p) = &self.inner.backend {
+            return p.active_grants_for(agent, resource, action, now).await;
+        }
+        let all = self.list_grants().await?;
+        Ok(all
+            .into_iter()
+            .filter(|g| g.covers(agent, resource, action) && g.is_active(now))
+            .collect())
+    }
+
+    /// Adds one use to every grant of `ids` when each is still active at
+    /// `now` — all or none, atomically (concurrent callers never exceed
+    /// `max_uses`). `None` when any was not. Runs to completion even if the
+    /// caller goes away, so a use is never half-counted.
+    pub async fn use_grants(
+        &self,
+        ids: Vec<String>,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<Grant>>, StoreError> {
+        let task = match &self.inner.backend {
+            Backend::Redb(r) => {
+                let s = r.store.clone();
+                tokio::spawn(async move { s.use_grants(ids, now).await })
+            }
+            Backend::Postgres(p) => {
+                let p = p.clone();
+                tokio::spawn(async move { p.use_grants(ids, now).await })
+            }
+        };
+        task.await
+            .map_err(|e| StoreError::Storage(format!("grant use task: {e}")))?
+    }
+
+    /// Revokes a grant, durably with the event `event` makes of the revoked
+    /// grant. `None` for an unknown grant; a revoked one comes back unchanged.
+    pub async fn revoke_grant(
+        &self,
+        id: &str,
+        by: &str,
+        now: OffsetDateTime,
+        event: impl FnOnce(&Grant) -> NewEvent + Send,
+    ) -> Result<Option<Grant>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(r) => r.store.revoke_grant(id, by, now, event).await,
+            Backend::Postgres(p) => p.revoke_grant(id, by, now, event).await,
         }
     }
 

@@ -41,6 +41,8 @@ pub(crate) struct Prepared {
     pub(crate) upserts: Vec<Row>,
     /// The events kept their fields, so the writer can hand the stored events back.
     pub(crate) keep_fields: bool,
+    /// Standing grants to write: (id, JSON).
+    pub(crate) grants: Vec<(String, String)>,
 }
 
 /// One record to upsert.
@@ -664,6 +666,7 @@ impl Writer {
                 );
             }
         }
+        crate::grants::insert_rows(txn, batches)?;
         Ok(out)
     }
 }
@@ -845,6 +848,11 @@ mod tests {
             policy_version: "v1".into(),
             retry_grant_used: false,
             explicit: false,
+            grant_id: None,
+            grantable: false,
+            approved_args: None,
+            edited: false,
+            edit: None,
         }
     }
 

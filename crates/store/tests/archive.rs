@@ -45,6 +45,11 @@ fn record(id: &str, agent: &str, status: Status) -> RequestRecord {
         policy_version: "v1".into(),
         retry_grant_used: false,
         explicit: false,
+        grant_id: None,
+        grantable: false,
+        approved_args: None,
+        edited: false,
+        edit: None,
     }
 }
 

@@ -55,6 +55,11 @@ fn record(id: &str, agent: &str, status: Status, decision: &str) -> RequestRecor
         policy_version: "v1".into(),
         retry_grant_used: false,
         explicit: false,
+        grant_id: None,
+        grantable: false,
+        approved_args: None,
+        edited: false,
+        edit: None,
     }
 }
 
@@ -446,6 +451,7 @@ async fn list_filters_and_cursor_paging_newest_first() {
         operator: "alice".into(),
         at: OffsetDateTime::now_utc(),
         reason: Some("ok".into()),
+        grant: None,
     });
     store
         .commit(Batch::one(

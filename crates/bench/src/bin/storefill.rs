@@ -108,6 +108,11 @@ fn record(id: &str, s: &Shape, i: u64) -> RequestRecord {
         policy_version: POLICY.into(),
         retry_grant_used: false,
         explicit: false,
+        grant_id: None,
+        grantable: false,
+        approved_args: None,
+        edited: false,
+        edit: None,
     }
 }
 

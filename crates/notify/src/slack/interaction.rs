@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{ACTION_APPROVE, ACTION_REJECT};
+use super::{ACTION_APPROVE, ACTION_APPROVE_GRANT, ACTION_REJECT};
 use crate::error::InteractionError;
 
 /// What the operator pressed.
@@ -10,6 +10,9 @@ use crate::error::InteractionError;
 pub enum Decision {
     /// The Approve button (`sudomode_approve`).
     Approve,
+    /// "Approve for 1 h" (`sudomode_approve_grant`): approve and allow the
+    /// same agent and intent for an hour.
+    ApproveForAnHour,
     /// The Reject button (`sudomode_reject`).
     Reject,
 }
@@ -102,6 +105,7 @@ pub fn parse_interaction_payload(json: &str) -> Result<Interaction, InteractionE
         .ok_or(InteractionError::MissingField("actions[0].action_id"))?;
     let decision = match action_id.as_str() {
         ACTION_APPROVE => Decision::Approve,
+        ACTION_APPROVE_GRANT => Decision::ApproveForAnHour,
         ACTION_REJECT => Decision::Reject,
         _ => return Err(InteractionError::UnknownAction(action_id)),
     };
@@ -174,6 +178,9 @@ mod tests {
         );
         let i = parse_interaction(&form(&slack_payload("sudomode_reject", "req_42"))).unwrap();
         assert_eq!(i.decision, Decision::Reject);
+        let i =
+            parse_interaction(&form(&slack_payload("sudomode_approve_grant", "req_42"))).unwrap();
+        assert_eq!(i.decision, Decision::ApproveForAnHour);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use super::args::{arg_lines, header_lines, sections};
 pub use super::money::format_money;
 use super::text::{code, escape_mrkdwn, text};
-use super::{ACTION_APPROVE, ACTION_REJECT, ACTIONS_BLOCK_PREFIX};
+use super::{ACTION_APPROVE, ACTION_APPROVE_GRANT, ACTION_REJECT, ACTIONS_BLOCK_PREFIX};
 
 /// Slack's limit on blocks in one message.
 const MAX_BLOCKS: usize = 50;
@@ -24,6 +24,11 @@ const MAX_URL_CHARS: usize = 500;
 /// What the Approve button's confirmation says: no more than is shown.
 const CONFIRM_TEXT: &str = "Forwards this request upstream with real credentials. \
 Every argument is listed in the message; long values are cut and show their length.";
+
+/// What the "Approve for 1 h" confirmation says.
+const CONFIRM_GRANT_TEXT: &str = "Forwards this request, and for the next hour lets this agent \
+make the same kind of call (same resource and action, any arguments) without asking. \
+Revoke it any time on the dashboard's Grants page.";
 
 /// Characters left unescaped in a URL path segment (RFC 3986 unreserved).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -195,32 +200,65 @@ fn block_id(prefix: &str, id: &str) -> String {
     s
 }
 
-fn buttons(id: &str) -> Value {
+/// Approving may also make a standing grant: the rule allows one and one
+/// approver decides (SPEC §6.1).
+fn grantable(req: &Value) -> bool {
+    req.get("grantable").and_then(Value::as_bool) == Some(true)
+        && req
+            .get("required_approvals")
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            <= 1
+}
+
+fn grant_button(id: &str) -> Value {
+    json!({
+        "type": "button",
+        "action_id": ACTION_APPROVE_GRANT,
+        "text": {"type": "plain_text", "text": "Approve for 1 h", "emoji": true},
+        "value": id,
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Approve and allow for 1 h?"},
+            "text": {"type": "mrkdwn", "text": CONFIRM_GRANT_TEXT},
+            "confirm": {"type": "plain_text", "text": "Approve for 1 h"},
+            "deny": {"type": "plain_text", "text": "Cancel"}
+        }
+    })
+}
+
+fn buttons(req: &Value) -> Value {
+    let id = str_field(req, "id");
+    let mut elements = vec![approve_button(id)];
+    if grantable(req) {
+        elements.push(grant_button(id));
+    }
+    elements.push(json!({
+        "type": "button",
+        "action_id": ACTION_REJECT,
+        "style": "danger",
+        "text": {"type": "plain_text", "text": "Reject", "emoji": true},
+        "value": id
+    }));
     json!({
         "type": "actions",
         "block_id": block_id(ACTIONS_BLOCK_PREFIX, id),
-        "elements": [
-            {
-                "type": "button",
-                "action_id": ACTION_APPROVE,
-                "style": "primary",
-                "text": {"type": "plain_text", "text": "Approve", "emoji": true},
-                "value": id,
-                "confirm": {
-                    "title": {"type": "plain_text", "text": "Approve this request?"},
-                    "text": {"type": "mrkdwn", "text": CONFIRM_TEXT},
-                    "confirm": {"type": "plain_text", "text": "Approve"},
-                    "deny": {"type": "plain_text", "text": "Cancel"}
-                }
-            },
-            {
-                "type": "button",
-                "action_id": ACTION_REJECT,
-                "style": "danger",
-                "text": {"type": "plain_text", "text": "Reject", "emoji": true},
-                "value": id
-            }
-        ]
+        "elements": elements,
+    })
+}
+
+fn approve_button(id: &str) -> Value {
+    json!({
+        "type": "button",
+        "action_id": ACTION_APPROVE,
+        "style": "primary",
+        "text": {"type": "plain_text", "text": "Approve", "emoji": true},
+        "value": id,
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Approve this request?"},
+            "text": {"type": "mrkdwn", "text": CONFIRM_TEXT},
+            "confirm": {"type": "plain_text", "text": "Approve"},
+            "deny": {"type": "plain_text", "text": "Cancel"}
+        }
     })
 }
 
@@ -231,7 +269,7 @@ pub fn pending_message(request: &Value, public_url: &str) -> Value {
     let id = str_field(request, "id");
     let (mut blocks, complete) = body_blocks(request, public_url, "🔐 Approval needed");
     if complete {
-        blocks.push(buttons(id));
+        blocks.push(buttons(request));
     } else {
         blocks.push(json!({
             "type": "section",
@@ -274,6 +312,7 @@ pub fn decision_line(request: &Value) -> String {
             if !reason.is_empty() {
                 line.push_str(&format!(": {}", text(reason, 300)));
             }
+            line.push_str(&grant_note(request));
             line
         }
         "rejected" => {
@@ -293,6 +332,27 @@ pub fn decision_line(request: &Value) -> String {
         "expired" => "⌛ Expired".to_string(),
         "cancelled" => "🚫 Cancelled".to_string(),
         other => format!("Status: {}", text(other, 40)),
+    }
+}
+
+/// "and allowed … again": the standing grant an approval made, if any.
+fn grant_note(request: &Value) -> String {
+    let grant = request
+        .get("approvals")
+        .and_then(Value::as_array)
+        .and_then(|l| {
+            l.iter()
+                .find_map(|a| a.get("grant").and_then(Value::as_str))
+        });
+    match grant {
+        Some(g) => format!(
+            "\n🔁 …and allowed {} to make {} · {} calls without asking until the grant ({}) ends",
+            code(str_field(request, "agent"), 80),
+            code(str_field(request, "resource"), 100),
+            code(str_field(request, "action"), 100),
+            code(g, 80)
+        ),
+        None => String::new(),
     }
 }
 
@@ -353,6 +413,39 @@ mod tests {
             .filter(|b| b["type"] == "actions")
             .flat_map(|b| b["elements"].as_array().unwrap().clone())
             .collect()
+    }
+
+    #[test]
+    fn the_grant_button_shows_only_where_the_rule_allows_a_grant() {
+        let mut r = request();
+        r["grantable"] = json!(true);
+        assert_eq!(
+            actions(&pending_message(&r, "http://h")).len(),
+            2,
+            "two approvers"
+        );
+        r["required_approvals"] = json!(1);
+        let b = actions(&pending_message(&r, "http://h"));
+        let ids: Vec<&str> = b.iter().map(|b| b["action_id"].as_str().unwrap()).collect();
+        assert_eq!(
+            ids,
+            [
+                "sudomode_approve",
+                "sudomode_approve_grant",
+                "sudomode_reject"
+            ]
+        );
+        assert_eq!(b[1]["text"]["text"], "Approve for 1 h");
+        assert_eq!(b[1]["value"], "req_01H");
+        r["status"] = json!("approved");
+        r["approvals"] =
+            json!([{"operator": "alice", "at": "x", "reason": "via Slack", "grant": "g-1"}]);
+        let line = decision_line(&r);
+        assert!(
+            line.starts_with("✅ Approved by alice: via Slack\n🔁"),
+            "{line}"
+        );
+        assert!(line.contains("`g-1`"), "{line}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod append;
 mod connect;
+mod grants;
 mod listen;
 mod ops;
 mod read;

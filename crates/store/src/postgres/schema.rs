@@ -9,13 +9,14 @@ use crate::chain::GENESIS_HASH;
 use crate::error::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const VERSION: i32 = 1;
+pub(super) const VERSION: i32 = 2;
 
 /// Key of the advisory lock that serialises migrations ("sudomode" in ASCII).
 const LOCK_KEY: i64 = 0x7375_646f_6d6f_6465;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; VERSION as usize] = [r#"
+const MIGRATIONS: [&str; VERSION as usize] = [
+    r#"
 CREATE TABLE sudomode_requests (
     id text PRIMARY KEY,
     created_at timestamptz NOT NULL,
@@ -56,7 +57,19 @@ CREATE TABLE sudomode_chain_head (
     at timestamptz NOT NULL
 );
 INSERT INTO sudomode_chain_head VALUES (1, 0, '$GENESIS', 'epoch');
-"#];
+"#,
+    r#"
+-- Standing grants (SPEC §6.1): the grant's JSON, looked up by its target.
+CREATE TABLE sudomode_grants (
+    id text PRIMARY KEY,
+    agent text NOT NULL,
+    resource text NOT NULL,
+    action text NOT NULL,
+    grant_json text NOT NULL
+);
+CREATE INDEX sudomode_grants_target ON sudomode_grants (agent, resource, action);
+"#,
+];
 
 /// Creates or migrates the schema; refuses one newer than [`VERSION`].
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
