@@ -396,7 +396,13 @@ fi
 echo "\"$(cut -d' ' -f1-3 /proc/loadavg)\"" >"$RES/loadavg_end.json"
 
 # ------------------------------------------------------------------ report
-python3 "$ROOT/bench/report.py" "$RES" >"$OUT"
+python3 "$ROOT/bench/report.py" "$RES" >"$RES/report.md"
+# The PostgreSQL section is bench/postgres.sh's (between its markers): kept as it was.
+if [ -f "$OUT" ] && grep -q '^<!-- postgres:begin -->' "$OUT"; then
+  echo >>"$RES/report.md"
+  sed -n '/^<!-- postgres:begin -->/,/^<!-- postgres:end -->/p' "$OUT" >>"$RES/report.md"
+fi
+cp "$RES/report.md" "$OUT"
 log "wrote $OUT"
 cat "$OUT"
 if [ "${BENCH_KEEP:-0}" = 1 ]; then log "raw results in $RES"; fi
