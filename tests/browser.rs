@@ -43,6 +43,7 @@ const POLICY: &str = r#"rules:
     action: [drop, truncate]
     decision: REQUIRE_APPROVAL
     reason: destructive SQL needs a human
+    reply_after: 0
   - name: allow_rest
     resource: "*"
     decision: ALLOW
@@ -707,6 +708,10 @@ async fn approver_signs_in_sees_live_holds_and_approves_and_rejects_in_the_page(
         let rules = b.wait_for("[data-testid=policy-rules]").await.text().await.unwrap();
         assert!(rules.contains("sql_drop_needs_approval"), "{rules}");
         assert!(rules.contains("host api.stripe.com"), "a rule's host scope is shown: {rules}");
+        assert!(
+            rules.contains("waits for the decision"),
+            "a rule's own reply_after is shown: {rules}"
+        );
         assert!(b.client.find_all(Locator::Css("[data-testid=policy-error]")).await.unwrap().is_empty());
 
         b.assert_clean_console().await;

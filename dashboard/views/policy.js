@@ -4,6 +4,11 @@ import { api } from '../api.js';
 import { compactValue } from '../render.js';
 import { decisionBadge, errorBox } from './widgets.js';
 
+// A rule's own `reply_after`, as written: when a held call is answered `pending`.
+function replyAfter(text) {
+  return /^0+([a-z]+)?$/.test(String(text)) ? 'waits for the decision' : `pending answer after ${text}`;
+}
+
 function globs(v) {
   if (v === null || v === undefined || v === '') return h('span', { class: 'muted' }, '*');
   return h('code', null, Array.isArray(v) ? v.join(', ') : String(v));
@@ -38,7 +43,8 @@ export function policyView(root) {
         h('td', null, r.condition ? h('code', { class: 'cond' }, r.condition) : h('span', { class: 'muted' }, '—')),
         h('td', null, r.reason || ''),
         h('td', { class: 'nowrap small' },
-          r.decision === 'REQUIRE_APPROVAL' ? `${r.approvals || 1}× ${r.timeout ? `· ${r.timeout}` : ''}` : ''),
+          r.decision === 'REQUIRE_APPROVAL' ? `${r.approvals || 1}× ${r.timeout ? `· ${r.timeout}` : ''}` : '',
+          r.reply_after ? h('div', { class: 'muted' }, replyAfter(r.reply_after)) : null),
         // the full paths are listed above; the file name is enough here
         h('td', { class: 'nowrap small muted', title: r.file ? `${r.file}${r.line ? `:${r.line}` : ''}` : null },
           r.file ? `${String(r.file).split('/').pop()}${r.line ? `:${r.line}` : ''}` : ''));
