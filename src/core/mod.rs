@@ -46,6 +46,21 @@ fn keep_judgement(
     })
 }
 
+/// Why a request was denied, for the agent.
+fn denial_message(about: &About) -> String {
+    format!(
+        "{} {} was denied by {}: {}",
+        about.resource,
+        about.action,
+        about
+            .rule
+            .as_deref()
+            .map(|x| format!("rule `{x}`"))
+            .unwrap_or_else(|| "the default (no rule matched)".into()),
+        about.reason
+    )
+}
+
 /// One agent call's context through the phases.
 pub struct Call {
     pub id: RequestId,
@@ -288,7 +303,8 @@ impl Core {
             }
             (Verdict::Deny, _) => {
                 self.log(&decided, Some(RefusalKind::Denied));
-                let refusal = self.refusal(RefusalKind::Denied, &id, &about);
+                let refusal =
+                    self.refusal(RefusalKind::Denied, &id, &about, denial_message(&about));
                 self.recorder
                     .decided(&decided)
                     .await
@@ -328,8 +344,7 @@ impl Core {
                 );
                 let denied = (*decided).into_builtin_denial(message.clone());
                 self.log(&denied, Some(RefusalKind::Denied));
-                let mut refusal = self.refusal(RefusalKind::Denied, &id, &About::of(&denied));
-                refusal.message = message;
+                let refusal = self.refusal(RefusalKind::Denied, &id, &About::of(&denied), message);
                 match self.recorder.decided(&denied).await {
                     Ok(()) => Admission::Refused(refusal),
                     Err(_) => Admission::Refused(Refusal::store_unavailable(&id)),
@@ -343,25 +358,15 @@ impl Core {
         }
     }
 
-    /// A refusal about a decided request, with its approval URL.
-    pub fn refusal(&self, kind: RefusalKind, id: &RequestId, about: &About) -> Refusal {
-        let message = match kind {
-            RefusalKind::Denied => format!(
-                "{} {} was denied by {}: {}",
-                about.resource,
-                about.action,
-                about
-                    .rule
-                    .as_deref()
-                    .map(|x| format!("rule `{x}`"))
-                    .unwrap_or_else(|| "the default (no rule matched)".into()),
-                about.reason
-            ),
-            _ => format!(
-                "{} {} needs an operator's approval ({})",
-                about.resource, about.action, about.reason
-            ),
-        };
+    /// A refusal about a decided request, with its approval URL; `message`
+    /// says what happened to it (for a denial: [`denial_message`]).
+    pub fn refusal(
+        &self,
+        kind: RefusalKind,
+        id: &RequestId,
+        about: &About,
+        message: String,
+    ) -> Refusal {
         let mut r = Refusal::new(kind, id, message);
         r.resource = Some(about.resource.clone());
         r.action = Some(about.action.clone());

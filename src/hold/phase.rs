@@ -50,8 +50,7 @@ pub async fn wait(
             }
         },
         Outcome::Rejected { by, reason } => {
-            let mut r = core.refusal(RefusalKind::Rejected, &id, &about);
-            r.message = format!(
+            let message = format!(
                 "{} {} was rejected by {by}{}; it was not sent",
                 about.resource,
                 about.action,
@@ -60,17 +59,17 @@ pub async fn wait(
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default()
             );
+            let mut r = core.refusal(RefusalKind::Rejected, &id, &about, message);
             r.reason = reason.or(Some(about.reason.clone()));
             Err(r)
         }
         Outcome::Pending => Err(pending(state, &id, &about)),
         Outcome::Expired => {
-            let mut r = core.refusal(RefusalKind::Expired, &id, &about);
-            r.message = format!(
+            let message = format!(
                 "{} {} was not approved within the approval window; it was not sent. Ask an operator, then retry",
                 about.resource, about.action
             );
-            Err(r)
+            Err(core.refusal(RefusalKind::Expired, &id, &about, message))
         }
     };
     (id, result)
@@ -80,8 +79,7 @@ pub async fn wait(
 /// identical retry joins it, or once approved goes through.
 fn pending(state: &ProxyState, id: &RequestId, about: &About) -> Refusal {
     let core = &state.shared.core;
-    let mut r = core.refusal(RefusalKind::Pending, id, about);
-    r.message = format!(
+    let message = format!(
         "{} {} is waiting for an operator's approval ({}); it has not been sent. \
          Approve it at {}, then retry the identical request: the retry waits for \
          the decision and, once approved, goes through",
@@ -90,7 +88,7 @@ fn pending(state: &ProxyState, id: &RequestId, about: &About) -> Refusal {
         about.reason,
         core.approval_url(id)
     );
-    r
+    core.refusal(RefusalKind::Pending, id, about, message)
 }
 
 /// The outcome, or `Pending` once `limit` has passed (zero: no limit). The
