@@ -121,11 +121,10 @@ impl Guard {
     /// The address the agent named, before any `upstream.resolve` override or
     /// DNS: an IP literal is judged as it is, metadata names are refused.
     pub fn forbidden_name(&self, host: &str, port: u16) -> Option<Forbidden> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<IpAddr>() {
+        let name = sudomode_intent::normalize_host(host);
+        if let Ok(ip) = name.parse::<IpAddr>() {
             return self.forbidden(&SocketAddr::new(ip, port));
         }
-        let name = bare.trim_end_matches('.').to_ascii_lowercase();
         METADATA_NAMES
             .contains(&name.as_str())
             .then_some(Forbidden::Metadata)

@@ -136,7 +136,7 @@ fn credentials(
         };
         Refusal::new(kind, id, e.to_string())
     };
-    let unframed = if injector.signs_aws(&target.host) {
+    let unframed = if injector.resigns(&target.host) {
         // Judged from the same bytes, so this cannot fail here but for a bug.
         sudomode_intent::unframe(&parts.headers, &body, body.len()).map_err(|e| {
             Refusal::new(

@@ -129,8 +129,9 @@ impl Injector {
             .map(|e| e.name.as_str())
     }
 
-    /// Whether requests to `host` are re-signed with an `aws` credential
-    /// (so their body may change before they are sent).
+    /// Whether requests to `host` are re-signed with an `aws` credential (so
+    /// their body may change before they are sent, and an `aws-chunked`
+    /// upload must be unframed first, see [`Injector::apply_unframed`]).
     pub fn resigns(&self, host: &str) -> bool {
         self.entry_for(host)
             .is_some_and(|e| matches!(e.action, Action::Aws(_)))
@@ -189,14 +190,6 @@ impl Injector {
 }
 
 impl Injector {
-    /// Whether the credential for `host` re-signs with AWS keys (an
-    /// `aws-chunked` upload must then be unframed first, see
-    /// [`Injector::apply_unframed`]).
-    pub fn signs_aws(&self, host: &str) -> bool {
-        self.entry_for(host)
-            .is_some_and(|e| matches!(e.action, Action::Aws(_)))
-    }
-
     /// [`Injector::apply`] for an `aws-chunked` upload whose framing the
     /// caller took off (`body`, `trailers`): with an `aws` credential the
     /// request becomes an ordinary signed upload of `body` — framing headers
