@@ -25,6 +25,15 @@ pub const MAX_LIMIT: usize = 500;
 /// Page size when the caller passes 0.
 pub const DEFAULT_LIMIT: usize = 50;
 
+/// The page size `list_requests` serves for a caller's `limit`: 0 → the
+/// default, anything larger than the cap → the cap.
+pub(crate) fn page_limit(limit: usize) -> usize {
+    match limit {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    }
+}
+
 /// How much earlier than its `created_at` a request's id may have been made
 /// (ids are minted when the request arrives; it is judged once its body is read).
 const ID_SLACK_MS: u64 = 10 * 60 * 1000;
@@ -121,10 +130,7 @@ impl Store {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<(Vec<RequestRecord>, Option<String>), StoreError> {
-        let limit = match limit {
-            0 => DEFAULT_LIMIT,
-            n => n.min(MAX_LIMIT),
-        };
+        let limit = page_limit(limit);
         let rtx = self.inner.slot.get()?.begin_read()?;
         let rows = rtx.open_table(ROWS)?;
         let postings = rtx.open_table(layout::INDEX)?;

@@ -15,7 +15,7 @@ use super::rows::decode;
 use crate::chain::ChainVerifier;
 use crate::error::StoreError;
 use crate::model::{AuditEvent, Filter, RequestRecord, VerifyReport};
-use crate::query::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::query::page_limit;
 
 /// Events read per round trip by verify and export.
 const PAGE: i64 = 5_000;
@@ -80,10 +80,7 @@ impl Postgres {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<(Vec<RequestRecord>, Option<String>), StoreError> {
-        let limit = match limit {
-            0 => DEFAULT_LIMIT,
-            n => n.min(MAX_LIMIT),
-        };
+        let limit = page_limit(limit);
         let status = filter.status.map(|s| s.as_str().to_string());
         let decision = filter.decision.as_ref().map(|d| d.to_ascii_uppercase());
         let mut conds: Vec<String> = Vec::new();
