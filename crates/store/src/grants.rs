@@ -52,6 +52,17 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// Marks it revoked by `by` at `now`; `false`, and unchanged, when it
+    /// already was.
+    pub(crate) fn revoke(&mut self, by: &str, now: OffsetDateTime) -> bool {
+        if self.revoked_at.is_some() {
+            return false;
+        }
+        self.revoked_at = Some(now);
+        self.revoked_by = Some(by.to_string());
+        true
+    }
+
     /// Not revoked, not expired, uses left.
     pub fn is_active(&self, now: OffsetDateTime) -> bool {
         self.revoked_at.is_none()
@@ -180,11 +191,9 @@ impl Store {
         let Some(mut g) = found else {
             return Ok(None);
         };
-        if g.revoked_at.is_some() {
+        if !g.revoke(by, now) {
             return Ok(Some(g));
         }
-        g.revoked_at = Some(now);
-        g.revoked_by = Some(by.to_string());
         let ev = event(&g);
         self.write_grants(std::slice::from_ref(&g), vec![ev])
             .await?;

@@ -193,11 +193,9 @@ impl Postgres {
         let Some(mut g) = grant else {
             return Ok(None);
         };
-        if g.revoked_at.is_some() {
+        if !g.revoke(by, now) {
             return Ok(Some(g));
         }
-        g.revoked_at = Some(now);
-        g.revoked_by = Some(by.to_string());
         let batch = self.shared.prepare(Batch {
             events: vec![event(&g)],
             upserts: Vec::new(),
