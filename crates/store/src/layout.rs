@@ -1,7 +1,9 @@
 //! What the tables hold and how their rows are laid out (issue 22).
 //!
-//! - `log`: the audit log in chunks, one per group commit (at most
-//!   [`MAX_CHUNK_EVENTS`]), keyed by the chunk's first seq. A chunk is the
+//! - `log`: the audit log in chunks of at most [`MAX_CHUNK_EVENTS`] and
+//!   [`MAX_CHUNK_BYTES`], keyed by the chunk's first seq; a group commit
+//!   appends to the last chunk while it has room, so chunks fill their page
+//!   however small the groups (strict durability commits small groups). A chunk is the
 //!   previous event's hash (32 bytes) then, per event, its length and body:
 //!   time (µs), type, request id, agent, operator, its hash (32 bytes) and
 //!   its fields ([`crate::codec`]). `prev_hash` and `seq` are implied by the
@@ -118,6 +120,19 @@ impl<'a> ChunkIter<'a> {
         self.seq += 1;
         Ok(Some(ev))
     }
+}
+
+/// How many events a chunk holds (its bodies are skipped, not decoded).
+pub(crate) fn chunk_events(chunk: &[u8]) -> Result<usize, CodecError> {
+    let mut r = Reader::new(chunk);
+    r.take(32)?;
+    let mut n = 0;
+    while !r.at_end() {
+        let len = r.len()?;
+        r.take(len)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Appends one event body to a chunk.

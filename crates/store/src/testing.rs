@@ -20,8 +20,9 @@ fn load_words(db: &Database) -> Vec<Arc<str>> {
 }
 
 /// Rewrites event `seq` as `f` leaves it (the whole event as JSON: changing
-/// `hash` stores that hash; `prev_hash` can only change for the first event
-/// of a chunk), or removes it when `f` returns false.
+/// `hash` stores that hash; a changed `prev_hash` inside a chunk splits the
+/// chunk there, since only a chunk's first event stores it), or removes it
+/// when `f` returns false.
 pub fn tamper_event(path: &Path, seq: u64, f: impl FnOnce(&mut Value) -> bool) {
     let db = Database::open(path).expect("open");
     let words = load_words(&db);
@@ -38,12 +39,13 @@ pub fn tamper_event(path: &Path, seq: u64, f: impl FnOnce(&mut Value) -> bool) {
         (k.value(), v.value().to_vec())
     };
     let mut it = ChunkIter::new(first, &chunk).expect("chunk");
-    let mut head = chunk[..32].to_vec();
-    let mut bodies = Vec::new();
+    // (first seq, previous hash, bodies): one chunk, or two when a prev_hash
+    // edited inside a chunk starts a new one at the edited event.
+    let mut parts = vec![(first, chunk[..32].to_vec(), Vec::new())];
     let mut f = Some(f);
     while let Some(ev) = it.next_event().expect("event") {
         if ev.seq != seq {
-            bodies.push(ev.body.to_vec());
+            parts.last_mut().expect("part").2.push(ev.body.to_vec());
             continue;
         }
         let stored = layout::decode_event(&ev, &words).expect("decode");
@@ -53,19 +55,29 @@ pub fn tamper_event(path: &Path, seq: u64, f: impl FnOnce(&mut Value) -> bool) {
         }
         let prev = v["prev_hash"].as_str().unwrap_or_default().to_string();
         if prev != stored.prev_hash {
-            assert_eq!(ev.seq, first, "prev_hash is implied inside a chunk");
-            head = hex::decode(prev).expect("hex");
+            let prev = hex::decode(prev).expect("hex");
+            if ev.seq == first {
+                parts[0].1 = prev;
+            } else {
+                parts.push((ev.seq, prev, Vec::new()));
+            }
         }
-        bodies.push(encode(&v, &mut interner));
-    }
-    let mut out = head;
-    for b in &bodies {
-        layout::push_event(&mut out, b);
+        parts
+            .last_mut()
+            .expect("part")
+            .2
+            .push(encode(&v, &mut interner));
     }
     let wtx = db.begin_write().expect("write");
     {
         let mut log = wtx.open_table(LOG).expect("log");
-        log.insert(first, out.as_slice()).expect("insert");
+        for (at, head, bodies) in parts {
+            let mut out = head;
+            for b in &bodies {
+                layout::push_event(&mut out, b);
+            }
+            log.insert(at, out.as_slice()).expect("insert");
+        }
         let mut dict = wtx.open_table(DICT).expect("dict");
         for (id, w) in interner.take_new() {
             dict.insert(id, &*w).expect("dict");
@@ -76,4 +88,19 @@ pub fn tamper_event(path: &Path, seq: u64, f: impl FnOnce(&mut Value) -> bool) {
 
 fn encode(v: &Value, interner: &mut Interner) -> Vec<u8> {
     layout::encode_event_value(v, interner).expect("encodable event")
+}
+
+/// The log's chunks of a closed store file: (first seq, events, bytes).
+pub fn log_chunks(path: &Path) -> Vec<(u64, usize, usize)> {
+    let db = Database::open(path).expect("open");
+    let rtx = db.begin_read().expect("read");
+    let log = rtx.open_table(LOG).expect("log");
+    log.iter()
+        .expect("iter")
+        .map(|i| {
+            let (k, v) = i.expect("chunk");
+            let events = layout::chunk_events(v.value()).expect("chunk");
+            (k.value(), events, v.value().len())
+        })
+        .collect()
 }

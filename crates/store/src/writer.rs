@@ -586,7 +586,8 @@ impl Writer {
             let mut log = txn.open_table(LOG)?;
             let mut seqs_by_id: HashMap<&str, Vec<u64>> = HashMap::new();
             let mut rows: Vec<&Row> = Vec::new();
-            let mut chunk = ChunkBuf::new(self.head_seq + 1, &self.head_hash);
+            let mut chunk = ChunkBuf::resume(&log, self.head_seq)?
+                .unwrap_or_else(|| ChunkBuf::new(self.head_seq + 1, &self.head_hash));
             for (batch, wanted) in batches {
                 let wanted = *wanted;
                 let mut committed = Committed::default();
@@ -690,6 +691,32 @@ impl ChunkBuf {
             events: 0,
             bytes,
         }
+    }
+
+    /// The log's last chunk, to be extended, when it ends at `head_seq` and
+    /// has room: small group commits (strict durability, light traffic) then
+    /// still fill whole chunks, and a chunk fills its page instead of leaving
+    /// most of it empty (issue 22). `None`: start a new chunk.
+    fn resume(log: &Table<u64, &[u8]>, head_seq: u64) -> Result<Option<Self>, StoreError> {
+        let Some((k, v)) = log.last()? else {
+            return Ok(None);
+        };
+        let (first, bytes) = (k.value(), v.value());
+        if bytes.len() >= MAX_CHUNK_BYTES {
+            return Ok(None);
+        }
+        let events = layout::chunk_events(bytes).map_err(|e| StoreError::corrupt("log", e))?;
+        let ends_at_head = events > 0 && first.checked_add(events as u64 - 1) == Some(head_seq);
+        if !ends_at_head || events >= MAX_CHUNK_EVENTS {
+            return Ok(None);
+        }
+        let mut buf = Vec::with_capacity(4096);
+        buf.extend_from_slice(bytes);
+        Ok(Some(ChunkBuf {
+            first,
+            events,
+            bytes: buf,
+        }))
     }
 
     fn flush(&self, log: &mut Table<u64, &[u8]>) -> Result<(), StoreError> {

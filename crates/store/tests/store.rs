@@ -303,6 +303,52 @@ async fn group_commit_shares_fsyncs() {
     assert_eq!(store.counts_by_decision().expect("counts")["ALLOW"], 64);
 }
 
+/// Strict durability commits small groups, often one request at a time: each
+/// group appends to the log's last chunk while it has room (also across a
+/// reopen), so chunks fill their page instead of one small chunk per commit.
+#[tokio::test]
+async fn small_commits_fill_the_last_chunk() {
+    let dir = tmp();
+    let path = dir.path().join("s.redb");
+    for _ in 0..2 {
+        let store = open(&path);
+        for _ in 0..150 {
+            let id = new_request_id();
+            store
+                .commit(Batch::one(
+                    decided(&id, "bot"),
+                    record(&id, "bot", Status::Allowed, "ALLOW"),
+                ))
+                .await
+                .expect("commit");
+        }
+        store.close().await.expect("close");
+    }
+    let chunks = sudomode_store::testing::log_chunks(&path);
+    let events: usize = chunks.iter().map(|c| c.1).sum();
+    let bytes: usize = chunks.iter().map(|c| c.2).sum();
+    // server events are not written by the store itself: exactly our 300.
+    assert_eq!(events, 300);
+    assert!(
+        chunks.len() <= bytes / 3_000 + 1,
+        "300 one-event commits left {} chunks ({bytes} bytes): {chunks:?}",
+        chunks.len()
+    );
+    // Chunks are contiguous: each starts where the one before ended.
+    for w in chunks.windows(2) {
+        assert_eq!(w[0].0 + w[0].1 as u64, w[1].0, "{chunks:?}");
+    }
+    let store = open(&path);
+    let r = store.verify().expect("verify");
+    assert!(r.ok && r.events == 300, "{r:?}");
+    let after = store.audit_after(0, 1000).expect("after");
+    assert_eq!(after.len(), 300);
+    for w in after.windows(2) {
+        assert_eq!(w[1].prev_hash, w[0].hash);
+    }
+    assert_eq!(store.audit_after(137, 2).expect("after")[0].seq, 138);
+}
+
 #[tokio::test]
 async fn reopen_continues_the_chain() {
     let dir = tmp();
