@@ -162,13 +162,15 @@ if [ "${BENCH_SKIP_OHA:-0}" != 1 ]; then
 fi
 
 # oha, 64 connections, HTTP/1.1, for SECS (after a warm-up run); NAME then oha args.
+# --no-pre-lookup: oha resolves the URL's host at start even when it goes
+# through a proxy (-x); bench.local resolves only inside SudoMode.
 oha_run() {
   local name=$1
   shift
   [ -n "$OHA" ] || return 0
   log "  $name (oha)"
-  timeout "$LOAD_TIMEOUT" "$OHA" --no-tui -z "${WARMUP}s" -c 64 --http-version 1.1 "$@" >/dev/null 2>&1 || true
-  if ! timeout "$LOAD_TIMEOUT" "$OHA" --no-tui --output-format json -z "${SECS}s" -c 64 --http-version 1.1 "$@" \
+  timeout "$LOAD_TIMEOUT" "$OHA" --no-tui --no-pre-lookup -z "${WARMUP}s" -c 64 --http-version 1.1 "$@" >/dev/null 2>&1 || true
+  if ! timeout "$LOAD_TIMEOUT" "$OHA" --no-tui --no-pre-lookup --output-format json -z "${SECS}s" -c 64 --http-version 1.1 "$@" \
     >"$RES/$name.oha.json" 2>"$RES/$name.oha.err"; then
     log "  $name (oha) FAILED: $(tail -n 3 "$RES/$name.oha.err" | tr '\n' ' ')"
     echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/$name.oha.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/$name.oha.json"
