@@ -26,6 +26,7 @@ mod open;
 pub mod postgres;
 mod query;
 mod slot;
+mod stats;
 mod storage;
 #[doc(hidden)]
 pub mod testing;
@@ -57,7 +58,8 @@ pub use open::{approved_at, is_due};
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, verify_lines, verify_lines_partial};
 pub use storage::{Parked, RETENTION_ON_POSTGRES, Sent, Storage, Update, Wait};
 
-use writer::{AtomicStats, Msg, Prepared, Writer};
+use stats::Counters;
+use writer::{Msg, Prepared, Writer};
 
 /// id → (): requests that are pending, or approved with the retry grant unused.
 pub(crate) const OPEN_REQUESTS: TableDefinition<&str, ()> = TableDefinition::new("open_requests");
@@ -98,7 +100,7 @@ pub(crate) struct Inner {
     tx: Sender<Msg>,
     permits: Arc<Semaphore>,
     redactor: RwLock<Arc<Redactor>>,
-    pub(crate) stats: Arc<AtomicStats>,
+    pub(crate) stats: Arc<Counters>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Serialises grant read-check-writes (see [`grants`]).
     grant_lock: tokio::sync::Mutex<()>,
@@ -114,7 +116,7 @@ impl Store {
         let slot = Arc::new(DbSlot::new(db, path));
         let words: layout::SharedWords = Arc::new(RwLock::new(Arc::new(head.words.clone())));
         let (tx, rx) = mpsc::channel();
-        let stats = Arc::new(AtomicStats::default());
+        let stats = Arc::new(Counters::default());
         let writer = Writer {
             slot: slot.clone(),
             rx,

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,7 @@ use crate::index::{Changes, Field};
 use crate::layout::{
     self, DICT, INDEX, LOG, MAX_CHUNK_BYTES, MAX_CHUNK_EVENTS, ORPHANS, ROWS, SharedWords, id_key,
 };
-use crate::model::{Committed, Durability, RequestRecord, Stats, Status};
+use crate::model::{Committed, Durability, RequestRecord, Status};
 use crate::slot::DbSlot;
 use crate::{COUNTS, OPEN_REQUESTS};
 
@@ -101,42 +100,11 @@ pub(crate) enum Msg {
     Shutdown(Option<oneshot::Sender<Result<(), StoreError>>>),
 }
 
-/// Shared counters behind [`Stats`].
-#[derive(Debug, Default)]
-pub(crate) struct AtomicStats {
-    commits: AtomicU64,
-    fsyncs: AtomicU64,
-    batches: AtomicU64,
-    events: AtomicU64,
-    upserts: AtomicU64,
-    failed_commits: AtomicU64,
-    recoveries: AtomicU64,
-}
-
-impl AtomicStats {
-    pub(crate) fn snapshot(&self) -> Stats {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Stats {
-            commits: l(&self.commits),
-            fsyncs: l(&self.fsyncs),
-            batches: l(&self.batches),
-            events: l(&self.events),
-            upserts: l(&self.upserts),
-            failed_commits: l(&self.failed_commits),
-            recoveries: l(&self.recoveries),
-        }
-    }
-
-    fn add(a: &AtomicU64, n: u64) {
-        a.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
 /// Writer configuration and state; lives on the writer thread.
 pub(crate) struct Writer {
     pub(crate) slot: Arc<DbSlot>,
     pub(crate) rx: Receiver<Msg>,
-    pub(crate) stats: Arc<AtomicStats>,
+    pub(crate) stats: Arc<crate::stats::Counters>,
     pub(crate) durability: Durability,
     pub(crate) flush_interval: Duration,
     pub(crate) max_group: usize,
@@ -382,7 +350,7 @@ impl Writer {
                 let down = r.since.elapsed();
                 self.slot.put(Arc::new(db));
                 self.recovery = None;
-                AtomicStats::add(&self.stats.recoveries, 1);
+                self.stats.recovered();
                 tracing::info!(
                     after_ms = down.as_millis() as u64,
                     replayed = self.replay.len(),
@@ -414,8 +382,7 @@ impl Writer {
         }
         let txn = self.slot.get()?.begin_write()?;
         txn.commit()?;
-        AtomicStats::add(&self.stats.commits, 1);
-        AtomicStats::add(&self.stats.fsyncs, 1);
+        self.stats.committed(0, 0, 0, true);
         self.dirty_since = None;
         Ok(())
     }
@@ -457,12 +424,8 @@ impl Writer {
         }
         match self.write(&batches, durable) {
             Ok(results) => {
-                let s = &self.stats;
-                AtomicStats::add(&s.commits, 1);
-                AtomicStats::add(&s.fsyncs, u64::from(durable));
-                AtomicStats::add(&s.batches, n_batches);
-                AtomicStats::add(&s.events, n_events);
-                AtomicStats::add(&s.upserts, n_upserts);
+                self.stats
+                    .committed(n_batches, n_events, n_upserts, durable);
                 if durable {
                     self.dirty_since = None;
                 } else if self.dirty_since.is_none() {
@@ -476,7 +439,7 @@ impl Writer {
             }
             Err(e) => {
                 (self.head_seq, self.head_hash, self.last_time) = saved;
-                AtomicStats::add(&self.stats.failed_commits, 1);
+                self.stats.failed();
                 let msg = e.to_string();
                 tracing::error!(error = %msg, batches = n_batches, "audit store group commit failed");
                 // The transaction rolled back: waiters are refused, the rest is
@@ -561,8 +524,7 @@ impl Writer {
             Ok(()) => {
                 self.interner.take_new();
                 self.dirty_since = None;
-                AtomicStats::add(&self.stats.commits, 1);
-                AtomicStats::add(&self.stats.fsyncs, 1);
+                self.stats.committed(0, 0, 0, true);
                 Ok(())
             }
             Err(e) => {

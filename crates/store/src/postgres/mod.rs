@@ -15,7 +15,7 @@ mod rows;
 mod schema;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ pub(crate) struct Shared {
     fault: Mutex<Option<String>>,
     /// Wakes the writer when a fault is reported (it probes and recovers).
     faulted: tokio::sync::Notify,
-    stats: PgStats,
+    stats: crate::stats::Counters,
     pending_total: AtomicUsize,
     /// This process, in NOTIFY payloads (so it skips its own).
     replica: String,
@@ -84,7 +84,7 @@ impl Shared {
 
     fn recovered(&self) {
         *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        self.stats.recoveries.fetch_add(1, Ordering::Relaxed);
+        self.stats.recovered();
     }
 
     fn scrub(&self, s: &str) -> String {
@@ -113,36 +113,6 @@ impl Shared {
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(PgBatch { events, rows })
-    }
-}
-
-/// Writer counters behind [`Stats`].
-#[derive(Default)]
-struct PgStats {
-    commits: AtomicU64,
-    durable: AtomicU64,
-    batches: AtomicU64,
-    events: AtomicU64,
-    upserts: AtomicU64,
-    failed: AtomicU64,
-    recoveries: AtomicU64,
-}
-
-impl PgStats {
-    fn committed(&self, group: &[(PgBatch, Option<crate::writer::CommitReply>)], durable: bool) {
-        let add = |a: &AtomicU64, n: usize| a.fetch_add(n as u64, Ordering::Relaxed);
-        add(&self.commits, 1);
-        add(&self.durable, usize::from(durable));
-        add(&self.batches, group.len());
-        add(
-            &self.events,
-            group.iter().map(|(b, _)| b.events.len()).sum(),
-        );
-        add(&self.upserts, group.iter().map(|(b, _)| b.rows.len()).sum());
-    }
-
-    fn failed(&self) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -184,7 +154,7 @@ impl Postgres {
             scrubber,
             fault: Mutex::new(None),
             faulted: tokio::sync::Notify::new(),
-            stats: PgStats::default(),
+            stats: Default::default(),
             pending_total: AtomicUsize::new(0),
             replica: crate::new_request_id(),
             feeds,
@@ -270,17 +240,7 @@ impl Postgres {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let s = &self.shared.stats;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Stats {
-            commits: l(&s.commits),
-            fsyncs: l(&s.durable),
-            batches: l(&s.batches),
-            events: l(&s.events),
-            upserts: l(&s.upserts),
-            failed_commits: l(&s.failed),
-            recoveries: l(&s.recoveries),
-        }
+        self.shared.stats.snapshot()
     }
 
     /// Commits what is queued, then stops the writer and the listener.

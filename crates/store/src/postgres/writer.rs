@@ -131,7 +131,9 @@ impl Writer {
         let stats = &self.shared.stats;
         match self.write(&group, durable).await {
             Ok(seqs) => {
-                stats.committed(&group, durable);
+                let events = group.iter().map(|(b, _)| b.events.len() as u64).sum();
+                let upserts = group.iter().map(|(b, _)| b.rows.len() as u64).sum();
+                stats.committed(group.len() as u64, events, upserts, durable);
                 for ((_, reply), seqs) in group.into_iter().zip(seqs) {
                     if let Some(r) = reply {
                         let _ = r.send(Ok(Committed {
