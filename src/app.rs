@@ -148,7 +148,8 @@ pub async fn start(config: Config) -> Result<Running> {
         config.hold_timeout,
         config.public_url(),
     );
-    let state = Arc::new(State::new(config, core));
+    let injector = Arc::new(injector);
+    let state = Arc::new(State::new(config, core, injector.clone()));
     let proxy_state = Arc::new(
         ProxyState::new(
             state.clone(),
@@ -348,7 +349,7 @@ pub async fn open_storage(
 }
 
 /// Credentials from the config; errors name the entry, never a value.
-pub(crate) fn credentials(config: &Config) -> Result<sudomode_credentials::Injector> {
+fn credentials(config: &Config) -> Result<sudomode_credentials::Injector> {
     let mut specs = Vec::new();
     for (i, v) in config.credentials.iter().enumerate() {
         let spec: sudomode_credentials::CredentialSpec = serde_json::from_value(v.clone())

@@ -1,8 +1,10 @@
 //! What every listener shares, built once at start-up: the configuration,
-//! the governance core and agent identities. (What only the proxy needs is
+//! the governance core, agent identities and the built credentials. (What only the proxy needs is
 //! `proxy::state::ProxyState`.)
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use sudomode_credentials::Injector;
 
 use crate::config::Config;
 use crate::core::Core;
@@ -13,14 +15,18 @@ pub struct State {
     pub core: Core,
     /// Agent tokens: the proxy and `/v1/govern` authenticate agents alike.
     pub auth: AgentAuth,
+    /// The credentials as built from the config (the proxy injects them; an
+    /// operator's edit asks whether SudoMode re-signs a host).
+    pub credentials: Arc<Injector>,
     /// Last policy reload error (shown in the API and dashboard).
     reload_error: Mutex<Option<String>>,
 }
 
 impl State {
-    pub fn new(config: Config, core: Core) -> Self {
+    pub fn new(config: Config, core: Core, credentials: Arc<Injector>) -> Self {
         Self {
             auth: AgentAuth::new(config.agents.clone()),
+            credentials,
             core,
             reload_error: Mutex::new(None),
             config,

@@ -189,18 +189,12 @@ fn editable<'c>(state: &State, call: &'c HeldCall) -> Result<&'c RequestHead, Ed
             "SudoMode restarted since this request was held (or it is held on another replica) and no longer has its bytes here: approve it as it is, or reject it and let the agent retry",
         ));
     };
-    if r.resource.starts_with("aws.") && !resigns(state, &head.host) {
+    if r.resource.starts_with("aws.") && !state.credentials.resigns(&head.host) {
         return Err(not_editable(
             "the agent signed this AWS request itself, so a changed body would break its signature (SudoMode re-signs only hosts with an `aws` credential)",
         ));
     }
     Ok(head)
-}
-
-fn resigns(state: &State, host: &str) -> bool {
-    crate::app::credentials(&state.config)
-        .map(|i| i.resigns(host))
-        .unwrap_or(false)
 }
 
 /// The patched args must be exactly what the edited body maps to: keys the

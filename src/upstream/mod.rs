@@ -10,6 +10,7 @@ pub mod guard;
 pub mod phase;
 pub mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -103,14 +104,15 @@ impl Upstream {
 pub struct Upstreams {
     pub dialer: Dialer,
     pub client: Forwarder,
-    pub injector: Injector,
+    /// Shared with the operators' side (`State::credentials`).
+    pub injector: Arc<Injector>,
     /// Guard verdicts per `host:port`, so steady traffic does not pay a DNS
     /// lookup per request; the dialer re-checks every address it connects to.
     guard_cache: moka::future::Cache<(String, u16), Option<String>>,
 }
 
 impl Upstreams {
-    pub fn new(dialer: Dialer, client: Forwarder, injector: Injector) -> Self {
+    pub fn new(dialer: Dialer, client: Forwarder, injector: Arc<Injector>) -> Self {
         Upstreams {
             dialer,
             client,
