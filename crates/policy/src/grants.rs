@@ -2,10 +2,22 @@
 //! request need an approval and whether their rules allow a grant, and grant
 //! conditions compiled and evaluated like rule conditions (same variables).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use sudomode_intent::{Intent, Mapped, NormalizedRequest};
 
 use crate::condition::{Condition, EvalInput, to_chrono};
 use crate::{Policy, RuleName, Verdict};
+
+/// Grant conditions compiled once per loaded policy: a grant's condition is
+/// judged on every REQUIRE_APPROVAL request it might cover, and compiling CEL
+/// costs far more than evaluating it. Bounded: past this many distinct
+/// conditions the cache starts over.
+#[derive(Default)]
+pub(crate) struct CompiledConditions(Mutex<HashMap<String, Arc<Condition>>>);
+
+const MAX_COMPILED_CONDITIONS: usize = 1024;
 
 /// One intent of a request that needs an operator's approval on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,9 +67,24 @@ impl Policy {
     }
 
     /// Compiles a grant's condition as a rule condition is compiled (CEL, the
-    /// variables of SPEC §5.3, boolean, bounded in size and depth).
-    pub fn compile_condition(&self, source: &str) -> Result<Condition, String> {
-        Condition::compile(&self.env, source).map(|(c, _)| c)
+    /// variables of SPEC §5.3, boolean, bounded in size and depth), once per
+    /// policy for each distinct source.
+    pub fn compile_condition(&self, source: &str) -> Result<Arc<Condition>, String> {
+        let cache = &self.grant_conditions.0;
+        if let Some(c) = cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(source)
+        {
+            return Ok(c.clone());
+        }
+        let compiled = Arc::new(Condition::compile(&self.env, source)?.0);
+        let mut map = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_COMPILED_CONDITIONS {
+            map.clear();
+        }
+        map.insert(source.to_string(), compiled.clone());
+        Ok(compiled)
     }
 
     /// Evaluates `condition` for one intent; an error means it does not hold
@@ -159,6 +186,7 @@ rules:
         let m = mapped(&[("stripe.charges", "create")]);
         let now = time::OffsetDateTime::now_utc();
         let c = p.compile_condition("args.amount <= 10").unwrap();
+        let c_first = c.clone();
         assert_eq!(
             p.eval_condition(&c, "bot", &m.request, &m.intents[0], now),
             Ok(true)
@@ -168,6 +196,8 @@ rules:
             p.eval_condition(&c, "bot", &m.request, &m.intents[0], now)
                 .is_err()
         );
+        let again = p.compile_condition("args.amount <= 10").unwrap();
+        assert!(Arc::ptr_eq(&c_first, &again), "compiled once per policy");
         assert!(p.compile_condition("args.amount +").is_err());
         assert!(p.compile_condition("nope == 1").is_err());
         assert!(p.compile_condition("1 + 2").is_err(), "not boolean");

@@ -252,6 +252,7 @@ pub struct Policy {
     loaded_at: time::OffsetDateTime,
     files: Vec<String>,
     warnings: Vec<PolicyWarning>,
+    grant_conditions: grants::CompiledConditions,
 }
 
 impl std::fmt::Debug for Policy {

@@ -212,6 +212,7 @@ impl Policy {
             loaded_at: time::OffsetDateTime::now_utc(),
             files: sources.iter().map(|(n, _)| n.clone()).collect(),
             warnings,
+            grant_conditions: Default::default(),
         })
     }
 }
