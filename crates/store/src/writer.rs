@@ -667,7 +667,11 @@ impl ChunkBuf {
         if bytes.len() >= MAX_CHUNK_BYTES {
             return Ok(None);
         }
-        let events = layout::chunk_events(bytes).map_err(|e| StoreError::corrupt("log", e))?;
+        // An unreadable tail is left as it is (`audit verify` reports it): the
+        // log goes on in a new chunk rather than refusing every commit.
+        let Ok(events) = layout::chunk_events(bytes) else {
+            return Ok(None);
+        };
         let ends_at_head = events > 0 && first.checked_add(events as u64 - 1) == Some(head_seq);
         if !ends_at_head || events >= MAX_CHUNK_EVENTS {
             return Ok(None);
