@@ -15,7 +15,8 @@
 # Environment knobs (defaults in brackets):
 #   BENCH_SECONDS [10]      measured seconds per load run (after BENCH_WARMUP [1])
 #   BENCH_HOSTS [50]        distinct never-seen hosts for the first-request test
-#   BENCH_HOLD_COUNT [10000] requests held at once for the hold/approve test
+#   BENCH_HOLD_COUNT [10000] requests held at once for the hold/approve test (lowered, with a
+#                           warning, to what the open-files limit lets SudoMode serve)
 #   BENCH_OUT [BENCHMARKS.md at the repo root]  where the report goes
 #   BENCH_NOTE []           a line of text put at the top of the report
 #   BENCH_SKIP_BUILD [0]    1: reuse target/release binaries as they are
@@ -60,6 +61,16 @@ fi
 log "open files limit: $(ulimit -n)"
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((HOLD_COUNT + 2000)) ]; then
   log "WARNING: open files limit $(ulimit -n) is low for $HOLD_COUNT held connections"
+fi
+# SudoMode serves at most (open files - 256) / 2 agent connections (it keeps
+# the other half for upstream connections; `proxy::connection_cap`): more
+# agents than that would wait in the listen queue until the test times out.
+if [ "$(ulimit -n)" != unlimited ]; then
+  fit=$(( ($(ulimit -n) - 256) / 2 / 100 * 100 ))
+  if [ "$fit" -lt "$HOLD_COUNT" ]; then
+    log "WARNING: with open files limit $(ulimit -n) SudoMode serves fewer than $HOLD_COUNT agent connections: holding $fit"
+    HOLD_COUNT=$fit
+  fi
 fi
 
 TMP=$(mktemp -d /tmp/sudomode-bench.XXXXXX)
