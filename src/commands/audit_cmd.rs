@@ -209,18 +209,7 @@ fn verify(config: &Config, server: Option<&str>) -> Result<ExitCode> {
     let api = Api::new(config, server)?;
     let body = api.block_on(async {
         let resp = api.get("/api/v1/audit/verify").await?;
-        tokio::time::timeout(
-            VERIFY_TIMEOUT,
-            read_body(resp, &api, "/api/v1/audit/verify"),
-        )
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "{} did not answer within {}s",
-                api.base,
-                VERIFY_TIMEOUT.as_secs()
-            )
-        })?
+        within_verify_timeout(&api, read_body(resp, &api, "/api/v1/audit/verify")).await?
     })?;
     let report: VerifyReport = serde_json::from_slice(&body).with_context(|| {
         format!(
@@ -257,15 +246,8 @@ fn verify_archive(config: &Config, server: Option<&str>) -> Result<ExitCode> {
             read_body(resp, &api, "/api/v1/audit/export").await?;
             bail!("{} refused the export", api.base);
         }
-        let body = tokio::time::timeout(VERIFY_TIMEOUT, resp.into_body().collect())
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "{} did not answer within {}s",
-                    api.base,
-                    VERIFY_TIMEOUT.as_secs()
-                )
-            })?
+        let body = within_verify_timeout(&api, resp.into_body().collect())
+            .await?
             .with_context(|| format!("reading the export from {}", api.base))?
             .to_bytes();
         let mut v = sudomode_store::ArchiveVerifier::new(&dir);
@@ -275,6 +257,22 @@ fn verify_archive(config: &Config, server: Option<&str>) -> Result<ExitCode> {
         Ok(v.finish())
     })?;
     Ok(print_report(&report))
+}
+
+/// A verification's read from the server, bounded by [`VERIFY_TIMEOUT`].
+async fn within_verify_timeout<T>(
+    api: &Api,
+    read: impl std::future::Future<Output = T>,
+) -> Result<T> {
+    tokio::time::timeout(VERIFY_TIMEOUT, read)
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "{} did not answer within {}s",
+                api.base,
+                VERIFY_TIMEOUT.as_secs()
+            )
+        })
 }
 
 fn is_broken_pipe(e: &std::io::Error) -> bool {
