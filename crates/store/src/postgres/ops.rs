@@ -8,7 +8,7 @@
 use super::Postgres;
 use super::append::{Appender, notify};
 use super::connect::Failure;
-use super::rows::{REQUEST_COLUMNS, RequestRow, decode, upsert_one_sql};
+use super::rows::{PARK_SQL, RequestRow, UPSERT_ONE_SQL, decode};
 use crate::error::StoreError;
 use crate::model::{Batch, NewEvent, RequestRecord};
 use crate::storage::{Parked, Update};
@@ -28,13 +28,7 @@ impl Postgres {
             let Some(row) = batch.rows.first() else {
                 return Ok(Parked::Inserted);
             };
-            let insert = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO sudomode_requests ({REQUEST_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                     ON CONFLICT (retry_key) WHERE status = 'pending' DO NOTHING"
-                ))
-                .await?;
+            let insert = tx.prepare_cached(&PARK_SQL).await?;
             if tx.execute(&insert, &row.params()).await? == 0 {
                 let existing = tx
                     .query_opt(
@@ -118,7 +112,7 @@ impl Postgres {
                 head.seal(ev);
             }
             head.finish(&tx).await?;
-            let upsert = tx.prepare_cached(&upsert_one_sql()).await?;
+            let upsert = tx.prepare_cached(&UPSERT_ONE_SQL).await?;
             for row in &batch.rows {
                 tx.execute(&upsert, &row.params()).await?;
             }

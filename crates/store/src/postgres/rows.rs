@@ -2,6 +2,8 @@
 //! of the record as stored plus the columns the indexes and the conditional
 //! updates need; an audit row keeps the event's canonical line.
 
+use std::sync::LazyLock;
+
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 
@@ -9,11 +11,11 @@ use crate::model::RequestRecord;
 use crate::open::approved_at;
 
 /// Columns of `sudomode_requests`, in insert order.
-pub(super) const REQUEST_COLUMNS: &str = "id, created_at, agent, status, decision, resource, \
+const REQUEST_COLUMNS: &str = "id, created_at, agent, status, decision, resource, \
      action, retry_key, expires_at, approved_at, open, record";
 
 /// What an upsert of a changed request sets.
-pub(super) const REQUEST_UPDATE: &str = "status = EXCLUDED.status, decision = EXCLUDED.decision, \
+const REQUEST_UPDATE: &str = "status = EXCLUDED.status, decision = EXCLUDED.decision, \
      expires_at = EXCLUDED.expires_at, approved_at = EXCLUDED.approved_at, \
      open = EXCLUDED.open, record = EXCLUDED.record";
 
@@ -133,8 +135,8 @@ impl RequestColumns {
     }
 }
 
-/// The upsert of [`RequestColumns`].
-pub(super) fn upsert_many_sql() -> String {
+/// The upsert of [`RequestColumns`] (built once: the writer prepares it per group).
+pub(super) static UPSERT_MANY_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO sudomode_requests ({REQUEST_COLUMNS}) \
          SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], \
@@ -142,16 +144,26 @@ pub(super) fn upsert_many_sql() -> String {
          $10::timestamptz[], $11::bool[], $12::text[]) \
          ON CONFLICT (id) DO UPDATE SET {REQUEST_UPDATE}"
     )
-}
+});
 
 /// The upsert of one [`RequestRow`].
-pub(super) fn upsert_one_sql() -> String {
+pub(super) static UPSERT_ONE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO sudomode_requests ({REQUEST_COLUMNS}) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (id) DO UPDATE SET {REQUEST_UPDATE}"
     )
-}
+});
+
+/// The insert of one held [`RequestRow`], unless an identical request (same
+/// retry key) is pending already.
+pub(super) static PARK_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO sudomode_requests ({REQUEST_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (retry_key) WHERE status = 'pending' DO NOTHING"
+    )
+});
 
 /// Decodes a stored record.
 pub(super) fn decode(json: &str) -> Result<RequestRecord, crate::StoreError> {

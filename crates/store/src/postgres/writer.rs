@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use super::Shared;
 use super::append::{Appender, CHANNEL, HEAD_SQL, INSERT_SQL, LOCK_SQL, NOTIFY_SQL, payloads};
 use super::connect::Failure;
-use super::rows::{RequestColumns, RequestRow, upsert_many_sql};
+use super::rows::{RequestColumns, RequestRow, UPSERT_MANY_SQL};
 use crate::chain::PreparedEvent;
 use crate::error::StoreError;
 use crate::model::Committed;
@@ -204,7 +204,7 @@ impl Writer {
         let lock = client.prepare_cached(LOCK_SQL).await?;
         let insert = client.prepare_cached(INSERT_SQL).await?;
         let move_head = client.prepare_cached(HEAD_SQL).await?;
-        let upsert = client.prepare_cached(&upsert_many_sql()).await?;
+        let upsert = client.prepare_cached(&UPSERT_MANY_SQL).await?;
         let notify = client.prepare_cached(NOTIFY_SQL).await?;
         let begin = if durable {
             "BEGIN"
