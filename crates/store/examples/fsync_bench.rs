@@ -13,44 +13,26 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sudomode_store::{
-    Batch, Durability, NewEvent, RequestRecord, Status, Store, StoreOptions, new_request_id,
+    Batch, Durability, NewEvent, RequestRecord, Store, StoreOptions, new_request_id,
 };
-use time::OffsetDateTime;
 
 fn decided() -> Batch {
     let id = new_request_id();
     let record = RequestRecord {
-        id: id.clone(),
-        created_at: OffsetDateTime::now_utc(),
         agent: "bench".into(),
         method: "POST".into(),
         url: "https://api.stripe.com/v1/charges".into(),
-        headers: Default::default(),
         resource: "stripe.charges".into(),
         action: "create".into(),
         args: json!({"amount": 1999, "currency": "usd", "description": "bench"}),
-        decision: "ALLOW".into(),
         rule: Some("allow-small-charges".into()),
         reason: "amount under limit".into(),
-        status: Status::Allowed,
         required_approvals: 0,
-        approvals: vec![],
-        rejected_by: None,
-        rejected_reason: None,
-        expires_at: None,
-        upstream_status: None,
-        completed_at: None,
         intents: vec![json!({"resource": "stripe.charges", "action": "create"})],
         retry_key: "0".repeat(64),
         body_sha256: "0".repeat(64),
         policy_version: "0".repeat(64),
-        retry_grant_used: false,
-        explicit: false,
-        grant_id: None,
-        grantable: false,
-        approved_args: None,
-        edited: false,
-        edit: None,
+        ..sudomode_store::testing::record(&id)
     };
     let event = NewEvent::new("request.decided")
         .request(&id)

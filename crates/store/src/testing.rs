@@ -1,14 +1,17 @@
-//! Tampering with a closed store file, for tests that prove the chain
-//! catches it. Not for production use.
+//! For tests and benchmarks, not for production use: tampering with a closed
+//! store file (tests that prove the chain catches it), reading its log
+//! chunks, and a request record to start from.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
-use serde_json::Value;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use crate::codec::Interner;
 use crate::layout::{self, ChunkIter, DICT, LOG};
+use crate::model::{RequestRecord, Status};
 
 fn load_words(db: &Database) -> Vec<Arc<str>> {
     let rtx = db.begin_read().expect("read");
@@ -103,4 +106,44 @@ pub fn log_chunks(path: &Path) -> Vec<(u64, usize, usize)> {
             (k.value(), events, v.value().len())
         })
         .collect()
+}
+
+/// A request record for tests and benchmarks: an allowed `GET
+/// https://api.test/x` by `bot` that nothing has happened to yet. Callers set
+/// what they need with struct update syntax
+/// (`RequestRecord { status, ..testing::record(id) }`).
+pub fn record(id: &str) -> RequestRecord {
+    RequestRecord {
+        id: id.to_string(),
+        created_at: OffsetDateTime::now_utc(),
+        agent: "bot".into(),
+        method: "GET".into(),
+        url: "https://api.test/x".into(),
+        headers: Default::default(),
+        resource: "http.api.test".into(),
+        action: "get".into(),
+        args: json!({}),
+        decision: "ALLOW".into(),
+        rule: None,
+        reason: String::new(),
+        status: Status::Allowed,
+        required_approvals: 1,
+        approvals: vec![],
+        rejected_by: None,
+        rejected_reason: None,
+        expires_at: None,
+        upstream_status: None,
+        completed_at: None,
+        intents: vec![],
+        retry_key: format!("rk-{id}"),
+        body_sha256: "ab".repeat(32),
+        policy_version: "v1".into(),
+        retry_grant_used: false,
+        explicit: false,
+        grant_id: None,
+        grantable: false,
+        approved_args: None,
+        edited: false,
+        edit: None,
+    }
 }

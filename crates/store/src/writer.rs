@@ -807,45 +807,13 @@ fn bump(deltas: &mut Deltas, status: &str, decision: &str, by: i64) {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-    use time::OffsetDateTime;
-
     use crate::Store;
     use crate::model::{Batch, Durability, NewEvent, RequestRecord, Status, StoreOptions};
 
     fn record(id: &str, status: Status) -> RequestRecord {
         RequestRecord {
-            id: id.to_string(),
-            created_at: OffsetDateTime::now_utc(),
-            agent: "bot".into(),
-            method: "GET".into(),
-            url: "https://api.test/x".into(),
-            headers: Default::default(),
-            resource: "http.api.test".into(),
-            action: "get".into(),
-            args: json!({}),
-            decision: "ALLOW".into(),
-            rule: None,
-            reason: String::new(),
             status,
-            required_approvals: 1,
-            approvals: vec![],
-            rejected_by: None,
-            rejected_reason: None,
-            expires_at: None,
-            upstream_status: None,
-            completed_at: None,
-            intents: vec![],
-            retry_key: format!("rk-{id}"),
-            body_sha256: "ab".repeat(32),
-            policy_version: "v1".into(),
-            retry_grant_used: false,
-            explicit: false,
-            grant_id: None,
-            grantable: false,
-            approved_args: None,
-            edited: false,
-            edit: None,
+            ..crate::testing::record(id)
         }
     }
 

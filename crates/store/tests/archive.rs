@@ -15,15 +15,8 @@ use time::OffsetDateTime;
 
 fn record(id: &str, agent: &str, status: Status) -> RequestRecord {
     RequestRecord {
-        id: id.to_string(),
-        created_at: OffsetDateTime::now_utc(),
         agent: agent.into(),
-        method: "GET".into(),
         url: format!("https://api.test/items/{id}"),
-        headers: Default::default(),
-        resource: "http.api.test".into(),
-        action: "get".into(),
-        args: json!({}),
         decision: if status == Status::Pending {
             "REQUIRE_APPROVAL".into()
         } else {
@@ -32,24 +25,8 @@ fn record(id: &str, agent: &str, status: Status) -> RequestRecord {
         rule: Some("r".into()),
         reason: "rule r".into(),
         status,
-        required_approvals: 1,
-        approvals: vec![],
-        rejected_by: None,
-        rejected_reason: None,
-        expires_at: None,
-        upstream_status: None,
-        completed_at: None,
         intents: vec![json!({"resource": "http.api.test", "action": "get", "args": {}})],
-        retry_key: format!("rk-{id}"),
-        body_sha256: "ab".repeat(32),
-        policy_version: "v1".into(),
-        retry_grant_used: false,
-        explicit: false,
-        grant_id: None,
-        grantable: false,
-        approved_args: None,
-        edited: false,
-        edit: None,
+        ..sudomode_store::testing::record(id)
     }
 }
 

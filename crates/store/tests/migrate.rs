@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 use sudomode_store::{
     Filter, GENESIS_HASH, RequestRecord, Status, Store, StoreOptions, canonical_json, event_hash,
 };
-use time::OffsetDateTime;
 
 const V1_EVENTS: TableDefinition<u64, &str> = TableDefinition::new("audit_events");
 const V1_REQUESTS: TableDefinition<&str, &str> = TableDefinition::new("requests");
@@ -15,12 +14,8 @@ const V1_OPEN: TableDefinition<&str, ()> = TableDefinition::new("open_requests")
 
 fn record(id: &str, status: Status) -> RequestRecord {
     RequestRecord {
-        id: id.into(),
-        created_at: OffsetDateTime::now_utc(),
-        agent: "bot".into(),
         method: "POST".into(),
         url: "https://api.stripe.com/v1/charges".into(),
-        headers: Default::default(),
         resource: "stripe.charges".into(),
         action: "create".into(),
         args: json!({"amount": 12.5, "note": "é\n"}),
@@ -28,24 +23,8 @@ fn record(id: &str, status: Status) -> RequestRecord {
         rule: Some("big".into()),
         reason: "big".into(),
         status,
-        required_approvals: 1,
-        approvals: vec![],
-        rejected_by: None,
-        rejected_reason: None,
-        expires_at: None,
-        upstream_status: None,
-        completed_at: None,
-        intents: vec![],
         retry_key: "rk".into(),
-        body_sha256: "ab".repeat(32),
-        policy_version: "v1".into(),
-        retry_grant_used: false,
-        explicit: false,
-        grant_id: None,
-        grantable: false,
-        approved_args: None,
-        edited: false,
-        edit: None,
+        ..sudomode_store::testing::record(id)
     }
 }
 

@@ -29,12 +29,9 @@ fn open(path: &Path) -> Store {
 
 fn record(id: &str, agent: &str, status: Status, decision: &str) -> RequestRecord {
     RequestRecord {
-        id: id.to_string(),
-        created_at: OffsetDateTime::now_utc(),
         agent: agent.to_string(),
         method: "POST".into(),
         url: "https://api.stripe.com/v1/charges".into(),
-        headers: Default::default(),
         resource: "stripe.charges".into(),
         action: "create".into(),
         args: json!({"amount": 5000, "currency": "usd"}),
@@ -42,24 +39,8 @@ fn record(id: &str, agent: &str, status: Status, decision: &str) -> RequestRecor
         rule: Some("big-charges".into()),
         reason: "amount over limit".into(),
         status,
-        required_approvals: 1,
-        approvals: vec![],
-        rejected_by: None,
-        rejected_reason: None,
-        expires_at: None,
-        upstream_status: None,
-        completed_at: None,
         intents: vec![json!({"resource": "stripe.charges", "action": "create"})],
-        retry_key: format!("rk-{id}"),
-        body_sha256: "ab".repeat(32),
-        policy_version: "v1".into(),
-        retry_grant_used: false,
-        explicit: false,
-        grant_id: None,
-        grantable: false,
-        approved_args: None,
-        edited: false,
-        edit: None,
+        ..sudomode_store::testing::record(id)
     }
 }
 

@@ -82,37 +82,20 @@ fn record(id: &str, s: &Shape, i: u64) -> RequestRecord {
     let now = OffsetDateTime::now_utc();
     let url = format!("https://{}/v1/items/{}", s.host, i % 997);
     RequestRecord {
-        id: id.to_string(),
         created_at: now,
         agent: s.agent.clone(),
-        method: "GET".into(),
         url,
-        headers: Default::default(),
         resource: s.resource.clone(),
-        action: "get".into(),
-        args: json!({}),
         decision: s.decision.into(),
         rule: Some(format!("rule_{}", s.decision.to_ascii_lowercase())),
         reason: format!("rule rule_{}", s.decision.to_ascii_lowercase()),
         status,
-        required_approvals: 1,
-        approvals: vec![],
-        rejected_by: None,
-        rejected_reason: None,
         expires_at: (status == Status::Pending).then(|| now + time::Duration::minutes(10)),
-        upstream_status: None,
-        completed_at: None,
         intents: vec![json!({"resource": s.resource, "action": "get", "args": {}})],
         retry_key: format!("{:064x}", u128::from(i) * 0x9e37_79b9_7f4a_7c15),
         body_sha256: EMPTY_SHA.into(),
         policy_version: POLICY.into(),
-        retry_grant_used: false,
-        explicit: false,
-        grant_id: None,
-        grantable: false,
-        approved_args: None,
-        edited: false,
-        edit: None,
+        ..sudomode_store::testing::record(id)
     }
 }
 
