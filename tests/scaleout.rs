@@ -420,32 +420,9 @@ async fn replicas_starting_together_on_a_fresh_database_share_one_schema() {
 async fn a_schema_newer_than_the_binary_is_a_clear_startup_error() {
     let pg = Pg::database();
     pg.sql("CREATE TABLE sudomode_schema (version integer NOT NULL); INSERT INTO sudomode_schema VALUES (99)");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("sudomode.yaml"),
-        "store:\n  postgres: \"${env:SUDOMODE_DATABASE_URL}\"\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(bin())
-        .args([
-            "run",
-            "-c",
-            "sudomode.yaml",
-            "--proxy-listen",
-            "127.0.0.1:0",
-            "--dashboard-listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(dir.path())
-        .env("SUDOMODE_DATABASE_URL", with_password(&pg.url))
-        .env("SUDOMODE_ADMIN_TOKEN", "admin-token-123")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("version 99"), "{stderr}");
-    assert!(stderr.contains("newer than this SudoMode"), "{stderr}");
-    assert!(!stderr.contains(DB_PASSWORD), "{stderr}");
+    let out = start_fails(&with_password(&pg.url));
+    assert!(out.contains("version 99"), "{out}");
+    assert!(out.contains("newer than this SudoMode"), "{out}");
 }
 
 #[tokio::test]
@@ -556,30 +533,8 @@ async fn sslmode_require_verifies_the_database_certificate() {
     no_password(&sm);
 
     // Without that CA the certificate does not verify: no start, no secret shown.
-    std::fs::write(
-        dir.path().join("sudomode.yaml"),
-        "store:\n  postgres: \"${env:SUDOMODE_DATABASE_URL}\"\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(bin())
-        .args([
-            "run",
-            "-c",
-            "sudomode.yaml",
-            "--proxy-listen",
-            "127.0.0.1:0",
-            "--dashboard-listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(dir.path())
-        .env("SUDOMODE_DATABASE_URL", &base)
-        .env("SUDOMODE_ADMIN_TOKEN", "admin-token-123")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("PostgreSQL"), "{stderr}");
-    assert!(!stderr.contains(DB_PASSWORD), "{stderr}");
+    let out = start_fails(&base);
+    assert!(out.contains("PostgreSQL"), "{out}");
 }
 
 /// `sudomode run` with `store.postgres` from `$SUDOMODE_DATABASE_URL` = `url`
