@@ -72,13 +72,9 @@ impl Recorder {
     }
 
     /// An ALLOW or DENY decision (the request's first record).
-    pub async fn decided(&self, d: &Decided) -> Result<(), StoreError> {
-        self.write(
-            vec![d.event.clone()],
-            Some(d.record.clone()),
-            self.decision_wait(),
-        )
-        .await
+    pub async fn decided(&self, d: Decided) -> Result<(), StoreError> {
+        self.write(vec![d.event], Some(d.record), self.decision_wait())
+            .await
     }
 
     /// An ALLOW decision that is forwarded next: recorded, then tracked until

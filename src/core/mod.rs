@@ -265,7 +265,7 @@ impl Core {
         }
         self.log(&decided, Some(refusal.kind));
         self.metrics.decided(Verdict::Deny);
-        if let Err(e) = self.recorder.decided(&decided).await {
+        if let Err(e) = self.recorder.decided(decided).await {
             tracing::error!(request_id = %call.id, error = %e, "recording a refusal failed");
         }
         refusal
@@ -297,7 +297,7 @@ impl Core {
                 self.log(&decided, None);
                 let id = decided.id.clone();
                 self.recorder
-                    .decided(&decided)
+                    .decided(decided)
                     .await
                     .map(|()| Admission::Allowed(id))
             }
@@ -306,7 +306,7 @@ impl Core {
                 let refusal =
                     self.refusal(RefusalKind::Denied, &id, &about, denial_message(&about));
                 self.recorder
-                    .decided(&decided)
+                    .decided(decided)
                     .await
                     .map(|()| Admission::Refused(refusal))
             }
@@ -345,7 +345,7 @@ impl Core {
                 let denied = (*decided).into_builtin_denial(message.clone());
                 self.log(&denied, Some(RefusalKind::Denied));
                 let refusal = self.refusal(RefusalKind::Denied, &id, &About::of(&denied), message);
-                match self.recorder.decided(&denied).await {
+                match self.recorder.decided(denied).await {
                     Ok(()) => Admission::Refused(refusal),
                     Err(_) => Admission::Refused(Refusal::store_unavailable(&id)),
                 }
