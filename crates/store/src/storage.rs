@@ -118,20 +118,41 @@ impl Feeds {
 
     fn local(&self, records: Vec<RequestRecord>) {
         for r in records {
-            // A subscriber may have left meanwhile: that is normal.
-            let _ = self.own.send(r.clone());
-            let _ = self.changes.send(r);
+            send_both(&self.own, &self.changes, r, true);
         }
     }
 
     /// Records another replica changed.
     pub(crate) fn remote(&self, records: Vec<RequestRecord>) {
         for r in records {
-            if r.decision == "REQUIRE_APPROVAL" {
-                let _ = self.held_elsewhere.send(r.clone());
-            }
-            let _ = self.changes.send(r);
+            let held = r.decision == "REQUIRE_APPROVAL";
+            send_both(&self.held_elsewhere, &self.changes, r, held);
         }
+    }
+}
+
+/// Sends `r` to `first` (when `to_first`) and to `all`, copying it only when
+/// both have subscribers: a record is a deep copy, and most of the time only
+/// one feed is listened to. A subscriber may leave meanwhile: that is normal.
+fn send_both(
+    first: &broadcast::Sender<RequestRecord>,
+    all: &broadcast::Sender<RequestRecord>,
+    r: RequestRecord,
+    to_first: bool,
+) {
+    let first_wants = to_first && first.receiver_count() > 0;
+    match (first_wants, all.receiver_count() > 0) {
+        (true, true) => {
+            let _ = first.send(r.clone());
+            let _ = all.send(r);
+        }
+        (true, false) => {
+            let _ = first.send(r);
+        }
+        (false, true) => {
+            let _ = all.send(r);
+        }
+        (false, false) => {}
     }
 }
 
