@@ -17,6 +17,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 SECS=${BENCH_SECONDS:-10}
 WARMUP=${BENCH_WARMUP:-1}
 RELEASES=${BENCH_RELEASE_COUNT:-200}
@@ -48,14 +50,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_line() { # file regex seconds
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    if grep -m1 -E "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then

@@ -34,6 +34,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 SECS=${BENCH_SECONDS:-10}
 WARMUP=${BENCH_WARMUP:-1}
 HOSTS=${BENCH_HOSTS:-50}
@@ -96,14 +98,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Wait (bounded) for a line matching REGEX in FILE; print the line.
-wait_line() { # file regex seconds
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    if grep -m1 -E "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
 
 # ------------------------------------------------------------------ build
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
