@@ -133,17 +133,6 @@ async fn create_grant(sm: &SudoMode, body: Value) -> Value {
     g
 }
 
-fn event_types(rec: &Value) -> Vec<String> {
-    rec["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| e["type"].as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn approving_with_a_grant_lets_that_agent_and_intent_through_only() {
     let (_ca, up, sm) = world().await;

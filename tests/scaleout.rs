@@ -108,17 +108,6 @@ async fn request(sm: &SudoMode, id: &str) -> Value {
     sm.api_get(&format!("/api/v1/requests/{id}"), ALICE).await.1
 }
 
-fn event_types(r: &Value) -> Vec<String> {
-    r["events"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .map(|e| e["type"].as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Waits until `f` holds, or fails with `what`.
 async fn eventually<F, Fut>(what: &str, mut f: F)
 where
@@ -134,18 +123,7 @@ where
 
 /// `sudomode ARGS` in a replica's directory, with its database URL.
 fn cli_with_db(sm: &SudoMode, url: &str, args: &[&str]) -> CliOut {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .current_dir(sm.dir.path())
-        .env("SUDOMODE_DATABASE_URL", url)
-        .env("SUDOMODE_LOG", "warn")
-        .output()
-        .unwrap();
-    CliOut {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cli_env(sm.dir.path(), args, &[("SUDOMODE_DATABASE_URL", url)])
 }
 
 fn no_password(sm: &SudoMode) {

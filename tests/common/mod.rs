@@ -665,12 +665,18 @@ impl CliOut {
 /// Runs `sudomode ARGS` in `dir` with no config path or admin token from the
 /// environment, logging warnings only.
 pub fn cli(dir: &Path, args: &[&str]) -> CliOut {
+    cli_env(dir, args, &[])
+}
+
+/// [`cli`] with `env` set as well.
+pub fn cli_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> CliOut {
     let out = Command::new(bin())
         .args(args)
         .current_dir(dir)
         .env_remove("SUDOMODE_CONFIG")
         .env_remove("SUDOMODE_ADMIN_TOKEN")
         .env("SUDOMODE_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     CliOut {
@@ -1060,4 +1066,17 @@ pub fn req(method: &str, host: &str, target: &str, headers: &[&str], body: &[u8]
     let mut v = r.into_bytes();
     v.extend_from_slice(body);
     v
+}
+
+/// The `type` of each event of a request as the operator API returns it
+/// (`GET /api/v1/requests/{id}`), in order.
+pub fn event_types(rec: &Value) -> Vec<String> {
+    rec["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["type"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
