@@ -32,14 +32,7 @@ agents:
 const TOKEN: &str = "alice-token-1";
 
 fn bot(sm: &SudoMode, timeout: Duration) -> reqwest::Client {
-    install_crypto();
-    let ca = reqwest::Certificate::from_pem(sm.ca_pem().as_bytes()).unwrap();
-    reqwest::Client::builder()
-        .proxy(reqwest::Proxy::all(format!("http://bot:bot-token-1@{}", sm.proxy)).unwrap())
-        .tls_certs_only([ca])
-        .timeout(timeout)
-        .build()
-        .unwrap()
+    agent_client_timeout(sm, "bot", "bot-token-1", timeout)
 }
 
 /// The newest request's record, once its status is no longer `from`.

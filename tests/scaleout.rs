@@ -77,14 +77,7 @@ async fn world(pg: &Pg) -> World {
 }
 
 fn bot(sm: &SudoMode, timeout: Duration) -> reqwest::Client {
-    install_crypto();
-    let ca = reqwest::Certificate::from_pem(sm.ca_pem().as_bytes()).unwrap();
-    reqwest::Client::builder()
-        .proxy(reqwest::Proxy::all(format!("http://bot:bot-token-1@{}", sm.proxy)).unwrap())
-        .tls_certs_only([ca])
-        .timeout(timeout)
-        .build()
-        .unwrap()
+    agent_client_timeout(sm, "bot", "bot-token-1", timeout)
 }
 
 fn post(

@@ -550,12 +550,22 @@ pub fn free_port() -> u16 {
 
 /// A proxied client authenticating as agent `name`.
 pub fn agent_client(sm: &SudoMode, name: &str, token: &str) -> reqwest::Client {
+    agent_client_timeout(sm, name, token, Duration::from_secs(60))
+}
+
+/// [`agent_client`] giving up on a call after `timeout`.
+pub fn agent_client_timeout(
+    sm: &SudoMode,
+    name: &str,
+    token: &str,
+    timeout: Duration,
+) -> reqwest::Client {
     install_crypto();
     let ca = reqwest::Certificate::from_pem(sm.ca_pem().as_bytes()).unwrap();
     reqwest::Client::builder()
         .proxy(reqwest::Proxy::all(format!("http://{name}:{token}@{}", sm.proxy)).unwrap())
         .tls_certs_only([ca])
-        .timeout(Duration::from_secs(60))
+        .timeout(timeout)
         .build()
         .unwrap()
 }
