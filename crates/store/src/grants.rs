@@ -116,6 +116,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Grants active at `now` for exactly this agent, resource and action,
+    /// newest first.
+    pub fn active_grants_for(
+        &self,
+        agent: &str,
+        resource: &str,
+        action: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let mut all = self.list_grants()?;
+        all.retain(|g| g.covers(agent, resource, action) && g.is_active(now));
+        Ok(all)
+    }
+
     /// Writes grants and events in one durable transaction.
     async fn write_grants(
         &self,

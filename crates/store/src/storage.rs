@@ -607,14 +607,17 @@ impl Storage {
         action: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<Grant>, StoreError> {
-        if let Backend::Postgres(p) = &self.inner.backend {
-            return p.active_grants_for(agent, resource, action, now).await;
+        match &self.inner.backend {
+            Backend::Redb(r) => {
+                let (agent, resource, action) =
+                    (agent.to_string(), resource.to_string(), action.to_string());
+                Self::read(&r.store, move |s| {
+                    s.active_grants_for(&agent, &resource, &action, now)
+                })
+                .await
+            }
+            Backend::Postgres(p) => p.active_grants_for(agent, resource, action, now).await,
         }
-        let all = self.list_grants().await?;
-        Ok(all
-            .into_iter()
-            .filter(|g| g.covers(agent, resource, action) && g.is_active(now))
-            .collect())
     }
 
     /// Adds one use to every grant of `ids` when each is still active at
