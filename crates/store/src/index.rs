@@ -101,27 +101,27 @@ fn parts(ids: &[Vec<u8>]) -> Vec<&[Vec<u8>]> {
 }
 
 type IndexTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
-/// Loaded blocks of one apply: block key → (prefix, ids).
-type Loaded = BTreeMap<Vec<u8>, (Vec<u8>, Vec<Vec<u8>>)>;
+/// A stored block: its key and its encoded ids.
+type Stored = (Vec<u8>, Vec<u8>);
 
-/// The key of the block that holds (or would hold) `id` under `prefix`.
+/// The stored block that holds (or would hold) `id` under `prefix`: its key and value.
 fn covering_block(
     t: &IndexTable<'_>,
     prefix: &[u8],
     id: &[u8],
-) -> Result<Option<Vec<u8>>, StoreError> {
+) -> Result<Option<Stored>, StoreError> {
     let probe = block_key(prefix, id);
     if let Some(item) = t.range::<&[u8]>(prefix..=probe.as_slice())?.next_back() {
-        let (k, _) = item?;
+        let (k, v) = item?;
         if k.value().starts_with(prefix) {
-            return Ok(Some(k.value().to_vec()));
+            return Ok(Some((k.value().to_vec(), v.value().to_vec())));
         }
     }
     // Older than every block: the first one takes it.
     if let Some(item) = t.range::<&[u8]>(prefix..)?.next() {
-        let (k, _) = item?;
+        let (k, v) = item?;
         if k.value().starts_with(prefix) {
-            return Ok(Some(k.value().to_vec()));
+            return Ok(Some((k.value().to_vec(), v.value().to_vec())));
         }
     }
     Ok(None)
@@ -161,6 +161,127 @@ impl Span {
     }
 }
 
+/// One block being changed by a group commit. Ids arrive mostly newer than
+/// every stored one (UUIDv7), so a block stays in its encoded form while ids
+/// are only appended at its end; an id added inside it or removed from it
+/// decodes it.
+enum Edit {
+    Tail {
+        bytes: Vec<u8>,
+        /// Its newest id (empty while it has none).
+        last: Vec<u8>,
+        count: usize,
+        /// Bytes the ids would take unshared (what [`parts`] counts).
+        worst: usize,
+    },
+    Ids(Vec<Vec<u8>>),
+}
+
+impl Edit {
+    fn load(bytes: Vec<u8>) -> Result<Self, CodecError> {
+        let mut r = Reader::new(&bytes);
+        let mut last: Vec<u8> = Vec::new();
+        let (mut count, mut worst) = (0, 0);
+        while !r.at_end() {
+            let shared = usize::from(r.byte()?);
+            let n = usize::from(r.byte()?);
+            if shared > last.len() {
+                return Err(CodecError("posting block"));
+            }
+            last.truncate(shared);
+            last.extend_from_slice(r.take(n)?);
+            count += 1;
+            worst += last.len().min(255) + 2;
+        }
+        Ok(Edit::Tail {
+            bytes,
+            last,
+            count,
+            worst,
+        })
+    }
+
+    fn decoded(&mut self) -> Result<&mut Vec<Vec<u8>>, CodecError> {
+        if let Edit::Tail { bytes, .. } = self {
+            *self = Edit::Ids(decode_block(bytes)?);
+        }
+        match self {
+            Edit::Ids(ids) => Ok(ids),
+            Edit::Tail { .. } => Err(CodecError("posting block")),
+        }
+    }
+
+    fn add(&mut self, id: Vec<u8>) -> Result<(), CodecError> {
+        if let Edit::Tail {
+            bytes,
+            last,
+            count,
+            worst,
+        } = self
+            && (*count == 0 || id > *last)
+            && id.len() <= 255
+        {
+            push_id(bytes, last, &id);
+            *count += 1;
+            *worst += id.len() + 2;
+            *last = id;
+            return Ok(());
+        }
+        let list = self.decoded()?;
+        if let Err(i) = list.binary_search(&id) {
+            list.insert(i, id);
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, id: &[u8]) -> Result<(), CodecError> {
+        if let Edit::Tail { last, count, .. } = self
+            && (*count == 0 || id > last.as_slice())
+        {
+            return Ok(());
+        }
+        let list = self.decoded()?;
+        if let Ok(i) = list.binary_search_by(|x| x.as_slice().cmp(id)) {
+            list.remove(i);
+        }
+        Ok(())
+    }
+
+    /// Writes the block back: in place while it still fits one block, else as parts.
+    fn store(self, t: &mut IndexTable<'_>, key: &[u8], prefix: &[u8]) -> Result<(), StoreError> {
+        let ids = match self {
+            Edit::Tail {
+                bytes,
+                count,
+                worst,
+                ..
+            } if count > 0 && count <= BLOCK && worst <= BLOCK_BYTES => {
+                // Its first id, hence its key, did not change.
+                t.insert(key, bytes.as_slice())?;
+                return Ok(());
+            }
+            Edit::Tail { bytes, .. } => {
+                decode_block(&bytes).map_err(|e| StoreError::corrupt("request_index", e))?
+            }
+            Edit::Ids(ids) => ids,
+        };
+        t.remove(key)?;
+        for part in parts(&ids) {
+            let k = block_key(prefix, &part[0]);
+            t.insert(k.as_slice(), encode_block(part).as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends `id` to an encoded block whose newest id is `last` (or which is empty).
+fn push_id(out: &mut Vec<u8>, last: &[u8], id: &[u8]) {
+    let shared = last.iter().zip(id).take_while(|(a, b)| a == b).count();
+    out.push(shared as u8);
+    out.push((id.len() - shared) as u8);
+    out.extend_from_slice(&id[shared..]);
+}
+
 /// Posting changes gathered over one group commit, applied at its end.
 #[derive(Default)]
 pub(crate) struct Changes {
@@ -185,8 +306,9 @@ impl Changes {
 
     /// Writes the changes: each touched block is read and written once.
     pub(crate) fn apply(self, t: &mut IndexTable<'_>) -> Result<(), StoreError> {
-        // Stored (or new) block key → (prefix, ids); new blocks of prefixes with none stored.
-        let mut blocks: Loaded = BTreeMap::new();
+        let corrupt = |e| StoreError::corrupt("request_index", e);
+        // Stored (or new) block key → (prefix, block); new blocks of prefixes with none stored.
+        let mut blocks: BTreeMap<Vec<u8>, (Vec<u8>, Edit)> = BTreeMap::new();
         let mut fresh: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let all = self
             .remove
@@ -204,54 +326,41 @@ impl Changes {
                     .as_ref()
                     .filter(|s| s.covers(&probe))
                     .map(|s| s.key.clone());
-                let found = match cached {
-                    Some(k) => Some(k),
-                    None => {
-                        let k = covering_block(t, &prefix, &id)?;
-                        if let Some(k) = &k {
-                            span = Some(Span::of(t, &prefix, k, &probe)?);
-                        }
-                        k
-                    }
-                };
-                let key = match found {
-                    Some(k) => {
-                        if !blocks.contains_key(&k) {
-                            let v = t.get(k.as_slice())?.map(|g| g.value().to_vec());
-                            let ids = decode_block(&v.unwrap_or_default())
-                                .map_err(|e| StoreError::corrupt("request_index", e))?;
-                            blocks.insert(k.clone(), (prefix.clone(), ids));
-                        }
-                        k
-                    }
-                    None => match fresh.get(&prefix) {
-                        Some(k) => k.clone(),
-                        None if adding => {
-                            let k = block_key(&prefix, &id);
-                            fresh.insert(prefix.clone(), k.clone());
-                            blocks.insert(k.clone(), (prefix.clone(), Vec::new()));
+                let key = match cached {
+                    Some(k) => k,
+                    None => match covering_block(t, &prefix, &id)? {
+                        Some((k, v)) => {
+                            span = Some(Span::of(t, &prefix, &k, &probe)?);
+                            if !blocks.contains_key(&k) {
+                                let edit = Edit::load(v).map_err(corrupt)?;
+                                blocks.insert(k.clone(), (prefix.clone(), edit));
+                            }
                             k
                         }
-                        None => continue,
+                        None => match fresh.get(&prefix) {
+                            Some(k) => k.clone(),
+                            None if adding => {
+                                let k = block_key(&prefix, &id);
+                                fresh.insert(prefix.clone(), k.clone());
+                                let edit = Edit::load(Vec::new()).map_err(corrupt)?;
+                                blocks.insert(k.clone(), (prefix.clone(), edit));
+                                k
+                            }
+                            None => continue,
+                        },
                     },
                 };
-                if let Some((_, list)) = blocks.get_mut(&key) {
-                    match list.binary_search(&id) {
-                        Ok(i) if !adding => {
-                            list.remove(i);
-                        }
-                        Err(i) if adding => list.insert(i, id),
-                        _ => {}
+                if let Some((_, edit)) = blocks.get_mut(&key) {
+                    if adding {
+                        edit.add(id).map_err(corrupt)?;
+                    } else {
+                        edit.remove(&id).map_err(corrupt)?;
                     }
                 }
             }
         }
-        for (old_key, (prefix, ids)) in blocks {
-            t.remove(old_key.as_slice())?;
-            for part in parts(&ids) {
-                let k = block_key(&prefix, &part[0]);
-                t.insert(k.as_slice(), encode_block(part).as_slice())?;
-            }
+        for (key, (prefix, edit)) in blocks {
+            edit.store(t, &key, &prefix)?;
         }
         Ok(())
     }
@@ -502,6 +611,23 @@ mod tests {
                 .contains(&t, &id(1))
                 .expect("contains")
         );
+        // Every block is sorted, within one page, and keyed by its first id.
+        let mut n_blocks = 0;
+        for item in t.iter().expect("iter") {
+            let (k, v) = item.expect("block");
+            let ids = decode_block(v.value()).expect("decodes");
+            let p = prefix(Field::Agent, "a");
+            let p = if k.value().starts_with(&p) {
+                p
+            } else {
+                prefix(Field::Resource, "r")
+            };
+            assert_eq!(k.value(), block_key(&p, &ids[0]).as_slice());
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "block sorted");
+            assert!(ids.len() <= BLOCK && v.value().len() <= BLOCK_BYTES);
+            n_blocks += 1;
+        }
+        assert!(n_blocks > 4, "the test splits blocks ({n_blocks})");
         // Below a cursor.
         let mid = want[want.len() / 2].clone();
         let mut p = Postings::new(&t, Field::Agent, "a", Some(&mid)).expect("postings");
