@@ -17,6 +17,9 @@ use serde_json::{Map, Number, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// Pre-encoding from typed values (no `Value` tree in between).
+pub(crate) use crate::codec_ser::put_serialize;
+
 /// Value tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -73,7 +76,7 @@ impl Tag {
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Values under these keys repeat across requests: they go in the dictionary.
-const INTERNED: [&str; 18] = [
+pub(crate) const INTERNED: [&str; 18] = [
     "accept",
     "accept-encoding",
     "action",

@@ -14,6 +14,7 @@
 mod archive;
 pub mod chain;
 mod codec;
+mod codec_ser;
 mod depth;
 mod error;
 mod grants;
