@@ -64,11 +64,12 @@ log "open files limit: $(ulimit -n)"
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((HOLD_COUNT + 2000)) ]; then
   log "WARNING: open files limit $(ulimit -n) is low for $HOLD_COUNT held connections"
 fi
-# SudoMode serves at most (open files - 256) / 2 agent connections (it keeps
-# the other half for upstream connections; `proxy::connection_cap`): more
+# SudoMode serves at most three quarters of (open files - 256) agent
+# connections (a quarter stays for upstream sockets; `proxy::fd_budget`): more
 # agents than that would wait in the listen queue until the test times out.
 if [ "$(ulimit -n)" != unlimited ]; then
-  fit=$(( ($(ulimit -n) - 256) / 2 / 100 * 100 ))
+  usable=$(($(ulimit -n) - 256))
+  fit=$(( (usable - usable / 4) / 100 * 100 ))
   if [ "$fit" -lt "$HOLD_COUNT" ]; then
     log "WARNING: with open files limit $(ulimit -n) SudoMode serves fewer than $HOLD_COUNT agent connections: holding $fit"
     HOLD_COUNT=$fit

@@ -122,10 +122,12 @@ pub async fn start(config: Config) -> Result<Running> {
     config.proxy_listen = proxy_addr;
     config.dashboard_listen = dashboard_addr;
     let guard = Arc::new(Guard::new(vec![proxy_addr]).with_dashboard(dashboard_addr));
+    let fds = crate::proxy::connection_budget(config.max_connections);
     let dialer = Dialer {
         resolve: Arc::new(config.resolve.clone()),
         guard,
         connect_timeout: config.connect_timeout,
+        slots: Arc::new(tokio::sync::Semaphore::new(fds.upstream)),
     };
     let tls =
         crate::upstream::tls::client_config(&config.upstream_ca_files).map_err(ConfigProblem)?;
@@ -193,11 +195,10 @@ pub async fn start(config: Config) -> Result<Running> {
         notifications.clone(),
         rx.clone(),
     ));
-    let cap = crate::proxy::connection_cap(state.config.max_connections);
     tasks.push(tokio::spawn(crate::proxy::serve(
         proxy_listener,
         proxy_state.clone(),
-        cap,
+        fds.agents,
         rx.clone(),
     )));
     let router = crate::dashboard::router(state.clone(), rx.clone())

@@ -222,7 +222,7 @@ async fn the_dashboard_serves_under_a_low_open_files_limit_with_many_stalled_age
         }
     }
     assert!(
-        // Far more than the 22 agent connections a limit of 300 leaves room
+        // Far more than the 28 agent connections a limit of 300 leaves room
         // for; how many more depends on the kernel's listen queue.
         stalled.len() >= 100,
         "only {} connections opened\n{}",
@@ -268,4 +268,51 @@ async fn metadata_addresses_are_refused_in_every_spelling_and_behind_names() {
         assert_eq!(body["error"]["rule"], "sudomode.builtin", "{url}");
     }
     assert!(up.requests().is_empty(), "no metadata request got through");
+}
+
+/// Held calls hold no upstream socket, so agents are not matched one for one
+/// with upstream sockets: at 300 descriptors SudoMode holds 28 calls at once
+/// (it held 22 when it kept half its descriptors for upstreams), and
+/// approving them all forwards every one over its 16 upstream sockets, the
+/// dials past the budget waiting for a socket to close instead of failing.
+#[tokio::test]
+async fn more_calls_are_held_than_upstream_sockets_and_all_are_forwarded() {
+    const AGENTS: usize = 28;
+    let up = Upstream::http().await;
+    let sm = SudoMode::start(Options {
+        policy: "rules:\n  - name: hold_all\n    resource: \"*\"\n    decision: REQUIRE_APPROVAL\n",
+        extra: "operators:\n  - {name: alice, token: alice-token-1, role: approver}\nagents:\n  - {name: bot, token: bot-token-1}\n",
+        resolve: vec![("slow.test:80".into(), up.addr)],
+        nofile: Some(300),
+        ..Default::default()
+    });
+    let mut calls = Vec::new();
+    for i in 0..AGENTS {
+        // One client each: one agent connection each.
+        let client = agent_client(&sm, "bot", "bot-token-1");
+        calls.push(tokio::spawn(async move {
+            client
+                .get(format!("http://slow.test/call/{i}"))
+                .header("x-stand-in-delay-ms", "300")
+                .send()
+                .await
+        }));
+    }
+    let held = sm.wait_pending("alice-token-1", AGENTS).await;
+    for r in &held {
+        let id = r["id"].as_str().unwrap();
+        let (s, v) = sm
+            .api_post(
+                &format!("/api/v1/requests/{id}/approve"),
+                "alice-token-1",
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    for c in calls {
+        let resp = c.await.unwrap().expect("the agent got an answer");
+        assert_eq!(resp.status(), 200, "{}", sm.logs());
+    }
+    assert_eq!(up.requests().len(), AGENTS);
 }

@@ -35,23 +35,48 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 #[derive(Clone)]
 pub struct ConnSlot(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
 
-/// How many agent connections may be open at once: `proxy.max_connections`,
-/// lowered when the process may open too few files for that many (each
-/// agent connection can hold an upstream connection too). The remaining file
-/// descriptors stay free for the dashboard listener and the store.
-pub fn connection_cap(configured: usize) -> usize {
-    const RESERVED_FDS: u64 = 256;
+/// How the process's file descriptors are shared out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdBudget {
+    /// Agent connections open at once.
+    pub agents: usize,
+    /// Upstream sockets open at once (dials past it wait for one to close).
+    pub upstream: usize,
+}
+
+/// Descriptors kept for the store, the dashboard, certificates and logs.
+const RESERVED_FDS: u64 = 256;
+
+/// Shares `files` descriptors between agent and upstream connections:
+/// `proxy.max_connections` agents when they fit beside a quarter of the
+/// rest kept for upstreams (a held call has no upstream connection, so
+/// agents need not be matched one for one; the upstream budget makes a dial
+/// wait instead of failing when it is spent), and every descriptor left to
+/// upstream sockets.
+pub fn fd_budget(configured: usize, files: u64) -> FdBudget {
+    let usable = files.saturating_sub(RESERVED_FDS).max(32) as usize;
+    let upstream_floor = (usable / 4).max(16);
+    let agents = configured.min(usable - upstream_floor).max(1);
+    FdBudget {
+        agents,
+        upstream: usable - agents,
+    }
+}
+
+/// [`fd_budget`] under the process's open-files limit (raised to its hard
+/// limit first), with a warning when it serves fewer agents than configured.
+pub fn connection_budget(configured: usize) -> FdBudget {
     let files = raise_file_limit();
-    let fit = (files.saturating_sub(RESERVED_FDS) / 2).max(16) as usize;
-    if fit < configured {
+    let budget = fd_budget(configured, files);
+    if budget.agents < configured {
         tracing::warn!(
             max_connections = configured,
             open_files_limit = files,
-            using = fit,
+            using = budget.agents,
             "proxy.max_connections is more than the open-files limit allows; serving fewer agent connections at once (raise `ulimit -n`)"
         );
     }
-    configured.min(fit)
+    budget
 }
 
 /// Raises the soft open-files limit to the hard one; returns the limit in force.
@@ -195,5 +220,40 @@ async fn outer(
         _ => refuse(
             "this is the SudoMode proxy port: configure it as HTTP_PROXY/HTTPS_PROXY rather than requesting it directly",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_get_what_they_ask_beside_a_quarter_for_upstreams() {
+        // 10,000 agents fit in 20,000 descriptors; the rest goes to upstreams.
+        assert_eq!(
+            fd_budget(10_000, 20_000),
+            FdBudget {
+                agents: 10_000,
+                upstream: 9_744
+            }
+        );
+        // Too few descriptors: a quarter of the usable ones stay for upstreams.
+        assert_eq!(
+            fd_budget(10_000, 1_024),
+            FdBudget {
+                agents: 576,
+                upstream: 192
+            }
+        );
+        assert_eq!(
+            fd_budget(10_000, 300),
+            FdBudget {
+                agents: 28,
+                upstream: 16
+            }
+        );
+        // A tiny limit still serves someone.
+        let b = fd_budget(10_000, 10);
+        assert!(b.agents >= 1 && b.upstream >= 16, "{b:?}");
     }
 }

@@ -1,6 +1,8 @@
 //! TCP connections to upstreams: `upstream.resolve` overrides, connect
-//! timeout, and the address guard applied to the IPs actually dialled (so DNS
-//! rebinding cannot reach our own listeners or metadata endpoints).
+//! timeout, the address guard applied to the IPs actually dialled (so DNS
+//! rebinding cannot reach our own listeners or metadata endpoints), and the
+//! budget of upstream sockets open at once (so dialling cannot exhaust the
+//! process's file descriptors).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,8 +13,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::guard::Guard;
 
@@ -22,6 +27,14 @@ pub struct Dialer {
     pub resolve: Arc<BTreeMap<String, SocketAddr>>,
     pub guard: Arc<Guard>,
     pub connect_timeout: Duration,
+    /// Upstream sockets that may be open at once (see `proxy::fd_budget`).
+    pub slots: Arc<Semaphore>,
+}
+
+/// An upstream socket and its place in the budget, given back when it closes.
+pub struct UpstreamStream {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Dialer {
@@ -59,15 +72,26 @@ impl Dialer {
         Ok(addrs)
     }
 
-    pub async fn dial(&self, host: &str, port: u16) -> std::io::Result<TcpStream> {
-        let addrs = self.addresses(host, port).await?;
+    pub async fn dial(&self, host: &str, port: u16) -> std::io::Result<UpstreamStream> {
         let attempt = async {
+            // Waiting for a free socket counts against the connect timeout: a
+            // full budget delays a dial, it does not fail it at once.
+            let slot = self
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| std::io::Error::other("upstream dialling stopped"))?;
+            let addrs = self.addresses(host, port).await?;
             let mut last = None;
             for addr in addrs {
                 match TcpStream::connect(addr).await {
-                    Ok(s) => {
-                        let _ = s.set_nodelay(true);
-                        return Ok(s);
+                    Ok(stream) => {
+                        let _ = stream.set_nodelay(true);
+                        return Ok(UpstreamStream {
+                            stream,
+                            _slot: slot,
+                        });
                     }
                     Err(e) => last = Some(e),
                 }
@@ -77,16 +101,67 @@ impl Dialer {
         tokio::time::timeout(self.connect_timeout, attempt)
             .await
             .map_err(|_| {
+                let why = if self.slots.available_permits() == 0 {
+                    " (every upstream connection the open-files limit allows is in use; raise `ulimit -n`)"
+                } else {
+                    ""
+                };
                 std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("connecting to {host}:{port} timed out"),
+                    format!("connecting to {host}:{port} timed out{why}"),
                 )
             })?
     }
 }
 
+impl AsyncRead for UpstreamStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl Connection for UpstreamStream {
+    fn connected(&self) -> Connected {
+        self.stream.connected()
+    }
+}
+
 impl tower_service::Service<Uri> for Dialer {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<UpstreamStream>;
     type Error = std::io::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -107,5 +182,49 @@ impl tower_service::Service<Uri> for Dialer {
             });
             this.dial(&host, port).await.map(TokioIo::new)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialer(slots: usize, timeout: Duration) -> Dialer {
+        Dialer {
+            resolve: Arc::new(BTreeMap::new()),
+            guard: Arc::new(Guard::new(vec!["127.0.0.1:1".parse().unwrap()])),
+            connect_timeout: timeout,
+            slots: Arc::new(Semaphore::new(slots)),
+        }
+    }
+
+    /// A spent budget delays a dial until a socket closes, and names the
+    /// open-files limit when the wait outlasts the connect timeout.
+    #[tokio::test]
+    async fn a_dial_waits_for_a_free_upstream_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                open.push(s);
+            }
+        });
+        let d = dialer(2, Duration::from_millis(300));
+        let a = d.dial("127.0.0.1", port).await.unwrap();
+        let _b = d.dial("127.0.0.1", port).await.unwrap();
+        let err = d.dial("127.0.0.1", port).await.err().unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("ulimit -n"), "{err}");
+        let d2 = d.clone();
+        let waiting = tokio::spawn(async move { d2.dial("127.0.0.1", port).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the third dial waits");
+        drop(a);
+        let _c = waiting
+            .await
+            .unwrap()
+            .expect("dialled once a socket closed");
+        assert_eq!(d.slots.available_permits(), 0);
     }
 }
