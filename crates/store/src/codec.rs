@@ -593,12 +593,17 @@ pub(crate) fn skip_value(r: &mut Reader<'_>) -> Result<(), CodecError> {
 /// the transaction in progress (written to the `dict` table with it).
 #[derive(Default)]
 pub(crate) struct Interner {
-    ids: HashMap<Box<str>, u32>,
+    /// Looked up for every interned string and object of every record and
+    /// event the writer stores: foldhash (seeded per process) instead of
+    /// SipHash, which was most of a lookup's cost.
+    ids: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     next: u32,
     /// Shapes in the dictionary (bounded by [`MAX_SHAPES`]).
     shapes: usize,
     /// Added since the last [`Interner::take_new`].
     fresh: Vec<(u32, Box<str>)>,
+    /// An object's keys joined, reused from object to object.
+    joined: String,
 }
 
 impl Interner {
@@ -614,6 +619,7 @@ impl Interner {
             ids,
             next: words.len() as u32,
             fresh: Vec::new(),
+            joined: String::new(),
         }
     }
 
@@ -736,11 +742,22 @@ impl Interner {
             keys.push(key);
             skip_value(r)?;
         }
-        let joined = (inline && n >= 2 && depth <= MAX_SHAPE_DEPTH)
-            .then(|| keys.join("\0"))
-            .filter(|j| keys.iter().all(|k| !k.contains('\0')) && !j.is_empty());
+        let mut joined = std::mem::take(&mut self.joined);
+        joined.clear();
+        let shaped =
+            inline && n >= 2 && depth <= MAX_SHAPE_DEPTH && keys.iter().all(|k| !k.contains('\0'));
+        if shaped {
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    joined.push('\0');
+                }
+                joined.push_str(k);
+            }
+        }
+        let shape = if shaped { self.shape_id(&joined) } else { None };
+        self.joined = joined;
         r.pos = at;
-        match joined.and_then(|j| self.shape_id(&j)) {
+        match shape {
             Some(id) => {
                 out.push(Tag::Shape as u8);
                 put_varint(out, u64::from(id));
