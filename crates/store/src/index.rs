@@ -46,23 +46,35 @@ fn block_key(prefix: &[u8], first: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Worst-case encoded size of one id in a block: its (capped) length and two
+/// header bytes. Blocks are split on it, so each fits one page.
+fn id_cost(id: &[u8]) -> usize {
+    id.len().min(255) + 2
+}
+
 /// A block: ids in ascending order, each as (bytes shared with the previous
 /// id, length of the rest, the rest): neighbouring UUIDv7 ids share their
-/// time prefix.
-fn decode_block(v: &[u8]) -> Result<Vec<Vec<u8>>, CodecError> {
+/// time prefix. Calls `each` with every id in order; returns the last one
+/// (empty for an empty block).
+fn walk_block(v: &[u8], mut each: impl FnMut(&[u8])) -> Result<Vec<u8>, CodecError> {
     let mut r = Reader::new(v);
-    let mut ids: Vec<Vec<u8>> = Vec::new();
+    let mut id: Vec<u8> = Vec::new();
     while !r.at_end() {
         let shared = usize::from(r.byte()?);
         let n = usize::from(r.byte()?);
-        let mut id = match ids.last() {
-            Some(prev) if shared <= prev.len() => prev[..shared].to_vec(),
-            _ if shared == 0 => Vec::new(),
-            _ => return Err(CodecError("posting block")),
-        };
+        if shared > id.len() {
+            return Err(CodecError("posting block"));
+        }
+        id.truncate(shared);
         id.extend_from_slice(r.take(n)?);
-        ids.push(id);
+        each(&id);
     }
+    Ok(id)
+}
+
+fn decode_block(v: &[u8]) -> Result<Vec<Vec<u8>>, CodecError> {
+    let mut ids = Vec::new();
+    walk_block(v, |id| ids.push(id.to_vec()))?;
     Ok(ids)
 }
 
@@ -71,13 +83,18 @@ fn encode_block(ids: &[Vec<u8>]) -> Vec<u8> {
     let mut prev: &[u8] = &[];
     for id in ids {
         let id = &id[..id.len().min(255)];
-        let shared = prev.iter().zip(id).take_while(|(a, b)| a == b).count();
-        out.push(shared as u8);
-        out.push((id.len() - shared) as u8);
-        out.extend_from_slice(&id[shared..]);
+        push_id(&mut out, prev, id);
         prev = id;
     }
     out
+}
+
+/// Appends `id` to an encoded block whose newest id is `last` (or which is empty).
+fn push_id(out: &mut Vec<u8>, last: &[u8], id: &[u8]) {
+    let shared = last.iter().zip(id).take_while(|(a, b)| a == b).count();
+    out.push(shared as u8);
+    out.push((id.len() - shared) as u8);
+    out.extend_from_slice(&id[shared..]);
 }
 
 /// Splits a block's ids into parts that each encode within one 4 KiB page.
@@ -86,8 +103,7 @@ fn parts(ids: &[Vec<u8>]) -> Vec<&[Vec<u8>]> {
     let mut start = 0;
     let mut bytes = 0;
     for (i, id) in ids.iter().enumerate() {
-        // Worst case per id: its full length plus two header bytes.
-        let cost = id.len().min(255) + 2;
+        let cost = id_cost(id);
         if i > start && (bytes + cost > BLOCK_BYTES || i - start >= BLOCK) {
             out.push(&ids[start..i]);
             (start, bytes) = (i, 0);
@@ -178,21 +194,22 @@ enum Edit {
 }
 
 impl Edit {
-    fn load(bytes: Vec<u8>) -> Result<Self, CodecError> {
-        let mut r = Reader::new(&bytes);
-        let mut last: Vec<u8> = Vec::new();
-        let (mut count, mut worst) = (0, 0);
-        while !r.at_end() {
-            let shared = usize::from(r.byte()?);
-            let n = usize::from(r.byte()?);
-            if shared > last.len() {
-                return Err(CodecError("posting block"));
-            }
-            last.truncate(shared);
-            last.extend_from_slice(r.take(n)?);
-            count += 1;
-            worst += last.len().min(255) + 2;
+    /// A block not yet stored.
+    fn empty() -> Self {
+        Edit::Tail {
+            bytes: Vec::new(),
+            last: Vec::new(),
+            count: 0,
+            worst: 0,
         }
+    }
+
+    fn load(bytes: Vec<u8>) -> Result<Self, CodecError> {
+        let (mut count, mut worst) = (0, 0);
+        let last = walk_block(&bytes, |id| {
+            count += 1;
+            worst += id_cost(id);
+        })?;
         Ok(Edit::Tail {
             bytes,
             last,
@@ -223,7 +240,7 @@ impl Edit {
         {
             push_id(bytes, last, &id);
             *count += 1;
-            *worst += id.len() + 2;
+            *worst += id_cost(&id);
             *last = id;
             return Ok(());
         }
@@ -260,9 +277,7 @@ impl Edit {
                 t.insert(key, bytes.as_slice())?;
                 return Ok(());
             }
-            Edit::Tail { bytes, .. } => {
-                decode_block(&bytes).map_err(|e| StoreError::corrupt("request_index", e))?
-            }
+            Edit::Tail { bytes, .. } => decode_block(&bytes).map_err(corrupt)?,
             Edit::Ids(ids) => ids,
         };
         t.remove(key)?;
@@ -272,14 +287,6 @@ impl Edit {
         }
         Ok(())
     }
-}
-
-/// Appends `id` to an encoded block whose newest id is `last` (or which is empty).
-fn push_id(out: &mut Vec<u8>, last: &[u8], id: &[u8]) {
-    let shared = last.iter().zip(id).take_while(|(a, b)| a == b).count();
-    out.push(shared as u8);
-    out.push((id.len() - shared) as u8);
-    out.extend_from_slice(&id[shared..]);
 }
 
 /// Posting changes gathered over one group commit, applied at its end.
@@ -306,10 +313,7 @@ impl Changes {
 
     /// Writes the changes: each touched block is read and written once.
     pub(crate) fn apply(self, t: &mut IndexTable<'_>) -> Result<(), StoreError> {
-        let corrupt = |e| StoreError::corrupt("request_index", e);
-        // Stored (or new) block key → (prefix, block); new blocks of prefixes with none stored.
-        let mut blocks: BTreeMap<Vec<u8>, (Vec<u8>, Edit)> = BTreeMap::new();
-        let mut fresh: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut open = OpenBlocks::default();
         let all = self
             .remove
             .into_iter()
@@ -321,48 +325,68 @@ impl Changes {
             // ids of one group are mostly the newest, so one lookup serves them all.
             let mut span: Option<Span> = None;
             for id in ids {
-                let probe = block_key(&prefix, &id);
-                let cached = span
-                    .as_ref()
-                    .filter(|s| s.covers(&probe))
-                    .map(|s| s.key.clone());
-                let key = match cached {
-                    Some(k) => k,
-                    None => match covering_block(t, &prefix, &id)? {
-                        Some((k, v)) => {
-                            span = Some(Span::of(t, &prefix, &k, &probe)?);
-                            if !blocks.contains_key(&k) {
-                                let edit = Edit::load(v).map_err(corrupt)?;
-                                blocks.insert(k.clone(), (prefix.clone(), edit));
-                            }
-                            k
-                        }
-                        None => match fresh.get(&prefix) {
-                            Some(k) => k.clone(),
-                            None if adding => {
-                                let k = block_key(&prefix, &id);
-                                fresh.insert(prefix.clone(), k.clone());
-                                let edit = Edit::load(Vec::new()).map_err(corrupt)?;
-                                blocks.insert(k.clone(), (prefix.clone(), edit));
-                                k
-                            }
-                            None => continue,
-                        },
-                    },
+                let Some(edit) = open.block_for(t, &prefix, &id, adding, &mut span)? else {
+                    continue;
                 };
-                if let Some((_, edit)) = blocks.get_mut(&key) {
-                    if adding {
-                        edit.add(id).map_err(corrupt)?;
-                    } else {
-                        edit.remove(&id).map_err(corrupt)?;
-                    }
+                if adding {
+                    edit.add(id).map_err(corrupt)?;
+                } else {
+                    edit.remove(&id).map_err(corrupt)?;
                 }
             }
         }
-        for (key, (prefix, edit)) in blocks {
+        for (key, (prefix, edit)) in open.blocks {
             edit.store(t, &key, &prefix)?;
         }
         Ok(())
+    }
+}
+
+fn corrupt(e: CodecError) -> StoreError {
+    StoreError::corrupt("request_index", e)
+}
+
+/// The blocks one apply changes.
+#[derive(Default)]
+struct OpenBlocks {
+    /// Stored (or new) block key → (prefix, block).
+    blocks: BTreeMap<Vec<u8>, (Vec<u8>, Edit)>,
+    /// The new block of each prefix that had none stored.
+    fresh: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl OpenBlocks {
+    /// The block `id` belongs in under `prefix`, loaded on first use; a new
+    /// one when adding to a value with no block, none when removing from it.
+    fn block_for(
+        &mut self,
+        t: &IndexTable<'_>,
+        prefix: &[u8],
+        id: &[u8],
+        adding: bool,
+        span: &mut Option<Span>,
+    ) -> Result<Option<&mut Edit>, StoreError> {
+        let probe = block_key(prefix, id);
+        let key = if let Some(s) = span.as_ref().filter(|s| s.covers(&probe)) {
+            s.key.clone()
+        } else if let Some((k, v)) = covering_block(t, prefix, id)? {
+            *span = Some(Span::of(t, prefix, &k, &probe)?);
+            if !self.blocks.contains_key(&k) {
+                let edit = Edit::load(v).map_err(corrupt)?;
+                self.blocks.insert(k.clone(), (prefix.to_vec(), edit));
+            }
+            k
+        } else if let Some(k) = self.fresh.get(prefix) {
+            k.clone()
+        } else if adding {
+            self.fresh.insert(prefix.to_vec(), probe.clone());
+            self.blocks
+                .insert(probe.clone(), (prefix.to_vec(), Edit::empty()));
+            probe
+        } else {
+            return Ok(None);
+        };
+        Ok(self.blocks.get_mut(&key).map(|(_, edit)| edit))
     }
 }
 
@@ -422,8 +446,7 @@ impl<'t, T: ReadableTable<&'static [u8], &'static [u8]>> Postings<'t, T> {
                     self.done = true;
                     return Ok(());
                 }
-                self.pending =
-                    decode_block(v.value()).map_err(|e| StoreError::corrupt("request_index", e))?;
+                self.pending = decode_block(v.value()).map_err(corrupt)?;
                 self.next_block_below = Some(k.value().to_vec());
             }
             None => self.done = true,
@@ -508,8 +531,7 @@ impl Probe {
             .as_ref()
             .is_some_and(|(key, _)| key.as_slice() == k.value());
         if !same {
-            let ids =
-                decode_block(v.value()).map_err(|e| StoreError::corrupt("request_index", e))?;
+            let ids = decode_block(v.value()).map_err(corrupt)?;
             self.block = Some((k.value().to_vec(), ids));
         }
         Ok(self
