@@ -17,9 +17,6 @@ use serde_json::{Map, Number, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Pre-encoding from typed values (no `Value` tree in between).
-pub(crate) use crate::codec_ser::put_serialize;
-
 /// Value tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

@@ -301,12 +301,10 @@ impl<'e, 'a> ser::Serializer for ValueSer<'e, 'a> {
 
     /// An array of numbers, as `to_value` makes it.
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
-        let out = &mut *self.enc.out;
-        out.push(Tag::Array as u8);
-        put_varint(out, v.len() as u64);
+        self.enc.out.push(Tag::Array as u8);
+        put_varint(self.enc.out, v.len() as u64);
         for b in v {
-            out.push(Tag::Uint as u8);
-            put_varint(out, u64::from(*b));
+            self.enc.put_u64(u64::from(*b));
         }
         Ok(())
     }

@@ -19,7 +19,8 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::archive::PreparedPrune;
 use crate::chain::PreparedEvent;
-use crate::codec::{self, Interner, Reader};
+use crate::codec::{Interner, Reader};
+use crate::codec_ser::put_serialize;
 use crate::error::StoreError;
 use crate::index::{Changes, Field};
 use crate::layout::{
@@ -63,8 +64,7 @@ impl Row {
         let mut pre = Vec::with_capacity(512);
         // The id is the row's key. Encoded from the record itself: building a
         // `serde_json::Value` first cost more than the rest of the encoding.
-        codec::put_serialize(&mut pre, rec, Some("id"))
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        put_serialize(&mut pre, rec, Some("id")).map_err(|e| StoreError::Invalid(e.to_string()))?;
         Ok(Row {
             id: rec.id.clone(),
             key: id_key(&rec.id),
