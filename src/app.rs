@@ -136,6 +136,7 @@ pub async fn start(config: Config) -> Result<Running> {
         tls,
         config.upstream_timeout,
         config.idle_timeout,
+        fds.idle_per_host(),
     );
     let holds = Arc::new(Holds::new(
         recorder.clone(),

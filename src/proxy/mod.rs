@@ -44,6 +44,15 @@ pub struct FdBudget {
     pub upstream: usize,
 }
 
+impl FdBudget {
+    /// Idle pooled connections one upstream host may keep: they hold their
+    /// sockets, so at most a quarter of the budget, leaving other hosts room
+    /// to dial.
+    pub fn idle_per_host(&self) -> usize {
+        (self.upstream / 4).clamp(1, 256)
+    }
+}
+
 /// Descriptors kept for the store, the dashboard, certificates and logs.
 const RESERVED_FDS: u64 = 256;
 
@@ -255,5 +264,7 @@ mod tests {
         // A tiny limit still serves someone.
         let b = fd_budget(10_000, 10);
         assert!(b.agents >= 1 && b.upstream >= 16, "{b:?}");
+        assert_eq!(fd_budget(10_000, 20_000).idle_per_host(), 256);
+        assert_eq!(fd_budget(10_000, 300).idle_per_host(), 4);
     }
 }

@@ -44,10 +44,8 @@ impl Forwarder {
         tls: rustls::ClientConfig,
         timeout: Duration,
         idle: Duration,
+        max_idle_per_host: usize,
     ) -> Self {
-        // Idle pooled connections keep their upstream sockets: one host's may
-        // take at most a quarter of the budget, so other hosts can still dial.
-        let max_idle = (dialer.slots.available_permits() / 4).clamp(1, 256);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -55,7 +53,7 @@ impl Forwarder {
             .wrap_connector(dialer);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(idle)
-            .pool_max_idle_per_host(max_idle)
+            .pool_max_idle_per_host(max_idle_per_host)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
