@@ -1,6 +1,6 @@
 //! What every listener shares, built once at start-up: the configuration,
-//! the governance core, agent identities and the built credentials. (What only the proxy needs is
-//! `proxy::state::ProxyState`.)
+//! the governance core, agent identities and the built credentials. (What
+//! only the proxy needs is `proxy::state::ProxyState`.)
 
 use std::sync::{Arc, Mutex};
 
