@@ -73,44 +73,45 @@ impl Dialer {
     }
 
     pub async fn dial(&self, host: &str, port: u16) -> std::io::Result<UpstreamStream> {
-        let attempt = async {
-            // Waiting for a free socket counts against the connect timeout: a
-            // full budget delays a dial, it does not fail it at once.
-            let slot = self
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| std::io::Error::other("upstream dialling stopped"))?;
-            let addrs = self.addresses(host, port).await?;
-            let mut last = None;
-            for addr in addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(stream) => {
-                        let _ = stream.set_nodelay(true);
-                        return Ok(UpstreamStream {
-                            stream,
-                            _slot: slot,
-                        });
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
+        // Waiting for a free socket counts against the connect timeout: a
+        // full budget delays a dial, it does not fail it at once.
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let timed_out = |why: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connecting to {host}:{port} timed out{why}"),
+            )
         };
-        tokio::time::timeout(self.connect_timeout, attempt)
+        let slot = tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| {
-                let why = if self.slots.available_permits() == 0 {
-                    " (every upstream connection the open-files limit allows is in use; raise `ulimit -n`)"
-                } else {
-                    ""
-                };
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("connecting to {host}:{port} timed out{why}"),
+                timed_out(
+                    " (every upstream connection the open-files limit allows is in use; raise `ulimit -n`)",
                 )
             })?
+            .map_err(|_| std::io::Error::other("upstream dialling stopped"))?;
+        let stream = tokio::time::timeout_at(deadline, self.connect(host, port))
+            .await
+            .map_err(|_| timed_out(""))??;
+        Ok(UpstreamStream {
+            stream,
+            _slot: slot,
+        })
+    }
+
+    /// The first of `host:port`'s addresses that accepts a connection.
+    async fn connect(&self, host: &str, port: u16) -> std::io::Result<TcpStream> {
+        let mut last = None;
+        for addr in self.addresses(host, port).await? {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
     }
 }
 
