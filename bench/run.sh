@@ -98,8 +98,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Wait (bounded) for a line matching REGEX in FILE; print the line.
-
 # ------------------------------------------------------------------ build
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   log "building release binaries (cargo build --release -p sudomode -p sudomode-bench)"
