@@ -85,7 +85,13 @@ impl Recorder {
             events: vec![d.event],
             upserts: vec![d.record],
         };
-        self.tracked(batch, record, self.decision_wait()).await
+        // The record must be on disk before any byte goes upstream, but nobody reads
+        // it back on this path: its row may follow the answer (`Wait::Logged`).
+        let wait = match self.durability {
+            Durability::Strict => Wait::Logged,
+            Durability::Batched => Wait::Queued,
+        };
+        self.tracked(batch, record, wait).await
     }
 
     /// Queues `batch`, starts tracking `record` as in flight, then waits for

@@ -934,7 +934,7 @@ mod tests {
     #[test]
     fn rows_decode_back_to_the_record() {
         for rec in records() {
-            let row = crate::writer::Row::new(&rec).expect("row");
+            let row = crate::rows::Row::new(&rec).expect("row");
             assert_eq!(row.pre, via_value(&rec, Some("id")));
             let mut interner = Interner::default();
             let mut body = Vec::new();

@@ -282,8 +282,15 @@ pub(crate) struct RowHead<'a> {
     pub(crate) body: &'a [u8],
 }
 
-fn status_code(s: Status) -> u8 {
+pub(crate) fn status_code(s: Status) -> u8 {
     Status::ALL.iter().position(|x| *x == s).unwrap_or(0) as u8
+}
+
+pub(crate) fn status_of(code: u8) -> Result<Status, CodecError> {
+    Status::ALL
+        .get(usize::from(code))
+        .copied()
+        .ok_or(CodecError("status"))
 }
 
 /// Lays out a row: header, seqs, and the (finished) record body.
@@ -299,24 +306,23 @@ pub(crate) fn encode_row(
     out.push(u8::from(open));
     codec::put_varint(&mut out, decision.len() as u64);
     out.extend_from_slice(decision.as_bytes());
-    codec::put_varint(&mut out, seqs.len() as u64);
-    let mut last = 0;
-    for s in seqs {
-        codec::put_varint(&mut out, s.saturating_sub(last));
-        last = *s;
-    }
+    put_seqs(&mut out, seqs);
     out.extend_from_slice(body);
     out
 }
 
-pub(crate) fn decode_row_head(row: &[u8]) -> Result<RowHead<'_>, CodecError> {
-    let mut r = Reader::new(row);
-    let status = *Status::ALL
-        .get(usize::from(r.byte()?))
-        .ok_or(CodecError("status"))?;
-    let open = r.byte()? != 0;
-    let n = r.len()?;
-    let decision = std::str::from_utf8(r.take(n)?).map_err(|_| CodecError("decision"))?;
+/// A rising list of seqs: its length, then each as the gap from the one before.
+pub(crate) fn put_seqs(out: &mut Vec<u8>, seqs: &[u64]) {
+    codec::put_varint(out, seqs.len() as u64);
+    let mut last = 0;
+    for s in seqs {
+        codec::put_varint(out, s.saturating_sub(last));
+        last = *s;
+    }
+}
+
+/// Reads what [`put_seqs`] wrote.
+pub(crate) fn read_seqs(r: &mut Reader<'_>) -> Result<Vec<u64>, CodecError> {
     let count = r.len()?;
     let mut seqs = Vec::with_capacity(count.min(64));
     let mut last = 0u64;
@@ -324,6 +330,16 @@ pub(crate) fn decode_row_head(row: &[u8]) -> Result<RowHead<'_>, CodecError> {
         last = last.saturating_add(r.varint()?);
         seqs.push(last);
     }
+    Ok(seqs)
+}
+
+pub(crate) fn decode_row_head(row: &[u8]) -> Result<RowHead<'_>, CodecError> {
+    let mut r = Reader::new(row);
+    let status = status_of(r.byte()?)?;
+    let open = r.byte()? != 0;
+    let n = r.len()?;
+    let decision = std::str::from_utf8(r.take(n)?).map_err(|_| CodecError("decision"))?;
+    let seqs = read_seqs(&mut r)?;
     Ok(RowHead {
         status,
         open,

@@ -26,6 +26,7 @@ mod model;
 mod open;
 pub mod postgres;
 mod query;
+mod rows;
 mod slot;
 mod stats;
 mod storage;
@@ -202,12 +203,13 @@ impl Store {
         let events = prepare_events(&r, batch.events, keep_fields)?;
         let upserts = prepare_records(&r, batch.upserts)?
             .iter()
-            .map(writer::Row::new)
+            .map(rows::Row::new)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Prepared {
             events,
             upserts,
             keep_fields,
+            early: false,
             grants: Vec::new(),
         })
     }
@@ -268,11 +270,12 @@ impl Store {
 
     /// Queues the batch (waiting only for room in the queue) and returns once it
     /// is in the writer's queue, in order; [`Submitted::durable`] then waits
-    /// for the fsync when `durable` was asked. Splitting the two lets a caller
-    /// act between "queued" and "on disk" without being cancelled in between.
-    pub async fn submit(&self, batch: Batch, durable: bool) -> Result<Submitted, StoreError> {
-        let batch = self.prepare(batch, false)?;
-        if durable {
+    /// for what `wait` asks. Splitting the two lets a caller act between
+    /// "queued" and "on disk" without being cancelled in between.
+    pub async fn submit(&self, batch: Batch, wait: Wait) -> Result<Submitted, StoreError> {
+        let mut batch = self.prepare(batch, false)?;
+        batch.early = wait == Wait::Logged;
+        if wait != Wait::Queued {
             let (tx, rx) = oneshot::channel();
             self.enqueue(batch, Some(tx)).await?;
             Ok(Submitted { rx: Some(rx) })
@@ -543,7 +546,15 @@ pub(crate) fn init_tables(db: &Database) -> Result<Head, StoreError> {
         wtx.open_table(layout::ORPHANS)?;
         wtx.open_table(OPEN_REQUESTS)?;
         wtx.open_table(COUNTS)?;
+        wtx.open_table(rows::JOURNAL)?;
         wtx.commit()?;
+    }
+    let replayed = rows::replay(db)?;
+    if replayed > 0 {
+        tracing::warn!(
+            entries = replayed,
+            "audit store: applied request rows left in the journal by a crash or fault"
+        );
     }
     let rtx = db.begin_read()?;
     let mut words = Vec::new();

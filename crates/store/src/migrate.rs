@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::index::{Changes, Field};
 use crate::layout::{self, DICT, INDEX, LOG, MAX_CHUNK_BYTES, MAX_CHUNK_EVENTS, ORPHANS, ROWS};
 use crate::model::RequestRecord;
-use crate::writer::Row;
+use crate::rows::Row;
 
 const V1_EVENTS: TableDefinition<u64, &str> = TableDefinition::new("audit_events");
 const V1_REQUESTS: TableDefinition<&str, &str> = TableDefinition::new("requests");

@@ -17,7 +17,7 @@ use crate::error::StoreError;
 use crate::index::{Field, Postings, Probe};
 use crate::layout::{self, ChunkIter, LOG, ORPHANS, ROWS, RawEvent, id_key};
 use crate::model::{AuditEvent, Filter, RequestRecord, Status, VerifyReport};
-use crate::writer::{decision_key, status_key};
+use crate::rows::{decision_key, status_key};
 use crate::{COUNTS, OPEN_REQUESTS, Store};
 
 /// Largest page `list_requests` returns.

@@ -7,6 +7,11 @@
 //! `commit_batched` work commit with `redb::Durability::None` and an empty durable commit
 //! follows within `flush_interval`; a group with any strict waiter is always fsync'd (which
 //! also makes every earlier non-durable commit durable).
+//!
+//! Split groups: when a waiter asked only for its records to be on disk (`Wait::Logged`, an
+//! ALLOW decision about to be forwarded), the group's rows go to a journal entry beside its
+//! events, that small commit answers those waiters, and a second transaction applies the
+//! rows ([`crate::rows`]) before anyone reading back is answered and before the next group.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,16 +24,17 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::archive::PreparedPrune;
 use crate::chain::PreparedEvent;
-use crate::codec::{Interner, Reader};
-use crate::codec_ser::put_serialize;
+use crate::codec::Interner;
 use crate::error::StoreError;
-use crate::index::{Changes, Field};
-use crate::layout::{
-    self, DICT, INDEX, LOG, MAX_CHUNK_BYTES, MAX_CHUNK_EVENTS, ORPHANS, ROWS, SharedWords, id_key,
-};
-use crate::model::{Committed, Durability, RequestRecord, Status};
+use crate::layout::{self, DICT, LOG, MAX_CHUNK_BYTES, MAX_CHUNK_EVENTS, SharedWords};
+use crate::model::{Committed, Durability};
+pub(crate) use crate::rows::Row;
+use crate::rows::{self, Work};
 use crate::slot::DbSlot;
-use crate::{COUNTS, OPEN_REQUESTS};
+
+/// What [`Writer::write`] returns: per batch what was committed, and for a split group
+/// the journal entry (key, rows) still to apply.
+type WriteOut<'b> = (Vec<Committed>, Option<(u64, Work<'b>)>);
 
 /// Reply channel of a strict commit.
 pub(crate) type CommitReply = oneshot::Sender<Result<Committed, StoreError>>;
@@ -41,42 +47,12 @@ pub(crate) struct Prepared {
     pub(crate) upserts: Vec<Row>,
     /// The events kept their fields, so the writer can hand the stored events back.
     pub(crate) keep_fields: bool,
+    /// Its waiter is answered once the events and the rows' journal entry are durable,
+    /// before the rows are applied ([`crate::rows`]): an ALLOW decision about to be
+    /// forwarded, which needs its record on disk but nobody reading it back.
+    pub(crate) early: bool,
     /// Standing grants to write: (id, JSON).
     pub(crate) grants: Vec<(String, String)>,
-}
-
-/// One record to upsert.
-pub(crate) struct Row {
-    pub(crate) id: String,
-    pub(crate) key: Vec<u8>,
-    pub(crate) status: Status,
-    pub(crate) decision: String,
-    pub(crate) agent: String,
-    pub(crate) resource: String,
-    pub(crate) action: String,
-    pub(crate) open: bool,
-    /// The record, pre-encoded ([`crate::codec`]).
-    pub(crate) pre: Vec<u8>,
-}
-
-impl Row {
-    pub(crate) fn new(rec: &RequestRecord) -> Result<Self, StoreError> {
-        let mut pre = Vec::with_capacity(512);
-        // The id is the row's key. Encoded from the record itself: building a
-        // `serde_json::Value` first cost more than the rest of the encoding.
-        put_serialize(&mut pre, rec, Some("id")).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        Ok(Row {
-            id: rec.id.clone(),
-            key: id_key(&rec.id),
-            status: rec.status,
-            decision: rec.decision.to_ascii_uppercase(),
-            agent: rec.agent.clone(),
-            resource: rec.resource.clone(),
-            action: rec.action.clone(),
-            open: rec.is_open(),
-            pre,
-        })
-    }
 }
 
 /// A message to the writer.
@@ -399,17 +375,20 @@ impl Writer {
         let saved = (self.head_seq, self.head_hash.clone(), self.last_time);
         let mut batches = Vec::with_capacity(group.len());
         let mut replies = Vec::with_capacity(group.len());
+        let mut split = false;
         for (batch, reply, permit) in group {
             let wanted = reply.is_some() && batch.keep_fields;
+            let early = reply.is_some() && batch.early;
+            split |= early;
             batches.push((batch, wanted));
-            replies.push((reply, permit));
+            replies.push((reply, permit, early));
         }
         let n_batches = batches.len() as u64;
         let n_events: u64 = batches.iter().map(|b| b.0.events.len() as u64).sum();
         let n_upserts: u64 = batches.iter().map(|b| b.0.upserts.len() as u64).sum();
         if self.recovery.is_some() {
             let why = self.slot.fault().unwrap_or_default();
-            for ((batch, _), (reply, _)) in batches.into_iter().zip(replies) {
+            for ((batch, _), (reply, _, _)) in batches.into_iter().zip(replies) {
                 match reply {
                     Some(reply) => {
                         let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
@@ -419,8 +398,8 @@ impl Writer {
             }
             return;
         }
-        match self.write(&batches, durable) {
-            Ok(results) => {
+        match self.write(&batches, durable, split) {
+            Ok((results, journal)) => {
                 self.stats
                     .committed(n_batches, n_events, n_upserts, durable);
                 if durable {
@@ -428,8 +407,22 @@ impl Writer {
                 } else if self.dirty_since.is_none() {
                     self.dirty_since = Some(started);
                 }
-                for ((reply, _permit), committed) in replies.into_iter().zip(results) {
-                    if let Some(reply) = reply {
+                let mut late = Vec::new();
+                for ((reply, _permit, early), committed) in replies.into_iter().zip(results) {
+                    match reply {
+                        Some(reply) if early || journal.is_none() => {
+                            let _ = reply.send(Ok(committed));
+                        }
+                        Some(reply) => late.push((reply, committed)),
+                        None => {}
+                    }
+                }
+                if let Some((key, work)) = journal {
+                    // Those who read back what they wrote wait for the rows. Their batches
+                    // are durable either way: if applying fails, the store faults and
+                    // applies the journal when it reopens.
+                    self.apply_journal(key, &work, durable);
+                    for (reply, committed) in late {
                         let _ = reply.send(Ok(committed));
                     }
                 }
@@ -442,7 +435,7 @@ impl Writer {
                 // The transaction rolled back: waiters are refused, the rest is
                 // written again once the store is back.
                 let mut kept = Vec::new();
-                for ((batch, _), (reply, _permit)) in batches.into_iter().zip(replies) {
+                for ((batch, _), (reply, _permit, _)) in batches.into_iter().zip(replies) {
                     match reply {
                         Some(reply) => {
                             let _ = reply.send(Err(StoreError::Commit(msg.clone())));
@@ -469,14 +462,67 @@ impl Writer {
     }
 
     /// Writes the batches in one transaction. `bool`: build the stored events for a waiter.
-    fn write(
+    /// `split`: the rows go to the journal, returned with its key, to be applied next.
+    fn write<'b>(
         &mut self,
-        batches: &[(Prepared, bool)],
+        batches: &'b [(Prepared, bool)],
         durable: bool,
-    ) -> Result<Vec<Committed>, StoreError> {
+        split: bool,
+    ) -> Result<WriteOut<'b>, StoreError> {
+        self.in_txn(durable, |w, txn| {
+            let (out, work) = w.append_events(txn, batches)?;
+            if split && !work.is_empty() {
+                let key = rows::journal(txn, &work)?;
+                Ok((out, Some((key, work))))
+            } else {
+                rows::apply(txn, &work, &mut w.interner)?;
+                Ok((out, None))
+            }
+        })
+    }
+
+    /// The second transaction of a split group: applies its journal entry and removes it.
+    /// A failure faults the store; the entry stays and is applied when it reopens.
+    fn apply_journal(&mut self, key: u64, work: &Work<'_>, durable: bool) {
+        let applied = self.in_txn(durable, |w, txn| {
+            rows::apply(txn, work, &mut w.interner)?;
+            txn.open_table(rows::JOURNAL)?.remove(key)?;
+            Ok(())
+        });
+        match applied {
+            Ok(()) => self.stats.committed(0, 0, 0, durable),
+            Err(e) => {
+                self.stats.failed();
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "audit store: applying request rows failed");
+                self.enter_fault(&msg);
+            }
+        }
+    }
+
+    /// Runs `f` in a write transaction with the dictionary words it adds, and commits.
+    /// On failure the words are forgotten again (the transaction rolled back).
+    fn in_txn<T>(
+        &mut self,
+        durable: bool,
+        f: impl FnOnce(&mut Self, &redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let words_before = layout::snapshot(&self.words).len();
-        match self.write_txn(batches, durable) {
-            Ok(out) => Ok(out),
+        let result = (|| {
+            let mut txn = self.slot.get()?.begin_write()?;
+            if !durable {
+                txn.set_durability(redb::Durability::None)?;
+            }
+            let out = f(self, &txn)?;
+            self.store_words(&txn)?;
+            txn.commit()?;
+            Ok(out)
+        })();
+        match result {
+            Ok(out) => {
+                self.interner.take_new();
+                Ok(out)
+            }
             Err(e) => {
                 let fresh = self.interner.take_new();
                 self.interner.roll_back(&fresh);
@@ -486,19 +532,22 @@ impl Writer {
         }
     }
 
-    fn write_txn(
-        &mut self,
-        batches: &[(Prepared, bool)],
-        durable: bool,
-    ) -> Result<Vec<Committed>, StoreError> {
-        let mut txn = self.slot.get()?.begin_write()?;
-        if !durable {
-            txn.set_durability(redb::Durability::None)?;
+    /// Stores the dictionary words the transaction added, and shows them to readers.
+    fn store_words(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let fresh = self.interner.fresh();
+        if fresh.is_empty() {
+            return Ok(());
         }
-        let out = self.write_in(&txn, batches)?;
-        txn.commit()?;
-        self.interner.take_new();
-        Ok(out)
+        let mut dict = txn.open_table(DICT)?;
+        for (id, w) in fresh {
+            dict.insert(*id, &**w)?;
+        }
+        // Readers may decode the new rows as soon as the commit lands.
+        layout::append(
+            &self.words,
+            fresh.iter().map(|(_, w)| std::sync::Arc::from(&**w)),
+        );
+        Ok(())
     }
 
     /// The archive run's removal and checkpoint, in one durable transaction.
@@ -509,42 +558,36 @@ impl Writer {
             ));
         }
         let saved = (self.head_seq, self.head_hash.clone(), self.last_time);
-        let words_before = layout::snapshot(&self.words).len();
-        let result = (|| {
-            let txn = self.slot.get()?.begin_write()?;
-            crate::archive::remove(&txn, &p, &self.words)?;
-            self.write_in(&txn, &[(p.checkpoint, false)])?;
-            txn.commit()?;
-            Ok(())
-        })();
+        let result = self.in_txn(true, move |w, txn| {
+            crate::archive::remove(txn, &p, &w.words)?;
+            let batches = [(p.checkpoint, false)];
+            let (_, work) = w.append_events(txn, &batches)?;
+            rows::apply(txn, &work, &mut w.interner)
+        });
         match result {
             Ok(()) => {
-                self.interner.take_new();
                 self.dirty_since = None;
                 self.stats.committed(0, 0, 0, true);
                 Ok(())
             }
             Err(e) => {
                 (self.head_seq, self.head_hash, self.last_time) = saved;
-                let fresh = self.interner.take_new();
-                self.interner.roll_back(&fresh);
-                layout::reset(&self.words, Some(words_before), None);
                 Err(e)
             }
         }
     }
 
-    /// Appends the batches' events and writes their rows inside `txn`.
-    fn write_in(
+    /// Appends the batches' events (and their standing grants) inside `txn`; returns
+    /// what they leave for the rows.
+    fn append_events<'b>(
         &mut self,
         txn: &redb::WriteTransaction,
-        batches: &[(Prepared, bool)],
-    ) -> Result<Vec<Committed>, StoreError> {
+        batches: &'b [(Prepared, bool)],
+    ) -> Result<(Vec<Committed>, Work<'b>), StoreError> {
         let mut out = Vec::with_capacity(batches.len());
+        let mut seqs_by_id: HashMap<&str, Vec<u64>> = HashMap::new();
         {
             let mut log = txn.open_table(LOG)?;
-            let mut seqs_by_id: HashMap<&str, Vec<u64>> = HashMap::new();
-            let mut rows: Vec<&Row> = Vec::new();
             let mut chunk = ChunkBuf::resume(&log, self.head_seq)?
                 .unwrap_or_else(|| ChunkBuf::new(self.head_seq + 1, &self.head_hash));
             for (batch, wanted) in batches {
@@ -578,56 +621,13 @@ impl Writer {
                             .push(ev.clone().into_event(seq, time, prev, hash));
                     }
                 }
-                rows.extend(batch.upserts.iter());
                 out.push(committed);
             }
             chunk.flush(&mut log)?;
-            let mut tables = RowTables {
-                rows: txn.open_table(ROWS)?,
-                open: txn.open_table(OPEN_REQUESTS)?,
-                deltas: Deltas::new(),
-                postings: Changes::default(),
-            };
-            // Several upserts of one record in a group (decided, then forwarded) collapse
-            // into its last: the transaction is atomic, so the earlier ones would never be
-            // seen, and the counts and the indexes end the same.
-            let mut seen = std::collections::HashSet::with_capacity(rows.len());
-            let keep: Vec<bool> = rows
-                .iter()
-                .rev()
-                .map(|r| seen.insert(r.id.as_str()))
-                .collect();
-            for (row, keep) in rows.iter().zip(keep.into_iter().rev()) {
-                if keep {
-                    let seqs = seqs_by_id.remove(row.id.as_str()).unwrap_or_default();
-                    tables.upsert(row, &seqs, &mut self.interner)?;
-                }
-            }
-            let mut orphans = txn.open_table(ORPHANS)?;
-            for (id, seqs) in seqs_by_id {
-                if !tables.append_seqs(id, &seqs)? {
-                    for s in seqs {
-                        orphans.insert((id, s), ())?;
-                    }
-                }
-            }
-            tables.postings.apply(&mut txn.open_table(INDEX)?)?;
-            apply_deltas(&mut txn.open_table(COUNTS)?, tables.deltas)?;
-            let fresh = self.interner.fresh();
-            if !fresh.is_empty() {
-                let mut dict = txn.open_table(DICT)?;
-                for (id, w) in fresh {
-                    dict.insert(*id, &**w)?;
-                }
-                // Readers may decode the new rows as soon as the commit lands.
-                layout::append(
-                    &self.words,
-                    fresh.iter().map(|(_, w)| std::sync::Arc::from(&**w)),
-                );
-            }
         }
         crate::grants::insert_rows(txn, batches)?;
-        Ok(out)
+        let rows = batches.iter().flat_map(|(b, _)| b.upserts.iter());
+        Ok((out, Work::collect(rows, seqs_by_id)))
     }
 }
 
@@ -687,118 +687,6 @@ impl ChunkBuf {
             log.insert(self.first, self.bytes.as_slice())?;
         }
         Ok(())
-    }
-}
-
-/// The tables a row write touches, and what it changes in counts and indexes.
-struct RowTables<'t> {
-    rows: Table<'t, &'static [u8], &'static [u8]>,
-    open: Table<'t, &'static str, ()>,
-    deltas: Deltas,
-    postings: Changes,
-}
-
-impl RowTables<'_> {
-    /// Inserts or replaces a request row, adding the group's event seqs to it.
-    fn upsert(
-        &mut self,
-        row: &Row,
-        seqs: &[u64],
-        interner: &mut Interner,
-    ) -> Result<(), StoreError> {
-        let mut body = Vec::with_capacity(row.pre.len());
-        interner
-            .finish(&mut Reader::new(&row.pre), &mut body)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let old = self
-            .rows
-            .get(row.key.as_slice())?
-            .map(|g| g.value().to_vec());
-        let old = old.as_deref().map(layout::decode_row_head);
-        let (was_open, mut all_seqs) = match &old {
-            Some(Ok(h)) => {
-                bump(&mut self.deltas, h.status.as_str(), h.decision, -1);
-                if h.status != row.status {
-                    self.postings
-                        .remove(Field::Status, h.status.as_str(), &row.key);
-                    self.postings
-                        .add(Field::Status, row.status.as_str(), &row.key);
-                }
-                (h.open, h.seqs.clone())
-            }
-            Some(Err(e)) => {
-                // An undecodable old row may have been open: clear the index to be safe.
-                tracing::error!(id = %row.id, error = %e, "undecodable stored request replaced");
-                (true, Vec::new())
-            }
-            None => {
-                let k = &row.key;
-                self.postings.add(Field::Agent, &row.agent, k);
-                self.postings.add(Field::Resource, &row.resource, k);
-                self.postings.add(Field::Action, &row.action, k);
-                self.postings.add(Field::Decision, &row.decision, k);
-                self.postings.add(Field::Status, row.status.as_str(), k);
-                (false, Vec::new())
-            }
-        };
-        all_seqs.extend_from_slice(seqs);
-        bump(&mut self.deltas, row.status.as_str(), &row.decision, 1);
-        let stored = layout::encode_row(row.status, row.open, &row.decision, &all_seqs, &body);
-        self.rows.insert(row.key.as_slice(), stored.as_slice())?;
-        if row.open && !was_open {
-            self.open.insert(row.id.as_str(), ())?;
-        } else if !row.open && was_open {
-            self.open.remove(row.id.as_str())?;
-        }
-        Ok(())
-    }
-
-    /// Adds event seqs to an existing row; false when the request has no row.
-    fn append_seqs(&mut self, id: &str, seqs: &[u64]) -> Result<bool, StoreError> {
-        let key = id_key(id);
-        let Some(old) = self.rows.get(key.as_slice())?.map(|g| g.value().to_vec()) else {
-            return Ok(false);
-        };
-        let h =
-            layout::decode_row_head(&old).map_err(|e| StoreError::corrupt("request_rows", e))?;
-        let mut all = h.seqs.clone();
-        all.extend_from_slice(seqs);
-        let stored = layout::encode_row(h.status, h.open, h.decision, &all, h.body);
-        self.rows.insert(key.as_slice(), stored.as_slice())?;
-        Ok(true)
-    }
-}
-
-/// Counter keys in the `counts` table.
-pub(crate) fn status_key(s: &str) -> String {
-    format!("status:{s}")
-}
-
-pub(crate) fn decision_key(d: &str) -> String {
-    format!("decision:{d}")
-}
-
-/// Count changes within one transaction, applied once at its end.
-type Deltas = std::collections::HashMap<String, i64>;
-
-fn apply_deltas(counts: &mut Table<&str, u64>, deltas: Deltas) -> Result<(), StoreError> {
-    for (key, d) in deltas {
-        if d == 0 {
-            continue;
-        }
-        let cur = counts.get(key.as_str())?.map_or(0, |g| g.value());
-        let new = cur.saturating_add_signed(d);
-        counts.insert(key.as_str(), new)?;
-    }
-    Ok(())
-}
-
-fn bump(deltas: &mut Deltas, status: &str, decision: &str, by: i64) {
-    for key in [
-        status_key(status),
-        decision_key(&decision.to_ascii_uppercase()),
-    ] {
-        *deltas.entry(key).or_insert(0) += by;
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sudomode_store::{
     Approval, Batch, Durability, Filter, GENESIS_HASH, NewEvent, RequestRecord, Status, Store,
-    StoreError, StoreOptions, canonical_json, event_hash, new_request_id, verify_lines,
+    StoreError, StoreOptions, Wait, canonical_json, event_hash, new_request_id, verify_lines,
     verify_lines_partial,
 };
 use time::OffsetDateTime;
@@ -752,6 +752,7 @@ async fn drop_without_close_keeps_queued_batches() {
 
 const CRASH_DIR_ENV: &str = "SUDOMODE_STORE_CRASH_DIR";
 const CRASH_BATCHED_ENV: &str = "SUDOMODE_STORE_CRASH_BATCHED";
+const CRASH_LOGGED_ENV: &str = "SUDOMODE_STORE_CRASH_LOGGED";
 
 /// Child half of `kill_9_mid_write_leaves_a_consistent_chain`: commits strictly forever and
 /// prints each acknowledged seq.
@@ -762,6 +763,7 @@ async fn crash_child() {
         return;
     };
     let batched = std::env::var_os(CRASH_BATCHED_ENV).is_some();
+    let logged = std::env::var_os(CRASH_LOGGED_ENV).is_some();
     let opts = StoreOptions {
         durability: if batched {
             Durability::Batched
@@ -786,6 +788,11 @@ async fn crash_child() {
                     if i % 10 == 0 {
                         println!("acked 0");
                     }
+                } else if logged {
+                    // Answered before its row is applied: the row waits in the journal.
+                    let sent = store.submit(batch, Wait::Logged).await.expect("queue");
+                    sent.durable().await.expect("commit");
+                    println!("acked 0");
                 } else {
                     let c = store.commit(batch).await.expect("commit");
                     println!("acked {}", c.seqs[0]);
@@ -800,15 +807,31 @@ async fn crash_child() {
 
 #[test]
 fn kill_9_mid_write_leaves_a_consistent_chain() {
-    crash_and_check(false);
+    crash_and_check(Crash::Strict);
 }
 
 #[test]
 fn kill_9_mid_batched_writes_leaves_a_consistent_chain() {
-    crash_and_check(true);
+    crash_and_check(Crash::Batched);
 }
 
-fn crash_and_check(batched: bool) {
+/// Strict commits answered once their events and the journal of their rows are durable
+/// (`Wait::Logged`): a kill between that commit and the one applying the rows leaves the
+/// rows in the journal, applied at the next open. Every request in the log has its row.
+#[test]
+fn kill_9_mid_logged_writes_loses_no_row() {
+    crash_and_check(Crash::Logged);
+}
+
+#[derive(PartialEq)]
+enum Crash {
+    Strict,
+    Batched,
+    Logged,
+}
+
+fn crash_and_check(mode: Crash) {
+    let batched = mode == Crash::Batched;
     let dir = tmp();
     let mut cmd = Command::new(std::env::current_exe().expect("exe"));
     cmd.args([
@@ -819,9 +842,11 @@ fn crash_and_check(batched: bool) {
         "--test-threads=1",
     ])
     .env(CRASH_DIR_ENV, dir.path());
-    if batched {
-        cmd.env(CRASH_BATCHED_ENV, "1");
-    }
+    match mode {
+        Crash::Batched => cmd.env(CRASH_BATCHED_ENV, "1"),
+        Crash::Logged => cmd.env(CRASH_LOGGED_ENV, "1"),
+        Crash::Strict => &mut cmd,
+    };
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -865,6 +890,16 @@ fn crash_and_check(batched: bool) {
     let last = store.event(head).expect("event").expect("some");
     let rid = last.request_id.expect("request id");
     assert!(store.get_request(&rid).expect("get").is_some());
+    if mode == Crash::Logged {
+        for seq in 1..=head {
+            let ev = store.event(seq).expect("event").expect("some");
+            let rid = ev.request_id.expect("request id");
+            let row = store.get_request(&rid).expect("get");
+            assert!(row.is_some(), "event {seq}: request {rid} has no row");
+        }
+        let counted: u64 = store.counts_by_decision().expect("counts").values().sum();
+        assert_eq!(counted, head, "one decided request per event");
+    }
     // And the chain continues after the crash.
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let c = rt

@@ -1,0 +1,517 @@
+//! Request rows on their way into the store. A group commit that someone waits
+//! on writes its events and, beside them, a journal entry holding the group's
+//! rows; the waiters are answered once that small commit is durable, and a
+//! second transaction then applies the entry to the rows, the open list, the
+//! history indexes and the counts. A fault or crash between the two leaves the
+//! entry in the journal, and it is applied when the store next opens: a row is
+//! never lost, only late by one transaction.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use crate::codec::{self, CodecError, Interner, Reader};
+use crate::codec_ser::put_serialize;
+use crate::error::StoreError;
+use crate::index::{Changes, Field};
+use crate::layout::{self, DICT, INDEX, ORPHANS, ROWS, id_key};
+use crate::model::{RequestRecord, Status};
+use crate::{COUNTS, OPEN_REQUESTS};
+
+/// Journal entries not yet applied: a key per group, in commit order → [`Work`].
+pub(crate) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("row_journal");
+
+/// One record to upsert.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Row {
+    pub(crate) id: String,
+    pub(crate) key: Vec<u8>,
+    pub(crate) status: Status,
+    pub(crate) decision: String,
+    pub(crate) agent: String,
+    pub(crate) resource: String,
+    pub(crate) action: String,
+    pub(crate) open: bool,
+    /// The record, pre-encoded ([`crate::codec`]).
+    pub(crate) pre: Vec<u8>,
+}
+
+impl Row {
+    pub(crate) fn new(rec: &RequestRecord) -> Result<Self, StoreError> {
+        let mut pre = Vec::with_capacity(512);
+        // The id is the row's key. Encoded from the record itself: building a
+        // `serde_json::Value` first cost more than the rest of the encoding.
+        put_serialize(&mut pre, rec, Some("id")).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        Ok(Row {
+            id: rec.id.clone(),
+            key: id_key(&rec.id),
+            status: rec.status,
+            decision: rec.decision.to_ascii_uppercase(),
+            agent: rec.agent.clone(),
+            resource: rec.resource.clone(),
+            action: rec.action.clone(),
+            open: rec.is_open(),
+            pre,
+        })
+    }
+}
+
+/// What a group leaves for the rows: each record's last upsert with the seqs of
+/// its events in the group, and the seqs of requests the group has no upsert for.
+#[derive(Default)]
+pub(crate) struct Work<'a> {
+    pub(crate) upserts: Vec<(Cow<'a, Row>, Vec<u64>)>,
+    pub(crate) seqs_only: Vec<(Cow<'a, str>, Vec<u64>)>,
+}
+
+/// Bumped when the entry layout changes; an entry of another version is refused.
+const VERSION: u8 = 1;
+
+impl<'a> Work<'a> {
+    /// Collects a group's rows: several upserts of one record (decided, then forwarded)
+    /// collapse into its last, since the transaction is atomic and the earlier ones would
+    /// never be seen; the counts and the indexes end the same.
+    pub(crate) fn collect(
+        rows: impl DoubleEndedIterator<Item = &'a Row>,
+        mut seqs_by_id: HashMap<&'a str, Vec<u64>>,
+    ) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let mut upserts: Vec<(Cow<'a, Row>, Vec<u64>)> = rows
+            .rev()
+            .filter(|r| seen.insert(r.id.as_str()))
+            .map(|r| {
+                let seqs = seqs_by_id.remove(r.id.as_str()).unwrap_or_default();
+                (Cow::Borrowed(r), seqs)
+            })
+            .collect();
+        upserts.reverse();
+        let seqs_only = seqs_by_id
+            .into_iter()
+            .map(|(id, seqs)| (Cow::Borrowed(id), seqs))
+            .collect();
+        Work { upserts, seqs_only }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.seqs_only.is_empty()
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let size: usize = self.upserts.iter().map(|(r, _)| r.pre.len() + 128).sum();
+        let mut out = Vec::with_capacity(size + 16 + self.seqs_only.len() * 48);
+        out.push(VERSION);
+        codec::put_varint(&mut out, self.upserts.len() as u64);
+        for (row, seqs) in &self.upserts {
+            out.push(layout::status_code(row.status));
+            out.push(u8::from(row.open));
+            for s in [
+                &row.id,
+                &row.decision,
+                &row.agent,
+                &row.resource,
+                &row.action,
+            ] {
+                put_bytes(&mut out, s.as_bytes());
+            }
+            put_bytes(&mut out, &row.pre);
+            layout::put_seqs(&mut out, seqs);
+        }
+        codec::put_varint(&mut out, self.seqs_only.len() as u64);
+        for (id, seqs) in &self.seqs_only {
+            put_bytes(&mut out, id.as_bytes());
+            layout::put_seqs(&mut out, seqs);
+        }
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Work<'static>, CodecError> {
+        let mut r = Reader::new(bytes);
+        if r.byte()? != VERSION {
+            return Err(CodecError("journal entry version"));
+        }
+        let n = r.len()?;
+        let mut upserts = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let status = layout::status_of(r.byte()?)?;
+            let open = r.byte()? != 0;
+            let id = read_text(&mut r)?;
+            let row = Row {
+                key: id_key(&id),
+                id,
+                status,
+                open,
+                decision: read_text(&mut r)?,
+                agent: read_text(&mut r)?,
+                resource: read_text(&mut r)?,
+                action: read_text(&mut r)?,
+                pre: read_bytes(&mut r)?.to_vec(),
+            };
+            upserts.push((Cow::Owned(row), layout::read_seqs(&mut r)?));
+        }
+        let n = r.len()?;
+        let mut seqs_only = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let id = read_text(&mut r)?;
+            seqs_only.push((Cow::Owned(id), layout::read_seqs(&mut r)?));
+        }
+        if !r.at_end() {
+            return Err(CodecError("journal entry: trailing bytes"));
+        }
+        Ok(Work { upserts, seqs_only })
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    codec::put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn read_bytes<'b>(r: &mut Reader<'b>) -> Result<&'b [u8], CodecError> {
+    let n = r.len()?;
+    r.take(n)
+}
+
+fn read_text(r: &mut Reader<'_>) -> Result<String, CodecError> {
+    String::from_utf8(read_bytes(r)?.to_vec()).map_err(|_| CodecError("journal entry: text"))
+}
+
+/// Writes a journal entry; its key follows the last one (the table is empty
+/// between groups, unless a fault left an entry for the next open).
+pub(crate) fn journal(txn: &WriteTransaction, work: &Work<'_>) -> Result<u64, StoreError> {
+    let mut table = txn.open_table(JOURNAL)?;
+    let key = table.last()?.map_or(0, |(k, _)| k.value() + 1);
+    table.insert(key, work.encode().as_slice())?;
+    Ok(key)
+}
+
+/// Applies a group's rows: rows, open list, indexes, counts and orphaned seqs.
+/// The dictionary words it adds are left in `interner` for the caller to store.
+pub(crate) fn apply(
+    txn: &WriteTransaction,
+    work: &Work<'_>,
+    interner: &mut Interner,
+) -> Result<(), StoreError> {
+    let mut tables = RowTables {
+        rows: txn.open_table(ROWS)?,
+        open: txn.open_table(OPEN_REQUESTS)?,
+        deltas: Deltas::new(),
+        postings: Changes::default(),
+    };
+    for (row, seqs) in &work.upserts {
+        tables.upsert(row, seqs, interner)?;
+    }
+    let mut orphans = txn.open_table(ORPHANS)?;
+    for (id, seqs) in &work.seqs_only {
+        if !tables.append_seqs(id, seqs)? {
+            for s in seqs {
+                orphans.insert((&**id, *s), ())?;
+            }
+        }
+    }
+    tables.postings.apply(&mut txn.open_table(INDEX)?)?;
+    apply_deltas(&mut txn.open_table(COUNTS)?, tables.deltas)
+}
+
+/// At open: applies what the journal still holds (a fault or crash came between
+/// a group's two transactions), then empties it. Returns how many entries it applied.
+pub(crate) fn replay(db: &Database) -> Result<usize, StoreError> {
+    let txn = db.begin_write()?;
+    let mut entries = Vec::new();
+    {
+        let journal = txn.open_table(JOURNAL)?;
+        for item in journal.iter()? {
+            let (k, v) = item?;
+            let work =
+                Work::decode(v.value()).map_err(|e| StoreError::corrupt("row_journal", e))?;
+            entries.push((k.value(), work));
+        }
+    }
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let mut words = Vec::new();
+    for item in txn.open_table(DICT)?.iter()? {
+        let (k, v) = item?;
+        if k.value() as usize != words.len() {
+            return Err(StoreError::corrupt("dict", "ids are not contiguous"));
+        }
+        words.push(std::sync::Arc::from(v.value()));
+    }
+    let mut interner = Interner::load(&words);
+    for (_, work) in &entries {
+        apply(&txn, work, &mut interner)?;
+    }
+    {
+        let mut dict = txn.open_table(DICT)?;
+        for (id, w) in interner.take_new() {
+            dict.insert(id, &*w)?;
+        }
+        let mut journal = txn.open_table(JOURNAL)?;
+        for (k, _) in &entries {
+            journal.remove(*k)?;
+        }
+    }
+    txn.commit()?;
+    Ok(entries.len())
+}
+
+/// The tables a row write touches, and what it changes in counts and indexes.
+struct RowTables<'t> {
+    rows: Table<'t, &'static [u8], &'static [u8]>,
+    open: Table<'t, &'static str, ()>,
+    deltas: Deltas,
+    postings: Changes,
+}
+
+impl RowTables<'_> {
+    /// Inserts or replaces a request row, adding the group's event seqs to it.
+    fn upsert(
+        &mut self,
+        row: &Row,
+        seqs: &[u64],
+        interner: &mut Interner,
+    ) -> Result<(), StoreError> {
+        let mut body = Vec::with_capacity(row.pre.len());
+        interner
+            .finish(&mut Reader::new(&row.pre), &mut body)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let old = self
+            .rows
+            .get(row.key.as_slice())?
+            .map(|g| g.value().to_vec());
+        let old = old.as_deref().map(layout::decode_row_head);
+        let (was_open, mut all_seqs) = match &old {
+            Some(Ok(h)) => {
+                bump(&mut self.deltas, h.status.as_str(), h.decision, -1);
+                if h.status != row.status {
+                    self.postings
+                        .remove(Field::Status, h.status.as_str(), &row.key);
+                    self.postings
+                        .add(Field::Status, row.status.as_str(), &row.key);
+                }
+                (h.open, h.seqs.clone())
+            }
+            Some(Err(e)) => {
+                // An undecodable old row may have been open: clear the index to be safe.
+                tracing::error!(id = %row.id, error = %e, "undecodable stored request replaced");
+                (true, Vec::new())
+            }
+            None => {
+                let k = &row.key;
+                self.postings.add(Field::Agent, &row.agent, k);
+                self.postings.add(Field::Resource, &row.resource, k);
+                self.postings.add(Field::Action, &row.action, k);
+                self.postings.add(Field::Decision, &row.decision, k);
+                self.postings.add(Field::Status, row.status.as_str(), k);
+                (false, Vec::new())
+            }
+        };
+        all_seqs.extend_from_slice(seqs);
+        bump(&mut self.deltas, row.status.as_str(), &row.decision, 1);
+        let stored = layout::encode_row(row.status, row.open, &row.decision, &all_seqs, &body);
+        self.rows.insert(row.key.as_slice(), stored.as_slice())?;
+        if row.open && !was_open {
+            self.open.insert(row.id.as_str(), ())?;
+        } else if !row.open && was_open {
+            self.open.remove(row.id.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Adds event seqs to an existing row; false when the request has no row.
+    fn append_seqs(&mut self, id: &str, seqs: &[u64]) -> Result<bool, StoreError> {
+        let key = id_key(id);
+        let Some(old) = self.rows.get(key.as_slice())?.map(|g| g.value().to_vec()) else {
+            return Ok(false);
+        };
+        let h =
+            layout::decode_row_head(&old).map_err(|e| StoreError::corrupt("request_rows", e))?;
+        let mut all = h.seqs.clone();
+        all.extend_from_slice(seqs);
+        let stored = layout::encode_row(h.status, h.open, h.decision, &all, h.body);
+        self.rows.insert(key.as_slice(), stored.as_slice())?;
+        Ok(true)
+    }
+}
+
+/// Counter keys in the `counts` table.
+pub(crate) fn status_key(s: &str) -> String {
+    format!("status:{s}")
+}
+
+pub(crate) fn decision_key(d: &str) -> String {
+    format!("decision:{d}")
+}
+
+/// Count changes within one transaction, applied once at its end.
+type Deltas = HashMap<String, i64>;
+
+fn apply_deltas(counts: &mut Table<&str, u64>, deltas: Deltas) -> Result<(), StoreError> {
+    for (key, d) in deltas {
+        if d == 0 {
+            continue;
+        }
+        let cur = counts.get(key.as_str())?.map_or(0, |g| g.value());
+        let new = cur.saturating_add_signed(d);
+        counts.insert(key.as_str(), new)?;
+    }
+    Ok(())
+}
+
+fn bump(deltas: &mut Deltas, status: &str, decision: &str, by: i64) {
+    for key in [
+        status_key(status),
+        decision_key(&decision.to_ascii_uppercase()),
+    ] {
+        *deltas.entry(key).or_insert(0) += by;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Batch, Filter, NewEvent, StoreOptions};
+    use crate::{Store, Wait};
+
+    fn record(id: &str, status: Status) -> RequestRecord {
+        RequestRecord {
+            status,
+            ..crate::testing::record(id)
+        }
+    }
+
+    fn row(id: &str, status: Status) -> Row {
+        Row::new(&record(id, status)).expect("row")
+    }
+
+    #[test]
+    fn an_entry_reads_back_as_written() {
+        let (a, b) = (row("a", Status::Allowed), row("b", Status::Pending));
+        let work = Work {
+            upserts: vec![(Cow::Borrowed(&a), vec![3, 9]), (Cow::Borrowed(&b), vec![])],
+            seqs_only: vec![(Cow::Borrowed("c"), vec![4, 5, 6])],
+        };
+        let back = Work::decode(&work.encode()).expect("decode");
+        assert_eq!(back.upserts.len(), 2);
+        assert_eq!(*back.upserts[0].0, a);
+        assert_eq!(back.upserts[0].1, vec![3, 9]);
+        assert_eq!(*back.upserts[1].0, b);
+        assert!(back.upserts[1].1.is_empty());
+        assert_eq!(back.seqs_only, vec![(Cow::Borrowed("c"), vec![4, 5, 6])]);
+    }
+
+    #[test]
+    fn a_damaged_entry_is_refused() {
+        let a = row("a", Status::Allowed);
+        let work = Work {
+            upserts: vec![(Cow::Borrowed(&a), vec![1])],
+            seqs_only: Vec::new(),
+        };
+        let bytes = work.encode();
+        let mut other_version = bytes.clone();
+        other_version[0] = VERSION + 1;
+        assert!(Work::decode(&other_version).is_err());
+        assert!(Work::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes;
+        longer.push(0);
+        assert!(Work::decode(&longer).is_err());
+    }
+
+    fn decided(id: &str) -> NewEvent {
+        NewEvent::new("request.decided").request(id).agent("bot")
+    }
+
+    /// What a crash between a split group's two transactions leaves: its events
+    /// committed, its rows only in the journal. The next open applies them.
+    #[tokio::test]
+    async fn the_next_open_applies_what_the_journal_holds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path, StoreOptions::default()).expect("open");
+        store
+            .commit(Batch::one(decided("old"), record("old", Status::Allowed)))
+            .await
+            .expect("commit");
+        store.close().await.expect("close");
+        drop(store);
+        let (old_done, fresh) = (row("old", Status::Completed), row("new", Status::Denied));
+        {
+            let db = crate::slot::open_db(&path).expect("db");
+            let txn = db.begin_write().expect("txn");
+            let work = Work {
+                upserts: vec![
+                    (Cow::Borrowed(&old_done), Vec::new()),
+                    (Cow::Borrowed(&fresh), Vec::new()),
+                ],
+                seqs_only: Vec::new(),
+            };
+            journal(&txn, &work).expect("journal");
+            txn.commit().expect("commit");
+        }
+        let store = Store::open(&path, StoreOptions::default()).expect("reopen");
+        let old = store.get_request("old").expect("get").expect("row");
+        assert_eq!(old.status, Status::Completed);
+        let new = store.get_request("new").expect("get").expect("row");
+        assert_eq!(new.status, Status::Denied);
+        let counts = store.counts_by_status().expect("counts");
+        assert_eq!(counts.get(&Status::Completed).copied(), Some(1));
+        assert_eq!(counts.get(&Status::Allowed).copied().unwrap_or(0), 0);
+        assert_eq!(counts.get(&Status::Denied).copied(), Some(1));
+        let filter = Filter {
+            status: Some(Status::Denied),
+            ..Filter::default()
+        };
+        let (listed, _) = store.list_requests(&filter, 10, None).expect("list");
+        assert_eq!(
+            listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["new"]
+        );
+        assert!(store.verify().expect("verify").ok);
+        store.close().await.expect("close");
+        drop(store);
+        let db = crate::slot::open_db(&path).expect("db");
+        let rtx = redb::ReadableDatabase::begin_read(&db).expect("read");
+        let left = rtx
+            .open_table(JOURNAL)
+            .expect("journal")
+            .iter()
+            .expect("iter")
+            .count();
+        assert_eq!(left, 0, "the journal is emptied once applied");
+    }
+
+    /// A logged commit is answered before its rows are applied; they are there
+    /// once any later commit that reads back is answered, with counts and indexes.
+    #[tokio::test]
+    async fn logged_commits_are_readable_after_the_next_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.redb"), StoreOptions::default()).expect("open");
+        let mut sent = Vec::new();
+        for i in 0..40 {
+            let id = format!("r{i:02}");
+            let batch = Batch::one(decided(&id), record(&id, Status::Allowed));
+            sent.push(store.submit(batch, Wait::Logged).await.expect("queue"));
+        }
+        for s in sent {
+            s.durable().await.expect("durable");
+        }
+        store
+            .commit(Batch::events(vec![decided("r00")]))
+            .await
+            .expect("commit");
+        for i in 0..40 {
+            let r = store.get_request(&format!("r{i:02}")).expect("get");
+            assert_eq!(r.map(|r| r.status), Some(Status::Allowed));
+        }
+        let counts = store.counts_by_status().expect("counts");
+        assert_eq!(counts.get(&Status::Allowed).copied(), Some(40));
+        let filter = Filter {
+            agent: Some(crate::testing::record("x").agent),
+            ..Filter::default()
+        };
+        let (listed, _) = store.list_requests(&filter, 100, None).expect("list");
+        assert_eq!(listed.len(), 40);
+        assert!(store.verify().expect("verify").ok);
+    }
+}
