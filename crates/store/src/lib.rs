@@ -99,13 +99,15 @@ pub(crate) struct Inner {
     pub(crate) slot: Arc<DbSlot>,
     /// The codec's dictionary (id → text), for readers.
     pub(crate) words: layout::SharedWords,
-    tx: Sender<Msg>,
+    pub(crate) tx: Sender<Msg>,
     permits: Arc<Semaphore>,
     redactor: RwLock<Arc<Redactor>>,
     pub(crate) stats: Arc<Counters>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Serialises grant read-check-writes (see [`grants`]).
     grant_lock: tokio::sync::Mutex<()>,
+    /// Rows committed but not applied yet, by id ([`rows`]).
+    pub(crate) unapplied: rows::Unapplied,
 }
 
 impl Store {
@@ -119,6 +121,7 @@ impl Store {
         let words: layout::SharedWords = Arc::new(RwLock::new(Arc::new(head.words.clone())));
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(Counters::default());
+        let unapplied = rows::Unapplied::default();
         let writer = Writer {
             slot: slot.clone(),
             rx,
@@ -134,6 +137,9 @@ impl Store {
             dirty_since: None,
             recovery: None,
             replay: Vec::new(),
+            unapplied: unapplied.clone(),
+            deferred: Vec::new(),
+            deferred_since: None,
         };
         let thread = std::thread::Builder::new()
             .name("sudomode-store-writer".into())
@@ -154,6 +160,7 @@ impl Store {
                 stats,
                 thread: Mutex::new(Some(thread)),
                 grant_lock: tokio::sync::Mutex::new(()),
+                unapplied,
             }),
         })
     }
@@ -201,13 +208,15 @@ impl Store {
     fn prepare(&self, batch: Batch, keep_fields: bool) -> Result<Prepared, StoreError> {
         let r = self.redactor();
         let events = prepare_events(&r, batch.events, keep_fields)?;
-        let upserts = prepare_records(&r, batch.upserts)?
+        let records = prepare_records(&r, batch.upserts)?;
+        let upserts = records
             .iter()
             .map(rows::Row::new)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Prepared {
             events,
             upserts,
+            records,
             keep_fields,
             early: false,
             grants: Vec::new(),

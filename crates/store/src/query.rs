@@ -113,8 +113,29 @@ impl Store {
         layout::snapshot(&self.inner.words)
     }
 
+    /// Before reading lists or counts: rows still waiting to be applied ([`crate::rows`])
+    /// are applied first, so a request its agent was already answered about is listed.
+    fn sync_rows(&self) {
+        if self.inner.unapplied.is_empty() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self
+            .inner
+            .tx
+            .send(crate::writer::Msg::ApplyRows(tx))
+            .is_ok()
+        {
+            // Bounded: a writer stuck on a fault must not hang readers; they read what is there.
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+
     /// One request record.
     pub fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        if let Some(rec) = self.inner.unapplied.record(id) {
+            return Ok(Some(rec));
+        }
         let rtx = self.inner.slot.get()?.begin_read()?;
         get_record(&rtx.open_table(ROWS)?, &self.words(), &id_key(id))
     }
@@ -130,6 +151,7 @@ impl Store {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<(Vec<RequestRecord>, Option<String>), StoreError> {
+        self.sync_rows();
         let limit = page_limit(limit);
         let rtx = self.inner.slot.get()?.begin_read()?;
         let rows = rtx.open_table(ROWS)?;
@@ -239,6 +261,7 @@ impl Store {
 
     /// Number of requests per status (every status present, zeros included).
     pub fn counts_by_status(&self) -> Result<BTreeMap<Status, u64>, StoreError> {
+        self.sync_rows();
         let rtx = self.inner.slot.get()?.begin_read()?;
         let counts = rtx.open_table(COUNTS)?;
         let mut out = BTreeMap::new();
@@ -253,6 +276,7 @@ impl Store {
 
     /// Number of requests per decision (`ALLOW`, `DENY`, `REQUIRE_APPROVAL` always present).
     pub fn counts_by_decision(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        self.sync_rows();
         let rtx = self.inner.slot.get()?.begin_read()?;
         let counts = rtx.open_table(COUNTS)?;
         let mut out: BTreeMap<String, u64> = ["ALLOW", "DENY", "REQUIRE_APPROVAL"]
@@ -272,6 +296,9 @@ impl Store {
 
     /// Audit events of one request, in seq order.
     pub fn events_for_request(&self, id: &str) -> Result<Vec<AuditEvent>, StoreError> {
+        // Taken before the snapshot: seqs leave it only once their row is applied,
+        // so they are in one or the other (or both; deduplicated below).
+        let unapplied = self.inner.unapplied.seqs(id);
         let rtx = self.inner.slot.get()?.begin_read()?;
         let rows = rtx.open_table(ROWS)?;
         let log = rtx.open_table(LOG)?;
@@ -287,6 +314,7 @@ impl Store {
         for item in rtx.open_table(ORPHANS)?.range((id, 0)..=(id, u64::MAX))? {
             seqs.push(item?.0.value().1);
         }
+        seqs.extend(unapplied);
         seqs.sort_unstable();
         seqs.dedup();
         let mut out = Vec::with_capacity(seqs.len());

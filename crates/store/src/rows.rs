@@ -1,13 +1,16 @@
-//! Request rows on their way into the store. A group commit that someone waits
-//! on writes its events and, beside them, a journal entry holding the group's
-//! rows; the waiters are answered once that small commit is durable, and a
-//! second transaction then applies the entry to the rows, the open list, the
-//! history indexes and the counts. A fault or crash between the two leaves the
-//! entry in the journal, and it is applied when the store next opens: a row is
-//! never lost, only late by one transaction.
+//! Request rows on their way into the store. A group commit that holds an ALLOW
+//! decision about to be forwarded writes its events and, beside them, a journal
+//! entry holding the group's rows; its waiter is answered once that small commit
+//! is durable. The entries are applied to the rows, the open list, the history
+//! indexes and the counts by one later transaction, for several groups at once:
+//! before anyone who reads back is answered, before any other write, and within
+//! half the flush interval. Until then readers get those rows by id from
+//! [`Unapplied`]. A fault or crash in between leaves the entries in the journal,
+//! and the next open applies them: a row is never lost, only late.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
@@ -65,6 +68,66 @@ pub(crate) struct Work<'a> {
     pub(crate) seqs_only: Vec<(Cow<'a, str>, Vec<u64>)>,
 }
 
+/// Rows whose events and journal entry are committed but which are not applied yet,
+/// for readers by request id: the record as it will be stored, and the seqs of events
+/// not yet added to its row. Written by the writer, read by `get_request` and
+/// `events_for_request`; emptied once the rows are applied.
+#[derive(Clone, Default)]
+pub(crate) struct Unapplied(Arc<RwLock<Pending>>);
+
+#[derive(Default)]
+struct Pending {
+    records: HashMap<String, Arc<RequestRecord>>,
+    seqs: HashMap<String, Vec<u64>>,
+}
+
+impl Unapplied {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Pending> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Pending> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        let p = self.read();
+        p.records.is_empty() && p.seqs.is_empty()
+    }
+
+    pub(crate) fn record(&self, id: &str) -> Option<RequestRecord> {
+        self.read().records.get(id).map(|r| (**r).clone())
+    }
+
+    pub(crate) fn seqs(&self, id: &str) -> Vec<u64> {
+        self.read().seqs.get(id).cloned().unwrap_or_default()
+    }
+
+    /// A group's rows, deferred: its records (the last of each id wins) and its seqs.
+    pub(crate) fn put(&self, records: Vec<RequestRecord>, work: &Work<'_>) {
+        let mut p = self.write();
+        let ids = work.upserts.iter().map(|(r, s)| (r.id.as_str(), s));
+        for (id, seqs) in ids.chain(work.seqs_only.iter().map(|(id, s)| (&**id, s))) {
+            if !seqs.is_empty() {
+                p.seqs
+                    .entry(id.to_string())
+                    .or_default()
+                    .extend_from_slice(seqs);
+            }
+        }
+        for rec in records {
+            p.records.insert(rec.id.clone(), Arc::new(rec));
+        }
+    }
+
+    /// Everything was applied.
+    pub(crate) fn clear(&self) {
+        let mut p = self.write();
+        p.records.clear();
+        p.seqs.clear();
+    }
+}
+
 /// Bumped when the entry layout changes; an entry of another version is refused.
 const VERSION: u8 = 1;
 
@@ -95,6 +158,22 @@ impl<'a> Work<'a> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.upserts.is_empty() && self.seqs_only.is_empty()
+    }
+
+    /// Keeps the rows past the batches they were borrowed from.
+    pub(crate) fn into_owned(self) -> Work<'static> {
+        Work {
+            upserts: self
+                .upserts
+                .into_iter()
+                .map(|(r, s)| (Cow::Owned(r.into_owned()), s))
+                .collect(),
+            seqs_only: self
+                .seqs_only
+                .into_iter()
+                .map(|(id, s)| (Cow::Owned(id.into_owned()), s))
+                .collect(),
+        }
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -372,14 +451,8 @@ fn bump(deltas: &mut Deltas, status: &str, decision: &str, by: i64) {
 mod tests {
     use super::*;
     use crate::model::{Batch, Filter, NewEvent, StoreOptions};
+    use crate::testing::record_as as record;
     use crate::{Store, Wait};
-
-    fn record(id: &str, status: Status) -> RequestRecord {
-        RequestRecord {
-            status,
-            ..crate::testing::record(id)
-        }
-    }
 
     fn row(id: &str, status: Status) -> Row {
         Row::new(&record(id, status)).expect("row")
@@ -479,6 +552,74 @@ mod tests {
             .expect("iter")
             .count();
         assert_eq!(left, 0, "the journal is emptied once applied");
+    }
+
+    /// While a logged commit's row waits, readers get it by id (record and events) from
+    /// memory, and the timer applies it without any reader.
+    #[tokio::test]
+    async fn a_waiting_row_is_read_by_id_and_applied_by_the_timer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = StoreOptions {
+            flush_interval: std::time::Duration::from_millis(400),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&dir.path().join("s.redb"), opts).expect("open");
+        let batch = Batch::one(decided("w"), record("w", Status::Allowed));
+        let sent = store.submit(batch, Wait::Logged).await.expect("queue");
+        sent.durable().await.expect("durable");
+        let started = std::time::Instant::now();
+        let r = store.get_request("w").expect("get").expect("by id at once");
+        assert_eq!(r.status, Status::Allowed);
+        let events = store.events_for_request("w").expect("events");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, "request.decided");
+        if started.elapsed() < std::time::Duration::from_millis(150) {
+            assert!(
+                !store.inner.unapplied.is_empty(),
+                "applied before the timer"
+            );
+        }
+        let deadline = started + std::time::Duration::from_secs(5);
+        while !store.inner.unapplied.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never applied");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(store.events_for_request("w").expect("events").len(), 1);
+        let r = store
+            .get_request("w")
+            .expect("get")
+            .expect("from the store");
+        assert_eq!(r.status, Status::Allowed);
+    }
+
+    /// Lists and counts apply the waiting rows first: a request its agent was answered
+    /// about is listed and counted at once.
+    #[tokio::test]
+    async fn lists_and_counts_include_waiting_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = StoreOptions {
+            flush_interval: std::time::Duration::from_secs(60),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&dir.path().join("s.redb"), opts).expect("open");
+        for id in ["a", "b"] {
+            let batch = Batch::one(decided(id), record(id, Status::Allowed));
+            let sent = store.submit(batch, Wait::Logged).await.expect("queue");
+            sent.durable().await.expect("durable");
+        }
+        assert!(!store.inner.unapplied.is_empty(), "the rows wait");
+        let (listed, _) = store
+            .list_requests(&Filter::default(), 10, None)
+            .expect("list");
+        assert_eq!(listed.len(), 2);
+        assert!(store.inner.unapplied.is_empty());
+        let counts = store.counts_by_status().expect("counts");
+        assert_eq!(counts.get(&Status::Allowed).copied(), Some(2));
+        let batch = Batch::one(decided("c"), record("c", Status::Allowed));
+        let sent = store.submit(batch, Wait::Logged).await.expect("queue");
+        sent.durable().await.expect("durable");
+        let counts = store.counts_by_decision().expect("counts");
+        assert_eq!(counts.get("ALLOW").copied(), Some(3));
     }
 
     /// A logged commit is answered before its rows are applied; they are there

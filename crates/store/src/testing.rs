@@ -108,6 +108,14 @@ pub fn log_chunks(path: &Path) -> Vec<(u64, usize, usize)> {
         .collect()
 }
 
+/// [`record`] in `status`.
+pub fn record_as(id: &str, status: Status) -> RequestRecord {
+    RequestRecord {
+        status,
+        ..record(id)
+    }
+}
+
 /// A request record for tests and benchmarks: an allowed `GET
 /// https://api.test/x` by `bot` that nothing has happened to yet. Callers set
 /// what they need with struct update syntax

@@ -10,8 +10,9 @@
 //!
 //! Split groups: when a waiter asked only for its records to be on disk (`Wait::Logged`, an
 //! ALLOW decision about to be forwarded), the group's rows go to a journal entry beside its
-//! events, that small commit answers those waiters, and a second transaction applies the
-//! rows ([`crate::rows`]) before anyone reading back is answered and before the next group.
+//! events and that small commit answers those waiters. The rows are applied later, several
+//! groups' at once ([`crate::rows`]): before a waiter that reads back is answered, before a
+//! group that is not split, a flush, a prune or the stop, and within half `flush_interval`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub(crate) struct Prepared {
     /// Records as the writer needs them: their JSON and what the counts and the open index
     /// need (the record itself is dropped on the caller's thread).
     pub(crate) upserts: Vec<Row>,
+    /// The records (as stored), for readers while their rows wait ([`rows::Unapplied`]).
+    pub(crate) records: Vec<crate::model::RequestRecord>,
     /// The events kept their fields, so the writer can hand the stored events back.
     pub(crate) keep_fields: bool,
     /// Its waiter is answered once the events and the rows' journal entry are durable,
@@ -67,6 +70,8 @@ pub(crate) enum Msg {
     },
     /// Make everything queued before it durable, then answer.
     Flush(oneshot::Sender<Result<(), StoreError>>),
+    /// Apply the rows still waiting, then answer (a reader of lists or counts).
+    ApplyRows(std::sync::mpsc::Sender<()>),
     /// Remove what an archive run moved and append its checkpoint.
     Prune(PreparedPrune, oneshot::Sender<Result<(), StoreError>>),
     /// Commit everything queued, make it durable, answer and stop.
@@ -94,6 +99,12 @@ pub(crate) struct Writer {
     /// Batches nobody waits on that arrived (or failed) during a fault: written
     /// once the store is back, so nothing decided before the fault is lost.
     pub(crate) replay: Vec<Prepared>,
+    /// Rows of split groups not applied yet, for readers by id.
+    pub(crate) unapplied: rows::Unapplied,
+    /// Journal entries (key, rows) of split groups not applied yet, oldest first.
+    pub(crate) deferred: Vec<(u64, Work<'static>)>,
+    /// When the oldest of `deferred` was written.
+    pub(crate) deferred_since: Option<Instant>,
 }
 
 /// Reopen attempts after a fault, with growing gaps.
@@ -107,6 +118,9 @@ pub(crate) struct Recovery {
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Most unwaited batches kept for replay during a fault (a bound on memory).
 const MAX_REPLAY: usize = 100_000;
+/// Most split groups whose rows wait to be applied (a bound on memory and on the
+/// transaction that applies them).
+const MAX_DEFERRED: usize = 64;
 
 type Pending = (Prepared, Option<CommitReply>, Option<OwnedSemaphorePermit>);
 
@@ -127,19 +141,18 @@ impl Writer {
                 }
                 continue;
             }
-            let first = match self.dirty_since {
-                Some(since) => {
-                    let wait = self.flush_interval.saturating_sub(since.elapsed());
-                    match self.rx.recv_timeout(wait) {
-                        Ok(m) => m,
-                        Err(RecvTimeoutError::Timeout) => {
-                            // Timer flush; on failure the next timeout retries.
-                            let _ = self.flush();
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => break,
+            let first = match self.next_timer() {
+                Some(at) => match self
+                    .rx
+                    .recv_timeout(at.saturating_duration_since(Instant::now()))
+                {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.on_timer();
+                        continue;
                     }
-                }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
                 None => match self.rx.recv() {
                     Ok(m) => m,
                     Err(_) => break,
@@ -164,10 +177,17 @@ impl Writer {
                     } => commits.push((batch, reply, _permit)),
                     Msg::Flush(reply) => {
                         self.commit_group(std::mem::take(&mut commits), true, started);
+                        self.apply_deferred();
                         let _ = reply.send(self.flush());
+                    }
+                    Msg::ApplyRows(reply) => {
+                        self.commit_group(std::mem::take(&mut commits), false, started);
+                        self.apply_deferred();
+                        let _ = reply.send(());
                     }
                     Msg::Prune(p, reply) => {
                         self.commit_group(std::mem::take(&mut commits), true, started);
+                        self.apply_deferred();
                         let _ = reply.send(self.prune(p));
                     }
                     Msg::Shutdown(reply) => {
@@ -190,17 +210,35 @@ impl Writer {
                 }
             }
             self.commit_group(commits, false, started);
-            // Under constant load the queue never idles long enough for the timer below.
-            if self
-                .dirty_since
-                .is_some_and(|t| t.elapsed() >= self.flush_interval)
-            {
-                let _ = self.flush();
-            }
+            // Under constant load the queue never idles long enough for the timers above.
+            self.on_timer();
         }
+        self.apply_deferred();
         let result = self.flush();
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(result);
+        }
+    }
+
+    /// When the writer must wake without a message: to apply deferred rows, or to make
+    /// non-durable commits durable.
+    fn next_timer(&self) -> Option<Instant> {
+        let rows = self.deferred_since.map(|t| t + self.flush_interval / 2);
+        let flush = self.dirty_since.map(|t| t + self.flush_interval);
+        match (rows, flush) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Does what is due of [`Writer::next_timer`]; a failed flush is retried next time.
+    fn on_timer(&mut self) {
+        let due = |t: Option<Instant>, after: Duration| t.is_some_and(|t| t.elapsed() >= after);
+        if due(self.deferred_since, self.flush_interval / 2) {
+            self.apply_deferred();
+        }
+        if due(self.dirty_since, self.flush_interval) {
+            let _ = self.flush();
         }
     }
 
@@ -257,6 +295,10 @@ impl Writer {
             Msg::Commit { batch, .. } => self.keep_for_replay(batch),
             Msg::Flush(reply) | Msg::Prune(_, reply) => {
                 let _ = reply.send(Err(unavailable()));
+            }
+            // Reads fail anyway while faulted.
+            Msg::ApplyRows(reply) => {
+                let _ = reply.send(());
             }
             Msg::Shutdown(reply) => {
                 *stopping = true;
@@ -321,6 +363,8 @@ impl Writer {
                 self.interner = Interner::load(&head.words);
                 layout::reset(&self.words, None, Some(head.words));
                 let down = r.since.elapsed();
+                // Opening applied the journal, deferred rows included.
+                self.applied();
                 self.slot.put(Arc::new(db));
                 self.recovery = None;
                 self.stats.recovered();
@@ -407,24 +451,31 @@ impl Writer {
                 } else if self.dirty_since.is_none() {
                     self.dirty_since = Some(started);
                 }
+                let split = journal.is_some();
+                match journal {
+                    // Readers get the rows by id before anyone hears of them.
+                    Some((key, work)) => self.defer(key, work.into_owned(), &mut batches),
+                    // The group applied every deferred row with its own.
+                    None => self.applied(),
+                }
                 let mut late = Vec::new();
                 for ((reply, _permit, early), committed) in replies.into_iter().zip(results) {
                     match reply {
-                        Some(reply) if early || journal.is_none() => {
+                        Some(reply) if early || !split => {
                             let _ = reply.send(Ok(committed));
                         }
                         Some(reply) => late.push((reply, committed)),
                         None => {}
                     }
                 }
-                if let Some((key, work)) = journal {
-                    // Those who read back what they wrote wait for the rows. Their batches
-                    // are durable either way: if applying fails, the store faults and
-                    // applies the journal when it reopens.
-                    self.apply_journal(key, &work, durable);
-                    for (reply, committed) in late {
-                        let _ = reply.send(Ok(committed));
-                    }
+                // Those who read back what they wrote wait for the rows. Their batches are
+                // durable either way: if applying fails, the store faults and applies the
+                // journal when it reopens.
+                if !late.is_empty() || self.deferred.len() >= MAX_DEFERRED {
+                    self.apply_deferred();
+                }
+                for (reply, committed) in late {
+                    let _ = reply.send(Ok(committed));
                 }
             }
             Err(e) => {
@@ -475,22 +526,37 @@ impl Writer {
                 let key = rows::journal(txn, &work)?;
                 Ok((out, Some((key, work))))
             } else {
+                // Rows deferred by earlier groups go first, in order.
+                w.apply_deferred_in(txn)?;
                 rows::apply(txn, &work, &mut w.interner)?;
                 Ok((out, None))
             }
         })
     }
 
-    /// The second transaction of a split group: applies its journal entry and removes it.
-    /// A failure faults the store; the entry stays and is applied when it reopens.
-    fn apply_journal(&mut self, key: u64, work: &Work<'_>, durable: bool) {
-        let applied = self.in_txn(durable, |w, txn| {
-            rows::apply(txn, work, &mut w.interner)?;
-            txn.open_table(rows::JOURNAL)?.remove(key)?;
-            Ok(())
-        });
-        match applied {
-            Ok(()) => self.stats.committed(0, 0, 0, durable),
+    /// Keeps a split group's rows to apply later, and shows them to readers meanwhile.
+    fn defer(&mut self, key: u64, work: Work<'static>, batches: &mut [(Prepared, bool)]) {
+        let records = batches
+            .iter_mut()
+            .flat_map(|(b, _)| std::mem::take(&mut b.records))
+            .collect();
+        self.unapplied.put(records, &work);
+        self.deferred.push((key, work));
+        self.deferred_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Applies every deferred journal entry in one durable transaction. A failure faults
+    /// the store; the entries stay in the journal and are applied when it reopens.
+    fn apply_deferred(&mut self) {
+        if self.deferred.is_empty() || self.recovery.is_some() {
+            return;
+        }
+        match self.in_txn(true, |w, txn| w.apply_deferred_in(txn)) {
+            Ok(()) => {
+                self.stats.committed(0, 0, 0, true);
+                self.dirty_since = None;
+                self.applied();
+            }
             Err(e) => {
                 self.stats.failed();
                 let msg = e.to_string();
@@ -498,6 +564,31 @@ impl Writer {
                 self.enter_fault(&msg);
             }
         }
+    }
+
+    /// Applies the deferred entries inside `txn` and removes them from the journal.
+    fn apply_deferred_in(&mut self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        for (_, work) in &self.deferred {
+            rows::apply(txn, work, &mut self.interner)?;
+        }
+        let mut journal = txn.open_table(rows::JOURNAL)?;
+        for (key, _) in &self.deferred {
+            journal.remove(*key)?;
+        }
+        Ok(())
+    }
+
+    /// The deferred rows are in the store (applied, or replayed at a reopen).
+    fn applied(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        self.deferred.clear();
+        self.deferred_since = None;
+        self.unapplied.clear();
     }
 
     /// Runs `f` in a write transaction with the dictionary words it adds, and commits.
@@ -693,14 +784,8 @@ impl ChunkBuf {
 #[cfg(test)]
 mod tests {
     use crate::Store;
-    use crate::model::{Batch, Durability, NewEvent, RequestRecord, Status, StoreOptions};
-
-    fn record(id: &str, status: Status) -> RequestRecord {
-        RequestRecord {
-            status,
-            ..crate::testing::record(id)
-        }
-    }
+    use crate::model::{Batch, Durability, NewEvent, Status, StoreOptions};
+    use crate::testing::record_as as record;
 
     /// Decided then completed, queued back to back in batched mode (so usually folded into
     /// one group and written once): the record, the counts and the chain end as if each
