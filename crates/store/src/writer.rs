@@ -9,10 +9,11 @@
 //! also makes every earlier non-durable commit durable).
 //!
 //! Split groups: when a waiter asked only for its records to be on disk (`Wait::Logged`, an
-//! ALLOW decision about to be forwarded), the group's rows go to a journal entry beside its
-//! events and that small commit answers those waiters. The rows are applied later, several
-//! groups' at once ([`crate::rows`]): before a waiter that reads back is answered, before a
-//! group that is not split, a flush, a prune or the stop, and within half `flush_interval`.
+//! ALLOW decision about to be forwarded) and the group is small, the group's rows go to a
+//! journal entry beside its events and that small commit answers those waiters. The rows are
+//! applied later, several groups' at once ([`crate::rows`]): before a waiter that reads back
+//! is answered, before a group that is not split, a flush, a prune, a list or count read or
+//! the stop, and within half `flush_interval`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -118,6 +119,11 @@ pub(crate) struct Recovery {
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Most unwaited batches kept for replay during a fault (a bound on memory).
 const MAX_REPLAY: usize = 100_000;
+/// Largest group that is split. A big group's rows share their pages (row leaves,
+/// posting blocks, counts) across many requests, while its journal entry would take
+/// about a page per seven rows: it is cheaper to write the rows with the events, and
+/// under that much load the wait is mostly the group's own size anyway.
+const MAX_SPLIT_BATCHES: usize = 8;
 /// Most split groups whose rows wait to be applied (a bound on memory and on the
 /// transaction that applies them).
 const MAX_DEFERRED: usize = 64;
@@ -427,6 +433,7 @@ impl Writer {
             batches.push((batch, wanted));
             replies.push((reply, permit, early));
         }
+        let split = split && batches.len() <= MAX_SPLIT_BATCHES;
         let n_batches = batches.len() as u64;
         let n_events: u64 = batches.iter().map(|b| b.0.events.len() as u64).sum();
         let n_upserts: u64 = batches.iter().map(|b| b.0.upserts.len() as u64).sum();
