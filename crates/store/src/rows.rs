@@ -495,6 +495,21 @@ mod tests {
         NewEvent::new("request.decided").request(id).agent("bot")
     }
 
+    fn open_flushing_every(dir: &std::path::Path, every: std::time::Duration) -> Store {
+        let opts = StoreOptions {
+            flush_interval: every,
+            ..StoreOptions::default()
+        };
+        Store::open(&dir.join("s.redb"), opts).expect("open")
+    }
+
+    /// An ALLOW decision as the proxy writes it: answered once logged.
+    async fn logged(store: &Store, id: &str) {
+        let batch = Batch::one(decided(id), record(id, Status::Allowed));
+        let sent = store.submit(batch, Wait::Logged).await.expect("queue");
+        sent.durable().await.expect("durable");
+    }
+
     /// What a crash between a split group's two transactions leaves: its events
     /// committed, its rows only in the journal. The next open applies them.
     #[tokio::test]
@@ -559,14 +574,8 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_row_is_read_by_id_and_applied_by_the_timer() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let opts = StoreOptions {
-            flush_interval: std::time::Duration::from_millis(400),
-            ..StoreOptions::default()
-        };
-        let store = Store::open(&dir.path().join("s.redb"), opts).expect("open");
-        let batch = Batch::one(decided("w"), record("w", Status::Allowed));
-        let sent = store.submit(batch, Wait::Logged).await.expect("queue");
-        sent.durable().await.expect("durable");
+        let store = open_flushing_every(dir.path(), std::time::Duration::from_millis(400));
+        logged(&store, "w").await;
         let started = std::time::Instant::now();
         let r = store.get_request("w").expect("get").expect("by id at once");
         assert_eq!(r.status, Status::Allowed);
@@ -597,16 +606,9 @@ mod tests {
     #[tokio::test]
     async fn lists_and_counts_include_waiting_rows() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let opts = StoreOptions {
-            flush_interval: std::time::Duration::from_secs(60),
-            ..StoreOptions::default()
-        };
-        let store = Store::open(&dir.path().join("s.redb"), opts).expect("open");
-        for id in ["a", "b"] {
-            let batch = Batch::one(decided(id), record(id, Status::Allowed));
-            let sent = store.submit(batch, Wait::Logged).await.expect("queue");
-            sent.durable().await.expect("durable");
-        }
+        let store = open_flushing_every(dir.path(), std::time::Duration::from_secs(60));
+        logged(&store, "a").await;
+        logged(&store, "b").await;
         assert!(!store.inner.unapplied.is_empty(), "the rows wait");
         let (listed, _) = store
             .list_requests(&Filter::default(), 10, None)
@@ -615,9 +617,7 @@ mod tests {
         assert!(store.inner.unapplied.is_empty());
         let counts = store.counts_by_status().expect("counts");
         assert_eq!(counts.get(&Status::Allowed).copied(), Some(2));
-        let batch = Batch::one(decided("c"), record("c", Status::Allowed));
-        let sent = store.submit(batch, Wait::Logged).await.expect("queue");
-        sent.durable().await.expect("durable");
+        logged(&store, "c").await;
         let counts = store.counts_by_decision().expect("counts");
         assert_eq!(counts.get("ALLOW").copied(), Some(3));
     }

@@ -831,7 +831,6 @@ enum Crash {
 }
 
 fn crash_and_check(mode: Crash) {
-    let batched = mode == Crash::Batched;
     let dir = tmp();
     let mut cmd = Command::new(std::env::current_exe().expect("exe"));
     cmd.args([
