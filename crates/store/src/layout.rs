@@ -355,8 +355,16 @@ pub(crate) fn decode_record(
     words: &Words,
     id: &str,
 ) -> Result<RequestRecord, CodecError> {
-    let h = decode_row_head(row)?;
-    let mut v = codec::read_value(&mut Reader::new(h.body), words)?;
+    record_from_body(decode_row_head(row)?.body, words, id)
+}
+
+/// A record from its encoded body: a row's, or a pre-encoding (with no words).
+pub(crate) fn record_from_body(
+    body: &[u8],
+    words: &Words,
+    id: &str,
+) -> Result<RequestRecord, CodecError> {
+    let mut v = codec::read_value(&mut Reader::new(body), words)?;
     if let Value::Object(m) = &mut v {
         m.insert("id".into(), Value::String(id.to_string()));
     }

@@ -138,7 +138,6 @@ impl Store {
             recovery: None,
             replay: Vec::new(),
             unapplied: unapplied.clone(),
-            deferred: Vec::new(),
             deferred_since: None,
         };
         let thread = std::thread::Builder::new()
@@ -208,15 +207,13 @@ impl Store {
     fn prepare(&self, batch: Batch, keep_fields: bool) -> Result<Prepared, StoreError> {
         let r = self.redactor();
         let events = prepare_events(&r, batch.events, keep_fields)?;
-        let records = prepare_records(&r, batch.upserts)?;
-        let upserts = records
+        let upserts = prepare_records(&r, batch.upserts)?
             .iter()
             .map(rows::Row::new)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Prepared {
             events,
             upserts,
-            records,
             keep_fields,
             early: false,
             grants: Vec::new(),

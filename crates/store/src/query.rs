@@ -133,7 +133,12 @@ impl Store {
 
     /// One request record.
     pub fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
-        if let Some(rec) = self.inner.unapplied.record(id) {
+        if let Some(rec) = self
+            .inner
+            .unapplied
+            .record(id)
+            .map_err(corrupt("row_journal"))?
+        {
             return Ok(Some(rec));
         }
         let rtx = self.inner.slot.get()?.begin_read()?;

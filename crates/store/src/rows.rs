@@ -68,63 +68,78 @@ pub(crate) struct Work<'a> {
     pub(crate) seqs_only: Vec<(Cow<'a, str>, Vec<u64>)>,
 }
 
-/// Rows whose events and journal entry are committed but which are not applied yet,
-/// for readers by request id: the record as it will be stored, and the seqs of events
-/// not yet added to its row. Written by the writer, read by `get_request` and
-/// `events_for_request`; emptied once the rows are applied.
+/// Journal entries written but not applied yet, oldest first, with their rows: the
+/// writer applies them from here, and readers find a waiting row here by request id
+/// (`get_request`, `events_for_request`) until they are applied.
 #[derive(Clone, Default)]
-pub(crate) struct Unapplied(Arc<RwLock<Pending>>);
+pub(crate) struct Unapplied(Arc<RwLock<Vec<Arc<Entry>>>>);
 
-#[derive(Default)]
-struct Pending {
-    records: HashMap<String, Arc<RequestRecord>>,
-    seqs: HashMap<String, Vec<u64>>,
+/// One journal entry: its key and its rows.
+pub(crate) struct Entry {
+    pub(crate) key: u64,
+    pub(crate) work: Work<'static>,
 }
 
 impl Unapplied {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Pending> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Entry>>> {
         self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Pending> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Entry>>> {
         self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    pub(crate) fn push(&self, key: u64, work: Work<'static>) {
+        self.write().push(Arc::new(Entry { key, work }));
+    }
+
+    /// The entries as they are now (the writer applies them without holding the lock).
+    pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
+        self.read().clone()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.read().len()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
-        let p = self.read();
-        p.records.is_empty() && p.seqs.is_empty()
+        self.read().is_empty()
     }
 
-    pub(crate) fn record(&self, id: &str) -> Option<RequestRecord> {
-        self.read().records.get(id).map(|r| (**r).clone())
+    /// They are in the store (applied, or replayed at a reopen).
+    pub(crate) fn clear(&self) {
+        self.write().clear();
     }
 
+    /// The newest waiting state of request `id`, decoded from its pre-encoding (which
+    /// needs no dictionary: it carries its strings and keys inline).
+    pub(crate) fn record(&self, id: &str) -> Result<Option<RequestRecord>, CodecError> {
+        let entries = self.read();
+        let newest = entries
+            .iter()
+            .rev()
+            .flat_map(|e| e.work.upserts.iter().rev())
+            .find(|(row, _)| row.id == id);
+        newest
+            .map(|(row, _)| layout::record_from_body(&row.pre, &[], id))
+            .transpose()
+    }
+
+    /// The seqs of request `id`'s events that its row does not list yet.
     pub(crate) fn seqs(&self, id: &str) -> Vec<u64> {
-        self.read().seqs.get(id).cloned().unwrap_or_default()
-    }
-
-    /// A group's rows, deferred: its records (the last of each id wins) and its seqs.
-    pub(crate) fn put(&self, records: Vec<RequestRecord>, work: &Work<'_>) {
-        let mut p = self.write();
-        let ids = work.upserts.iter().map(|(r, s)| (r.id.as_str(), s));
-        for (id, seqs) in ids.chain(work.seqs_only.iter().map(|(id, s)| (&**id, s))) {
-            if !seqs.is_empty() {
-                p.seqs
-                    .entry(id.to_string())
-                    .or_default()
-                    .extend_from_slice(seqs);
+        let entries = self.read();
+        let mut out = Vec::new();
+        for e in entries.iter() {
+            let w = &e.work;
+            let of_rows = w.upserts.iter().map(|(r, s)| (r.id.as_str(), s));
+            for (_, seqs) in of_rows
+                .chain(w.seqs_only.iter().map(|(i, s)| (&**i, s)))
+                .filter(|(i, _)| *i == id)
+            {
+                out.extend_from_slice(seqs);
             }
         }
-        for rec in records {
-            p.records.insert(rec.id.clone(), Arc::new(rec));
-        }
-    }
-
-    /// Everything was applied.
-    pub(crate) fn clear(&self) {
-        let mut p = self.write();
-        p.records.clear();
-        p.seqs.clear();
+        out
     }
 }
 
@@ -577,8 +592,8 @@ mod tests {
         let store = open_flushing_every(dir.path(), std::time::Duration::from_millis(400));
         logged(&store, "w").await;
         let started = std::time::Instant::now();
-        let r = store.get_request("w").expect("get").expect("by id at once");
-        assert_eq!(r.status, Status::Allowed);
+        let waiting = store.get_request("w").expect("get").expect("by id at once");
+        assert_eq!(waiting.status, Status::Allowed);
         let events = store.events_for_request("w").expect("events");
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, "request.decided");
@@ -599,6 +614,11 @@ mod tests {
             .expect("get")
             .expect("from the store");
         assert_eq!(r.status, Status::Allowed);
+        // Read from the waiting entry, it was the record as the store keeps it.
+        assert_eq!(
+            serde_json::to_value(&waiting).expect("json"),
+            serde_json::to_value(&r).expect("json")
+        );
     }
 
     /// Lists and counts apply the waiting rows first: a request its agent was answered

@@ -47,8 +47,6 @@ pub(crate) struct Prepared {
     /// Records as the writer needs them: their JSON and what the counts and the open index
     /// need (the record itself is dropped on the caller's thread).
     pub(crate) upserts: Vec<Row>,
-    /// The records (as stored), for readers while their rows wait ([`rows::Unapplied`]).
-    pub(crate) records: Vec<crate::model::RequestRecord>,
     /// The events kept their fields, so the writer can hand the stored events back.
     pub(crate) keep_fields: bool,
     /// Its waiter is answered once the events and the rows' journal entry are durable,
@@ -100,11 +98,9 @@ pub(crate) struct Writer {
     /// Batches nobody waits on that arrived (or failed) during a fault: written
     /// once the store is back, so nothing decided before the fault is lost.
     pub(crate) replay: Vec<Prepared>,
-    /// Rows of split groups not applied yet, for readers by id.
+    /// Journal entries of split groups not applied yet (shared with readers).
     pub(crate) unapplied: rows::Unapplied,
-    /// Journal entries (key, rows) of split groups not applied yet, oldest first.
-    pub(crate) deferred: Vec<(u64, Work<'static>)>,
-    /// When the oldest of `deferred` was written.
+    /// When the oldest of `unapplied` was written.
     pub(crate) deferred_since: Option<Instant>,
 }
 
@@ -461,7 +457,7 @@ impl Writer {
                 let split = journal.is_some();
                 match journal {
                     // Readers get the rows by id before anyone hears of them.
-                    Some((key, work)) => self.defer(key, work.into_owned(), &mut batches),
+                    Some((key, work)) => self.defer(key, work.into_owned()),
                     // The group applied every deferred row with its own.
                     None => self.applied(),
                 }
@@ -478,7 +474,7 @@ impl Writer {
                 // Those who read back what they wrote wait for the rows. Their batches are
                 // durable either way: if applying fails, the store faults and applies the
                 // journal when it reopens.
-                if !late.is_empty() || self.deferred.len() >= MAX_DEFERRED {
+                if !late.is_empty() || self.unapplied.len() >= MAX_DEFERRED {
                     self.apply_deferred();
                 }
                 for (reply, committed) in late {
@@ -541,21 +537,16 @@ impl Writer {
         })
     }
 
-    /// Keeps a split group's rows to apply later, and shows them to readers meanwhile.
-    fn defer(&mut self, key: u64, work: Work<'static>, batches: &mut [(Prepared, bool)]) {
-        let records = batches
-            .iter_mut()
-            .flat_map(|(b, _)| std::mem::take(&mut b.records))
-            .collect();
-        self.unapplied.put(records, &work);
-        self.deferred.push((key, work));
+    /// Keeps a split group's rows to apply later; readers find them meanwhile.
+    fn defer(&mut self, key: u64, work: Work<'static>) {
+        self.unapplied.push(key, work);
         self.deferred_since.get_or_insert_with(Instant::now);
     }
 
     /// Applies every deferred journal entry in one durable transaction. A failure faults
     /// the store; the entries stay in the journal and are applied when it reopens.
     fn apply_deferred(&mut self) {
-        if self.deferred.is_empty() || self.recovery.is_some() {
+        if self.unapplied.is_empty() || self.recovery.is_some() {
             return;
         }
         match self.in_txn(true, |w, txn| w.apply_deferred_in(txn)) {
@@ -575,27 +566,25 @@ impl Writer {
 
     /// Applies the deferred entries inside `txn` and removes them from the journal.
     fn apply_deferred_in(&mut self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-        if self.deferred.is_empty() {
+        let entries = self.unapplied.entries();
+        if entries.is_empty() {
             return Ok(());
         }
-        for (_, work) in &self.deferred {
-            rows::apply(txn, work, &mut self.interner)?;
+        for e in &entries {
+            rows::apply(txn, &e.work, &mut self.interner)?;
         }
         let mut journal = txn.open_table(rows::JOURNAL)?;
-        for (key, _) in &self.deferred {
-            journal.remove(*key)?;
+        for e in &entries {
+            journal.remove(e.key)?;
         }
         Ok(())
     }
 
     /// The deferred rows are in the store (applied, or replayed at a reopen).
     fn applied(&mut self) {
-        if self.deferred.is_empty() {
-            return;
+        if self.deferred_since.take().is_some() {
+            self.unapplied.clear();
         }
-        self.deferred.clear();
-        self.deferred_since = None;
-        self.unapplied.clear();
     }
 
     /// Runs `f` in a write transaction with the dictionary words it adds, and commits.
