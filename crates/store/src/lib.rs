@@ -99,7 +99,7 @@ pub(crate) struct Inner {
     pub(crate) slot: Arc<DbSlot>,
     /// The codec's dictionary (id → text), for readers.
     pub(crate) words: layout::SharedWords,
-    pub(crate) tx: Sender<Msg>,
+    tx: Sender<Msg>,
     permits: Arc<Semaphore>,
     redactor: RwLock<Arc<Redactor>>,
     pub(crate) stats: Arc<Counters>,
@@ -336,6 +336,19 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Before reading lists or counts: rows still waiting to be applied ([`rows`]) are
+    /// applied first, so a request its agent was already answered about is listed.
+    pub(crate) fn sync_rows(&self) {
+        if self.inner.unapplied.is_empty() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        if self.inner.tx.send(Msg::ApplyRows(tx)).is_ok() {
+            // Bounded: a writer stuck on a fault must not hang readers; they read what is there.
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+
     /// Commits and fsyncs everything queued, then stops the writer; later writes fail with
     /// [`StoreError::Closed`]. Reads keep working until the last clone is dropped.
     pub async fn close(&self) -> Result<(), StoreError> {
@@ -528,6 +541,21 @@ fn redact_record(r: &Redactor, rec: &mut RequestRecord) {
     }
 }
 
+/// The codec's dictionary as stored (ids 0..n in order).
+pub(crate) fn read_dict(
+    dict: &impl ReadableTable<u32, &'static str>,
+) -> Result<Vec<Arc<str>>, StoreError> {
+    let mut words = Vec::new();
+    for item in dict.iter()? {
+        let (k, v) = item?;
+        if k.value() as usize != words.len() {
+            return Err(StoreError::corrupt("dict", "ids are not contiguous"));
+        }
+        words.push(Arc::from(v.value()));
+    }
+    Ok(words)
+}
+
 /// What [`init_tables`] finds: the chain head and the dictionary.
 pub(crate) struct Head {
     pub(crate) seq: u64,
@@ -563,14 +591,7 @@ pub(crate) fn init_tables(db: &Database) -> Result<Head, StoreError> {
         );
     }
     let rtx = db.begin_read()?;
-    let mut words = Vec::new();
-    for item in rtx.open_table(layout::DICT)?.iter()? {
-        let (k, v) = item?;
-        if k.value() as usize != words.len() {
-            return Err(StoreError::corrupt("dict", "ids are not contiguous"));
-        }
-        words.push(Arc::from(v.value()));
-    }
+    let words = read_dict(&rtx.open_table(layout::DICT)?)?;
     let (seq, hash, micros) = query::last_event(&rtx.open_table(layout::LOG)?)?;
     let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);

@@ -113,24 +113,6 @@ impl Store {
         layout::snapshot(&self.inner.words)
     }
 
-    /// Before reading lists or counts: rows still waiting to be applied ([`crate::rows`])
-    /// are applied first, so a request its agent was already answered about is listed.
-    fn sync_rows(&self) {
-        if self.inner.unapplied.is_empty() {
-            return;
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        if self
-            .inner
-            .tx
-            .send(crate::writer::Msg::ApplyRows(tx))
-            .is_ok()
-        {
-            // Bounded: a writer stuck on a fault must not hang readers; they read what is there.
-            let _ = rx.recv_timeout(std::time::Duration::from_secs(5));
-        }
-    }
-
     /// One request record.
     pub fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
         if let Some(rec) = self

@@ -324,14 +324,7 @@ pub(crate) fn replay(db: &Database) -> Result<usize, StoreError> {
     if entries.is_empty() {
         return Ok(0);
     }
-    let mut words = Vec::new();
-    for item in txn.open_table(DICT)?.iter()? {
-        let (k, v) = item?;
-        if k.value() as usize != words.len() {
-            return Err(StoreError::corrupt("dict", "ids are not contiguous"));
-        }
-        words.push(std::sync::Arc::from(v.value()));
-    }
+    let words = crate::read_dict(&txn.open_table(DICT)?)?;
     let mut interner = Interner::load(&words);
     for (_, work) in &entries {
         apply(&txn, work, &mut interner)?;

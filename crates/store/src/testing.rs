@@ -15,11 +15,7 @@ use crate::model::{RequestRecord, Status};
 
 fn load_words(db: &Database) -> Vec<Arc<str>> {
     let rtx = db.begin_read().expect("read");
-    let dict = rtx.open_table(DICT).expect("dict");
-    dict.iter()
-        .expect("iter")
-        .map(|i| Arc::from(i.expect("row").1.value()))
-        .collect()
+    crate::read_dict(&rtx.open_table(DICT).expect("dict")).expect("dict")
 }
 
 /// Rewrites event `seq` as `f` leaves it (the whole event as JSON: changing

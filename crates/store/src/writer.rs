@@ -225,21 +225,29 @@ impl Writer {
     /// When the writer must wake without a message: to apply deferred rows, or to make
     /// non-durable commits durable.
     fn next_timer(&self) -> Option<Instant> {
-        let rows = self.deferred_since.map(|t| t + self.flush_interval / 2);
-        let flush = self.dirty_since.map(|t| t + self.flush_interval);
-        match (rows, flush) {
+        match (self.rows_due(), self.flush_due()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
+    /// When the deferred rows must be applied.
+    fn rows_due(&self) -> Option<Instant> {
+        self.deferred_since.map(|t| t + self.flush_interval / 2)
+    }
+
+    /// When the non-durable commits must be made durable.
+    fn flush_due(&self) -> Option<Instant> {
+        self.dirty_since.map(|t| t + self.flush_interval)
+    }
+
     /// Does what is due of [`Writer::next_timer`]; a failed flush is retried next time.
     fn on_timer(&mut self) {
-        let due = |t: Option<Instant>, after: Duration| t.is_some_and(|t| t.elapsed() >= after);
-        if due(self.deferred_since, self.flush_interval / 2) {
+        let now = Instant::now();
+        if self.rows_due().is_some_and(|at| at <= now) {
             self.apply_deferred();
         }
-        if due(self.dirty_since, self.flush_interval) {
+        if self.flush_due().is_some_and(|at| at <= now) {
             let _ = self.flush();
         }
     }
@@ -415,21 +423,17 @@ impl Writer {
         let durable = force_durable
             || self.durability == Durability::Strict
             || group.iter().any(|(_, reply, _)| reply.is_some())
-            || self
-                .dirty_since
-                .is_some_and(|t| t.elapsed() >= self.flush_interval);
+            || self.flush_due().is_some_and(|at| at <= Instant::now());
         let saved = (self.head_seq, self.head_hash.clone(), self.last_time);
         let mut batches = Vec::with_capacity(group.len());
         let mut replies = Vec::with_capacity(group.len());
-        let mut split = false;
         for (batch, reply, permit) in group {
             let wanted = reply.is_some() && batch.keep_fields;
             let early = reply.is_some() && batch.early;
-            split |= early;
             batches.push((batch, wanted));
             replies.push((reply, permit, early));
         }
-        let split = split && batches.len() <= MAX_SPLIT_BATCHES;
+        let split = batches.len() <= MAX_SPLIT_BATCHES && replies.iter().any(|r| r.2);
         let n_batches = batches.len() as u64;
         let n_events: u64 = batches.iter().map(|b| b.0.events.len() as u64).sum();
         let n_upserts: u64 = batches.iter().map(|b| b.0.upserts.len() as u64).sum();
@@ -454,6 +458,7 @@ impl Writer {
                 } else if self.dirty_since.is_none() {
                     self.dirty_since = Some(started);
                 }
+                // An empty group's rows are applied with its events even when asked to split.
                 let split = journal.is_some();
                 match journal {
                     // Readers get the rows by id before anyone hears of them.
