@@ -124,8 +124,13 @@ pub(crate) fn put_zigzag(out: &mut Vec<u8>, n: i64) {
 
 fn put_bytes(out: &mut Vec<u8>, tag: Tag, s: &[u8]) {
     out.push(tag as u8);
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s);
+    put_prefixed(out, s);
+}
+
+/// Bytes after their length (read back by [`Reader::bytes`] or [`Reader::text`]).
+pub(crate) fn put_prefixed(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
 }
 
 fn is_lower_hex(b: &[u8]) -> bool {
@@ -305,9 +310,13 @@ impl<'a> Reader<'a> {
         Tag::from_u8(self.byte()?).ok_or(CodecError("unknown tag"))
     }
 
-    fn text(&mut self) -> Result<&'a str, CodecError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
         let n = self.len()?;
-        std::str::from_utf8(self.take(n)?).map_err(|_| CodecError("not UTF-8"))
+        self.take(n)
+    }
+
+    pub(crate) fn text(&mut self) -> Result<&'a str, CodecError> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| CodecError("not UTF-8"))
     }
 }
 

@@ -304,8 +304,7 @@ pub(crate) fn encode_row(
     let mut out = Vec::with_capacity(body.len() + 16 + seqs.len() * 3);
     out.push(status_code(status));
     out.push(u8::from(open));
-    codec::put_varint(&mut out, decision.len() as u64);
-    out.extend_from_slice(decision.as_bytes());
+    codec::put_prefixed(&mut out, decision.as_bytes());
     put_seqs(&mut out, seqs);
     out.extend_from_slice(body);
     out
@@ -337,8 +336,7 @@ pub(crate) fn decode_row_head(row: &[u8]) -> Result<RowHead<'_>, CodecError> {
     let mut r = Reader::new(row);
     let status = status_of(r.byte()?)?;
     let open = r.byte()? != 0;
-    let n = r.len()?;
-    let decision = std::str::from_utf8(r.take(n)?).map_err(|_| CodecError("decision"))?;
+    let decision = r.text()?;
     let seqs = read_seqs(&mut r)?;
     Ok(RowHead {
         status,

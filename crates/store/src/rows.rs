@@ -206,14 +206,14 @@ impl<'a> Work<'a> {
                 &row.resource,
                 &row.action,
             ] {
-                put_bytes(&mut out, s.as_bytes());
+                codec::put_prefixed(&mut out, s.as_bytes());
             }
-            put_bytes(&mut out, &row.pre);
+            codec::put_prefixed(&mut out, &row.pre);
             layout::put_seqs(&mut out, seqs);
         }
         codec::put_varint(&mut out, self.seqs_only.len() as u64);
         for (id, seqs) in &self.seqs_only {
-            put_bytes(&mut out, id.as_bytes());
+            codec::put_prefixed(&mut out, id.as_bytes());
             layout::put_seqs(&mut out, seqs);
         }
         out
@@ -239,7 +239,7 @@ impl<'a> Work<'a> {
                 agent: read_text(&mut r)?,
                 resource: read_text(&mut r)?,
                 action: read_text(&mut r)?,
-                pre: read_bytes(&mut r)?.to_vec(),
+                pre: r.bytes()?.to_vec(),
             };
             upserts.push((Cow::Owned(row), layout::read_seqs(&mut r)?));
         }
@@ -256,22 +256,12 @@ impl<'a> Work<'a> {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    codec::put_varint(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
-fn read_bytes<'b>(r: &mut Reader<'b>) -> Result<&'b [u8], CodecError> {
-    let n = r.len()?;
-    r.take(n)
-}
-
 fn read_text(r: &mut Reader<'_>) -> Result<String, CodecError> {
-    String::from_utf8(read_bytes(r)?.to_vec()).map_err(|_| CodecError("journal entry: text"))
+    Ok(r.text()?.to_string())
 }
 
-/// Writes a journal entry; its key follows the last one (the table is empty
-/// between groups, unless a fault left an entry for the next open).
+/// Writes a journal entry; its key follows the last one (entries are removed in
+/// key order once applied, or at the next open).
 pub(crate) fn journal(txn: &WriteTransaction, work: &Work<'_>) -> Result<u64, StoreError> {
     let mut table = txn.open_table(JOURNAL)?;
     let key = table.last()?.map_or(0, |(k, _)| k.value() + 1);
