@@ -36,7 +36,7 @@ use crate::slot::DbSlot;
 
 /// What [`Writer::write`] returns: per batch what was committed, and for a split group
 /// the journal entry (key, rows) still to apply.
-type WriteOut<'b> = (Vec<Committed>, Option<(u64, Work<'b>)>);
+type WriteOut = (Vec<Committed>, Option<(u64, Work<'static>)>);
 
 /// Reply channel of a strict commit.
 pub(crate) type CommitReply = oneshot::Sender<Result<Committed, StoreError>>;
@@ -462,7 +462,7 @@ impl Writer {
                 let split = journal.is_some();
                 match journal {
                     // Readers get the rows by id before anyone hears of them.
-                    Some((key, work)) => self.defer(key, work.into_owned()),
+                    Some((key, work)) => self.defer(key, work),
                     // The group applied every deferred row with its own.
                     None => self.applied(),
                 }
@@ -521,18 +521,18 @@ impl Writer {
     }
 
     /// Writes the batches in one transaction. `bool`: build the stored events for a waiter.
-    /// `split`: the rows go to the journal, returned with its key, to be applied next.
-    fn write<'b>(
+    /// `split`: the rows go to the journal, returned with its key, to be applied later.
+    fn write(
         &mut self,
-        batches: &'b [(Prepared, bool)],
+        batches: &[(Prepared, bool)],
         durable: bool,
         split: bool,
-    ) -> Result<WriteOut<'b>, StoreError> {
+    ) -> Result<WriteOut, StoreError> {
         self.in_txn(durable, |w, txn| {
             let (out, work) = w.append_events(txn, batches)?;
             if split && !work.is_empty() {
                 let key = rows::journal(txn, &work)?;
-                Ok((out, Some((key, work))))
+                Ok((out, Some((key, work.into_owned()))))
             } else {
                 // Rows deferred by earlier groups go first, in order.
                 w.apply_deferred_in(txn)?;
