@@ -461,3 +461,59 @@ async fn sigterm_shuts_down_cleanly() {
     let status = sm.terminate();
     assert!(status.success(), "{status:?}: {}", sm.logs());
 }
+
+/// HTTP/1.1 inside the tunnel is SudoMode's own server (`src/proxy/h1`):
+/// pipelined requests (a HEAD first, whose answer has a length but no body)
+/// are answered in order on one connection, `Expect: 100-continue` gets its
+/// interim answer, and a framing SudoMode does not read is refused unsent.
+#[tokio::test]
+async fn http1_in_the_tunnel_pipelines_continues_and_refuses_unknown_codings() {
+    let (_ca, up, sm) = https_setup("").await;
+    let host = "api.example.test";
+    let pipelined = [
+        format!("HEAD /v1/h HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        format!("GET /v1/g HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    ]
+    .concat();
+    let r = raw_tls(&sm, "api.example.test:443", host, pipelined.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(
+        r.head.to_ascii_lowercase().contains("content-length:"),
+        "{}",
+        r.head
+    );
+    let rest = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        rest.starts_with("HTTP/1.1 200 OK\r\n"),
+        "HEAD answered with a body? {rest}"
+    );
+    assert!(rest.contains(r#"/v1/g","#), "{rest}");
+    let seen: Vec<String> = up
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.uri))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "HEAD https://api.example.test/v1/h",
+            "GET https://api.example.test/v1/g"
+        ]
+    );
+
+    let expect = format!(
+        "POST /v1/e HTTP/1.1\r\nHost: {host}\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+    );
+    let r = raw_tls(&sm, "api.example.test:443", host, expect.as_bytes()).await;
+    assert_eq!(r.status, 100, "{}", r.head);
+    let rest = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
+    assert!(rest.contains(r#""body":"hello""#), "{rest}");
+
+    let gzip_chunked = format!(
+        "POST /v1/z HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+    );
+    let r = raw_tls(&sm, "api.example.test:443", host, gzip_chunked.as_bytes()).await;
+    assert_eq!(r.status, 501, "{}", r.head);
+    assert!(up.requests().iter().all(|r| !r.uri.ends_with("/v1/z")));
+}

@@ -18,6 +18,7 @@ use sudomode_intent::{IntentError, RawRequest};
 
 use super::ProxyBody;
 use super::dialect::{Dialect, Sent};
+use super::h1::Received;
 use super::respond;
 use super::state::ProxyState;
 use crate::core::{Admission, Call, HttpSubject, Refusal, RefusalKind};
@@ -26,11 +27,11 @@ use crate::ids::{AgentName, RequestId};
 use crate::upstream::{Target, Upstream, phase::forward, strip_hop_by_hop};
 use sudomode_intent::normalize_host;
 
-pub async fn handle(
+pub async fn handle<B: ReadBody>(
     state: Arc<ProxyState>,
     agent: AgentName,
     target: Target,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Response<ProxyBody> {
     let call = Call::new(agent);
     let mut dialect = Dialect::Json;
@@ -38,15 +39,57 @@ pub async fn handle(
     respond::finish(&id, &dialect, result)
 }
 
+type Answer = (RequestId, Result<Response<ProxyBody>, Refusal>);
+
 /// The phases; answers under the id the request ends up with (a joined or
 /// retried call answers under the held request's id).
-async fn run(
+///
+/// Each phase's future is boxed: the connection's task keeps room for this
+/// future's largest state for as long as a held request waits, so the held
+/// state (a box and the upstream request) must be no larger than the others.
+async fn run<B: ReadBody>(
     state: &ProxyState,
     call: &Call,
     target: &Target,
-    req: Request<Incoming>,
+    req: Request<B>,
     dialect: &mut Dialect,
-) -> (RequestId, Result<Response<ProxyBody>, Refusal>) {
+) -> Answer {
+    let core = &state.shared.core;
+    let (admission, up) = match Box::pin(admit(state, call, target, req, dialect)).await {
+        Ok(admitted) => admitted,
+        Err(answer) => return answer,
+    };
+    match admission {
+        Admission::Forward(flight) => {
+            let id = RequestId::from_stored(flight.id());
+            let sent = Box::pin(forward(&state.upstreams, &core.metrics, target, flight, up)).await;
+            (id, sent)
+        }
+        Admission::Held(ticket, about) => {
+            Box::pin(hold_phase::wait(state, target, ticket, about, up.compact())).await
+        }
+        Admission::Refused(refusal) => (refusal.request_id.clone(), Err(refusal)),
+        // Explicit intents only; an HTTP request is never one.
+        Admission::Allowed(id) => (
+            id.clone(),
+            Err(Refusal::new(
+                RefusalKind::BadRequest,
+                &id,
+                "nothing to forward",
+            )),
+        ),
+    }
+}
+
+/// Guard, read, judge and admit (record): the admission and the request to
+/// send, or the answer already (refused before judgement).
+async fn admit<B: ReadBody>(
+    state: &ProxyState,
+    call: &Call,
+    target: &Target,
+    req: Request<B>,
+    dialect: &mut Dialect,
+) -> Result<(Admission, Upstream), Answer> {
     let core = &state.shared.core;
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -68,11 +111,11 @@ async fn run(
         check_host_header(&call.id, target, &parts)?;
         check_plaintext_credential(state, &call.id, target)?;
         state.check_target(&call.id, target).await?;
-        read_body(state, &call.id, body).await
+        body.read_whole(state, &call.id).await
     };
     let body = match early.await {
         Ok(b) => b,
-        Err(refusal) => return unjudged(state, call, &parts.method, target, refusal).await,
+        Err(refusal) => return Err(unjudged(state, call, &parts.method, target, refusal).await),
     };
     // The judgement (normalised request, intents, decision) is turned into the
     // record and event here and dropped before any await: whatever lives
@@ -104,7 +147,7 @@ async fn run(
         Ok(d) => d,
         Err(e) => {
             let refusal = intent_refusal(&call.id, e);
-            return unjudged(state, call, &parts.method, target, refusal).await;
+            return Err(unjudged(state, call, &parts.method, target, refusal).await);
         }
     };
     let up = Upstream {
@@ -116,28 +159,7 @@ async fn run(
         sudomode_policy::Verdict::RequireApproval => up.body.clone(),
         _ => Bytes::new(),
     };
-    // Boxed: hyper keeps room for this whole future per agent connection, so
-    // a held request would otherwise carry the allowed path's (larger) state.
-    match Box::pin(core.admit(decided, held_body)).await {
-        Admission::Forward(flight) => {
-            let id = RequestId::from_stored(flight.id());
-            let sent = Box::pin(forward(&state.upstreams, &core.metrics, target, flight, up)).await;
-            (id, sent)
-        }
-        Admission::Held(ticket, about) => {
-            hold_phase::wait(state, target, ticket, about, up.compact()).await
-        }
-        Admission::Refused(refusal) => (refusal.request_id.clone(), Err(refusal)),
-        // Explicit intents only; an HTTP request is never one.
-        Admission::Allowed(id) => (
-            id.clone(),
-            Err(Refusal::new(
-                RefusalKind::BadRequest,
-                &id,
-                "nothing to forward",
-            )),
-        ),
-    }
+    Ok((core.admit(decided, held_body).await, up))
 }
 
 /// Refused before judgement (unparsable, too large, forbidden address):
@@ -148,7 +170,7 @@ async fn unjudged(
     method: &http::Method,
     target: &Target,
     refusal: Refusal,
-) -> (RequestId, Result<Response<ProxyBody>, Refusal>) {
+) -> Answer {
     let url = format!("{}://{}", target.scheme, target.authority());
     let refusal = state
         .shared
@@ -213,35 +235,73 @@ fn check_plaintext_credential(
     }
 }
 
-async fn read_body(state: &ProxyState, id: &RequestId, body: Incoming) -> Result<Bytes, Refusal> {
-    let limit = state.shared.config.max_body_bytes;
-    let within = state.shared.config.read_timeout;
-    let Ok(read) = tokio::time::timeout(within, Limited::new(body, limit).collect()).await else {
-        return Err(Refusal::new(
-            RefusalKind::BadRequest,
-            id,
-            format!(
-                "the request body did not arrive within proxy.read_timeout ({}s), so it cannot be judged and was not sent",
-                within.as_secs_f64()
-            ),
-        )
-        .status(http::StatusCode::REQUEST_TIMEOUT));
-    };
-    match read {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
-            RefusalKind::TooLarge,
-            id,
-            format!(
-                "the request body is over proxy.max_body_bytes ({limit} bytes), so it cannot be judged and was not sent"
-            ),
-        )),
-        Err(e) => Err(Refusal::new(
-            RefusalKind::BadRequest,
-            id,
-            format!("the request body could not be read: {e}"),
-        )),
+/// A request body the phases read whole before judging: hyper's (HTTP/2 and
+/// the plain proxy port) or one an intercepted HTTP/1 connection has read
+/// already ([`Received`]). Both end in the same refusals.
+pub trait ReadBody: Send {
+    fn read_whole(
+        self,
+        state: &ProxyState,
+        id: &RequestId,
+    ) -> impl Future<Output = Result<Bytes, Refusal>> + Send;
+}
+
+impl ReadBody for Incoming {
+    async fn read_whole(self, state: &ProxyState, id: &RequestId) -> Result<Bytes, Refusal> {
+        let limit = state.shared.config.max_body_bytes;
+        let within = state.shared.config.read_timeout;
+        let Ok(read) = tokio::time::timeout(within, Limited::new(self, limit).collect()).await
+        else {
+            return Err(body_timed_out(state, id));
+        };
+        match read {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(body_too_large(state, id)),
+            Err(e) => Err(body_unreadable(id, e)),
+        }
     }
+}
+
+impl ReadBody for Received {
+    async fn read_whole(self, state: &ProxyState, id: &RequestId) -> Result<Bytes, Refusal> {
+        match self {
+            Received::Complete(b) => Ok(b),
+            Received::TooLarge => Err(body_too_large(state, id)),
+            Received::TimedOut => Err(body_timed_out(state, id)),
+            Received::Broken(why) => Err(body_unreadable(id, why)),
+        }
+    }
+}
+
+fn body_timed_out(state: &ProxyState, id: &RequestId) -> Refusal {
+    Refusal::new(
+        RefusalKind::BadRequest,
+        id,
+        format!(
+            "the request body did not arrive within proxy.read_timeout ({}s), so it cannot be judged and was not sent",
+            state.shared.config.read_timeout.as_secs_f64()
+        ),
+    )
+    .status(http::StatusCode::REQUEST_TIMEOUT)
+}
+
+fn body_too_large(state: &ProxyState, id: &RequestId) -> Refusal {
+    Refusal::new(
+        RefusalKind::TooLarge,
+        id,
+        format!(
+            "the request body is over proxy.max_body_bytes ({} bytes), so it cannot be judged and was not sent",
+            state.shared.config.max_body_bytes
+        ),
+    )
+}
+
+fn body_unreadable(id: &RequestId, e: impl std::fmt::Display) -> Refusal {
+    Refusal::new(
+        RefusalKind::BadRequest,
+        id,
+        format!("the request body could not be read: {e}"),
+    )
 }
 
 fn intent_refusal(id: &RequestId, e: IntentError) -> Refusal {

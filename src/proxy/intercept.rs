@@ -1,5 +1,6 @@
 //! CONNECT: blind tunnels for `tunnel_hosts`, otherwise TLS termination with
-//! a minted leaf and HTTP/1.1 or HTTP/2 (ALPN) inside the tunnel.
+//! a minted leaf and HTTP/1.1 (`h1`) or HTTP/2 (hyper, by ALPN or preface)
+//! inside the tunnel.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,11 +10,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::state::ProxyState;
-use super::{ProxyBody, handler, respond};
+use super::{ProxyBody, h1, handler, respond};
 use crate::core::{Refusal, RefusalKind};
 use crate::ids::{AgentName, RequestId};
 use crate::upstream::Target;
@@ -104,6 +104,60 @@ async fn intercept(
         Ok(u) => u,
         Err(e) => return tracing::debug!(error = %e, "CONNECT upgrade failed"),
     };
+    // Boxed, as is HTTP/2 below: their states are large, and the task keeps
+    // room for its largest state as long as a held request waits.
+    let tls = match Box::pin(handshake(&state, upgraded, &host)).await {
+        Ok(t) => t,
+        Err(e) => return tracing::debug!(error = %e, %host, "agent TLS failed"),
+    };
+    let target = Target {
+        scheme: "https",
+        host,
+        port,
+    };
+    // The protocol was negotiated in the handshake (ALPN). HTTP/1 is served
+    // by `h1`, which keeps nothing but the TLS session while a request is
+    // held; HTTP/2 (by ALPN, or by its preface without ALPN) by hyper.
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        return Box::pin(serve_h2(state, agent, target, tls)).await;
+    }
+    Box::pin(serve_h1(state, agent, target, tls)).await
+}
+
+/// HTTP/1 on the agent's session, then HTTP/2 if the client opened with its
+/// preface instead.
+async fn serve_h1(state: Arc<ProxyState>, agent: AgentName, target: Target, mut tls: AgentTls) {
+    let limits = h1::Limits {
+        head_timeout: super::head_timeout(&state),
+        max_head: super::MAX_HEAD,
+        body_limit: state.shared.config.max_body_bytes,
+        body_timeout: state.shared.config.read_timeout,
+    };
+    let served = h1::serve(&mut tls, limits, |req| {
+        handler::handle(state.clone(), agent.clone(), target.clone(), req)
+    })
+    .await;
+    match served {
+        Ok(h1::Ended::Closed) => {}
+        Ok(h1::Ended::Http2(preface)) => {
+            Box::pin(serve_h2(
+                state,
+                agent,
+                target,
+                h1::Rewind::new(preface, tls),
+            ))
+            .await
+        }
+        Err(e) => tracing::debug!(error = %e, "intercepted connection ended with an error"),
+    }
+}
+
+type AgentTls = tokio_rustls::server::TlsStream<TokioIo<Upgraded>>;
+
+/// The agent's TLS session under a minted leaf, ClientHello to Finished
+/// within 10 s (SPEC §13.7): a client that stalls midway holds no connection
+/// slot for long.
+async fn handshake(state: &ProxyState, upgraded: Upgraded, host: &str) -> Result<AgentTls, String> {
     let handshake = async {
         let acceptor =
             LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
@@ -116,7 +170,7 @@ async fn intercept(
             .client_hello()
             .server_name()
             .map(normalize_host)
-            .unwrap_or_else(|| host.clone());
+            .unwrap_or_else(|| host.to_string());
         let config = state
             .ca
             .server_config(&cert_host)
@@ -127,44 +181,24 @@ async fn intercept(
             .await
             .map_err(|e| format!("TLS handshake with agent failed: {e}"))
     };
-    // A whole handshake, ClientHello to Finished, within 10 s (SPEC §13.7):
-    // a client that stalls midway holds no connection slot for long.
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return tracing::debug!(error = %e, %host, "agent TLS failed"),
-        Err(_) => return tracing::debug!(%host, "agent TLS handshake timed out"),
-    };
-    let target = Target {
-        scheme: "https",
-        host,
-        port,
-    };
-    let svc_state = state.clone();
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+}
+
+async fn serve_h2<S>(state: Arc<ProxyState>, agent: AgentName, target: Target, io: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc = service_fn(move |req: Request<Incoming>| {
-        let state = svc_state.clone();
+        let state = state.clone();
         let agent = agent.clone();
         let target = target.clone();
         async move { Ok::<_, Infallible>(handler::handle(state, agent, target, req).await) }
     });
-    // The protocol was negotiated in the handshake (ALPN): serve it directly.
-    // Sniffing it instead makes hyper's first read return only the sniffed
-    // preface, and its read buffer then doubles to 16 KiB for every connection.
-    // Without ALPN the version is still detected from the first bytes.
-    let mut builder = match tls.get_ref().1.alpn_protocol() {
-        Some(b"h2") => auto::Builder::new(TokioExecutor::new()).http2_only(),
-        Some(b"http/1.1") => auto::Builder::new(TokioExecutor::new()).http1_only(),
-        _ => auto::Builder::new(TokioExecutor::new()),
-    };
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Some(super::head_timeout(&state)))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
-    if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
-        tracing::debug!(error = %e, "intercepted connection ended with an error");
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new()).max_concurrent_streams(256);
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
+        tracing::debug!(error = %e, "intercepted HTTP/2 connection ended with an error");
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod ca;
 mod dialect;
+mod h1;
 mod handler;
 pub mod intercept;
 pub mod respond;
@@ -29,6 +30,9 @@ use state::ProxyState;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// The largest request head either listener reads (8+ KiB heads are common).
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
 /// A place among `proxy.max_connections`: held by the agent connection and,
 /// after CONNECT, by the tunnel or intercepted session it became.
@@ -155,7 +159,7 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(Some(head_timeout(&state)))
         .keep_alive(true)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(MAX_HEAD);
     let conn = builder
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
