@@ -45,7 +45,7 @@ impl Recorder {
     }
 
     /// Request changes as they are recorded (SSE, Slack, webhooks).
-    pub fn subscribe(&self) -> broadcast::Receiver<RequestRecord> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RequestRecord>> {
         self.storage.subscribe()
     }
 

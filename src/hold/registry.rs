@@ -521,7 +521,7 @@ pub async fn sweeper(holds: Arc<Holds>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Settles local waiters as other replicas decide.
-async fn follow(holds: Arc<Holds>, mut changes: broadcast::Receiver<RequestRecord>) {
+async fn follow(holds: Arc<Holds>, mut changes: broadcast::Receiver<Arc<RequestRecord>>) {
     loop {
         match changes.recv().await {
             Ok(r) => holds.settle(&r),

@@ -200,8 +200,8 @@ pub fn spawn(
 
 /// Follows the recorder's announcements until shutdown and notifies.
 async fn follow(
-    mut changes: broadcast::Receiver<RequestRecord>,
-    mut elsewhere: broadcast::Receiver<RequestRecord>,
+    mut changes: broadcast::Receiver<Arc<RequestRecord>>,
+    mut elsewhere: broadcast::Receiver<Arc<RequestRecord>>,
     notifications: Arc<Notifications>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -234,7 +234,11 @@ async fn follow(
 }
 
 /// Bookkeeping for one announced record; spawns whatever must be sent.
-fn on_change(n: &Arc<Notifications>, tracked: &mut HashMap<String, Tracked>, r: RequestRecord) {
+fn on_change(
+    n: &Arc<Notifications>,
+    tracked: &mut HashMap<String, Tracked>,
+    r: Arc<RequestRecord>,
+) {
     let status = r.status;
     // Allowed requests are the hot path and have no event of their own.
     if status == Status::Allowed {
@@ -327,7 +331,7 @@ fn on_change(n: &Arc<Notifications>, tracked: &mut HashMap<String, Tracked>, r: 
 
 /// Another replica decided a request this one posted to Slack: the message
 /// is updated from here, where it is known. (Its webhooks were sent there.)
-fn decided_elsewhere(tracked: &mut HashMap<String, Tracked>, r: RequestRecord) {
+fn decided_elsewhere(tracked: &mut HashMap<String, Tracked>, r: Arc<RequestRecord>) {
     if r.status == Status::Pending {
         return;
     }

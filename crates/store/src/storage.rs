@@ -95,9 +95,9 @@ enum Backend {
 /// The change feeds: every change (SSE), this process's own (notifications),
 /// and held requests changed by another replica (the hold registry).
 pub(crate) struct Feeds {
-    changes: broadcast::Sender<RequestRecord>,
-    own: broadcast::Sender<RequestRecord>,
-    held_elsewhere: broadcast::Sender<RequestRecord>,
+    changes: broadcast::Sender<Arc<RequestRecord>>,
+    own: broadcast::Sender<Arc<RequestRecord>>,
+    held_elsewhere: broadcast::Sender<Arc<RequestRecord>>,
 }
 
 /// Announcements a slow subscriber may fall behind by before it misses some.
@@ -137,28 +137,27 @@ impl Feeds {
     }
 }
 
-/// Sends `r` to `first` (when `to_first`) and to `all`, copying it only when
-/// both have subscribers: a record is a deep copy, and most of the time only
-/// one feed is listened to. A subscriber may leave meanwhile: that is normal.
+/// Sends `r` to `first` (when `to_first`) and to `all`, when they have
+/// subscribers (one may leave meanwhile: that is normal). Records travel as
+/// `Arc`s: shared, not copied, and each feed's ring of 4,096 slots stays a
+/// ring of pointers (it is allocated whole when the feed is made).
 fn send_both(
-    first: &broadcast::Sender<RequestRecord>,
-    all: &broadcast::Sender<RequestRecord>,
+    first: &broadcast::Sender<Arc<RequestRecord>>,
+    all: &broadcast::Sender<Arc<RequestRecord>>,
     r: RequestRecord,
     to_first: bool,
 ) {
     let first_wants = to_first && first.receiver_count() > 0;
-    match (first_wants, all.receiver_count() > 0) {
-        (true, true) => {
-            let _ = first.send(r.clone());
-            let _ = all.send(r);
-        }
-        (true, false) => {
-            let _ = first.send(r);
-        }
-        (false, true) => {
-            let _ = all.send(r);
-        }
-        (false, false) => {}
+    let all_wants = all.receiver_count() > 0;
+    if !(first_wants || all_wants) {
+        return;
+    }
+    let r = Arc::new(r);
+    if first_wants {
+        let _ = first.send(r.clone());
+    }
+    if all_wants {
+        let _ = all.send(r);
     }
 }
 
@@ -214,18 +213,18 @@ impl Storage {
 
     /// Every request change as it is committed, this replica's and (with
     /// PostgreSQL) the others' (SSE).
-    pub fn subscribe(&self) -> broadcast::Receiver<RequestRecord> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RequestRecord>> {
         self.inner.feeds.changes.subscribe()
     }
 
     /// Only the changes this process made (notifications: each replica
     /// notifies about its own work, so nothing is sent twice).
-    pub fn subscribe_own(&self) -> broadcast::Receiver<RequestRecord> {
+    pub fn subscribe_own(&self) -> broadcast::Receiver<Arc<RequestRecord>> {
         self.inner.feeds.own.subscribe()
     }
 
     /// Held requests changed by another replica (never, with redb).
-    pub fn held_elsewhere(&self) -> broadcast::Receiver<RequestRecord> {
+    pub fn held_elsewhere(&self) -> broadcast::Receiver<Arc<RequestRecord>> {
         self.inner.feeds.held_elsewhere.subscribe()
     }
 
