@@ -16,7 +16,9 @@ use crate::model::{RequestRecord, Status};
 /// clock. Everything here is also in the store; this is its index.
 #[derive(Default)]
 pub(crate) struct OpenIndex {
-    by_id: HashMap<String, RequestRecord>,
+    /// Boxed: a table keeps room for about twice its entries, and a record
+    /// is several hundred bytes inline.
+    by_id: HashMap<String, Box<RequestRecord>>,
     /// Retry key → the newest open request with that key.
     by_key: HashMap<String, String>,
     pending_by_agent: HashMap<String, usize>,
@@ -39,7 +41,7 @@ impl OpenIndex {
         if newer {
             self.by_key.insert(rec.retry_key.clone(), rec.id.clone());
         }
-        self.by_id.insert(rec.id.clone(), rec.clone());
+        self.by_id.insert(rec.id.clone(), Box::new(rec.clone()));
     }
 
     pub(crate) fn remove(&mut self, id: &str) {
@@ -61,11 +63,11 @@ impl OpenIndex {
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<&RequestRecord> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|r| &**r)
     }
 
     pub(crate) fn find(&self, key: &str) -> Option<&RequestRecord> {
-        self.by_key.get(key).and_then(|id| self.by_id.get(id))
+        self.by_key.get(key).and_then(|id| self.get(id))
     }
 
     pub(crate) fn pending(&self, agent: &str) -> usize {
@@ -81,13 +83,13 @@ impl OpenIndex {
         self.by_id
             .values()
             .filter(|r| is_due(r, now, retry_window))
-            .cloned()
+            .map(|r| (**r).clone())
             .collect()
     }
 
     /// Every open request, oldest first.
     pub(crate) fn all(&self) -> Vec<RequestRecord> {
-        let mut v: Vec<RequestRecord> = self.by_id.values().cloned().collect();
+        let mut v: Vec<RequestRecord> = self.by_id.values().map(|r| (**r).clone()).collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
