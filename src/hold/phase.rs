@@ -16,63 +16,70 @@ use crate::proxy::state::ProxyState;
 use crate::upstream::{Target, Upstream, phase::forward};
 
 /// Waits for the outcome; the answer carries the held request's id.
-pub async fn wait(
-    state: &ProxyState,
-    target: &Target,
+///
+/// A plain function returning an `async move` block: an `async fn` keeps
+/// each argument twice in its future (as received and as a local), and this
+/// future is what a held call keeps while it waits.
+#[allow(clippy::manual_async_fn)] // see above
+pub fn wait<'a>(
+    state: &'a ProxyState,
+    target: &'a Target,
     ticket: Ticket,
     about: About,
     mut up: Upstream,
-) -> (RequestId, Result<Response<ProxyBody>, Refusal>) {
-    let core = &state.shared.core;
-    let id = ticket.id.clone();
-    if ticket.joined {
-        // The held request's bytes are this call's bytes (same join key):
-        // keep one copy for all the calls that joined it.
-        up.body = ticket.body.clone();
+) -> impl Future<Output = (RequestId, Result<Response<ProxyBody>, Refusal>)> + Send + 'a {
+    async move {
+        let core = &state.shared.core;
+        let id = ticket.id.clone();
+        if ticket.joined {
+            // The held request's bytes are this call's bytes (same join key):
+            // keep one copy for all the calls that joined it.
+            up.body = ticket.body.clone();
+        }
+        let started = Instant::now();
+        let limit = about.reply_after.unwrap_or(state.shared.config.reply_after);
+        let outcome = outcome_within(ticket, limit).await;
+        core.metrics.hold_seconds.observe(started.elapsed());
+        let result = match outcome {
+            Outcome::Approved => match Box::pin(core.holds.claim(&id)).await {
+                Ok(Some(flight)) => {
+                    Box::pin(forward(&state.upstreams, &core.metrics, target, flight, up)).await
+                }
+                Ok(None) => Err(Refusal::new(
+                    RefusalKind::Denied,
+                    &id,
+                    "this request was approved and has already been forwarded once (an approval forwards exactly one request)",
+                )),
+                Err(e) => {
+                    tracing::error!(request_id = %id, error = %e, "claiming an approval failed");
+                    Err(Refusal::store_unavailable(&id))
+                }
+            },
+            Outcome::Rejected { by, reason } => {
+                let message = format!(
+                    "{} {} was rejected by {by}{}; it was not sent",
+                    about.resource,
+                    about.action,
+                    reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                );
+                let mut r = core.refusal(RefusalKind::Rejected, &id, &about, message);
+                r.reason = reason.or(Some(about.reason.clone()));
+                Err(r)
+            }
+            Outcome::Pending => Err(pending(state, &id, &about)),
+            Outcome::Expired => {
+                let message = format!(
+                    "{} {} was not approved within the approval window; it was not sent. Ask an operator, then retry",
+                    about.resource, about.action
+                );
+                Err(core.refusal(RefusalKind::Expired, &id, &about, message))
+            }
+        };
+        (id, result)
     }
-    let started = Instant::now();
-    let limit = about.reply_after.unwrap_or(state.shared.config.reply_after);
-    let outcome = outcome_within(ticket, limit).await;
-    core.metrics.hold_seconds.observe(started.elapsed());
-    let result = match outcome {
-        Outcome::Approved => match Box::pin(core.holds.claim(&id)).await {
-            Ok(Some(flight)) => {
-                Box::pin(forward(&state.upstreams, &core.metrics, target, flight, up)).await
-            }
-            Ok(None) => Err(Refusal::new(
-                RefusalKind::Denied,
-                &id,
-                "this request was approved and has already been forwarded once (an approval forwards exactly one request)",
-            )),
-            Err(e) => {
-                tracing::error!(request_id = %id, error = %e, "claiming an approval failed");
-                Err(Refusal::store_unavailable(&id))
-            }
-        },
-        Outcome::Rejected { by, reason } => {
-            let message = format!(
-                "{} {} was rejected by {by}{}; it was not sent",
-                about.resource,
-                about.action,
-                reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            );
-            let mut r = core.refusal(RefusalKind::Rejected, &id, &about, message);
-            r.reason = reason.or(Some(about.reason.clone()));
-            Err(r)
-        }
-        Outcome::Pending => Err(pending(state, &id, &about)),
-        Outcome::Expired => {
-            let message = format!(
-                "{} {} was not approved within the approval window; it was not sent. Ask an operator, then retry",
-                about.resource, about.action
-            );
-            Err(core.refusal(RefusalKind::Expired, &id, &about, message))
-        }
-    };
-    (id, result)
 }
 
 /// Still held after `reply_after`: the request stays pending; the agent's

@@ -27,16 +27,22 @@ use crate::ids::{AgentName, RequestId};
 use crate::upstream::{Target, Upstream, phase::forward, strip_hop_by_hop};
 use sudomode_intent::normalize_host;
 
-pub async fn handle<B: ReadBody>(
+/// One request's answer. A plain function returning an `async move` block,
+/// as `hold::phase::wait`: an `async fn` would keep its arguments twice in the
+/// future a held call keeps.
+#[allow(clippy::manual_async_fn)] // see above
+pub fn handle<B: ReadBody>(
     state: Arc<ProxyState>,
     agent: AgentName,
     target: Target,
     req: Request<B>,
-) -> Response<ProxyBody> {
-    let call = Call::new(agent);
-    let mut dialect = Dialect::Json;
-    let (id, result) = run(&state, &call, &target, req, &mut dialect).await;
-    respond::finish(&id, &dialect, result)
+) -> impl Future<Output = Response<ProxyBody>> + Send {
+    async move {
+        let call = Call::new(agent);
+        let mut dialect = Dialect::Json;
+        let (id, result) = run(&state, &call, &target, req, &mut dialect).await;
+        respond::finish(&id, &dialect, result)
+    }
 }
 
 type Answer = (RequestId, Result<Response<ProxyBody>, Refusal>);

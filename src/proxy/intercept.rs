@@ -125,30 +125,40 @@ async fn intercept(
 }
 
 /// HTTP/1 on the agent's session, then HTTP/2 if the client opened with its
-/// preface instead.
-async fn serve_h1(state: Arc<ProxyState>, agent: AgentName, target: Target, mut tls: AgentTls) {
-    let limits = h1::Limits {
-        head_timeout: super::head_timeout(&state),
-        max_head: super::MAX_HEAD,
-        body_limit: state.shared.config.max_body_bytes,
-        body_timeout: state.shared.config.read_timeout,
-    };
-    let served = h1::serve(&mut tls, limits, |req| {
-        handler::handle(state.clone(), agent.clone(), target.clone(), req)
-    })
-    .await;
-    match served {
-        Ok(h1::Ended::Closed) => {}
-        Ok(h1::Ended::Http2(preface)) => {
-            Box::pin(serve_h2(
-                state,
-                agent,
-                target,
-                h1::Rewind::new(preface, tls),
-            ))
-            .await
+/// preface instead. A plain function returning an `async move` block: an
+/// `async fn` would keep the TLS session (1.2 KiB) twice in this future,
+/// which lives as long as the connection.
+#[allow(clippy::manual_async_fn)] // see above
+fn serve_h1(
+    state: Arc<ProxyState>,
+    agent: AgentName,
+    target: Target,
+    mut tls: AgentTls,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let limits = h1::Limits {
+            head_timeout: super::head_timeout(&state),
+            max_head: super::MAX_HEAD,
+            body_limit: state.shared.config.max_body_bytes,
+            body_timeout: state.shared.config.read_timeout,
+        };
+        let served = h1::serve(&mut tls, limits, |req| {
+            handler::handle(state.clone(), agent.clone(), target.clone(), req)
+        })
+        .await;
+        match served {
+            Ok(h1::Ended::Closed) => {}
+            Ok(h1::Ended::Http2(preface)) => {
+                Box::pin(serve_h2(
+                    state,
+                    agent,
+                    target,
+                    h1::Rewind::new(preface, tls),
+                ))
+                .await
+            }
+            Err(e) => tracing::debug!(error = %e, "intercepted connection ended with an error"),
         }
-        Err(e) => tracing::debug!(error = %e, "intercepted connection ended with an error"),
     }
 }
 
