@@ -312,28 +312,21 @@ mod tests {
             }
             client
         });
+        let within = Duration::from_secs(5);
         let mut buf = b"12".to_vec();
-        let got = read(
-            &mut server,
-            &mut buf,
-            Framing::Length(8),
-            100,
-            Duration::from_secs(5),
-        )
-        .await;
+        let got = read(&mut server, &mut buf, Framing::Length(8), 100, within).await;
         let Received::Complete(b) = got else {
             panic!("{got:?}")
         };
         assert_eq!(&b[..], b"12abcdef");
         assert!(buf.starts_with(b"GET"));
         drop(writer.await.unwrap());
-        let mut buf = Vec::new();
         let got = read(
             &mut server,
-            &mut buf,
+            &mut Vec::new(),
             Framing::Length(8),
             100,
-            Duration::from_secs(5),
+            within,
         )
         .await;
         assert!(matches!(got, Received::Broken(_)), "{got:?}");
@@ -342,7 +335,7 @@ mod tests {
             &mut Vec::new(),
             Framing::Length(101),
             100,
-            Duration::from_secs(5),
+            within,
         )
         .await;
         assert!(matches!(got, Received::TooLarge), "{got:?}");

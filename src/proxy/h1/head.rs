@@ -76,7 +76,10 @@ pub fn parse(buf: &[u8], max: usize) -> Result<Option<(Head, usize)>, HeadError>
     };
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
         .map_err(|_| malformed("invalid method"))?;
-    let path = req.path.unwrap_or_default();
+    // A complete parse always has a target; `slice` must only see parts of `buf`.
+    let Some(path) = req.path else {
+        return Err(malformed("no request target"));
+    };
     let uri = Uri::from_maybe_shared(slice(path.as_bytes()))
         .map_err(|e| malformed(format!("invalid request target: {e}")))?;
     let version = match req.version {
