@@ -172,3 +172,57 @@ async fn an_idle_connection_closes_after_the_head_timeout() {
     client.read_to_end(&mut out).await.unwrap();
     assert!(out.is_empty());
 }
+
+/// Mutated requests never panic or hang the connection loop: each one ends
+/// (answered, refused or closed) once the client has sent it and closed.
+#[tokio::test]
+async fn mutated_requests_end_without_a_panic() {
+    let seeds: [&[u8]; 4] = [
+        b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\n\r\n",
+        b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;x\r\nxy\r\n0\r\nT: 1\r\n\r\n",
+        b"PUT /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+        b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    ];
+    let dict: [&[u8]; 10] = [
+        b"\r\n",
+        b"\n",
+        b":",
+        b" ",
+        b"\x00",
+        b"0\r\n\r\n",
+        b"Content-Length: 9\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"ffffffffffffffff",
+        b"PRI * HTTP/2.0",
+    ];
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng as usize
+    };
+    for _ in 0..1500 {
+        let mut input = seeds[next() % seeds.len()].to_vec();
+        for _ in 0..1 + next() % 3 {
+            let at = next() % (input.len() + 1);
+            match next() % 3 {
+                0 => {
+                    let piece = dict[next() % dict.len()];
+                    input.splice(at..at, piece.iter().copied());
+                }
+                1 if at < input.len() => {
+                    input.remove(at);
+                }
+                _ if at < input.len() => input[at] = next() as u8,
+                _ => {}
+            }
+        }
+        let done = tokio::time::timeout(Duration::from_secs(5), exchange(&input)).await;
+        assert!(
+            done.is_ok(),
+            "hung on {:?}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+}
