@@ -93,22 +93,47 @@ async fn tunnel(state: Arc<ProxyState>, req: Request<Incoming>, host: String, po
     }
 }
 
-async fn intercept(
+/// The intercepted session's task. It keeps, for as long as the connection
+/// lives, room for its largest state, so every phase is boxed: the upgrade
+/// and handshake (`start`, over once the session is up) and the serving.
+#[allow(clippy::manual_async_fn)] // an async fn would keep its arguments twice
+fn intercept(
     state: Arc<ProxyState>,
     agent: AgentName,
     req: Request<Incoming>,
     host: String,
     port: u16,
-) {
+) -> impl Future<Output = ()> + Send {
+    async move {
+        if let Some(serving) = Box::pin(start(state, agent, req, host, port)).await {
+            serving.await
+        }
+    }
+}
+
+type Serving = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Upgrade, TLS handshake, then the server for the negotiated protocol.
+async fn start(
+    state: Arc<ProxyState>,
+    agent: AgentName,
+    req: Request<Incoming>,
+    host: String,
+    port: u16,
+) -> Option<Serving> {
     let upgraded: Upgraded = match hyper::upgrade::on(req).await {
         Ok(u) => u,
-        Err(e) => return tracing::debug!(error = %e, "CONNECT upgrade failed"),
+        Err(e) => {
+            tracing::debug!(error = %e, "CONNECT upgrade failed");
+            return None;
+        }
     };
-    // Boxed, as is HTTP/2 below: their states are large, and the task keeps
-    // room for its largest state as long as a held request waits.
-    let tls = match Box::pin(handshake(&state, upgraded, &host)).await {
+    let tls = match handshake(&state, upgraded, &host).await {
         Ok(t) => t,
-        Err(e) => return tracing::debug!(error = %e, %host, "agent TLS failed"),
+        Err(e) => {
+            tracing::debug!(error = %e, %host, "agent TLS failed");
+            return None;
+        }
     };
     let target = Target {
         scheme: "https",
@@ -119,9 +144,9 @@ async fn intercept(
     // by `h1`, which keeps nothing but the TLS session while a request is
     // held; HTTP/2 (by ALPN, or by its preface without ALPN) by hyper.
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        return Box::pin(serve_h2(state, agent, target, tls)).await;
+        return Some(Box::pin(serve_h2(state, agent, target, tls)));
     }
-    Box::pin(serve_h1(state, agent, target, tls)).await
+    Some(Box::pin(serve_h1(state, agent, target, tls)))
 }
 
 /// HTTP/1 on the agent's session, then HTTP/2 if the client opened with its

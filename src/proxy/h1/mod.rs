@@ -107,7 +107,9 @@ where
         let Some(resp) = answer(io, &mut buf, handling.as_mut()).await else {
             return Ok(Ended::Closed);
         };
-        if !write::write(io, resp, asked).await? {
+        // Boxed, as the handler: this loop's future lives as long as the
+        // connection, and its size is that of its largest state.
+        if !Box::pin(write::write(io, resp, asked)).await? {
             let _ = io.shutdown().await;
             return Ok(Ended::Closed);
         }
