@@ -100,25 +100,33 @@ fn pending(state: &ProxyState, id: &RequestId, about: &About) -> Refusal {
 
 /// The outcome, or `Pending` once `limit` has passed (zero: no limit). The
 /// ticket is dropped either way; a held request stays in the registry.
-async fn outcome_within(ticket: Ticket, limit: Duration) -> Outcome {
-    if limit.is_zero() {
-        return outcome(ticket).await;
+/// (This and `outcome` are plain functions returning `async move` blocks, as
+/// `wait`: as `async fn`s each kept the ticket twice.)
+#[allow(clippy::manual_async_fn)]
+fn outcome_within(ticket: Ticket, limit: Duration) -> impl Future<Output = Outcome> + Send {
+    async move {
+        if limit.is_zero() {
+            return outcome(ticket).await;
+        }
+        tokio::time::timeout(limit, outcome(ticket))
+            .await
+            .unwrap_or(Outcome::Pending)
     }
-    tokio::time::timeout(limit, outcome(ticket))
-        .await
-        .unwrap_or(Outcome::Pending)
 }
 
 /// The first outcome other than `Pending`.
-async fn outcome(mut ticket: Ticket) -> Outcome {
-    loop {
-        let current = ticket.rx.borrow_and_update().clone();
-        if current != Outcome::Pending {
-            return current;
-        }
-        if ticket.rx.changed().await.is_err() {
-            // The registry dropped the entry without an outcome.
-            return Outcome::Expired;
+#[allow(clippy::manual_async_fn)]
+fn outcome(mut ticket: Ticket) -> impl Future<Output = Outcome> + Send {
+    async move {
+        loop {
+            let current = ticket.rx.borrow_and_update().clone();
+            if current != Outcome::Pending {
+                return current;
+            }
+            if ticket.rx.changed().await.is_err() {
+                // The registry dropped the entry without an outcome.
+                return Outcome::Expired;
+            }
         }
     }
 }

@@ -53,37 +53,42 @@ type Answer = (RequestId, Result<Response<ProxyBody>, Refusal>);
 /// Each phase's future is boxed: the connection's task keeps room for this
 /// future's largest state for as long as a held request waits, so the held
 /// state (a box and the upstream request) must be no larger than the others.
-async fn run<B: ReadBody>(
-    state: &ProxyState,
-    call: &Call,
-    target: &Target,
+/// (A plain function returning an `async move` block, as `handle`.)
+#[allow(clippy::manual_async_fn)]
+fn run<'a, B: ReadBody + 'a>(
+    state: &'a ProxyState,
+    call: &'a Call,
+    target: &'a Target,
     req: Request<B>,
-    dialect: &mut Dialect,
-) -> Answer {
-    let core = &state.shared.core;
-    let (admission, up) = match Box::pin(admit(state, call, target, req, dialect)).await {
-        Ok(admitted) => admitted,
-        Err(answer) => return answer,
-    };
-    match admission {
-        Admission::Forward(flight) => {
-            let id = RequestId::from_stored(flight.id());
-            let sent = Box::pin(forward(&state.upstreams, &core.metrics, target, flight, up)).await;
-            (id, sent)
+    dialect: &'a mut Dialect,
+) -> impl Future<Output = Answer> + Send + 'a {
+    async move {
+        let core = &state.shared.core;
+        let (admission, up) = match Box::pin(admit(state, call, target, req, dialect)).await {
+            Ok(admitted) => admitted,
+            Err(answer) => return answer,
+        };
+        match admission {
+            Admission::Forward(flight) => {
+                let id = RequestId::from_stored(flight.id());
+                let sent =
+                    Box::pin(forward(&state.upstreams, &core.metrics, target, flight, up)).await;
+                (id, sent)
+            }
+            Admission::Held(ticket, about) => {
+                Box::pin(hold_phase::wait(state, target, ticket, about, up.compact())).await
+            }
+            Admission::Refused(refusal) => (refusal.request_id.clone(), Err(refusal)),
+            // Explicit intents only; an HTTP request is never one.
+            Admission::Allowed(id) => (
+                id.clone(),
+                Err(Refusal::new(
+                    RefusalKind::BadRequest,
+                    &id,
+                    "nothing to forward",
+                )),
+            ),
         }
-        Admission::Held(ticket, about) => {
-            Box::pin(hold_phase::wait(state, target, ticket, about, up.compact())).await
-        }
-        Admission::Refused(refusal) => (refusal.request_id.clone(), Err(refusal)),
-        // Explicit intents only; an HTTP request is never one.
-        Admission::Allowed(id) => (
-            id.clone(),
-            Err(Refusal::new(
-                RefusalKind::BadRequest,
-                &id,
-                "nothing to forward",
-            )),
-        ),
     }
 }
 

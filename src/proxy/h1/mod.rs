@@ -57,10 +57,12 @@ where
 {
     let mut buf: Vec<u8> = Vec::new();
     loop {
-        let read = tokio::time::timeout(
+        // Each phase boxed, as the handler and the writer: this loop's future
+        // lives as long as the connection, at the size of its largest state.
+        let read = Box::pin(tokio::time::timeout(
             limits.head_timeout,
             read_head(io, &mut buf, limits.max_head),
-        );
+        ));
         let (parts, framing, keep_alive, expect_continue) = match read.await {
             // Idle or too slow: hyper's header timer closed such connections
             // without an answer too.
@@ -83,13 +85,13 @@ where
             io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
             io.flush().await?;
         }
-        let received = body::read(
+        let received = Box::pin(body::read(
             io,
             &mut buf,
             framing,
             limits.body_limit,
             limits.body_timeout,
-        )
+        ))
         .await;
         if buf.is_empty() {
             // A parked request keeps no read buffer.
@@ -107,8 +109,6 @@ where
         let Some(resp) = answer(io, &mut buf, handling.as_mut()).await else {
             return Ok(Ended::Closed);
         };
-        // Boxed, as the handler: this loop's future lives as long as the
-        // connection, and its size is that of its largest state.
         if !Box::pin(write::write(io, resp, asked)).await? {
             let _ = io.shutdown().await;
             return Ok(Ended::Closed);
