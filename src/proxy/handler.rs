@@ -126,7 +126,9 @@ async fn admit<B: ReadBody>(
     };
     let body = match early.await {
         Ok(b) => b,
-        Err(refusal) => return Err(unjudged(state, call, &parts.method, target, refusal).await),
+        Err(refusal) => {
+            return Err(Box::pin(unjudged(state, call, &parts.method, target, refusal)).await);
+        }
     };
     // The judgement (normalised request, intents, decision) is turned into the
     // record and event here and dropped before any await: whatever lives
@@ -158,7 +160,7 @@ async fn admit<B: ReadBody>(
         Ok(d) => d,
         Err(e) => {
             let refusal = intent_refusal(&call.id, e);
-            return Err(unjudged(state, call, &parts.method, target, refusal).await);
+            return Err(Box::pin(unjudged(state, call, &parts.method, target, refusal)).await);
         }
     };
     let up = Upstream {
@@ -170,7 +172,10 @@ async fn admit<B: ReadBody>(
         sudomode_policy::Verdict::RequireApproval => up.body.clone(),
         _ => Bytes::new(),
     };
-    Ok((core.admit(decided, held_body).await, up))
+    // The core's admission and the refusal path are boxed inside this boxed
+    // phase, so the box made for every request (and the future moved into
+    // it) stays small.
+    Ok((Box::pin(core.admit(decided, held_body)).await, up))
 }
 
 /// Refused before judgement (unparsable, too large, forbidden address):
