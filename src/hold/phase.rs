@@ -98,35 +98,30 @@ fn pending(state: &ProxyState, id: &RequestId, about: &About) -> Refusal {
     core.refusal(RefusalKind::Pending, id, about, message)
 }
 
-/// The outcome, or `Pending` once `limit` has passed (zero: no limit). The
-/// ticket is dropped either way; a held request stays in the registry.
-/// (This and `outcome` are plain functions returning `async move` blocks, as
-/// `wait`: as `async fn`s each kept the ticket twice.)
+/// The first outcome other than `Pending`, or `Pending` once `limit` has
+/// passed (zero: no limit). The ticket is dropped either way; a held request
+/// stays in the registry. (A plain function returning an `async move` block,
+/// as `wait`, so the ticket is kept once.)
 #[allow(clippy::manual_async_fn)]
-fn outcome_within(ticket: Ticket, limit: Duration) -> impl Future<Output = Outcome> + Send {
+fn outcome_within(mut ticket: Ticket, limit: Duration) -> impl Future<Output = Outcome> + Send {
     async move {
+        let first = async {
+            loop {
+                let current = ticket.rx.borrow_and_update().clone();
+                if current != Outcome::Pending {
+                    return current;
+                }
+                if ticket.rx.changed().await.is_err() {
+                    // The registry dropped the entry without an outcome.
+                    return Outcome::Expired;
+                }
+            }
+        };
         if limit.is_zero() {
-            return outcome(ticket).await;
+            return first.await;
         }
-        tokio::time::timeout(limit, outcome(ticket))
+        tokio::time::timeout(limit, first)
             .await
             .unwrap_or(Outcome::Pending)
-    }
-}
-
-/// The first outcome other than `Pending`.
-#[allow(clippy::manual_async_fn)]
-fn outcome(mut ticket: Ticket) -> impl Future<Output = Outcome> + Send {
-    async move {
-        loop {
-            let current = ticket.rx.borrow_and_update().clone();
-            if current != Outcome::Pending {
-                return current;
-            }
-            if ticket.rx.changed().await.is_err() {
-                // The registry dropped the entry without an outcome.
-                return Outcome::Expired;
-            }
-        }
     }
 }
