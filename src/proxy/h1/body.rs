@@ -52,6 +52,12 @@ pub async fn read<S: AsyncRead + Unpin>(
     }
 }
 
+/// Whether the body is known to be over `limit` before reading it (a
+/// declared length; a chunked body is counted as it arrives).
+pub fn over(framing: Framing, limit: usize) -> bool {
+    matches!(framing, Framing::Length(n) if n > limit as u64)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Stop {
     TooLarge,
@@ -77,10 +83,10 @@ async fn by_length<S: AsyncRead + Unpin>(
     n: u64,
     limit: usize,
 ) -> Result<Bytes, Stop> {
-    let n = usize::try_from(n).map_err(|_| Stop::TooLarge)?;
-    if n > limit {
+    if over(Framing::Length(n), limit) {
         return Err(Stop::TooLarge);
     }
+    let n = usize::try_from(n).map_err(|_| Stop::TooLarge)?;
     while buf.len() < n {
         more(io, buf).await?;
     }

@@ -63,11 +63,11 @@ where
             limits.head_timeout,
             read_head(io, &mut buf, limits.max_head),
         ));
-        let (parts, framing, keep_alive, expect_continue) = match read.await {
+        let head = match read.await {
             // Idle or too slow: hyper's header timer closed such connections
             // without an answer too.
             Err(_) => return Ok(Ended::Closed),
-            Ok(Ok(Next::Head(h))) => (h.parts, h.framing, h.keep_alive, h.expect_continue),
+            Ok(Ok(Next::Head(h))) => h,
             Ok(Ok(Next::Eof)) => return Ok(Ended::Closed),
             Ok(Ok(Next::Http2)) => return Ok(Ended::Http2(buf)),
             Ok(Ok(Next::Bad(e))) => {
@@ -77,11 +77,13 @@ where
             }
             Ok(Err(e)) => return Err(e),
         };
-        let fits = match framing {
-            Framing::Length(n) => n <= limits.body_limit as u64,
-            _ => true,
-        };
-        if expect_continue && framing != Framing::Empty && fits {
+        let head::Head {
+            parts,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = head;
+        if expect_continue && framing != Framing::Empty && !body::over(framing, limits.body_limit) {
             io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
             io.flush().await?;
         }
@@ -185,12 +187,10 @@ where
 
 /// A bare error answer for a request that never became one, then the close.
 async fn reject<S: AsyncWrite + Unpin>(io: &mut S, status: StatusCode) {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let _ = io.write_all(head.as_bytes()).await;
+    let mut head = Vec::with_capacity(96);
+    write::status_line(&mut head, status);
+    head.extend_from_slice(b"content-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = io.write_all(&head).await;
     let _ = io.shutdown().await;
 }
 

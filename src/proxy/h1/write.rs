@@ -130,8 +130,7 @@ fn head(
     keep: bool,
     http10: bool,
 ) {
-    let reason = status.canonical_reason().unwrap_or("");
-    let _ = write!(buf, "HTTP/1.1 {} {reason}\r\n", status.as_str());
+    status_line(buf, status);
     for (name, value) in headers {
         // This hop's framing and connection headers are ours to write.
         let ours = name == header::CONNECTION
@@ -158,6 +157,12 @@ fn head(
         buf.extend_from_slice(b"connection: keep-alive\r\n");
     }
     buf.extend_from_slice(b"\r\n");
+}
+
+/// `HTTP/1.1 404 Not Found` and its CRLF.
+pub(super) fn status_line(buf: &mut Vec<u8>, status: StatusCode) {
+    let reason = status.canonical_reason().unwrap_or("");
+    let _ = write!(buf, "HTTP/1.1 {} {reason}\r\n", status.as_str());
 }
 
 fn line(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
