@@ -517,3 +517,42 @@ async fn http1_in_the_tunnel_pipelines_continues_and_refuses_unknown_codings() {
     assert_eq!(r.status, 501, "{}", r.head);
     assert!(up.requests().iter().all(|r| !r.uri.ends_with("/v1/z")));
 }
+
+/// `curl --http1.0` through a tunnel: it offers only `http/1.0` in ALPN, and
+/// a leaf offering `h2` and `http/1.1` alone failed its handshake ("no
+/// application protocol"). The request is judged and forwarded, and the
+/// answer comes back framed for HTTP/1.0: no chunked coding, and the close
+/// (the status line says HTTP/1.1, the highest version the server speaks,
+/// as RFC 9110 §6.2 asks).
+#[tokio::test]
+async fn curl_http1_0_through_a_tunnel_is_served() {
+    let (_ca, up, sm) = https_setup("").await;
+    let out = tokio::process::Command::new("curl")
+        .args(["--http1.0", "-sS", "-i", "--max-time", "20", "--proxy"])
+        .arg(sm.proxy_url())
+        .arg("--cacert")
+        .arg(sm.path("certs/ca.pem"))
+        .arg("https://api.example.test/v1/old?x=1")
+        .output()
+        .await
+        .expect("curl runs (scripts/test installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // After the proxy's own answer to CONNECT.
+    let answer = stdout.rsplit_once("\r\n\r\nHTTP/").map_or("", |(_, a)| a);
+    assert!(answer.starts_with("1.1 200"), "{stdout}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("connection: close"), "{stdout}");
+    assert!(!lower.contains("transfer-encoding"), "{stdout}");
+    assert!(stdout.contains(r#"/v1/old?x=1"#), "{stdout}");
+    let seen: Vec<String> = up
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.uri))
+        .collect();
+    assert_eq!(seen, ["GET https://api.example.test/v1/old?x=1"]);
+}

@@ -212,7 +212,9 @@ impl Ca {
             .map_err(|e| CaError::Tls(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Fixed(certified)));
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // In our order of preference; `http/1.0` for clients that offer only
+        // it (`curl --http1.0`), which would otherwise fail the handshake.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
         self.issued.fetch_add(1, Ordering::Relaxed);
         Ok(config)
     }
