@@ -1383,13 +1383,6 @@ async fn http2_authority_vs_host() {
     );
 }
 
-/// Plain-HTTP proxying: writes `req` verbatim to the proxy, reads to close.
-pub async fn raw_plain(sm: &SudoMode, req: &[u8]) -> RawResp {
-    let mut s = tokio::net::TcpStream::connect(sm.proxy).await.unwrap();
-    s.write_all(req).await.unwrap();
-    parse_raw_response(&read_all(&mut s).await)
-}
-
 /// SPEC §13.3 / §13.8: names and address spellings that reach SudoMode's own
 /// listeners or a metadata address are refused after resolution.
 #[tokio::test]

@@ -353,8 +353,6 @@ async fn malformed_input_never_crashes_the_proxy() {
         if r.status / 100 == 2 {
             // `api.test:99999` is taken as port 80 (judged and sent as
             // such, so consistent, though a 400 would be clearer).
-            // `Transfer-Encoding: gzip, chunked` with an empty chunked body
-            // is forwarded as the empty body it was judged as.
             // `CONNECT api.test:99999` and `CONNECT api.test` open a tunnel
             // judged as api.test:443 (the requests inside are judged).
             // `CONNECT :443` (empty host) is also accepted: nothing can be
@@ -363,8 +361,7 @@ async fn malformed_input_never_crashes_the_proxy() {
             assert!(
                 input.starts_with(b"CONNECT api.test")
                     || input.starts_with(b"CONNECT :443")
-                    || input.starts_with(b"GET http://api.test:99999/")
-                    || input.ends_with(b"chunked\r\n\r\n0\r\n\r\n"),
+                    || input.starts_with(b"GET http://api.test:99999/"),
                 "input {i}: {}",
                 r.head
             );

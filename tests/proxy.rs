@@ -556,3 +556,45 @@ async fn curl_http1_0_through_a_tunnel_is_served() {
         .collect();
     assert_eq!(seen, ["GET https://api.example.test/v1/old?x=1"]);
 }
+
+/// The plain proxy port's sibling of the tunnel's 501: hyper reads
+/// `Transfer-Encoding: gzip, chunked` as chunked and ignores the `gzip`, so
+/// the judge would see compressed bytes the upstream is told to decode.
+/// Refused with SudoMode's JSON error, nothing forwarded; plain chunked
+/// still goes through.
+#[tokio::test]
+async fn plain_port_refuses_transfer_codings_other_than_chunked() {
+    install_crypto();
+    let up = Upstream::http().await;
+    let sm = SudoMode::start(Options {
+        resolve: vec![("api.test:80".into(), up.addr)],
+        ..Default::default()
+    });
+    let send = |te: &str| {
+        format!(
+            "POST http://api.test/v1/te HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: {te}\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
+    };
+    for te in ["gzip, chunked", "gzip,chunked", "chunked, chunked"] {
+        let r = raw_plain(&sm, send(te).as_bytes()).await;
+        assert_eq!(r.status, 501, "{te}: {}", r.head);
+        let e = r.sudomode_error();
+        assert_eq!(e["error"]["type"], "bad_request", "{te}: {e}");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not supported")),
+            "{te}: {e}"
+        );
+    }
+    assert!(
+        up.requests().is_empty(),
+        "forwarded: {:?}",
+        up.requests().len()
+    );
+    let r = raw_plain(&sm, send("chunked").as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    let got = up.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, b"hello");
+}

@@ -215,6 +215,14 @@ async fn outer(
             message,
         ))
     };
+    // hyper reads `gzip, chunked` as chunked and ignores the `gzip`; the
+    // tunnels' server refuses it, and so does this port.
+    if let Err(e) = h1::chunked(req.headers()) {
+        return respond::refused(
+            Refusal::new(RefusalKind::BadRequest, &RequestId::new(), e.to_string())
+                .status(e.status()),
+        );
+    }
     match (uri.scheme_str(), uri.host()) {
         (Some("http"), Some(_)) => match http_target {
             Some((host, port)) => {

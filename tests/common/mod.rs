@@ -1058,6 +1058,13 @@ pub async fn raw_tls(sm: &SudoMode, connect_to: &str, sni: &str, req: &[u8]) -> 
     parse_raw_response(&read_all(&mut tls).await)
 }
 
+/// Plain-HTTP proxying: writes `req` verbatim to the proxy, reads to close.
+pub async fn raw_plain(sm: &SudoMode, req: &[u8]) -> RawResp {
+    let mut s = tokio::net::TcpStream::connect(sm.proxy).await.unwrap();
+    s.write_all(req).await.unwrap();
+    parse_raw_response(&read_all(&mut s).await)
+}
+
 /// One request to `host`, built from a method, target, extra header lines and body.
 pub fn req(method: &str, host: &str, target: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
     let mut r = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");

@@ -140,25 +140,9 @@ fn build(
 /// nothing downstream reads it; several lengths must agree. The flag says
 /// both were sent.
 fn framing(headers: &mut HeaderMap, version: Version) -> Result<(Framing, bool), HeadError> {
-    let codings: Vec<String> = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .map(|v| v.to_str().map(str::to_string))
-        .collect::<Result<_, _>>()
-        .map_err(|_| malformed("invalid Transfer-Encoding"))?;
-    if !codings.is_empty() {
+    if chunked(headers)? {
         if version == Version::HTTP_10 {
             return Err(malformed("Transfer-Encoding in an HTTP/1.0 request"));
-        }
-        let list: Vec<&str> = codings
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .collect();
-        match list.as_slice() {
-            [one] if one.eq_ignore_ascii_case("chunked") => {}
-            _ => return Err(HeadError::Coding(list.join(", "))),
         }
         // `remove` takes every Content-Length line.
         let both = headers.remove(header::CONTENT_LENGTH).is_some();
@@ -178,6 +162,25 @@ fn framing(headers: &mut HeaderMap, version: Version) -> Result<(Framing, bool),
         None | Some(0) => (Framing::Empty, false),
         Some(n) => (Framing::Length(n), false),
     })
+}
+
+/// Whether the body is chunked: `Transfer-Encoding` absent is `false`,
+/// exactly `chunked` is `true`, any other coding (`gzip, chunked`) is
+/// refused, since the body judged must be the body the upstream decodes.
+/// The plain proxy port applies the same rule to hyper's requests.
+pub fn chunked(headers: &HeaderMap) -> Result<bool, HeadError> {
+    let mut list: Vec<&str> = Vec::new();
+    for v in headers.get_all(header::TRANSFER_ENCODING) {
+        let v = v
+            .to_str()
+            .map_err(|_| malformed("invalid Transfer-Encoding"))?;
+        list.extend(v.split(',').map(str::trim).filter(|t| !t.is_empty()));
+    }
+    match list.as_slice() {
+        [] if !headers.contains_key(header::TRANSFER_ENCODING) => Ok(false),
+        [one] if one.eq_ignore_ascii_case("chunked") => Ok(true),
+        _ => Err(HeadError::Coding(list.join(", "))),
+    }
 }
 
 /// Digits only (no sign, no spaces inside), at most `u64`.

@@ -7,6 +7,7 @@
 
 mod body;
 mod head;
+pub(crate) use head::chunked;
 mod rewind;
 mod write;
 
