@@ -119,11 +119,13 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// `sudomode …`: parse the command line, run the command, map errors to exit codes.
-pub fn main() -> ExitCode {
+/// `sudomode …`: parse the command line, run the command, map errors to exit
+/// codes. `serving` is the binary's process set-up for the long-running
+/// server (`run`), kept from the short commands and the agents `exec` starts.
+pub fn main(serving: fn()) -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    match dispatch(cli.command) {
+    match dispatch(cli.command, serving) {
         Ok(code) => code,
         Err(e) => {
             let bad_config = e.downcast_ref::<crate::config::ConfigError>().is_some()
@@ -144,13 +146,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+fn dispatch(command: Command, serving: fn()) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run {
             cfg,
             proxy_listen,
             dashboard_listen,
         } => {
+            serving();
             let mut config = load(&cfg)?;
             if let Some(a) = proxy_listen {
                 config.proxy_listen = a;

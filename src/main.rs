@@ -25,20 +25,21 @@ fn tune_allocator() {
         // SAFETY: sets a plain integer option; mimalloc reads options atomically.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     }
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        no_huge_pages();
-    }
 }
 
-/// Transparent huge pages off for this process. Held calls are many small,
-/// long-lived objects spread over mimalloc's pages; with THP a 2 MiB region
-/// is resident as soon as one of them lives in it. 10,000 held measured
-/// 213-221 MiB without against 302 MiB with, and idle 24 against 30 MiB
-/// (bench/PROFILE.md). mimalloc reads its own option when the process loads,
-/// before `main`, and has by then asked for huge pages on its first arena;
-/// the process-wide flag covers that arena too. `MIMALLOC_ALLOW_THP` set by
-/// the user still wins (mimalloc then applies it itself).
+/// Transparent huge pages off for the server (`sudomode run` calls this
+/// before it starts; `exec`'s agent would inherit the flag, so not for every
+/// command). Held calls are many small, long-lived objects spread over
+/// mimalloc's pages; with THP a 2 MiB region is resident as soon as one of
+/// them lives in it. 10,000 held measured 213-231 MiB without against 302 MiB
+/// with (bench/PROFILE.md). mimalloc reads its own option when the process
+/// loads, before `main`, and has by then asked for huge pages on its first
+/// arena; the process-wide flag covers that arena too. `MIMALLOC_ALLOW_THP`
+/// set by the user still wins (mimalloc then applies it itself).
 fn no_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
     // SAFETY: sets a plain integer option; mimalloc reads options atomically.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) };
     #[cfg(target_os = "linux")]
@@ -51,7 +52,7 @@ fn no_huge_pages() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    sudomode::cli::main()
+    sudomode::cli::main(no_huge_pages)
 }
 
 #[cfg(test)]
@@ -78,6 +79,7 @@ mod tests {
             );
         }
         tune_allocator();
+        no_huge_pages();
         if !user_purge {
             assert_eq!(get(MI_OPTION_PURGE_DELAY), 0);
         }

@@ -798,3 +798,43 @@ async fn an_unreadable_aws_chunked_upload_is_refused_and_logged_with_why() {
     );
     assert!(up.requests().is_empty());
 }
+
+/// `THP_enabled` from a `/proc/PID/status` text (Linux 5.0 and later).
+fn thp_enabled(status: &str) -> Option<bool> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim() == "1")
+}
+
+/// `sudomode run` turns transparent huge pages off for itself (a held call's
+/// small objects would otherwise keep whole 2 MiB pages resident), and only
+/// for itself: the agent `sudomode exec` starts keeps the system's setting.
+#[test]
+fn the_server_runs_without_huge_pages_and_exec_agents_keep_theirs() {
+    let Some(own) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| thp_enabled(&s))
+    else {
+        eprintln!("no THP_enabled in /proc/self/status on this kernel: nothing to check");
+        return;
+    };
+    let sm = SudoMode::start(Options::default());
+    let server = std::fs::read_to_string(format!("/proc/{}/status", sm.child.id())).unwrap();
+    assert_eq!(thp_enabled(&server), Some(false), "{server}");
+    let out = std::process::Command::new(bin())
+        .arg("exec")
+        .arg("-c")
+        .arg(sm.path("sudomode.yaml"))
+        .args(["--", "cat", "/proc/self/status"])
+        .env_remove("MIMALLOC_ALLOW_THP")
+        .output()
+        .unwrap();
+    let child = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{child}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(thp_enabled(&child), Some(own), "{child}");
+}
