@@ -233,12 +233,7 @@ pub(crate) fn resign(
 fn refuse_streaming(headers: &HeaderMap) -> Result<(), CredentialError> {
     let streaming_sha = header_str(headers, X_AMZ_CONTENT_SHA256)
         .is_some_and(|v| v.to_ascii_uppercase().starts_with("STREAMING-"));
-    let chunked_encoding = headers.get_all(CONTENT_ENCODING).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("aws-chunked"))
-        })
-    });
+    let chunked_encoding = sudomode_intent::header_lists(headers, CONTENT_ENCODING, "aws-chunked");
     if streaming_sha || chunked_encoding || headers.contains_key("x-amz-decoded-content-length") {
         return Err(CredentialError::Unsupported(
             "aws-chunked streaming uploads are not supported yet; disable chunked encoding in \

@@ -43,12 +43,7 @@ impl Unframed {
 /// that lists it, or a streaming payload hash (S3 reads the framing from
 /// either; event streams are another format and are not included).
 pub fn is_aws_chunked(headers: &http::HeaderMap) -> bool {
-    let encoded = headers
-        .get_all(http::header::CONTENT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|c| c.trim().eq_ignore_ascii_case("aws-chunked"));
+    let encoded = crate::header_lists(headers, http::header::CONTENT_ENCODING, "aws-chunked");
     let streaming = headers
         .get_all("x-amz-content-sha256")
         .iter()

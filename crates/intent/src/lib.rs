@@ -37,7 +37,7 @@ pub use crate::decode::{
     Kind as BodyKind, content_kind, decode_content, parse_args, parse_form, parse_json, scalar,
 };
 pub use crate::mcp::request_id as jsonrpc_request_id;
-pub use crate::normalize::{normalize_host, normalize_path};
+pub use crate::normalize::{header_lists, normalize_host, normalize_path};
 pub use crate::sql::{Flavor as SqlFlavor, sql_intents};
 
 /// What the agent sent, before any normalisation.

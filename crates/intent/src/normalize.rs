@@ -113,6 +113,22 @@ fn header_map(headers: &http::HeaderMap) -> BTreeMap<String, String> {
     out
 }
 
+/// Whether a comma-separated header (`Connection`, `Expect`,
+/// `Content-Encoding`, `Prefer`, …) lists `token`, in any of its lines,
+/// case-insensitively. Unreadable lines list nothing.
+pub fn header_lists(
+    headers: &http::HeaderMap,
+    name: impl http::header::AsHeaderName,
+    token: &str,
+) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
 /// The methods the upstream may execute: the one sent, then the override if
 /// there is one that differs (headers, `_method` in the query, a form body or
 /// a JSON body all count). Upstreams differ in which one they honour, so both

@@ -131,13 +131,7 @@ fn embedded_tables(select: &str) -> Vec<String> {
 }
 
 fn table_action(ctx: &Ctx<'_>) -> String {
-    let merge = ctx
-        .headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim().eq_ignore_ascii_case("resolution=merge-duplicates"));
+    let merge = crate::header_lists(ctx.headers, "prefer", "resolution=merge-duplicates");
     match ctx.method() {
         "GET" | "HEAD" => "select".into(),
         "POST" if merge => "upsert".into(),

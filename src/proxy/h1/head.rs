@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version, header};
+use sudomode_intent::header_lists;
 
 /// Header fields a request may carry (hyper's default).
 pub const MAX_HEADERS: usize = 100;
@@ -108,14 +109,7 @@ fn build(
         return Err(malformed("more than one Host header"));
     }
     let (framing, both) = framing(&mut headers, version)?;
-    let tokens = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
+    let tokens = |name, token| header_lists(&headers, name, token);
     let keep_alive = !both
         && match version {
             Version::HTTP_10 => tokens(header::CONNECTION, "keep-alive"),
