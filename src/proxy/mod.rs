@@ -208,20 +208,16 @@ async fn outer(
     }
     let uri = req.uri();
     let http_target = uri.authority().and_then(|a| intercept::host_port(a, 80));
-    let refuse = |message: &str| {
-        respond::refused(Refusal::new(
-            RefusalKind::BadRequest,
-            &RequestId::new(),
-            message,
-        ))
+    let refuse_as = |status: http::StatusCode, message: &str| {
+        respond::refused(
+            Refusal::new(RefusalKind::BadRequest, &RequestId::new(), message).status(status),
+        )
     };
+    let refuse = |message: &str| refuse_as(http::StatusCode::BAD_REQUEST, message);
     // hyper reads `gzip, chunked` as chunked and ignores the `gzip`; the
     // tunnels' server refuses it, and so does this port.
     if let Err(e) = h1::chunked(req.headers()) {
-        return respond::refused(
-            Refusal::new(RefusalKind::BadRequest, &RequestId::new(), e.to_string())
-                .status(e.status()),
-        );
+        return refuse_as(e.status(), &e.to_string());
     }
     match (uri.scheme_str(), uri.host()) {
         (Some("http"), Some(_)) => match http_target {
