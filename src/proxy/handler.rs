@@ -8,8 +8,6 @@
 // response; boxing them would only add an allocation.
 #![allow(clippy::result_large_err)]
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
@@ -31,16 +29,16 @@ use sudomode_intent::normalize_host;
 /// as `hold::phase::wait`: an `async fn` would keep its arguments twice in the
 /// future a held call keeps.
 #[allow(clippy::manual_async_fn)] // see above
-pub fn handle<B: ReadBody>(
-    state: Arc<ProxyState>,
+pub fn handle<'a, B: ReadBody + 'a>(
+    state: &'a ProxyState,
     agent: AgentName,
-    target: Target,
+    target: &'a Target,
     req: Request<B>,
-) -> impl Future<Output = Response<ProxyBody>> + Send {
+) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {
     async move {
         let call = Call::new(agent);
         let mut dialect = Dialect::Json;
-        let (id, result) = run(&state, &call, &target, req, &mut dialect).await;
+        let (id, result) = run(state, &call, target, req, &mut dialect).await;
         respond::finish(&id, &dialect, result)
     }
 }

@@ -168,7 +168,8 @@ fn serve_h1(
             body_timeout: state.shared.config.read_timeout,
         };
         let served = h1::serve(&mut tls, limits, |req| {
-            handler::handle(state.clone(), agent.clone(), target.clone(), req)
+            // Borrowed: the answer is awaited inside this connection's loop.
+            handler::handle(&state, agent.clone(), &target, req)
         })
         .await;
         match served {
@@ -229,7 +230,7 @@ where
         let state = state.clone();
         let agent = agent.clone();
         let target = target.clone();
-        async move { Ok::<_, Infallible>(handler::handle(state, agent, target, req).await) }
+        async move { Ok::<_, Infallible>(handler::handle(&state, agent, &target, req).await) }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder.timer(TokioTimer::new()).max_concurrent_streams(256);

@@ -227,7 +227,7 @@ async fn outer(
                     host,
                     port,
                 };
-                handler::handle(state, agent, target, req).await
+                handler::handle(&state, agent, &target, req).await
             }
             None => refuse("the request target has an empty host or an invalid port"),
         },
