@@ -1,12 +1,13 @@
 //! Request rows on their way into the store. A group commit that holds an ALLOW
 //! decision about to be forwarded writes its events and, beside them, a journal
-//! entry holding the group's rows; its waiter is answered once that small commit
-//! is durable. The entries are applied to the rows, the open list, the history
-//! indexes and the counts by one later transaction, for several groups at once:
-//! before anyone who reads back is answered, before any other write, and within
-//! half the flush interval. Until then readers get those rows by id from
-//! [`Unapplied`]. A fault or crash in between leaves the entries in the journal,
-//! and the next open applies them: a row is never lost, only late.
+//! entry holding the group's rows; its waiter is answered once that commit is
+//! durable. The entries are applied to the rows, the open list, the history
+//! indexes and the counts by one later transaction, for several groups at once and
+//! merged ([`Work::merged`]: a request's decision and its ending become one row
+//! write): with the next group that is not split, before a list or count read or
+//! any barrier, and within twice the flush interval. Until then readers get those
+//! rows by id from [`Unapplied`]. A fault or crash in between leaves the entries in
+//! the journal, and the next open applies them: a row is never lost, only late.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -171,6 +172,46 @@ impl<'a> Work<'a> {
         Work { upserts, seqs_only }
     }
 
+    /// Several groups' rows as one, in order, to apply in one transaction: a request's
+    /// upserts collapse into its last with all their seqs, as within one group. An ALLOW
+    /// decision and its ending, journaled by different groups, become one row write.
+    pub(crate) fn merged<'p>(parts: impl IntoIterator<Item = &'p Work<'a>>) -> Work<'p>
+    where
+        'a: 'p,
+    {
+        let mut order: Vec<&'p str> = Vec::new();
+        let mut by_id: HashMap<&'p str, (Option<&'p Row>, Vec<u64>)> = HashMap::new();
+        let mut add = |id: &'p str, row: Option<&'p Row>, seqs: &[u64]| {
+            let slot = by_id.entry(id).or_insert_with(|| {
+                order.push(id);
+                (None, Vec::new())
+            });
+            if row.is_some() {
+                slot.0 = row;
+            }
+            slot.1.extend_from_slice(seqs);
+        };
+        for part in parts {
+            for (row, seqs) in &part.upserts {
+                add(row.id.as_str(), Some(&**row), seqs);
+            }
+            for (id, seqs) in &part.seqs_only {
+                add(id, None, seqs);
+            }
+        }
+        let mut out = Work::default();
+        for id in order {
+            let Some((row, seqs)) = by_id.remove(id) else {
+                continue;
+            };
+            match row {
+                Some(row) => out.upserts.push((Cow::Borrowed(row), seqs)),
+                None => out.seqs_only.push((Cow::Borrowed(id), seqs)),
+            }
+        }
+        out
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.upserts.is_empty() && self.seqs_only.is_empty()
     }
@@ -316,9 +357,11 @@ pub(crate) fn replay(db: &Database) -> Result<usize, StoreError> {
     }
     let words = crate::read_dict(&txn.open_table(DICT)?)?;
     let mut interner = Interner::load(&words);
-    for (_, work) in &entries {
-        apply(&txn, work, &mut interner)?;
-    }
+    apply(
+        &txn,
+        &Work::merged(entries.iter().map(|(_, w)| w)),
+        &mut interner,
+    )?;
     {
         let mut dict = txn.open_table(DICT)?;
         for (id, w) in interner.take_new() {
@@ -473,6 +516,37 @@ mod tests {
     }
 
     #[test]
+    fn merged_entries_keep_each_request_s_last_row_with_all_its_seqs() {
+        let (a1, a2, b) = (
+            row("a", Status::Allowed),
+            row("a", Status::Completed),
+            row("b", Status::Pending),
+        );
+        let first = Work {
+            upserts: vec![(Cow::Borrowed(&a1), vec![1]), (Cow::Borrowed(&b), vec![2])],
+            seqs_only: vec![(Cow::Borrowed("c"), vec![3])],
+        };
+        let second = Work {
+            upserts: vec![(Cow::Borrowed(&a2), vec![5])],
+            seqs_only: vec![(Cow::Borrowed("b"), vec![4]), (Cow::Borrowed("c"), vec![6])],
+        };
+        let merged = Work::merged([&first, &second]);
+        let ups: Vec<(&str, Status, &[u64])> = merged
+            .upserts
+            .iter()
+            .map(|(r, s)| (r.id.as_str(), r.status, s.as_slice()))
+            .collect();
+        assert_eq!(
+            ups,
+            [
+                ("a", Status::Completed, &[1, 5][..]),
+                ("b", Status::Pending, &[2, 4][..])
+            ]
+        );
+        assert_eq!(merged.seqs_only, vec![(Cow::Borrowed("c"), vec![3, 6])]);
+    }
+
+    #[test]
     fn a_damaged_entry_is_refused() {
         let a = row("a", Status::Allowed);
         let work = Work {
@@ -623,6 +697,49 @@ mod tests {
         logged(&store, "c").await;
         let counts = store.counts_by_decision().expect("counts");
         assert_eq!(counts.get("ALLOW").copied(), Some(3));
+    }
+
+    /// An ALLOW decision and its ending, journaled by two split groups, are applied
+    /// as one row: the ending's, with both events, counted and listed once.
+    #[tokio::test]
+    async fn a_decision_and_its_ending_waiting_together_are_one_row() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_flushing_every(dir.path(), std::time::Duration::from_secs(60));
+        logged(&store, "a").await;
+        let ended = NewEvent::new("request.completed").request("a").agent("bot");
+        let sent = store
+            .submit(
+                Batch::one(ended, record("a", Status::Completed)),
+                Wait::Logged,
+            )
+            .await
+            .expect("queue");
+        sent.durable().await.expect("durable");
+        assert_eq!(store.inner.unapplied.len(), 2, "both wait in the journal");
+        let waiting = store.get_request("a").expect("get").expect("by id");
+        assert_eq!(waiting.status, Status::Completed);
+        let counts = store.counts_by_status().expect("counts");
+        assert!(store.inner.unapplied.is_empty());
+        assert_eq!(counts.get(&Status::Completed).copied(), Some(1));
+        assert_eq!(counts.get(&Status::Allowed).copied().unwrap_or(0), 0);
+        let counts = store.counts_by_decision().expect("counts");
+        assert_eq!(counts.get("ALLOW").copied(), Some(1));
+        for (status, n) in [(Status::Allowed, 0), (Status::Completed, 1)] {
+            let filter = Filter {
+                status: Some(status),
+                ..Filter::default()
+            };
+            let (listed, _) = store.list_requests(&filter, 10, None).expect("list");
+            assert_eq!(listed.len(), n, "{status:?}");
+        }
+        let kinds: Vec<String> = store
+            .events_for_request("a")
+            .expect("events")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["request.decided", "request.completed"]);
+        assert!(store.verify().expect("verify").ok);
     }
 
     /// A logged commit is answered before its rows are applied; they are there

@@ -9,11 +9,12 @@
 //! also makes every earlier non-durable commit durable).
 //!
 //! Split groups: when a waiter asked only for its records to be on disk (`Wait::Logged`, an
-//! ALLOW decision about to be forwarded) and the group is small, the group's rows go to a
-//! journal entry beside its events and that small commit answers those waiters. The rows are
-//! applied later, several groups' at once ([`crate::rows`]): before a waiter that reads back
-//! is answered, before a group that is not split, a flush, a prune, a list or count read or
-//! the stop, and within half `flush_interval`.
+//! ALLOW decision about to be forwarded) and no waiter in the group reads back, the group's
+//! rows go to a journal entry beside its events and that commit answers those waiters. The
+//! rows are applied later, several groups' at once and merged, so that a request's decision
+//! and its ending, journaled by different groups, are one row write ([`crate::rows`]): with
+//! the next group that is not split, before a flush, a prune, a list or count read or the
+//! stop, after [`MAX_DEFERRED`] groups, and within twice `flush_interval`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,14 +116,10 @@ pub(crate) struct Recovery {
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Most unwaited batches kept for replay during a fault (a bound on memory).
 const MAX_REPLAY: usize = 100_000;
-/// Largest group that is split. A big group's rows share their pages (row leaves,
-/// posting blocks, counts) across many requests, while its journal entry would take
-/// about a page per seven rows: it is cheaper to write the rows with the events, and
-/// under that much load the wait is mostly the group's own size anyway.
-const MAX_SPLIT_BATCHES: usize = 8;
 /// Most split groups whose rows wait to be applied (a bound on memory and on the
-/// transaction that applies them).
-const MAX_DEFERRED: usize = 64;
+/// transaction that applies them). The longer rows wait, the more of them are written
+/// once instead of twice; under load the timer ([`Writer::rows_due`]) comes first.
+const MAX_DEFERRED: usize = 256;
 
 type Pending = (Prepared, Option<CommitReply>, Option<OwnedSemaphorePermit>);
 
@@ -231,9 +228,11 @@ impl Writer {
         }
     }
 
-    /// When the deferred rows must be applied.
+    /// When the deferred rows must be applied. Nobody waits for them (readers by id get
+    /// them from memory, lists and counts have them applied first), so the bound is only
+    /// on memory and on how much the journal replays after a crash.
     fn rows_due(&self) -> Option<Instant> {
-        self.deferred_since.map(|t| t + self.flush_interval / 2)
+        self.deferred_since.map(|t| t + self.flush_interval * 2)
     }
 
     /// When the non-durable commits must be made durable.
@@ -433,7 +432,12 @@ impl Writer {
             batches.push((batch, wanted));
             replies.push((reply, permit, early));
         }
-        let split = batches.len() <= MAX_SPLIT_BATCHES && replies.iter().any(|r| r.2);
+        // A group is split when someone gains by it and nobody waits to read back: a
+        // reader's answer would need the rows applied right after, a second fsync.
+        let split = replies.iter().any(|r| r.2)
+            && !replies
+                .iter()
+                .any(|(reply, _, early)| reply.is_some() && !early);
         let n_batches = batches.len() as u64;
         let n_events: u64 = batches.iter().map(|b| b.0.events.len() as u64).sum();
         let n_upserts: u64 = batches.iter().map(|b| b.0.upserts.len() as u64).sum();
@@ -534,9 +538,8 @@ impl Writer {
                 let key = rows::journal(txn, &work)?;
                 Ok((out, Some((key, work.into_owned()))))
             } else {
-                // Rows deferred by earlier groups go first, in order.
-                w.apply_deferred_in(txn)?;
-                rows::apply(txn, &work, &mut w.interner)?;
+                // With the rows deferred by earlier groups, in order.
+                w.apply_rows_in(txn, Some(&work))?;
                 Ok((out, None))
             }
         })
@@ -554,7 +557,7 @@ impl Writer {
         if self.unapplied.is_empty() || self.recovery.is_some() {
             return;
         }
-        match self.in_txn(true, |w, txn| w.apply_deferred_in(txn)) {
+        match self.in_txn(true, |w, txn| w.apply_rows_in(txn, None)) {
             Ok(()) => {
                 self.stats.committed(0, 0, 0, true);
                 self.dirty_since = None;
@@ -569,15 +572,22 @@ impl Writer {
         }
     }
 
-    /// Applies the deferred entries inside `txn` and removes them from the journal.
-    fn apply_deferred_in(&mut self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    /// Applies the deferred entries, then `own` (a group's rows), inside `txn`, merged
+    /// ([`Work::merged`]), and removes the entries from the journal.
+    fn apply_rows_in(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        own: Option<&Work<'_>>,
+    ) -> Result<(), StoreError> {
         let entries = self.unapplied.entries();
         if entries.is_empty() {
-            return Ok(());
+            return match own {
+                Some(work) => rows::apply(txn, work, &mut self.interner),
+                None => Ok(()),
+            };
         }
-        for e in &entries {
-            rows::apply(txn, &e.work, &mut self.interner)?;
-        }
+        let merged = Work::merged(entries.iter().map(|e| &e.work).chain(own));
+        rows::apply(txn, &merged, &mut self.interner)?;
         let mut journal = txn.open_table(rows::JOURNAL)?;
         for e in &entries {
             journal.remove(e.key)?;
