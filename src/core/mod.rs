@@ -274,8 +274,13 @@ impl Core {
     /// Records the decision and says what happens next. `body` is what a held
     /// request would forward (shared by the calls that join it).
     pub async fn admit(&self, decided: Decided, body: Bytes) -> Admission {
-        // A standing grant may stand in for the approval (SPEC §6.1).
-        let decided = crate::grants::apply(self, decided).await;
+        // A standing grant may stand in for the approval (SPEC §6.1). This and the
+        // hold below are boxed: only REQUIRE_APPROVAL takes them, and inline their
+        // futures made every request's admission (boxed by the proxy) three times larger.
+        let decided = match decided.verdict {
+            Verdict::RequireApproval => Box::pin(crate::grants::apply(self, decided)).await,
+            _ => decided,
+        };
         self.metrics.decided(decided.verdict);
         let id = decided.id.clone();
         // A faulted store could not record the decision: refuse at once (in
@@ -310,7 +315,9 @@ impl Core {
                     .await
                     .map(|()| Admission::Refused(refusal))
             }
-            (Verdict::RequireApproval, _) => return self.hold(decided, about, body).await,
+            (Verdict::RequireApproval, _) => {
+                return Box::pin(self.hold(decided, about, body)).await;
+            }
         };
         admitted.unwrap_or_else(|e| {
             tracing::error!(request_id = %id, error = %e, "recording a decision failed; request refused");
