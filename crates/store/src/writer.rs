@@ -423,27 +423,27 @@ impl Writer {
             || self.durability == Durability::Strict
             || group.iter().any(|(_, reply, _)| reply.is_some())
             || self.flush_due().is_some_and(|at| at <= Instant::now());
+        // Split when every waiter only needs its records on disk: one that reads back
+        // would need the rows applied right after, a second fsync.
+        let mut waiters = group
+            .iter()
+            .filter(|(_, reply, _)| reply.is_some())
+            .peekable();
+        let split = waiters.peek().is_some() && waiters.all(|(batch, _, _)| batch.early);
         let saved = (self.head_seq, self.head_hash.clone(), self.last_time);
         let mut batches = Vec::with_capacity(group.len());
         let mut replies = Vec::with_capacity(group.len());
         for (batch, reply, permit) in group {
             let wanted = reply.is_some() && batch.keep_fields;
-            let early = reply.is_some() && batch.early;
             batches.push((batch, wanted));
-            replies.push((reply, permit, early));
+            replies.push((reply, permit));
         }
-        // A group is split when someone gains by it and nobody waits to read back: a
-        // reader's answer would need the rows applied right after, a second fsync.
-        let split = replies.iter().any(|r| r.2)
-            && !replies
-                .iter()
-                .any(|(reply, _, early)| reply.is_some() && !early);
         let n_batches = batches.len() as u64;
         let n_events: u64 = batches.iter().map(|b| b.0.events.len() as u64).sum();
         let n_upserts: u64 = batches.iter().map(|b| b.0.upserts.len() as u64).sum();
         if self.recovery.is_some() {
             let why = self.slot.fault().unwrap_or_default();
-            for ((batch, _), (reply, _, _)) in batches.into_iter().zip(replies) {
+            for ((batch, _), (reply, _)) in batches.into_iter().zip(replies) {
                 match reply {
                     Some(reply) => {
                         let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
@@ -462,32 +462,20 @@ impl Writer {
                 } else if self.dirty_since.is_none() {
                     self.dirty_since = Some(started);
                 }
-                // An empty group's rows are applied with its events even when asked to split.
-                let split = journal.is_some();
                 match journal {
                     // Readers get the rows by id before anyone hears of them.
                     Some((key, work)) => self.defer(key, work),
                     // The group applied every deferred row with its own.
                     None => self.applied(),
                 }
-                let mut late = Vec::new();
-                for ((reply, _permit, early), committed) in replies.into_iter().zip(results) {
-                    match reply {
-                        Some(reply) if early || !split => {
-                            let _ = reply.send(Ok(committed));
-                        }
-                        Some(reply) => late.push((reply, committed)),
-                        None => {}
+                // In a split group nobody reads back, so every waiter is answered now.
+                for ((reply, _permit), committed) in replies.into_iter().zip(results) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(committed));
                     }
                 }
-                // Those who read back what they wrote wait for the rows. Their batches are
-                // durable either way: if applying fails, the store faults and applies the
-                // journal when it reopens.
-                if !late.is_empty() || self.unapplied.len() >= MAX_DEFERRED {
+                if self.unapplied.len() >= MAX_DEFERRED {
                     self.apply_deferred();
-                }
-                for (reply, committed) in late {
-                    let _ = reply.send(Ok(committed));
                 }
             }
             Err(e) => {
@@ -498,7 +486,7 @@ impl Writer {
                 // The transaction rolled back: waiters are refused, the rest is
                 // written again once the store is back.
                 let mut kept = Vec::new();
-                for ((batch, _), (reply, _permit, _)) in batches.into_iter().zip(replies) {
+                for ((batch, _), (reply, _permit)) in batches.into_iter().zip(replies) {
                     match reply {
                         Some(reply) => {
                             let _ = reply.send(Err(StoreError::Commit(msg.clone())));
