@@ -179,17 +179,17 @@ impl<'a> Work<'a> {
     where
         'a: 'p,
     {
-        let mut order: Vec<&'p str> = Vec::new();
-        let mut by_id: HashMap<&'p str, (Option<&'p Row>, Vec<u64>)> = HashMap::new();
+        // Each request's slot, in order of first appearance: its last row and all its seqs.
+        let mut slots: Vec<(&'p str, Option<&'p Row>, Vec<u64>)> = Vec::new();
+        let mut at: HashMap<&'p str, usize> = HashMap::new();
         let mut add = |id: &'p str, row: Option<&'p Row>, seqs: &[u64]| {
-            let slot = by_id.entry(id).or_insert_with(|| {
-                order.push(id);
-                (None, Vec::new())
+            let i = *at.entry(id).or_insert_with(|| {
+                slots.push((id, None, Vec::new()));
+                slots.len() - 1
             });
-            if row.is_some() {
-                slot.0 = row;
-            }
-            slot.1.extend_from_slice(seqs);
+            let slot = &mut slots[i];
+            slot.1 = row.or(slot.1);
+            slot.2.extend_from_slice(seqs);
         };
         for part in parts {
             for (row, seqs) in &part.upserts {
@@ -200,10 +200,7 @@ impl<'a> Work<'a> {
             }
         }
         let mut out = Work::default();
-        for id in order {
-            let Some((row, seqs)) = by_id.remove(id) else {
-                continue;
-            };
+        for (id, row, seqs) in slots {
             match row {
                 Some(row) => out.upserts.push((Cow::Borrowed(row), seqs)),
                 None => out.seqs_only.push((Cow::Borrowed(id), seqs)),
