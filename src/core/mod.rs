@@ -274,13 +274,8 @@ impl Core {
     /// Records the decision and says what happens next. `body` is what a held
     /// request would forward (shared by the calls that join it).
     pub async fn admit(&self, decided: Decided, body: Bytes) -> Admission {
-        // A standing grant may stand in for the approval (SPEC §6.1). This and the
-        // hold below are boxed: only REQUIRE_APPROVAL takes them, and inline their
-        // futures made every request's admission (boxed by the proxy) three times larger.
-        let decided = match decided.verdict {
-            Verdict::RequireApproval => Box::pin(crate::grants::apply(self, decided)).await,
-            _ => decided,
-        };
+        // A standing grant may stand in for the approval (SPEC §6.1).
+        let decided = crate::grants::apply(self, decided).await;
         self.metrics.decided(decided.verdict);
         let id = decided.id.clone();
         // A faulted store could not record the decision: refuse at once (in
@@ -315,6 +310,8 @@ impl Core {
                     .await
                     .map(|()| Admission::Refused(refusal))
             }
+            // Boxed: inline, the hold's future made every request's admission (boxed
+            // by the proxy) twice as large.
             (Verdict::RequireApproval, _) => {
                 return Box::pin(self.hold(decided, about, body)).await;
             }
