@@ -125,9 +125,9 @@ pub(super) fn ended(r: &mut RequestRecord, ending: &Ending) -> NewEvent {
             r.status = Status::Completed;
             r.upstream_status = Some(*upstream_status);
             on("request.forwarded", r)
-                .field("upstream_status", *upstream_status)
                 .field("duration_ms", (duration_ms * 1000.0).round() / 1000.0)
                 .field("request_bytes", *request_bytes)
+                .field("upstream_status", *upstream_status)
         }
         Ending::Failed { error, error_type } => {
             r.status = Status::Failed;

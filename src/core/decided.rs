@@ -63,10 +63,7 @@ impl Decided {
     /// request as judged, recorded with the event when there is one.
     pub fn new(d: &Draft<'_>, decision: &Decision, request: Option<Value>) -> Self {
         let record = new_record(d, decision);
-        let mut event = decided_event(&record, decision);
-        if let Some(req) = request {
-            event = event.field("request", req);
-        }
+        let event = decided_event(&record, decision, request);
         Decided {
             id: d.id.clone(),
             agent: d.agent.clone(),
@@ -146,7 +143,7 @@ impl Decided {
     }
 
     /// Adds a field to the decision's event (e.g. why it was refused unjudged).
-    pub fn note(mut self, name: &str, value: impl Into<Value>) -> Self {
+    pub fn note(mut self, name: &'static str, value: impl Into<Value>) -> Self {
         self.event = self.event.field(name, value);
         self
     }
@@ -280,26 +277,31 @@ fn new_record(d: &Draft<'_>, decision: &Decision) -> RequestRecord {
 }
 
 /// `request.decided`: intent(s), decision, rule, reason, policy version,
-/// condition errors and report-mode matches.
-fn decided_event(r: &RequestRecord, d: &Decision) -> NewEvent {
-    NewEvent::new("request.decided")
+/// condition errors, report-mode matches, and the request as judged.
+fn decided_event(r: &RequestRecord, d: &Decision, request: Option<Value>) -> NewEvent {
+    // In name order: the store then has nothing to sort.
+    let ev = NewEvent::new("request.decided")
         .request(r.id.clone())
         .agent(r.agent.clone())
-        .field("method", r.method.clone())
-        .field("url", r.url.clone())
-        .field("resource", r.resource.clone())
         .field("action", r.action.clone())
         .field("args", r.args.clone())
-        .field("intents", Value::Array(r.intents.clone()))
+        .field("body_sha256", r.body_sha256.clone())
+        .field("condition_errors", json!(d.condition_errors))
         .field("decision", r.decision.clone())
+        .field("intents", Value::Array(r.intents.clone()))
+        .field("method", r.method.clone())
+        .field("policy_version", r.policy_version.clone())
+        .field("reason", r.reason.clone());
+    let ev = match request {
+        Some(req) => ev.field("request", req),
+        None => ev,
+    };
+    ev.field("resource", r.resource.clone())
         .field(
             "rule",
             r.rule.clone().map(Value::String).unwrap_or(Value::Null),
         )
-        .field("reason", r.reason.clone())
-        .field("policy_version", r.policy_version.clone())
-        .field("body_sha256", r.body_sha256.clone())
-        .field("condition_errors", json!(d.condition_errors))
+        .field("url", r.url.clone())
         .field(
             "would_have",
             json!(d.would_have.iter().map(|w| w.0.clone()).collect::<Vec<_>>()),

@@ -30,6 +30,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::codec;
+use crate::fields::Fields;
 use crate::model::{AuditEvent, NewEvent, VerifyReport};
 
 /// `prev_hash` of the first event.
@@ -88,19 +89,11 @@ pub fn canonical_json(value: &Value) -> String {
 /// the value): the same text as `canonicalize(value.clone()).to_string()`.
 pub(crate) fn write_canonical(out: &mut Vec<u8>, value: &Value) {
     match value {
+        Value::Object(map) if map.len() <= 1 => write_sorted_object(out, map.iter()),
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json_str(out, k);
-                out.push(b':');
-                write_canonical(out, v);
-            }
-            out.push(b'}');
+            write_sorted_object(out, entries.into_iter());
         }
         Value::Array(items) => {
             out.push(b'[');
@@ -117,6 +110,23 @@ pub(crate) fn write_canonical(out: &mut Vec<u8>, value: &Value) {
             let _ = serde_json::to_writer(&mut *out, scalar);
         }
     }
+}
+
+/// Appends an object whose entries come in key order.
+fn write_sorted_object<'a>(
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(out, k);
+        out.push(b':');
+        write_canonical(out, v);
+    }
+    out.push(b'}');
 }
 
 /// Appends `s` as a JSON string (serde_json's escaping).
@@ -211,7 +221,22 @@ impl Redactor {
     /// Redacts an object's values in place, recursively.
     pub fn redact_map(&self, map: &mut Map<String, Value>) {
         let named = matches!(map.get("name"), Some(Value::String(n)) if is_sensitive_name(n));
-        for (k, v) in map.iter_mut() {
+        self.redact_entries(named, map.iter_mut().map(|(k, v)| (k.as_str(), v)));
+    }
+
+    /// Redacts an event's fields as the object they become.
+    pub(crate) fn redact_fields(&self, fields: &mut Fields) {
+        let named = matches!(fields.get("name"), Some(Value::String(n)) if is_sensitive_name(n));
+        self.redact_entries(named, fields.iter_mut());
+    }
+
+    /// An object's entries; `named`: its `name` names a credential header.
+    fn redact_entries<'v>(
+        &self,
+        named: bool,
+        entries: impl Iterator<Item = (&'v str, &'v mut Value)>,
+    ) {
+        for (k, v) in entries {
             if is_sensitive_name(k) || (named && k == "value") {
                 *v = Value::String(REDACTED.to_string());
             } else {
@@ -226,11 +251,7 @@ pub(crate) fn validate(ev: &NewEvent) -> Result<(), String> {
     if ev.kind.is_empty() {
         return Err("event type is empty".into());
     }
-    if let Some(k) = ev
-        .fields
-        .keys()
-        .find(|k| RESERVED_FIELDS.contains(&k.as_str()))
-    {
+    if let Some(k) = ev.fields.names().find(|k| RESERVED_FIELDS.contains(k)) {
         return Err(format!(
             "event field {k:?} is reserved (event type {:?})",
             ev.kind
@@ -310,20 +331,14 @@ impl PreparedEvent {
     /// `ev` must already be validated (no reserved field names) and redacted.
     /// `keep_fields`: keep the (canonicalised) fields for [`PreparedEvent::into_event`];
     /// otherwise only the canonical text is kept.
-    pub(crate) fn new(ev: NewEvent, keep_fields: bool) -> Self {
-        let fields = if keep_fields {
-            canonical_map(ev.fields)
-        } else {
-            ev.fields
-        };
+    pub(crate) fn new(mut ev: NewEvent, keep_fields: bool) -> Self {
+        ev.fields.sort();
         let mut pre = Vec::with_capacity(256);
         codec::put_str(&mut pre, &ev.kind, true);
         codec::put_opt_str(&mut pre, ev.request_id.as_deref(), false);
         codec::put_opt_str(&mut pre, ev.agent.as_deref(), true);
         codec::put_opt_str(&mut pre, ev.operator.as_deref(), true);
-        codec::put_object(&mut pre, &fields);
-        let mut sorted: Vec<(&String, &Value)> = fields.iter().collect();
-        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        codec::put_sorted_object(&mut pre, ev.fields.len(), ev.fields.iter());
         let mut pieces: Vec<Piece> = Vec::with_capacity(2 * SLOTS.len() + 1);
         let mut slots = SLOTS.iter().peekable();
         let mut run: Vec<u8> = Vec::new();
@@ -332,8 +347,8 @@ impl PreparedEvent {
                 pieces.push(Piece::Fields(into_string(std::mem::take(run))));
             }
         };
-        for (k, v) in sorted {
-            while let Some((_, slot)) = slots.next_if(|(name, _)| *name < k.as_str()) {
+        for (k, v) in ev.fields.iter() {
+            while let Some((_, slot)) = slots.next_if(|(name, _)| *name < k) {
                 flush(&mut run, &mut pieces);
                 pieces.push(Piece::Slot(*slot));
             }
@@ -347,7 +362,11 @@ impl PreparedEvent {
             write_canonical(&mut run, v);
         }
         flush(&mut run, &mut pieces);
-        let fields = if keep_fields { fields } else { Map::new() };
+        let fields = if keep_fields {
+            canonical_map(ev.fields.into_map())
+        } else {
+            Map::new()
+        };
         pieces.extend(slots.map(|(_, slot)| Piece::Slot(*slot)));
         let fixed_len = pieces
             .iter()
@@ -686,6 +705,28 @@ mod tests {
         let v: Value = serde_json::from_str(&kept.1).expect("json");
         assert_eq!(kept.1, canonicalize(v.clone()).to_string());
         assert_eq!(kept.1, canonical_json(&v));
+    }
+
+    #[test]
+    fn fields_in_any_order_and_given_twice_hash_as_the_object_they_make() {
+        let ordered = NewEvent::new("request.decided")
+            .request("r1")
+            .field("args", json!({"b": 1, "a": []}))
+            .field("decision", "DENY")
+            .field("url", "https://x/");
+        let shuffled = NewEvent::new("request.decided")
+            .request("r1")
+            .field("url", "https://x/")
+            .field("decision", "ALLOW")
+            .field(String::from("args"), json!({"a": [], "b": 1}))
+            .field("decision", "DENY");
+        let a = PreparedEvent::new(ordered, false).seal(7, "t", GENESIS_HASH);
+        let b = PreparedEvent::new(shuffled, true).seal(7, "t", GENESIS_HASH);
+        assert_eq!(a, b);
+        let v: Value = serde_json::from_str(&a.1).expect("json");
+        assert_eq!(v["decision"], "DENY");
+        assert_eq!(a.0, event_hash(&v));
+        assert_eq!(a.1, canonical_json(&v));
     }
 
     #[test]

@@ -231,10 +231,22 @@ pub(crate) fn put_value(out: &mut Vec<u8>, v: &Value, parent_key: Option<&str>) 
 
 /// Pre-encodes an object with its keys sorted by code point.
 pub(crate) fn put_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
-    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    if map.len() <= 1 {
+        return put_sorted_object(out, map.len(), map.iter().map(|(k, v)| (k.as_str(), v)));
+    }
+    let mut entries: Vec<(&str, &Value)> = map.iter().map(|(k, v)| (k.as_str(), v)).collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    put_sorted_object(out, entries.len(), entries.into_iter());
+}
+
+/// Pre-encodes an object from its `len` entries, already in key order.
+pub(crate) fn put_sorted_object<'a>(
+    out: &mut Vec<u8>,
+    len: usize,
+    entries: impl Iterator<Item = (&'a str, &'a Value)>,
+) {
     out.push(Tag::Object as u8);
-    put_varint(out, entries.len() as u64);
+    put_varint(out, len as u64);
     for (k, v) in entries {
         put_varint(out, ((k.len() as u64) << 1) | 1);
         out.extend_from_slice(k.as_bytes());

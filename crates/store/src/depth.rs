@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::fields::Fields;
 use crate::model::RequestRecord;
 
 /// Deepest nesting (arrays and objects, the row itself included) of a stored
@@ -37,8 +38,10 @@ pub(crate) fn clip_values(map: &mut Map<String, Value>, levels: usize) -> bool {
 }
 
 /// Bounds an event's type-specific fields: they sit one level inside the row.
-pub(crate) fn clip_event_fields(fields: &mut Map<String, Value>) -> bool {
-    clip_values(fields, MAX_STORED_DEPTH - 1)
+pub(crate) fn clip_event_fields(fields: &mut Fields) -> bool {
+    fields
+        .values_mut()
+        .fold(false, |acc, v| clip(v, MAX_STORED_DEPTH - 1) | acc)
 }
 
 /// Bounds a record's JSON values: `args` sits one level inside the row, each

@@ -17,6 +17,7 @@ mod codec;
 mod codec_ser;
 mod depth;
 mod error;
+mod fields;
 mod grants;
 mod index;
 mod large;
@@ -50,6 +51,7 @@ pub use archive::{
 pub use chain::{GENESIS_HASH, REDACTED, Redactor, canonical_json, event_hash};
 pub use depth::{MAX_STORED_DEPTH, TOO_DEEP};
 pub use error::StoreError;
+pub use fields::Fields;
 pub use grants::Grant;
 pub use large::{MAX_ARGS_BYTES, TRUNCATED_KEY};
 pub use model::{
@@ -433,12 +435,13 @@ pub(crate) fn prepare_events(
 ) -> Result<Vec<chain::PreparedEvent>, StoreError> {
     let mut out = Vec::with_capacity(events.len());
     for mut ev in events {
+        ev.fields.sort();
         chain::validate(&ev).map_err(StoreError::Invalid)?;
         truncate_event_args(&mut ev);
         if depth::clip_event_fields(&mut ev.fields) {
             tracing::warn!(event = %ev.kind, "event values nested too deeply were clipped");
         }
-        r.redact_map(&mut ev.fields);
+        r.redact_fields(&mut ev.fields);
         for s in [&mut ev.request_id, &mut ev.agent, &mut ev.operator]
             .into_iter()
             .flatten()

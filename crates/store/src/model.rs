@@ -1,6 +1,7 @@
 //! Types stored and returned by the store: request records (SPEC §8), audit events (SPEC §11),
 //! batches, filters, options and reports.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -8,6 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
+
+use crate::fields::Fields;
 
 /// Lifecycle state of a request (SPEC §6). Lower-case in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -231,7 +234,7 @@ pub struct NewEvent {
     pub operator: Option<String>,
     /// Type-specific fields, flattened into the event. Must not use the reserved names
     /// `seq`, `time`, `type`, `request_id`, `agent`, `operator`, `prev_hash`, `hash`.
-    pub fields: Map<String, Value>,
+    pub fields: Fields,
 }
 
 impl NewEvent {
@@ -262,7 +265,7 @@ impl NewEvent {
     }
 
     /// Adds a type-specific field.
-    pub fn field(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+    pub fn field(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Value>) -> Self {
         self.fields.insert(name.into(), value.into());
         self
     }

@@ -644,7 +644,7 @@ async fn python_verifier_agrees_with_rust() {
     for (i, fields) in tricky.iter().enumerate() {
         let mut ev = NewEvent::new("test.tricky").request(format!("r{i}"));
         if let Value::Object(m) = fields {
-            ev.fields = m.clone();
+            ev.fields = m.clone().into();
         }
         events.push(ev);
     }
