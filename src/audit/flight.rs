@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use sudomode_store::RequestRecord;
+use sudomode_store::{RequestRecord, RowBase};
 
 use super::Recorder;
 
@@ -87,6 +87,9 @@ pub struct Flight {
     cell: Cell,
     key: u64,
     started: Instant,
+    /// The record's row as stored with its decision: the ending is stored as it
+    /// with the ending fields changed (the record is not changed in between).
+    base: Option<RowBase>,
 }
 
 impl Flight {
@@ -94,6 +97,7 @@ impl Flight {
         recorder: Arc<Recorder>,
         in_flight: Arc<InFlight>,
         record: RequestRecord,
+        base: Option<RowBase>,
     ) -> Self {
         let cell: Cell = Arc::new(Mutex::new(Some(record)));
         let key = in_flight.insert(cell.clone());
@@ -103,6 +107,7 @@ impl Flight {
             cell,
             key,
             started: Instant::now(),
+            base,
         }
     }
 
@@ -138,7 +143,7 @@ impl Flight {
         self.in_flight.remove(self.key);
         let record = lock(&self.cell).take();
         if let Some(record) = record {
-            self.recorder.end(record, ending);
+            self.recorder.end(record, ending, self.base.as_ref());
         }
     }
 }

@@ -14,7 +14,9 @@ mod transitions;
 
 use std::sync::Arc;
 
-use sudomode_store::{Batch, Grant, NewEvent, Parked, RequestRecord, Storage, StoreError, Wait};
+use sudomode_store::{
+    Batch, Grant, NewEvent, Parked, RequestRecord, RowBase, Storage, StoreError, Wait,
+};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
@@ -104,8 +106,13 @@ impl Recorder {
         record: RequestRecord,
         wait: Wait,
     ) -> Result<Flight, StoreError> {
-        let sent = self.storage.send(batch, wait).await?;
-        let flight = self.flight(record);
+        let mut sent = self.storage.send_keeping_base(batch, wait, true).await?;
+        let flight = Flight::new(
+            self.clone(),
+            self.in_flight.clone(),
+            record,
+            sent.take_base(),
+        );
         match sent.done().await {
             Ok(()) => Ok(flight),
             Err(e) => {
@@ -118,7 +125,7 @@ impl Recorder {
 
     /// The guard for a request about to be forwarded.
     pub fn flight(self: &Arc<Self>, record: RequestRecord) -> Flight {
-        Flight::new(self.clone(), self.in_flight.clone(), record)
+        Flight::new(self.clone(), self.in_flight.clone(), record, None)
     }
 
     /// A REQUIRE_APPROVAL decision parks the request — durable before anyone
@@ -231,13 +238,15 @@ impl Recorder {
 
     /// Writes the ending of the record, once. Queued without waiting: it may
     /// run while a request's future is being dropped.
-    fn end(&self, mut record: RequestRecord, ending: &Ending) {
+    /// `base`: the record's row as stored with its decision, when the record
+    /// has not changed since (see [`Flight`]).
+    fn end(&self, mut record: RequestRecord, ending: &Ending, base: Option<&RowBase>) {
         let event = events::ended(&mut record, ending);
         let batch = Batch {
             events: vec![event],
             upserts: vec![record],
         };
-        if let Err(e) = self.storage.commit_now(batch) {
+        if let Err(e) = self.storage.commit_now_on(batch, base) {
             tracing::error!(error = %e, kind = ending.kind(), "recording the end of a request failed");
         }
     }
@@ -256,7 +265,7 @@ impl Recorder {
         let records = self.in_flight.take_all();
         let n = records.len();
         for r in records {
-            self.end(r, &ending);
+            self.end(r, &ending, None);
         }
         n
     }

@@ -557,6 +557,57 @@ pub(crate) fn render_entries(
     Ok(())
 }
 
+/// `base` (a pre-encoded object, keys inline and sorted) with the values of the
+/// keys `with` (another) holds taken from `with`: a row changed in a few fields
+/// without encoding the record again. `None` when a key of `with` is not in `base`.
+pub(crate) fn patch_object(base: &[u8], with: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+    let (mut b, mut w) = (Reader::new(base), Reader::new(with));
+    if b.tag()? != Tag::Object || w.tag()? != Tag::Object {
+        return Ok(None);
+    }
+    let n = b.len()?;
+    let mut left = w.len()?;
+    let mut next = if left > 0 {
+        Some(inline_entry(&mut w)?)
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(base.len() + with.len());
+    out.push(Tag::Object as u8);
+    put_varint(&mut out, n as u64);
+    for _ in 0..n {
+        let (key, entry, value_at) = inline_entry(&mut b)?;
+        match next {
+            Some((k, replacement, at)) if k == key => {
+                out.extend_from_slice(&entry[..value_at]);
+                out.extend_from_slice(&replacement[at..]);
+                left -= 1;
+                next = if left > 0 {
+                    Some(inline_entry(&mut w)?)
+                } else {
+                    None
+                };
+            }
+            _ => out.extend_from_slice(entry),
+        }
+    }
+    Ok(next.is_none().then_some(out))
+}
+
+/// The next entry of an object whose keys are inline: its key, the whole entry's
+/// bytes, and where its value starts in them.
+fn inline_entry<'a>(r: &mut Reader<'a>) -> Result<(&'a [u8], &'a [u8], usize), CodecError> {
+    let start = r.pos;
+    let k = r.varint()?;
+    if k & 1 == 0 {
+        return Err(CodecError("key not inline"));
+    }
+    let key = r.take(usize::try_from(k >> 1).map_err(|_| CodecError("length"))?)?;
+    let value_at = r.pos - start;
+    skip_value(r)?;
+    Ok((key, &r.buf[start..r.pos], value_at))
+}
+
 /// Reads the tag of an object (plain or shaped).
 pub(crate) fn object_tag(r: &mut Reader<'_>) -> Result<Tag, CodecError> {
     match r.tag()? {

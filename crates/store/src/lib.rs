@@ -90,6 +90,12 @@ impl Submitted {
     }
 }
 
+/// A request's row as the store prepared it (pre-encoded), kept by the caller
+/// so that the request's ending is stored as this row with its ending fields
+/// changed ([`Storage::commit_now_on`]), without encoding the record again.
+#[derive(Clone, Debug)]
+pub struct RowBase(pub(crate) Arc<[u8]>);
+
 /// Handle to the store; cheap to clone. The last clone dropped stops the writer (after
 /// committing what is queued) and releases the file.
 #[derive(Clone)]
@@ -207,12 +213,31 @@ impl Store {
     /// batch on the caller's thread, so the writer only hashes and inserts.
     /// `keep_fields`: the writer will hand the stored events back (strict commits).
     fn prepare(&self, batch: Batch, keep_fields: bool) -> Result<Prepared, StoreError> {
+        self.prepare_on(batch, keep_fields, None)
+    }
+
+    /// [`Store::prepare`]; with `base`, a batch's one record is the request
+    /// `base` was prepared for, changed only in its ending fields (status,
+    /// upstream status, completion time: nothing to redact or bound).
+    fn prepare_on(
+        &self,
+        batch: Batch,
+        keep_fields: bool,
+        base: Option<&RowBase>,
+    ) -> Result<Prepared, StoreError> {
         let r = self.redactor();
         let events = prepare_events(&r, batch.events, keep_fields)?;
-        let upserts = prepare_records(&r, batch.upserts)?
-            .iter()
-            .map(rows::Row::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let patched = match (base, batch.upserts.as_slice()) {
+            (Some(base), [rec]) => rows::Row::ending(rec, base, &r)?,
+            _ => None,
+        };
+        let upserts = match patched {
+            Some(row) => vec![row],
+            None => prepare_records(&r, batch.upserts)?
+                .iter()
+                .map(rows::Row::new)
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         Ok(Prepared {
             events,
             upserts,
@@ -281,26 +306,52 @@ impl Store {
     /// for what `wait` asks. Splitting the two lets a caller act between
     /// "queued" and "on disk" without being cancelled in between.
     pub async fn submit(&self, batch: Batch, wait: Wait) -> Result<Submitted, StoreError> {
+        Ok(self.submit_keeping_base(batch, wait, false).await?.0)
+    }
+
+    /// [`Store::submit`]; with `keep_base`, also the [`RowBase`] of the batch's
+    /// one record, for its ending.
+    pub async fn submit_keeping_base(
+        &self,
+        batch: Batch,
+        wait: Wait,
+        keep_base: bool,
+    ) -> Result<(Submitted, Option<RowBase>), StoreError> {
         let mut batch = self.prepare(batch, false)?;
         batch.early = wait == Wait::Logged;
-        if wait != Wait::Queued {
+        let base = match batch.upserts.as_slice() {
+            [row] if keep_base => Some(RowBase(Arc::from(row.pre.as_slice()))),
+            _ => None,
+        };
+        let submitted = if wait != Wait::Queued {
             let (tx, rx) = oneshot::channel();
             self.enqueue(batch, Some(tx)).await?;
-            Ok(Submitted { rx: Some(rx) })
+            Submitted { rx: Some(rx) }
         } else {
             self.enqueue(batch, None).await?;
-            Ok(Submitted { rx: None })
-        }
+            Submitted { rx: None }
+        };
+        Ok((submitted, base))
     }
 
     /// Queues the batch at once, without waiting for room in the bounded queue:
     /// for the rare terminal write that cannot wait (a request whose future is
     /// being dropped). Lands within `flush_interval`, like `commit_batched`.
     pub fn commit_unbounded(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commit_unbounded_on(batch, None)
+    }
+
+    /// [`Store::commit_unbounded`] of a request's ending, stored as `base`
+    /// (see [`RowBase`]) with the ending fields changed.
+    pub fn commit_unbounded_on(
+        &self,
+        batch: Batch,
+        base: Option<&RowBase>,
+    ) -> Result<(), StoreError> {
         if self.inner.permits.is_closed() {
             return Err(StoreError::Closed);
         }
-        let batch = self.prepare(batch, false)?;
+        let batch = self.prepare_on(batch, false, base)?;
         self.inner
             .tx
             .send(Msg::Commit {
@@ -487,7 +538,7 @@ fn truncate_event_args(ev: &mut NewEvent) {
     }
 }
 
-fn stored_view(r: &Redactor, rec: &mut RequestRecord) {
+pub(crate) fn stored_view(r: &Redactor, rec: &mut RequestRecord) {
     if depth::clip_record(rec) {
         tracing::warn!(request_id = %rec.id, "record values nested too deeply were clipped");
     }

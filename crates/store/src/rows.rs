@@ -15,6 +15,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 
+use crate::RowBase;
+use crate::chain::Redactor;
 use crate::codec::{self, CodecError, Interner, Reader};
 use crate::codec_ser::put_serialize;
 use crate::error::StoreError;
@@ -58,6 +60,55 @@ impl Row {
             open: rec.is_open(),
             pre,
         })
+    }
+}
+
+/// The fields a request's ending changes, serialised as [`RequestRecord`] does.
+#[derive(serde::Serialize)]
+struct EndingFields<'a> {
+    #[serde(with = "time::serde::rfc3339::option")]
+    completed_at: Option<time::OffsetDateTime>,
+    status: &'a Status,
+    upstream_status: Option<u16>,
+}
+
+impl Row {
+    /// The row of `rec`, a request's ending: `base` (its row as prepared before)
+    /// with the ending fields taken from `rec`. `None` when `base` is not a row
+    /// holding them.
+    /// The names the indexes file it under are masked as the stored record's are.
+    pub(crate) fn ending(
+        rec: &RequestRecord,
+        base: &RowBase,
+        r: &Redactor,
+    ) -> Result<Option<Self>, StoreError> {
+        let invalid = |e: &dyn std::fmt::Display| StoreError::Invalid(e.to_string());
+        let mut ending = Vec::with_capacity(48);
+        let fields = EndingFields {
+            completed_at: rec.completed_at,
+            status: &rec.status,
+            upstream_status: rec.upstream_status,
+        };
+        put_serialize(&mut ending, &fields, None).map_err(|e| invalid(&e))?;
+        let Some(pre) = codec::patch_object(&base.0, &ending).map_err(|e| invalid(&e))? else {
+            return Ok(None);
+        };
+        let masked = |s: &String| {
+            let mut s = s.clone();
+            r.redact_str(&mut s);
+            s
+        };
+        Ok(Some(Row {
+            id: rec.id.clone(),
+            key: id_key(&rec.id),
+            status: rec.status,
+            decision: rec.decision.to_ascii_uppercase(),
+            agent: masked(&rec.agent),
+            resource: masked(&rec.resource),
+            action: masked(&rec.action),
+            open: rec.is_open(),
+            pre,
+        }))
     }
 }
 
@@ -494,6 +545,41 @@ mod tests {
 
     fn row(id: &str, status: Status) -> Row {
         Row::new(&record(id, status)).expect("row")
+    }
+
+    #[test]
+    fn an_ending_patched_onto_its_decision_s_row_is_the_row_encoded_whole() {
+        let r = Redactor::new(vec!["sk_test_1".into()]);
+        let mut decided = record("01a2300b-d67f-7224-968d-bc5d759d565b", Status::Allowed);
+        decided.url = "https://api.test/x?key=sk_test_1".into();
+        decided.args = serde_json::json!({"b": [1, {"z": null}], "a": "sk_test_1"});
+        decided.intents = vec![serde_json::json!({"resource": "http.api.test", "args": {}})];
+        let stored = |rec: &RequestRecord| {
+            let mut rec = rec.clone();
+            crate::stored_view(&r, &mut rec);
+            Row::new(&rec).expect("row")
+        };
+        let base = RowBase(Arc::from(stored(&decided).pre.as_slice()));
+        let now = time::OffsetDateTime::now_utc();
+        for (status, upstream) in [
+            (Status::Completed, Some(201)),
+            (Status::Failed, None),
+            (Status::Cancelled, None),
+        ] {
+            let ended = RequestRecord {
+                status,
+                upstream_status: upstream,
+                completed_at: Some(now),
+                ..decided.clone()
+            };
+            let patched = Row::ending(&ended, &base, &r)
+                .expect("patch")
+                .expect("some");
+            assert_eq!(patched, stored(&ended), "{status:?}");
+        }
+        // A base that is not a row with those fields is not patched.
+        let other = RowBase(Arc::from(&[codec::Tag::Object as u8, 0][..]));
+        assert_eq!(Row::ending(&decided, &other, &r).expect("patch"), None);
     }
 
     #[test]

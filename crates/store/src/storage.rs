@@ -27,7 +27,7 @@ use crate::model::{
 };
 use crate::open::RedbBackend;
 use crate::postgres::Postgres;
-use crate::{Store, Submitted};
+use crate::{RowBase, Store, Submitted};
 
 /// How long a commit's caller waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,9 +68,16 @@ pub struct Sent {
     submitted: Submitted,
     announced: Vec<RequestRecord>,
     held: Vec<String>,
+    base: Option<RowBase>,
 }
 
 impl Sent {
+    /// The sent record's row, for its ending ([`Storage::commit_now_on`]), when
+    /// asked for ([`Storage::send_keeping_base`]) and the backend keeps one.
+    pub fn take_base(&mut self) -> Option<RowBase> {
+        self.base.take()
+    }
+
     /// Resolves once the batch is durable (for `Wait::Durable`), then announces it.
     pub async fn done(self) -> Result<(), StoreError> {
         if let Err(e) = self.submitted.durable().await {
@@ -238,21 +245,34 @@ impl Storage {
     /// in order. Nothing is written when this future is dropped before it
     /// resolves; once it has, the batch will be committed.
     pub async fn send(&self, batch: Batch, wait: Wait) -> Result<Sent, StoreError> {
+        self.send_keeping_base(batch, wait, false).await
+    }
+
+    /// [`Storage::send`]; with `keep_base`, the batch's one record is a request
+    /// whose ending will follow, and [`Sent::take_base`] gives its row for it.
+    pub async fn send_keeping_base(
+        &self,
+        batch: Batch,
+        wait: Wait,
+        keep_base: bool,
+    ) -> Result<Sent, StoreError> {
         let announced = self.to_announce(&batch);
         let durable = wait != Wait::Queued;
-        let (submitted, held) = match &self.inner.backend {
+        let (submitted, held, base) = match &self.inner.backend {
             Backend::Redb(r) => {
                 r.track(&batch.upserts);
                 let held = held_ids(&batch);
-                (r.store.submit(batch, wait).await?, held)
+                let (submitted, base) = r.store.submit_keeping_base(batch, wait, keep_base).await?;
+                (submitted, held, base)
             }
-            Backend::Postgres(p) => (p.submit(batch, durable).await?, Vec::new()),
+            Backend::Postgres(p) => (p.submit(batch, durable).await?, Vec::new(), None),
         };
         Ok(Sent {
             storage: self.clone(),
             submitted,
             announced,
             held,
+            base,
         })
     }
 
@@ -260,11 +280,18 @@ impl Storage {
     /// one terminal write of a request whose future is being dropped, which
     /// cannot wait and must not be lost.
     pub fn commit_now(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commit_now_on(batch, None)
+    }
+
+    /// [`Storage::commit_now`] of a request's ending: `batch`'s one record is
+    /// `base`'s request changed only in its ending fields (status, upstream
+    /// status, completion time), and is stored as `base` with those changed.
+    pub fn commit_now_on(&self, batch: Batch, base: Option<&RowBase>) -> Result<(), StoreError> {
         let announced = self.to_announce(&batch);
         match &self.inner.backend {
             Backend::Redb(r) => {
                 r.track(&batch.upserts);
-                r.store.commit_unbounded(batch)?;
+                r.store.commit_unbounded_on(batch, base)?;
             }
             Backend::Postgres(p) => p.submit_now(batch)?,
         }
