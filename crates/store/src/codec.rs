@@ -161,8 +161,10 @@ pub(crate) fn is_uuid_text(s: &str) -> bool {
 }
 
 pub(crate) fn put_uuid_bytes(out: &mut Vec<u8>, s: &str) {
-    let hex: Vec<u8> = s.bytes().filter(|c| *c != b'-').collect();
-    put_hex(out, &hex);
+    // The hyphens sit between byte pairs (8-4-4-4-12 digits): skip them, no copy.
+    for group in s.as_bytes().split(|c| *c == b'-') {
+        put_hex(out, group);
+    }
 }
 
 /// Unix nanoseconds of `s` when it is RFC 3339 text that formats back identically.
@@ -608,6 +610,13 @@ fn inline_entry<'a>(r: &mut Reader<'a>) -> Result<(&'a [u8], &'a [u8], usize), C
     Ok((key, &r.buf[start..r.pos], value_at))
 }
 
+/// `b`, checked to be UTF-8 text.
+fn utf8(b: &[u8]) -> Result<&[u8], CodecError> {
+    std::str::from_utf8(b)
+        .map(str::as_bytes)
+        .map_err(|_| CodecError("text"))
+}
+
 /// Reads the tag of an object (plain or shaped).
 pub(crate) fn object_tag(r: &mut Reader<'_>) -> Result<Tag, CodecError> {
     match r.tag()? {
@@ -665,14 +674,16 @@ pub(crate) struct Interner {
     /// Looked up for every interned string and object of every record and
     /// event the writer stores: foldhash (seeded per process) instead of
     /// SipHash, which was most of a lookup's cost.
-    ids: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    /// Keyed by bytes: what the writer reads is only checked to be UTF-8 when it
+    /// is new to the dictionary (every entry in it was checked then).
+    ids: HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>,
     next: u32,
     /// Shapes in the dictionary (bounded by [`MAX_SHAPES`]).
     shapes: usize,
     /// Added since the last [`Interner::take_new`].
     fresh: Vec<(u32, Box<str>)>,
     /// An object's keys joined, reused from object to object.
-    joined: String,
+    joined: Vec<u8>,
 }
 
 impl Interner {
@@ -681,45 +692,48 @@ impl Interner {
         let ids = words
             .iter()
             .enumerate()
-            .map(|(i, w)| (Box::from(&**w), i as u32))
+            .map(|(i, w)| (Box::from(w.as_bytes()), i as u32))
             .collect();
         Interner {
             shapes: words.iter().filter(|w| w.contains('\0')).count(),
             ids,
             next: words.len() as u32,
             fresh: Vec::new(),
-            joined: String::new(),
+            joined: Vec::new(),
         }
     }
 
-    fn id(&mut self, s: &str) -> Option<u32> {
+    /// The id of `s` (added when new and it fits); `None`: written as text.
+    fn id(&mut self, s: &[u8]) -> Result<Option<u32>, CodecError> {
         if let Some(id) = self.ids.get(s) {
-            return Some(*id);
+            return Ok(Some(*id));
         }
         if s.len() > MAX_INTERNED_LEN || self.next as usize >= MAX_DICT {
-            return None;
+            return Ok(None);
         }
-        self.add(s)
+        self.add(s).map(Some)
     }
 
-    fn shape_id(&mut self, keys: &str) -> Option<u32> {
+    fn shape_id(&mut self, keys: &[u8]) -> Result<Option<u32>, CodecError> {
         if let Some(id) = self.ids.get(keys) {
-            return Some(*id);
+            return Ok(Some(*id));
         }
         if keys.len() > MAX_SHAPE_LEN || self.shapes >= MAX_SHAPES || self.next as usize >= MAX_DICT
         {
-            return None;
+            return Ok(None);
         }
+        let id = self.add(keys)?;
         self.shapes += 1;
-        self.add(keys)
+        Ok(Some(id))
     }
 
-    fn add(&mut self, s: &str) -> Option<u32> {
+    fn add(&mut self, s: &[u8]) -> Result<u32, CodecError> {
+        let text = std::str::from_utf8(s).map_err(|_| CodecError("text"))?;
         let id = self.next;
         self.next += 1;
         self.ids.insert(Box::from(s), id);
-        self.fresh.push((id, Box::from(s)));
-        Some(id)
+        self.fresh.push((id, Box::from(text)));
+        Ok(id)
     }
 
     /// Entries added by the transaction in progress.
@@ -735,7 +749,7 @@ impl Interner {
     /// Forgets entries whose transaction did not commit.
     pub(crate) fn roll_back(&mut self, new: &[(u32, Box<str>)]) {
         for (id, s) in new {
-            self.ids.remove(s);
+            self.ids.remove(s.as_bytes());
             self.next = self.next.min(*id);
             if s.contains('\0') {
                 self.shapes = self.shapes.saturating_sub(1);
@@ -762,13 +776,13 @@ impl Interner {
         let tag = r.tag()?;
         match tag {
             Tag::Intern => {
-                let s = r.text()?;
-                match self.id(s) {
+                let s = r.bytes()?;
+                match self.id(s)? {
                     Some(id) => {
                         out.push(Tag::Dict as u8);
                         put_varint(out, u64::from(id));
                     }
-                    None => put_bytes(out, Tag::Str, s.as_bytes()),
+                    None => put_bytes(out, Tag::Str, utf8(s)?),
                 }
             }
             Tag::Array => {
@@ -798,32 +812,34 @@ impl Interner {
     ) -> Result<(), CodecError> {
         let n = r.len()?;
         let at = r.pos;
-        let mut keys: Vec<&str> = Vec::with_capacity(n);
-        let mut inline = true;
-        for _ in 0..n {
-            let k = r.varint()?;
-            if k & 1 == 0 {
-                inline = false;
-                break;
-            }
-            let len = usize::try_from(k >> 1).map_err(|_| CodecError("length"))?;
-            let key = std::str::from_utf8(r.take(len)?).map_err(|_| CodecError("key"))?;
-            keys.push(key);
-            skip_value(r)?;
-        }
         let mut joined = std::mem::take(&mut self.joined);
         joined.clear();
-        let shaped =
-            inline && n >= 2 && depth <= MAX_SHAPE_DEPTH && keys.iter().all(|k| !k.contains('\0'));
-        if shaped {
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    joined.push('\0');
-                }
-                joined.push_str(k);
+        let mut shaped = n >= 2 && depth <= MAX_SHAPE_DEPTH;
+        for i in 0..n {
+            if !shaped {
+                break;
             }
+            let k = r.varint()?;
+            if k & 1 == 0 {
+                shaped = false;
+                break;
+            }
+            let key = r.take(usize::try_from(k >> 1).map_err(|_| CodecError("length"))?)?;
+            if key.contains(&0) {
+                shaped = false;
+                break;
+            }
+            if i > 0 {
+                joined.push(0);
+            }
+            joined.extend_from_slice(key);
+            skip_value(r)?;
         }
-        let shape = if shaped { self.shape_id(&joined) } else { None };
+        let shape = if shaped {
+            self.shape_id(&joined)?
+        } else {
+            None
+        };
         self.joined = joined;
         r.pos = at;
         match shape {
@@ -843,13 +859,12 @@ impl Interner {
                     let k = r.varint()?;
                     if k & 1 == 1 {
                         let len = usize::try_from(k >> 1).map_err(|_| CodecError("length"))?;
-                        let key =
-                            std::str::from_utf8(r.take(len)?).map_err(|_| CodecError("key"))?;
-                        match self.id(key) {
+                        let key = r.take(len)?;
+                        match self.id(key)? {
                             Some(id) => put_varint(out, u64::from(id) << 1),
                             None => {
                                 put_varint(out, k);
-                                out.extend_from_slice(key.as_bytes());
+                                out.extend_from_slice(utf8(key)?);
                             }
                         }
                     } else {
@@ -867,6 +882,36 @@ impl Interner {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn text_that_is_not_utf8_is_refused_not_stored() {
+        let mut interned = Vec::new();
+        put_bytes(&mut interned, Tag::Intern, &[0xff, 0xfe]);
+        let mut object = vec![Tag::Object as u8];
+        put_varint(&mut object, 2);
+        for key in [&b"a"[..], &[0xc3]] {
+            put_varint(&mut object, ((key.len() as u64) << 1) | 1);
+            object.extend_from_slice(key);
+            object.push(Tag::Null as u8);
+        }
+        for pre in [interned, object] {
+            let mut interner = Interner::default();
+            let mut out = Vec::new();
+            assert!(interner.finish(&mut Reader::new(&pre), &mut out).is_err());
+            assert!(interner.take_new().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_uuid_is_its_sixteen_bytes_and_back() {
+        let id = "01a2300b-d67f-7224-968d-bc5d759d565b";
+        assert!(is_uuid_text(id));
+        let mut out = Vec::new();
+        put_uuid_bytes(&mut out, id);
+        assert_eq!(out.len(), 16);
+        assert_eq!(out[..4], [0x01, 0xa2, 0x30, 0x0b]);
+        assert_eq!(uuid_text(&out), id);
+    }
 
     fn roundtrip(v: &Value) -> (Value, String, usize) {
         let mut pre = Vec::new();
