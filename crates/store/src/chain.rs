@@ -288,7 +288,8 @@ const SLOTS: [(&str, Slot); 8] = [
 /// (already comma-joined), or a slot.
 #[derive(Debug, Clone)]
 enum Piece {
-    Fields(String),
+    /// A range of [`PreparedEvent::fields_text`].
+    Fields(std::ops::Range<usize>),
     Slot(Slot),
 }
 
@@ -302,6 +303,8 @@ pub(crate) struct PreparedEvent {
     operator: Option<String>,
     fields: Map<String, Value>,
     pieces: Vec<Piece>,
+    /// The canonical text of the fields, in runs between slots ([`Piece::Fields`]).
+    fields_text: String,
     fixed_len: usize,
     /// Type, request id, agent, operator and fields, pre-encoded ([`crate::codec`]).
     pre: Vec<u8>,
@@ -341,27 +344,28 @@ impl PreparedEvent {
         codec::put_sorted_object(&mut pre, ev.fields.len(), ev.fields.iter());
         let mut pieces: Vec<Piece> = Vec::with_capacity(2 * SLOTS.len() + 1);
         let mut slots = SLOTS.iter().peekable();
-        let mut run: Vec<u8> = Vec::new();
-        let flush = |run: &mut Vec<u8>, pieces: &mut Vec<Piece>| {
-            if !run.is_empty() {
-                pieces.push(Piece::Fields(into_string(std::mem::take(run))));
+        // Every run of fields between two slots in one buffer, the pieces its ranges.
+        let mut text: Vec<u8> = Vec::with_capacity(2 * pre.len() + 64);
+        let mut run = 0;
+        let flush = |run: &mut usize, text: &Vec<u8>, pieces: &mut Vec<Piece>| {
+            if *run < text.len() {
+                pieces.push(Piece::Fields(*run..text.len()));
+                *run = text.len();
             }
         };
         for (k, v) in ev.fields.iter() {
             while let Some((_, slot)) = slots.next_if(|(name, _)| *name < k) {
-                flush(&mut run, &mut pieces);
+                flush(&mut run, &text, &mut pieces);
                 pieces.push(Piece::Slot(*slot));
             }
-            if run.is_empty() {
-                run.reserve(256);
-            } else {
-                run.push(b',');
+            if run < text.len() {
+                text.push(b',');
             }
-            write_json_str(&mut run, k);
-            run.push(b':');
-            write_canonical(&mut run, v);
+            write_json_str(&mut text, k);
+            text.push(b':');
+            write_canonical(&mut text, v);
         }
-        flush(&mut run, &mut pieces);
+        flush(&mut run, &text, &mut pieces);
         let fields = if keep_fields {
             canonical_map(ev.fields.into_map())
         } else {
@@ -371,7 +375,7 @@ impl PreparedEvent {
         let fixed_len = pieces
             .iter()
             .map(|p| match p {
-                Piece::Fields(s) => s.len() + 1,
+                Piece::Fields(r) => r.len() + 1,
                 Piece::Slot(_) => 24,
             })
             .sum();
@@ -382,6 +386,7 @@ impl PreparedEvent {
             operator: ev.operator,
             fields,
             pieces,
+            fields_text: into_string(text),
             fixed_len,
             pre,
         }
@@ -434,11 +439,11 @@ impl PreparedEvent {
         text.push('{');
         for piece in &self.pieces {
             let slot = match piece {
-                Piece::Fields(s) => {
+                Piece::Fields(r) => {
                     if text.len() > 1 {
                         text.push(',');
                     }
-                    text.push_str(s);
+                    text.push_str(self.fields_text.get(r.clone()).unwrap_or_default());
                     continue;
                 }
                 Piece::Slot(Slot::Hash) => {
