@@ -181,8 +181,44 @@ pub(crate) fn event_hash_bytes(body: &[u8]) -> Result<[u8; 32], CodecError> {
     r.take(32)?.try_into().map_err(|_| CodecError("hash"))
 }
 
-/// Event time text from its stored microseconds.
+/// Event time text from its stored microseconds. Every event and every exported
+/// line needs one: the text up to the second is kept per thread and reused while the
+/// second lasts, so most calls only write the six fractional digits.
 pub(crate) fn time_text(micros: i64) -> String {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let secs = micros.div_euclid(1_000_000);
+    SECOND.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.0 != secs {
+            let full = time_text_whole(micros);
+            // `YYYY-MM-DDTHH:MM:SS.ffffffZ`; other shapes (years past 9999) are not kept.
+            let Some(prefix) = full
+                .get(..20)
+                .filter(|p| full.len() == 27 && p.ends_with('.'))
+            else {
+                return full;
+            };
+            *cell = (secs, prefix.to_string());
+        }
+        let mut out = String::with_capacity(27);
+        out.push_str(&cell.1);
+        let mut digits = [b'0'; 6];
+        let mut frac = micros.rem_euclid(1_000_000);
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        out.extend(digits.iter().map(|d| char::from(*d)));
+        out.push('Z');
+        out
+    })
+}
+
+/// [`time_text`], formatted whole.
+fn time_text_whole(micros: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     crate::chain::format_time(t)
@@ -441,4 +477,31 @@ pub(crate) fn encode_event_value(
     body.extend_from_slice(&hash);
     interner.finish(&mut r, &mut body)?;
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_text_reusing_the_second_is_the_text_formatted_whole() {
+        let now = 1_764_567_011_905_544_i64;
+        let mut samples = vec![
+            0,
+            -1,
+            -1_000_000,
+            999_999,
+            1_000_000,
+            now,
+            now + 1,
+            now + 999_999,
+            253_402_300_799_999_999, // 9999-12-31T23:59:59.999999Z
+            253_402_300_800_000_000, // year 10000: another shape
+            -62_167_219_200_000_000, // 0000-01-01
+        ];
+        samples.extend((0..2_000).map(|i| now + i * 7_919));
+        for m in samples {
+            assert_eq!(time_text(m), time_text_whole(m), "{m}");
+        }
+    }
 }
