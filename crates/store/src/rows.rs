@@ -25,6 +25,9 @@ use crate::layout::{self, DICT, INDEX, ORPHANS, ROWS, id_key};
 use crate::model::{RequestRecord, Status};
 use crate::{COUNTS, OPEN_REQUESTS};
 
+/// A map keyed by request id, on the writer's path: foldhash, not SipHash.
+pub(crate) type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Journal entries not yet applied: a key per group, in commit order → [`Work`].
 pub(crate) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("row_journal");
 
@@ -204,9 +207,10 @@ impl<'a> Work<'a> {
     /// never be seen; the counts and the indexes end the same.
     pub(crate) fn collect(
         rows: impl DoubleEndedIterator<Item = &'a Row>,
-        mut seqs_by_id: HashMap<&'a str, Vec<u64>>,
+        mut seqs_by_id: IdMap<&'a str, Vec<u64>>,
     ) -> Self {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen: std::collections::HashSet<&str, foldhash::fast::RandomState> =
+            Default::default();
         let mut upserts: Vec<(Cow<'a, Row>, Vec<u64>)> = rows
             .rev()
             .filter(|r| seen.insert(r.id.as_str()))
@@ -232,7 +236,7 @@ impl<'a> Work<'a> {
     {
         // Each request's slot, in order of first appearance: its last row and all its seqs.
         let mut slots: Vec<(&'p str, Option<&'p Row>, Vec<u64>)> = Vec::new();
-        let mut at: HashMap<&'p str, usize> = HashMap::new();
+        let mut at: IdMap<&'p str, usize> = IdMap::default();
         let mut add = |id: &'p str, row: Option<&'p Row>, seqs: &[u64]| {
             let i = *at.entry(id).or_insert_with(|| {
                 slots.push((id, None, Vec::new()));

@@ -16,7 +16,6 @@
 //! the next group that is not split, before a flush, a prune, a list or count read or the
 //! stop, after [`MAX_DEFERRED`] groups, and within twice `flush_interval`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -675,7 +674,7 @@ impl Writer {
         batches: &'b [(Prepared, bool)],
     ) -> Result<(Vec<Committed>, Work<'b>), StoreError> {
         let mut out = Vec::with_capacity(batches.len());
-        let mut seqs_by_id: HashMap<&str, Vec<u64>> = HashMap::new();
+        let mut seqs_by_id: rows::IdMap<&str, Vec<u64>> = rows::IdMap::default();
         {
             let mut log = txn.open_table(LOG)?;
             let mut chunk = ChunkBuf::resume(&log, self.head_seq)?
