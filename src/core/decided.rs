@@ -150,8 +150,15 @@ impl Decided {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
+    if data.is_empty() {
+        // Most requests have no body.
+        return EMPTY_SHA256.to_string();
+    }
     hex::encode(Sha256::digest(data))
 }
+
+/// SHA-256 of no bytes.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Identity of "the same request" for joining and retries (SPEC §6): agent,
 /// method, the URL exactly as sent, body hash — and the headers that reach the
@@ -163,7 +170,18 @@ pub fn retry_key(
     body_sha256: &str,
     headers_sha256: &str,
 ) -> String {
-    sha256_hex(format!("{agent}\n{method}\n{raw_url}\n{body_sha256}\n{headers_sha256}").as_bytes())
+    // The hash of the five joined by newlines, fed in parts (no joined copy).
+    let mut h = Sha256::new();
+    for (i, part) in [agent, method, raw_url, body_sha256, headers_sha256]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            h.update(b"\n");
+        }
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 /// Headers that differ between an SDK's attempts at the same call without
@@ -190,13 +208,29 @@ const VOLATILE_HEADERS: &[&str] = &[
 
 /// SHA-256 over the sorted, lower-cased stable headers (name: value lines).
 pub fn headers_sha256(headers: &http::HeaderMap) -> String {
-    let mut lines: Vec<String> = headers
+    // The lines `name: value`, sorted as text and joined by newlines, hashed
+    // without building them.
+    let mut lines: Vec<(&str, std::borrow::Cow<'_, str>)> = headers
         .iter()
         .filter(|(n, _)| !VOLATILE_HEADERS.contains(&n.as_str()))
-        .map(|(n, v)| format!("{}: {}", n.as_str(), String::from_utf8_lossy(v.as_bytes())))
+        .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes())))
         .collect();
-    lines.sort();
-    sha256_hex(lines.join("\n").as_bytes())
+    lines.sort_by(|a, b| line_bytes(a.0, &a.1).cmp(line_bytes(b.0, &b.1)));
+    let mut h = Sha256::new();
+    for (i, (n, v)) in lines.iter().enumerate() {
+        if i > 0 {
+            h.update(b"\n");
+        }
+        h.update(n.as_bytes());
+        h.update(b": ");
+        h.update(v.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// The bytes of the line `name: value`.
+fn line_bytes<'a>(name: &'a str, value: &'a str) -> impl Iterator<Item = u8> + 'a {
+    name.bytes().chain(*b": ").chain(value.bytes())
 }
 
 /// Upstream-visible headers that change what runs (SPEC §8): shown to the
@@ -306,4 +340,43 @@ fn decided_event(r: &RequestRecord, d: &Decision, request: Option<Value>) -> New
             "would_have",
             json!(d.would_have.iter().map(|w| w.0.clone()).collect::<Vec<_>>()),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_fed_in_parts_are_the_hashes_of_the_joined_text() {
+        assert_eq!(sha256_hex(b""), hex::encode(Sha256::digest(b"")));
+        let key = retry_key("bot", "POST", "https://h/p?q=1", "ab", "cd");
+        assert_eq!(
+            key,
+            hex::encode(Sha256::digest(b"bot\nPOST\nhttps://h/p?q=1\nab\ncd"))
+        );
+        let mut headers = http::HeaderMap::new();
+        // `a1` sorts before `a` as a line (`1` < `:`), after it as a name.
+        for (n, v) in [
+            ("a", "x"),
+            ("a1", "y"),
+            ("b", "z"),
+            ("a", "w"),
+            ("user-agent", "u"),
+        ] {
+            headers.append(
+                http::HeaderName::from_static(n),
+                http::HeaderValue::from_static(v),
+            );
+        }
+        headers.append("c", http::HeaderValue::from_bytes(b"\xff").expect("value"));
+        let mut lines: Vec<String> = ["a: x", "a1: y", "b: z", "a: w", "c: \u{fffd}"]
+            .map(String::from)
+            .to_vec();
+        lines.sort();
+        assert_eq!(
+            headers_sha256(&headers),
+            hex::encode(Sha256::digest(lines.join("\n").as_bytes()))
+        );
+        assert_eq!(headers_sha256(&http::HeaderMap::new()), sha256_hex(b""));
+    }
 }
