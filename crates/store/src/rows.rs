@@ -46,26 +46,6 @@ pub(crate) struct Row {
     pub(crate) pre: Vec<u8>,
 }
 
-impl Row {
-    pub(crate) fn new(rec: &RequestRecord) -> Result<Self, StoreError> {
-        let mut pre = Vec::with_capacity(512);
-        // The id is the row's key. Encoded from the record itself: building a
-        // `serde_json::Value` first cost more than the rest of the encoding.
-        put_serialize(&mut pre, rec, Some("id")).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        Ok(Row {
-            id: rec.id.clone(),
-            key: id_key(&rec.id),
-            status: rec.status,
-            decision: rec.decision.to_ascii_uppercase(),
-            agent: rec.agent.clone(),
-            resource: rec.resource.clone(),
-            action: rec.action.clone(),
-            open: rec.is_open(),
-            pre,
-        })
-    }
-}
-
 /// The fields a request's ending changes, serialised as [`RequestRecord`] does.
 #[derive(serde::Serialize)]
 struct EndingFields<'a> {
@@ -76,10 +56,18 @@ struct EndingFields<'a> {
 }
 
 impl Row {
+    pub(crate) fn new(rec: &RequestRecord) -> Result<Self, StoreError> {
+        let mut pre = Vec::with_capacity(512);
+        // The id is the row's key. Encoded from the record itself: building a
+        // `serde_json::Value` first cost more than the rest of the encoding.
+        put_serialize(&mut pre, rec, Some("id")).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        Ok(Row::with_pre(rec, pre))
+    }
+
     /// The row of `rec`, a request's ending: `base` (its row as prepared before)
     /// with the ending fields taken from `rec`. `None` when `base` is not a row
-    /// holding them.
-    /// The names the indexes file it under are masked as the stored record's are.
+    /// holding them. The names the indexes file it under are masked as the
+    /// stored record's are.
     pub(crate) fn ending(
         rec: &RequestRecord,
         base: &RowBase,
@@ -96,22 +84,26 @@ impl Row {
         let Some(pre) = codec::patch_object(&base.0, &ending).map_err(|e| invalid(&e))? else {
             return Ok(None);
         };
-        let masked = |s: &String| {
-            let mut s = s.clone();
-            r.redact_str(&mut s);
-            s
-        };
-        Ok(Some(Row {
+        let mut row = Row::with_pre(rec, pre);
+        for name in [&mut row.agent, &mut row.resource, &mut row.action] {
+            r.redact_str(name);
+        }
+        Ok(Some(row))
+    }
+
+    /// The row of `rec` (as stored) from its pre-encoding.
+    fn with_pre(rec: &RequestRecord, pre: Vec<u8>) -> Self {
+        Row {
             id: rec.id.clone(),
             key: id_key(&rec.id),
             status: rec.status,
             decision: rec.decision.to_ascii_uppercase(),
-            agent: masked(&rec.agent),
-            resource: masked(&rec.resource),
-            action: masked(&rec.action),
+            agent: rec.agent.clone(),
+            resource: rec.resource.clone(),
+            action: rec.action.clone(),
             open: rec.is_open(),
             pre,
-        }))
+        }
     }
 }
 
