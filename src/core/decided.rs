@@ -152,13 +152,10 @@ impl Decided {
 pub fn sha256_hex(data: &[u8]) -> String {
     if data.is_empty() {
         // Most requests have no body.
-        return EMPTY_SHA256.to_string();
+        return sudomode_store::EMPTY_SHA256.to_string();
     }
     hex::encode(Sha256::digest(data))
 }
-
-/// SHA-256 of no bytes.
-const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Identity of "the same request" for joining and retries (SPEC §6): agent,
 /// method, the URL exactly as sent, body hash — and the headers that reach the

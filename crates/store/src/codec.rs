@@ -70,7 +70,8 @@ impl Tag {
     }
 }
 
-const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/// Lower-case hex SHA-256 of no bytes (a request without a body).
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Values under these keys repeat across requests: they go in the dictionary.
 pub(crate) const INTERNED: [&str; 18] = [

@@ -789,10 +789,9 @@ mod tests {
     use time::format_description::well_known::Rfc3339;
 
     use super::put_serialize;
-    use crate::codec::{Interner, Reader, put_value};
+    use crate::codec::{EMPTY_SHA256, Interner, Reader, put_value};
     use crate::model::{Approval, EditRecord, RequestRecord, Status};
 
-    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const ID: &str = "01a22b69-22bc-778e-83ba-809a9621ffec";
 
     /// What `Row::new` used to do: through a `Value`, `skip` removed.

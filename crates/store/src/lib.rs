@@ -49,6 +49,7 @@ pub use archive::{
     ARCHIVED_EVENT, ArchiveReport, ArchiveVerifier, archive_dir, file_sha256, segments,
 };
 pub use chain::{GENESIS_HASH, REDACTED, Redactor, canonical_json, event_hash};
+pub use codec::EMPTY_SHA256;
 pub use depth::{MAX_STORED_DEPTH, TOO_DEEP};
 pub use error::StoreError;
 pub use fields::Fields;
