@@ -1,5 +1,7 @@
-//! Standing grants (SPEC §6.1) in redb: the `grants` table (id → JSON), and
-//! the operations the storage boundary offers for them — create, read, list,
+//! Standing grants (SPEC §6.1) in redb: the `grants` table (id → JSON), its
+//! index by agent and intent (what a REQUIRE_APPROVAL request looks up, so the
+//! check costs the grants of that intent, not every grant ever made), and the
+//! operations the storage boundary offers for them — create, read, list,
 //! revoke, and the atomic "use these if each is still valid".
 //!
 //! Rows are written by the writer thread like everything else (one durable
@@ -8,7 +10,7 @@
 //! the last remaining use (redb has a single process by construction: the
 //! file is locked).
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -18,6 +20,19 @@ use crate::{Store, writer};
 
 /// id → JSON of the [`Grant`].
 pub(crate) const GRANTS: TableDefinition<&str, &str> = TableDefinition::new("grants");
+
+/// (agent, resource, action, id) → (): one entry per grant; those names never change.
+const BY_INTENT: TableDefinition<(&str, &str, &str, &str), ()> =
+    TableDefinition::new("grants_by_intent");
+
+/// A grant as the writer stores it: its JSON, and the names its index entry is filed under.
+pub(crate) struct GrantRow {
+    id: String,
+    agent: String,
+    resource: String,
+    action: String,
+    json: String,
+}
 
 /// A standing grant: the SPEC §6.1 Grant object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,9 +95,15 @@ fn decode(s: &str) -> Result<Grant, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::corrupt("grants", e))
 }
 
-fn encode(g: &Grant) -> Result<(String, String), StoreError> {
+fn encode(g: &Grant) -> Result<GrantRow, StoreError> {
     let json = serde_json::to_string(g).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    Ok((g.id.clone(), json))
+    Ok(GrantRow {
+        id: g.id.clone(),
+        agent: g.agent.clone(),
+        resource: g.resource.clone(),
+        action: g.action.clone(),
+        json,
+    })
 }
 
 impl Store {
@@ -117,7 +138,7 @@ impl Store {
     }
 
     /// Grants active at `now` for exactly this agent, resource and action,
-    /// newest first.
+    /// newest first. Reads only the grants filed under those names.
     pub fn active_grants_for(
         &self,
         agent: &str,
@@ -125,9 +146,37 @@ impl Store {
         action: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<Grant>, StoreError> {
-        let mut all = self.list_grants()?;
-        all.retain(|g| g.covers(agent, resource, action) && g.is_active(now));
-        Ok(all)
+        let rtx = self.inner.slot.get()?.begin_read()?;
+        let (index, grants) = match (rtx.open_table(BY_INTENT), rtx.open_table(GRANTS)) {
+            (Ok(i), Ok(g)) => (i, g),
+            (Err(redb::TableError::TableDoesNotExist(_)), _)
+            | (_, Err(redb::TableError::TableDoesNotExist(_))) => return Ok(Vec::new()),
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
+        // The entries under these names sort together, ids (UUIDv7) oldest first.
+        let mut ids = Vec::new();
+        for entry in index.range((agent, resource, action, "")..)? {
+            let (key, _) = entry?;
+            let (a, r, x, id) = key.value();
+            if (a, r, x) != (agent, resource, action) {
+                break;
+            }
+            ids.push(id.to_string());
+        }
+        let mut out = Vec::new();
+        for id in ids.iter().rev() {
+            let Some(json) = grants.get(id.as_str())? else {
+                return Err(StoreError::corrupt(
+                    "grants_by_intent",
+                    format!("grant {id} is indexed but not stored"),
+                ));
+            };
+            let g = decode(json.value())?;
+            if g.covers(agent, resource, action) && g.is_active(now) {
+                out.push(g);
+            }
+        }
+        Ok(out)
     }
 
     /// Writes grants and events in one durable transaction.
@@ -224,11 +273,51 @@ pub(crate) fn insert_rows(
         return Ok(());
     }
     let mut t = txn.open_table(GRANTS)?;
+    let mut index = txn.open_table(BY_INTENT)?;
     for (b, _) in batches {
-        for (id, json) in &b.grants {
-            t.insert(id.as_str(), json.as_str())?;
+        for g in &b.grants {
+            t.insert(g.id.as_str(), g.json.as_str())?;
+            index.insert(
+                (
+                    g.agent.as_str(),
+                    g.resource.as_str(),
+                    g.action.as_str(),
+                    g.id.as_str(),
+                ),
+                (),
+            )?;
         }
     }
+    Ok(())
+}
+
+/// Creates the grant tables, and files every grant in the index when the counts differ: a
+/// store from before the index, or grants created since by a version without it. Grants are
+/// never deleted and their names never change, so equal counts mean the same entries.
+pub(crate) fn ensure_index(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let grants = txn.open_table(GRANTS)?;
+    let mut index = txn.open_table(BY_INTENT)?;
+    if grants.len()? == index.len()? {
+        return Ok(());
+    }
+    index.retain(|_, _| false)?;
+    for row in grants.iter()? {
+        let (_, v) = row?;
+        let g = decode(v.value())?;
+        index.insert(
+            (
+                g.agent.as_str(),
+                g.resource.as_str(),
+                g.action.as_str(),
+                g.id.as_str(),
+            ),
+            (),
+        )?;
+    }
+    tracing::info!(
+        grants = grants.len()?,
+        "standing grants indexed by agent and intent"
+    );
     Ok(())
 }
 
@@ -353,5 +442,138 @@ mod tests {
             .collect();
         assert_eq!(list, ["b", "a"], "newest (highest id) first");
         assert_eq!(store.verify().unwrap().events, 3);
+    }
+
+    fn for_intent(id: &str, agent: &str, resource: &str, action: &str) -> Grant {
+        Grant {
+            agent: agent.into(),
+            resource: resource.into(),
+            action: action.into(),
+            ..grant(id, None)
+        }
+    }
+
+    async fn create(store: &Store, g: Grant) {
+        store
+            .create_grant(g, NewEvent::new("grant.created"))
+            .await
+            .unwrap();
+    }
+
+    fn found(store: &Store, agent: &str, resource: &str, action: &str) -> Vec<String> {
+        let now = OffsetDateTime::now_utc();
+        store
+            .active_grants_for(agent, resource, action, now)
+            .unwrap()
+            .into_iter()
+            .map(|g| g.id)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_lookup_finds_exactly_the_active_grants_of_its_agent_and_intent_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        assert!(found(&store, "bot", "stripe.charges", "create").is_empty());
+        // Names that share prefixes with the one looked up, on each side of it.
+        for (id, agent, resource, action) in [
+            ("g01", "bot", "stripe.charges", "create"),
+            ("g02", "bo", "stripe.charges", "create"),
+            ("g03", "bot2", "stripe.charges", "create"),
+            ("g04", "bot", "stripe.charge", "create"),
+            ("g05", "bot", "stripe.charges.x", "create"),
+            ("g06", "bot", "stripe.charges", "creat"),
+            ("g07", "bot", "stripe.charges", "create2"),
+            ("g08", "bot", "stripe.charges", "create"),
+            ("g09", "bot", "stripe.charges", "create"),
+            ("g10", "bot", "stripe.charges", "create"),
+        ] {
+            create(&store, for_intent(id, agent, resource, action)).await;
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut expired = for_intent("g11", "bot", "stripe.charges", "create");
+        expired.expires_at = now - time::Duration::seconds(1);
+        create(&store, expired).await;
+        let mut used_up = for_intent("g12", "bot", "stripe.charges", "create");
+        used_up.max_uses = Some(1);
+        create(&store, used_up).await;
+        assert!(
+            store
+                .use_grants(vec!["g12".into()], now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let ev = |g: &Grant| NewEvent::new("grant.revoked").field("grant_id", g.id.clone());
+        store
+            .revoke_grant("g09", "bob", now, ev)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            found(&store, "bot", "stripe.charges", "create"),
+            ["g10", "g08", "g01"]
+        );
+        assert_eq!(found(&store, "bo", "stripe.charges", "create"), ["g02"]);
+        assert_eq!(found(&store, "bot", "stripe.charges", "creat"), ["g06"]);
+        assert!(found(&store, "nobody", "stripe.charges", "create").is_empty());
+        store.close().await.unwrap();
+        drop(store);
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        assert_eq!(
+            found(&store, "bot", "stripe.charges", "create"),
+            ["g10", "g08", "g01"]
+        );
+    }
+
+    /// A store from before the index (or one a version without it added grants to) has its
+    /// grants filed at open, so none is missed by the lookup.
+    #[tokio::test]
+    async fn grants_the_index_does_not_hold_are_filed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        create(&store, for_intent("g1", "bot", "stripe.charges", "create")).await;
+        create(&store, for_intent("g2", "bot", "aws.s3", "delete")).await;
+        store.close().await.unwrap();
+        drop(store);
+        {
+            // As an older version leaves the file: no index, and a grant it created.
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(BY_INTENT).unwrap();
+            {
+                let mut t = txn.open_table(GRANTS).unwrap();
+                let g3 = encode(&for_intent("g3", "bot", "stripe.charges", "create")).unwrap();
+                t.insert("g3", g3.json.as_str()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        assert_eq!(
+            found(&store, "bot", "stripe.charges", "create"),
+            ["g3", "g1"]
+        );
+        assert_eq!(found(&store, "bot", "aws.s3", "delete"), ["g2"]);
+        store.close().await.unwrap();
+        drop(store);
+        {
+            // A grant added without its entry while the index exists: the counts differ.
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(GRANTS).unwrap();
+                let g4 = encode(&for_intent("g4", "bot", "aws.s3", "delete")).unwrap();
+                t.insert("g4", g4.json.as_str()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        assert_eq!(found(&store, "bot", "aws.s3", "delete"), ["g4", "g2"]);
+        assert_eq!(
+            found(&store, "bot", "stripe.charges", "create"),
+            ["g3", "g1"]
+        );
     }
 }

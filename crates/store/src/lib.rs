@@ -636,6 +636,7 @@ pub(crate) fn init_tables(db: &Database) -> Result<Head, StoreError> {
         wtx.open_table(OPEN_REQUESTS)?;
         wtx.open_table(COUNTS)?;
         wtx.open_table(rows::JOURNAL)?;
+        grants::ensure_index(&wtx)?;
         wtx.commit()?;
     }
     let replayed = rows::replay(db)?;

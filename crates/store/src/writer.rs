@@ -53,8 +53,8 @@ pub(crate) struct Prepared {
     /// before the rows are applied ([`crate::rows`]): an ALLOW decision about to be
     /// forwarded, which needs its record on disk but nobody reading it back.
     pub(crate) early: bool,
-    /// Standing grants to write: (id, JSON).
-    pub(crate) grants: Vec<(String, String)>,
+    /// Standing grants to write.
+    pub(crate) grants: Vec<crate::grants::GrantRow>,
 }
 
 /// A message to the writer.
