@@ -121,9 +121,26 @@ fn classify(authority: &str, e: &hyper_util::client::legacy::Error) -> ForwardEr
     ForwardError::Unreachable(format!("could not reach {authority}: {chain}"))
 }
 
-/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1),
-/// plus anything the `Connection` header names.
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes the [`HOP_BY_HOP`] headers, plus anything the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most requests and answers carry none: one pass over the names present costs less
+    // than nine hashed removals of absent ones.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -134,17 +151,66 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<&str> {
+        let mut v: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_is_removed_even_alone() {
+        for hop in [
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Authorization",
+            "Proxy-Authenticate",
+            "Proxy-Connection",
+            "TE",
+            "Trailer",
+            "Transfer-Encoding",
+            "Upgrade",
+        ] {
+            let mut h = map(&[("host", "a.example"), (hop, "x"), ("accept", "*/*")]);
+            strip_hop_by_hop(&mut h);
+            assert_eq!(names(&h), ["accept", "host"], "{hop}");
+        }
+    }
+
+    #[test]
+    fn headers_the_connection_header_names_go_too_and_the_rest_stay() {
+        let mut h = map(&[
+            ("connection", "close, X-Trace"),
+            ("connection", " x-other ,bad name"),
+            ("x-trace", "1"),
+            ("x-other", "2"),
+            ("x-kept", "3"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(names(&h), ["x-kept"]);
+        let mut untouched = map(&[("host", "a.example"), ("x-kept", "3")]);
+        let before = untouched.clone();
+        strip_hop_by_hop(&mut untouched);
+        assert_eq!(untouched, before);
     }
 }
