@@ -277,17 +277,21 @@ pub(crate) fn insert_rows(
     for (b, _) in batches {
         for g in &b.grants {
             t.insert(g.id.as_str(), g.json.as_str())?;
-            index.insert(
-                (
-                    g.agent.as_str(),
-                    g.resource.as_str(),
-                    g.action.as_str(),
-                    g.id.as_str(),
-                ),
-                (),
-            )?;
+            file(&mut index, &g.agent, &g.resource, &g.action, &g.id)?;
         }
     }
+    Ok(())
+}
+
+/// Files grant `id` under its agent and intent.
+fn file(
+    index: &mut redb::Table<(&str, &str, &str, &str), ()>,
+    agent: &str,
+    resource: &str,
+    action: &str,
+    id: &str,
+) -> Result<(), StoreError> {
+    index.insert((agent, resource, action, id), ())?;
     Ok(())
 }
 
@@ -304,15 +308,7 @@ pub(crate) fn ensure_index(txn: &redb::WriteTransaction) -> Result<(), StoreErro
     for row in grants.iter()? {
         let (_, v) = row?;
         let g = decode(v.value())?;
-        index.insert(
-            (
-                g.agent.as_str(),
-                g.resource.as_str(),
-                g.action.as_str(),
-                g.id.as_str(),
-            ),
-            (),
-        )?;
+        file(&mut index, &g.agent, &g.resource, &g.action, &g.id)?;
     }
     tracing::info!(
         grants = grants.len()?,
