@@ -60,28 +60,34 @@ impl Recorder {
         }
     }
 
-    async fn write(
+    // `write`, `decided` and `admitted` are plain functions returning the
+    // store's future: as `async fn`s each would keep its arguments (a
+    // `Decided` is about 1 KiB) beside the future it awaits, inside the
+    // admission every forwarded request boxes.
+    fn write(
         &self,
         events: Vec<NewEvent>,
         record: Option<RequestRecord>,
         wait: Wait,
-    ) -> Result<(), StoreError> {
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + '_ {
         let batch = Batch {
             events,
             upserts: record.into_iter().collect(),
         };
-        self.storage.commit(batch, wait).await
+        self.storage.commit(batch, wait)
     }
 
     /// An ALLOW or DENY decision (the request's first record).
-    pub async fn decided(&self, d: Decided) -> Result<(), StoreError> {
+    pub fn decided(&self, d: Decided) -> impl Future<Output = Result<(), StoreError>> + Send + '_ {
         self.write(vec![d.event], Some(d.record), self.decision_wait())
-            .await
     }
 
     /// An ALLOW decision that is forwarded next: recorded, then tracked until
     /// it ends (the returned guard writes the ending exactly once).
-    pub async fn admitted(self: &Arc<Self>, d: Decided) -> Result<Flight, StoreError> {
+    pub fn admitted(
+        self: &Arc<Self>,
+        d: Decided,
+    ) -> impl Future<Output = Result<Flight, StoreError>> + Send + '_ {
         let record = d.record.clone();
         let batch = Batch {
             events: vec![d.event],
@@ -93,32 +99,36 @@ impl Recorder {
             Durability::Strict => Wait::Logged,
             Durability::Batched => Wait::Queued,
         };
-        self.tracked(batch, record, wait).await
+        self.tracked(batch, record, wait)
     }
 
     /// Queues `batch`, starts tracking `record` as in flight, then waits for
     /// the batch's durability. The guard exists from the moment the batch is
     /// queued, so an agent that leaves while it commits still gets an ending,
-    /// written after the batch.
-    async fn tracked(
+    /// written after the batch. (An `async move` block, as `admitted`, so
+    /// the record is kept once.)
+    #[allow(clippy::manual_async_fn)]
+    fn tracked(
         self: &Arc<Self>,
         batch: Batch,
         record: RequestRecord,
         wait: Wait,
-    ) -> Result<Flight, StoreError> {
-        let mut sent = self.storage.send_keeping_base(batch, wait, true).await?;
-        let flight = Flight::new(
-            self.clone(),
-            self.in_flight.clone(),
-            record,
-            sent.take_base(),
-        );
-        match sent.done().await {
-            Ok(()) => Ok(flight),
-            Err(e) => {
-                // Not recorded: nothing to end, and nothing will be forwarded.
-                flight.disarm();
-                Err(e)
+    ) -> impl Future<Output = Result<Flight, StoreError>> + Send + '_ {
+        async move {
+            let mut sent = self.storage.send_keeping_base(batch, wait, true).await?;
+            let flight = Flight::new(
+                self.clone(),
+                self.in_flight.clone(),
+                record,
+                sent.take_base(),
+            );
+            match sent.done().await {
+                Ok(()) => Ok(flight),
+                Err(e) => {
+                    // Not recorded: nothing to end, and nothing will be forwarded.
+                    flight.disarm();
+                    Err(e)
+                }
             }
         }
     }

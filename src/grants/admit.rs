@@ -21,9 +21,8 @@ pub(crate) async fn apply(core: &Core, decided: Decided) -> Decided {
     let Some(judgement) = decided.judgement.as_deref() else {
         return decided;
     };
-    // Boxed: every request's admission holds this future, and only
-    // REQUIRE_APPROVAL reaches the store's grant lookups.
-    let found = Box::pin(covering(core, &decided, judgement)).await;
+    // The admission boxes this future, and calls it for REQUIRE_APPROVAL only.
+    let found = covering(core, &decided, judgement).await;
     match found {
         Ok(Some(grants)) => allow(decided, &grants),
         Ok(None) => decided,

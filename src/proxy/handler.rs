@@ -130,50 +130,58 @@ async fn admit<B: ReadBody>(
     };
     // The judgement (normalised request, intents, decision) is turned into the
     // record and event here and dropped before any await: whatever lives
-    // across an await is kept, for a held request, as long as it waits.
-    let decided = core.judge_http(
-        call,
-        &HttpSubject {
-            raw: RawRequest {
-                method: parts.method.as_str(),
-                scheme: target.scheme,
-                host: &target.host,
-                port: target.port,
-                path_and_query: &path_and_query,
-                headers: &parts.headers,
-                body: &body,
+    // across an await is kept, for a held request, as long as it waits. The
+    // block ends the decision's storage before the admission is awaited, so
+    // this (boxed) future keeps no room for it.
+    let judged = {
+        let decided = core.judge_http(
+            call,
+            &HttpSubject {
+                raw: RawRequest {
+                    method: parts.method.as_str(),
+                    scheme: target.scheme,
+                    host: &target.host,
+                    port: target.port,
+                    path_and_query: &path_and_query,
+                    headers: &parts.headers,
+                    body: &body,
+                },
+                raw_url: &raw_url,
+                raw_query,
             },
-            raw_url: &raw_url,
+        );
+        let sent = Sent {
+            host: &target.host,
+            headers: &parts.headers,
             raw_query,
-        },
-    );
-    let sent = Sent {
-        host: &target.host,
-        headers: &parts.headers,
-        raw_query,
-        body: &body,
-    };
-    *dialect = Dialect::judged(&sent, decided.as_ref().map_err(|_| ()));
-    let decided = match decided {
-        Ok(d) => d,
-        Err(e) => {
-            let refusal = intent_refusal(&call.id, e);
-            return Err(Box::pin(unjudged(state, call, &parts.method, target, refusal)).await);
+            body: &body,
+        };
+        *dialect = Dialect::judged(&sent, decided.as_ref().map_err(|_| ()));
+        match decided {
+            Ok(decided) => {
+                let held_body = match decided.verdict {
+                    sudomode_policy::Verdict::RequireApproval => body.clone(),
+                    _ => Bytes::new(),
+                };
+                let up = Upstream {
+                    parts,
+                    path_and_query,
+                    body,
+                };
+                // The core's admission is boxed inside this boxed phase, so the
+                // box made for every request (and the future moved into it)
+                // stays small.
+                Ok((Box::pin(core.admit(decided, held_body)), up))
+            }
+            Err(e) => Err((intent_refusal(&call.id, e), parts.method)),
         }
     };
-    let up = Upstream {
-        parts,
-        path_and_query,
-        body,
-    };
-    let held_body = match decided.verdict {
-        sudomode_policy::Verdict::RequireApproval => up.body.clone(),
-        _ => Bytes::new(),
-    };
-    // The core's admission and the refusal path are boxed inside this boxed
-    // phase, so the box made for every request (and the future moved into
-    // it) stays small.
-    Ok((Box::pin(core.admit(decided, held_body)).await, up))
+    match judged {
+        Ok((admission, up)) => Ok((admission.await, up)),
+        Err((refusal, method)) => {
+            Err(Box::pin(unjudged(state, call, &method, target, refusal)).await)
+        }
+    }
 }
 
 /// Refused before judgement (unparsable, too large, forbidden address):

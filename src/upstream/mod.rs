@@ -108,7 +108,20 @@ pub struct Upstreams {
     pub injector: Arc<Injector>,
     /// Guard verdicts per `host:port`, so steady traffic does not pay a DNS
     /// lookup per request; the dialer re-checks every address it connects to.
-    guard_cache: moka::future::Cache<(String, u16), Option<String>>,
+    /// A synchronous cache: a hit (every request but a host's first in 30 s)
+    /// then adds nothing to the request's future, which every request boxes.
+    guard_cache: moka::sync::Cache<(String, u16), Option<String>>,
+}
+
+/// A borrowed `(host, port)` key: looks the cache up without allocating.
+/// Hashes as the owned tuple does (field by field).
+#[derive(Hash)]
+struct HostPort<'a>(&'a str, u16);
+
+impl moka::Equivalent<(String, u16)> for HostPort<'_> {
+    fn equivalent(&self, key: &(String, u16)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
 }
 
 impl Upstreams {
@@ -117,7 +130,7 @@ impl Upstreams {
             dialer,
             client,
             injector,
-            guard_cache: moka::future::Cache::builder()
+            guard_cache: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(30))
                 .build(),
@@ -128,18 +141,38 @@ impl Upstreams {
     /// when it resolves to a forbidden address, `Err` when it does not resolve
     /// (not cached, so a passing DNS failure is retried).
     pub async fn guard_target(&self, host: &str, port: u16) -> Result<Option<String>, String> {
-        let dialer = self.dialer.clone();
+        if let Some(verdict) = self.guard_cache.get(&HostPort(host, port)) {
+            return Ok(verdict);
+        }
+        // Boxed: only a host's first request in a while resolves. Calls that
+        // miss together each resolve; the last answer is the one kept.
+        let verdict = Box::pin(self.dialer.addresses(host, port)).await;
+        let verdict = match verdict {
+            Ok(_) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(e.to_string()),
+            Err(e) => return Err(e.to_string()),
+        };
         self.guard_cache
-            .try_get_with((host.to_string(), port), async move {
-                match dialer.addresses(host, port).await {
-                    Ok(_) => Ok(None),
-                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                        Ok(Some(e.to_string()))
-                    }
-                    Err(e) => Err(e.to_string()),
-                }
-            })
-            .await
-            .map_err(|e| e.to_string())
+            .insert((host.to_string(), port), verdict.clone());
+        Ok(verdict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostPort;
+
+    /// The borrowed key finds what the owned key stored (same hash, same
+    /// equality), and only that.
+    #[test]
+    fn borrowed_guard_key_finds_the_owned_one() {
+        let cache: moka::sync::Cache<(String, u16), Option<String>> = moka::sync::Cache::new(16);
+        cache.insert(("api.example.com".to_string(), 443), Some("no".into()));
+        assert_eq!(
+            cache.get(&HostPort("api.example.com", 443)),
+            Some(Some("no".to_string()))
+        );
+        assert_eq!(cache.get(&HostPort("api.example.com", 80)), None);
+        assert_eq!(cache.get(&HostPort("api.example.org", 443)), None);
     }
 }
