@@ -18,9 +18,10 @@ const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 /// Memory freed after a burst (handshakes, judging, 10,000 held calls
 /// approved at once) goes back to the OS at once instead of after mimalloc's
 /// default 1 s (10 s for arenas), which an idle worker thread never reaches:
-/// 10,000 held measured about 80 MiB less. Under steady load it costs about
-/// 8 % of CPU per request (1.7 page faults per request, against 0.3 at
-/// 100 ms); 100 ms was tried and not kept: it added about 10 MiB on average with
+/// 10,000 held measured about 80 MiB less. Under steady load it costs page
+/// faults: 1.7 per request at stop 33 (about 8 % of CPU against a 100 ms
+/// delay's 0.3), 0.85 since the futures each request boxes shrank (stop 35).
+/// 100 ms was tried and not kept: it added about 10 MiB on average with
 /// 10,000 held (bench/PROFILE.md, stop 33). `MIMALLOC_PURGE_DELAY` set by the user still wins.
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
