@@ -60,10 +60,11 @@ impl Recorder {
         }
     }
 
-    // `write`, `decided` and `admitted` are plain functions returning the
-    // store's future: as `async fn`s each would keep its arguments (a
-    // `Decided` is about 1 KiB) beside the future it awaits, inside the
-    // admission every forwarded request boxes.
+    // `write`, `decided` and `admitted` are plain functions that turn their
+    // arguments into the batch first and return the store's future (or an
+    // `async move` block over it): as `async fn`s each would keep its
+    // arguments (a `Decided` is about 1 KiB) beside the future it awaits,
+    // inside the admission every forwarded request boxes.
     fn write(
         &self,
         events: Vec<NewEvent>,
@@ -83,7 +84,10 @@ impl Recorder {
     }
 
     /// An ALLOW decision that is forwarded next: recorded, then tracked until
-    /// it ends (the returned guard writes the ending exactly once).
+    /// it ends (the returned guard writes the ending exactly once). The guard
+    /// exists from the moment the batch is queued, so an agent that leaves
+    /// while it commits still gets an ending, written after the batch.
+    #[allow(clippy::manual_async_fn)] // an `async move` block: see `write`
     pub fn admitted(
         self: &Arc<Self>,
         d: Decided,
@@ -99,21 +103,6 @@ impl Recorder {
             Durability::Strict => Wait::Logged,
             Durability::Batched => Wait::Queued,
         };
-        self.tracked(batch, record, wait)
-    }
-
-    /// Queues `batch`, starts tracking `record` as in flight, then waits for
-    /// the batch's durability. The guard exists from the moment the batch is
-    /// queued, so an agent that leaves while it commits still gets an ending,
-    /// written after the batch. (An `async move` block, as `admitted`, so
-    /// the record is kept once.)
-    #[allow(clippy::manual_async_fn)]
-    fn tracked(
-        self: &Arc<Self>,
-        batch: Batch,
-        record: RequestRecord,
-        wait: Wait,
-    ) -> impl Future<Output = Result<Flight, StoreError>> + Send + '_ {
         async move {
             let mut sent = self.storage.send_keeping_base(batch, wait, true).await?;
             let flight = Flight::new(

@@ -13,15 +13,13 @@ use time::OffsetDateTime;
 use crate::core::Core;
 use crate::core::decided::{Decided, Judgement};
 
-/// The decision, allowed by grants where they cover it.
+/// The REQUIRE_APPROVAL decision, allowed by grants where they cover it. Only
+/// such a decision keeps a judgement; the admission calls this (boxed) for it
+/// alone.
 pub(crate) async fn apply(core: &Core, decided: Decided) -> Decided {
-    if decided.verdict != Verdict::RequireApproval {
-        return decided;
-    }
     let Some(judgement) = decided.judgement.as_deref() else {
         return decided;
     };
-    // The admission boxes this future, and calls it for REQUIRE_APPROVAL only.
     let found = covering(core, &decided, judgement).await;
     match found {
         Ok(Some(grants)) => allow(decided, &grants),

@@ -146,8 +146,8 @@ impl Upstreams {
         }
         // Boxed: only a host's first request in a while resolves. Calls that
         // miss together each resolve; the last answer is the one kept.
-        let verdict = Box::pin(self.dialer.addresses(host, port)).await;
-        let verdict = match verdict {
+        let resolved = Box::pin(self.dialer.addresses(host, port)).await;
+        let verdict = match resolved {
             Ok(_) => None,
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(e.to_string()),
             Err(e) => return Err(e.to_string()),
