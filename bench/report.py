@@ -200,6 +200,41 @@ dwv = None if dec_w_med_ns is None else dec_w_med_ns / 1000
 w(f"| 1,000 CEL rules: decision < 20 µs median | {fnum(dv, 2)} µs (all-wildcard variant {fnum(dwv, 2)} µs) | criterion median | {verdict(None if dv is None else dv < 20)} |")
 w("")
 
+# ------------------------------------------- the ceiling: a do-nothing proxy
+def cpu_per_request_us(prefix):
+    """Proxy CPU per request in the 64-connection run: CPU over the whole run (warm-up
+    included) ÷ (measured rate × the run's wall time)."""
+    c = load(f"{prefix}.h1_c64.cpu")
+    r = get(load(f"{prefix}.h1_c64"), "rps")
+    if not c or not r or not c.get("wall_s"):
+        return None
+    return c["cpu_s"] / (r * c["wall_s"]) * 1e6
+
+
+n64 = get(load("null.h1_c64"), "rps")
+if n64:
+    on = oha_rate("null")
+    w("## The ceiling: an intercepting proxy that does nothing else")
+    w("")
+    w("`null-proxy` (`crates/bench`) answers CONNECT, terminates TLS with a leaf from its own CA, serves")
+    w("HTTP/1.1 or HTTP/2 and forwards over a pooled TLS client, on SudoMode's stack (hyper 1, tokio,")
+    w("rustls/ring, rcgen, mimalloc), and does nothing else: no intent, no policy, no audit. What it reaches")
+    w("is the most any intercepting proxy built this way can reach on this machine, where the load")
+    w("generator, the upstream and the proxy share the cores.")
+    w("")
+    w("| figure | direct | null-proxy | SudoMode strict | SudoMode batched |")
+    w("|---|---|---|---|---|")
+    w(f"| loadgen HTTP/1.1 keep-alive, 64 connections, req/s (× direct) | {fnum(d64)} | {fnum(n64)} ({fratio(ratio(n64, d64))}) | {fnum(s64)} ({fratio(ratio(s64, d64))}) | {fnum(b64)} ({fratio(ratio(b64, d64))}) |")
+    w(f"| oha, same load, req/s (× direct) | {fnum(od)} | {fnum(on)} ({fratio(ratio(on, od))}) | {fnum(os_)} ({fratio(ratio(os_, od))}) | {fnum(ob)} ({fratio(ratio(ob, od))}) |")
+    w("| proxy CPU per request, 64 connections (µs) | — | " + " | ".join(fnum(cpu_per_request_us(k), 1) for k in ("null", "sudomode_strict", "sudomode_batched")) + " |")
+    w(f"| HTTP/2, 1 connection × 64 streams, req/s (× direct) | {fnum(rps('direct', 'h2_c1s64'))} | {fnum(get(load('null.h2_c1s64'), 'rps'))} ({fratio(ratio(get(load('null.h2_c1s64'), 'rps'), rps('direct', 'h2_c1s64')))}) | {fnum(rps('sudomode_strict', 'h2_c1s64'))} | {fnum(rps('sudomode_batched', 'h2_c1s64'))} |")
+    n1 = get(load("null.h1_c1"), "latency", "p50_us")
+    w(f"| added p50 latency, 1 connection (ms) | — | {ms(None if n1 is None or d1 is None else n1 - d1)} | {ms(add_s)} | {ms(add_b)} |")
+    w("")
+    w("CPU per request is the proxy's utime + stime (`/proc/PID/stat`) over the whole 64-connection run, its warm-up")
+    w("included, ÷ (measured rate × the run's wall time).")
+    w("")
+
 # ------------------------------------------------- against the baseline binary
 def oha_rate_safe(r):
     try:

@@ -21,6 +21,7 @@
 #   BENCH_NOTE []           a line of text put at the top of the report
 #   BENCH_SKIP_BUILD [0]    1: reuse target/release binaries as they are
 #   BENCH_SKIP_MITM [0]     1: no mitmdump comparison
+#   BENCH_SKIP_NULL [0]     1: no null-proxy runs (the ceiling of any intercepting proxy here)
 #   BENCH_SKIP_HOLD [0]     1: no 10,000-held test
 #   BENCH_SKIP_DECIDE [0]   1: no `cargo bench -p sudomode-policy --bench decide`
 #   BENCH_SKIP_OHA [0]      1: no oha runs (else oha from PATH or ~/.cargo/bin; installed with
@@ -85,7 +86,7 @@ SM_PID=
 MITM_PID=
 cleanup() {
   local p
-  for p in $UP_PID $SM_PID $MITM_PID; do
+  for p in $UP_PID $SM_PID $MITM_PID $NULL_PID; do
     kill "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
@@ -103,7 +104,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   log "building release binaries (cargo build --release -p sudomode -p sudomode-bench)"
   cargo build --release -p sudomode -p sudomode-bench
 fi
-for b in sudomode loadgen stand-in storefill; do
+for b in sudomode loadgen stand-in storefill null-proxy; do
   [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (run without BENCH_SKIP_BUILD)" >&2; exit 2; }
 done
 
@@ -144,12 +145,23 @@ lg() {
   fi
 }
 
-# The three load shapes, against one route (extra loadgen args in "$@").
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# The three load shapes, against one route (extra loadgen args in "$@"). With
+# SHAPE_PID set, the CPU that process spends in the 64-connection run (warm-up
+# included) goes to PREFIX.h1_c64.cpu.json.
 shapes() { # prefix args...
   local p=$1
   shift
   lg "$p.h1_c1" run --http 1 --connections 1 --duration "$SECS" --warmup "$WARMUP" --label "$p h1 c1" "$@"
+  local t0 w0
+  t0=$(cpu_ticks "${SHAPE_PID:-0}")
+  w0=$(date +%s.%N)
   lg "$p.h1_c64" run --http 1 --connections 64 --duration "$SECS" --warmup "$WARMUP" --label "$p h1 c64" "$@"
+  if [ -n "${SHAPE_PID:-}" ]; then
+    echo "{\"cpu_s\": $(awk -v a="$t0" -v b="$(cpu_ticks "$SHAPE_PID")" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / hz}'), \"wall_s\": $(awk -v a="$w0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')}" >"$RES/$p.h1_c64.cpu.json"
+  fi
   lg "$p.h2_c1s64" run --http 2 --connections 1 --streams 64 --duration "$SECS" --warmup "$WARMUP" --label "$p h2 1x64" "$@"
 }
 
@@ -193,6 +205,27 @@ log "direct to the stand-in"
 shapes direct --url https://bench.local/ --connect "127.0.0.1:$UP_PORT" --ca "$UP_CA"
 lg direct.first first --url https://bench.local/ --connect "127.0.0.1:$UP_PORT" --ca "$UP_CA" --hosts "$HOSTS" --label direct
 oha_run direct --insecure "https://127.0.0.1:$UP_PORT/"
+
+# ------------------------------------------------------------- null proxy
+# The ceiling of any intercepting proxy on this stack and machine: null-proxy
+# (crates/bench) answers CONNECT, terminates TLS and forwards as SudoMode does,
+# and does nothing else (no policy, no audit).
+NULL_PID=
+if [ "${BENCH_SKIP_NULL:-0}" != 1 ]; then
+  "$BIN/null-proxy" --ca-out "$TMP/null-ca.pem" --upstream-ca "$UP_CA" \
+    --resolve "bench.local:443=127.0.0.1:$UP_PORT" --max-seconds 3600 >"$TMP/null.out" 2>"$TMP/null.err" &
+  NULL_PID=$!
+  if NULL_PROXY=$(wait_line "$TMP/null.out" '^proxy: ' 20 | awk '{print $2}'); then
+    log "through null-proxy $NULL_PROXY (no policy, no audit)"
+    SHAPE_PID=$NULL_PID shapes null --url https://bench.local/ --proxy "$NULL_PROXY" --ca "$TMP/null-ca.pem"
+    oha_run null --insecure -x "$NULL_PROXY" https://bench.local/
+  else
+    log "null-proxy did not start: $(tail -n 3 "$TMP/null.err" | tr '\n' ' ')"
+  fi
+  kill "$NULL_PID" 2>/dev/null || true
+  wait "$NULL_PID" 2>/dev/null || true
+  NULL_PID=
+fi
 
 # --------------------------------------------------------------- SudoMode
 ADMIN_TOKEN="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
@@ -284,7 +317,7 @@ sudomode_runs() {
       "$BIN/loadgen" fsync --dir "$SM_DIR/data" --count 300 >"$RES/fsync.json"
     fi
     rss_json "$SM_PID" >"$RES/$p.rss_idle.json"
-    shapes "$p" --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA"
+    SHAPE_PID=$SM_PID shapes "$p" --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA"
     oha_run "$p" --insecure -x "$SM_PROXY" https://bench.local/
     # RSS once the load is over (a second to settle), against idle.
     sleep 1
