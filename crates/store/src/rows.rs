@@ -8,6 +8,9 @@
 //! any barrier, and within twice the flush interval. Until then readers get those
 //! rows by id from [`Unapplied`]. A fault or crash in between leaves the entries in
 //! the journal, and the next open applies them: a row is never lost, only late.
+//! The applying transaction is not synced by itself (no second fsync per cycle): it
+//! becomes durable with the next synced commit, and a crash before that rolls back
+//! to a file whose journal still holds the entries.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -14,7 +14,9 @@
 //! rows are applied later, several groups' at once and merged, so that a request's decision
 //! and its ending, journaled by different groups, are one row write ([`crate::rows`]): with
 //! the next group that is not split, before a flush, a prune, a list or count read or the
-//! stop, after [`MAX_DEFERRED`] groups, and within twice `flush_interval`.
+//! stop, after [`MAX_DEFERRED`] groups, and within twice `flush_interval`. That
+//! transaction commits with `redb::Durability::None` (the journal keeps its rows safe)
+//! and becomes durable with the next fsync'd commit, or the flush within `flush_interval`.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -538,16 +540,20 @@ impl Writer {
         self.deferred_since.get_or_insert_with(Instant::now);
     }
 
-    /// Applies every deferred journal entry in one durable transaction. A failure faults
-    /// the store; the entries stay in the journal and are applied when it reopens.
+    /// Applies every deferred journal entry in one transaction, not synced by itself: its
+    /// pages reach the disk with the next fsync'd commit (a strict group's, or the flush it
+    /// schedules), and a crash before that leaves the entries in the journal. A failure
+    /// faults the store; the entries stay in the journal and are applied when it reopens.
     fn apply_deferred(&mut self) {
         if self.unapplied.is_empty() || self.recovery.is_some() {
             return;
         }
-        match self.in_txn(true, |w, txn| w.apply_rows_in(txn, None)) {
+        match self.in_txn(false, |w, txn| w.apply_rows_in(txn, None)) {
             Ok(()) => {
-                self.stats.committed(0, 0, 0, true);
-                self.dirty_since = None;
+                self.stats.committed(0, 0, 0, false);
+                if self.dirty_since.is_none() {
+                    self.dirty_since = Some(Instant::now());
+                }
                 self.applied();
             }
             Err(e) => {
