@@ -1,17 +1,19 @@
-//! Shared pieces of SudoMode's benchmark tools (`loadgen`, `stand-in`):
-//! rustls (ring) client configuration, CONNECT tunnelling, and histogram
-//! summaries. Everything here is loopback tooling, not product code.
+//! Shared pieces of SudoMode's benchmark tools (`loadgen`, `stand-in`,
+//! `null-proxy`): rustls (ring) client and server configuration, a throwaway CA,
+//! CONNECT tunnelling, and histogram summaries. Everything here is loopback
+//! tooling, not product code.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,6 +23,46 @@ use tokio_rustls::client::TlsStream;
 /// The ring crypto provider (the project's choice; see STACK.md).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A bench tool's own CA: its certificate goes to `out` (PEM) for clients to trust.
+pub fn make_ca(
+    common_name: &str,
+    out: &Path,
+) -> Result<(Issuer<'static, KeyPair>, CertificateDer<'static>)> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key)?;
+    std::fs::write(out, cert.pem()).with_context(|| format!("writing {}", out.display()))?;
+    let der = cert.der().clone();
+    Ok((Issuer::new(params, key), der))
+}
+
+/// A server configuration (ALPN `h2`, `http/1.1`) for a leaf made from `leaf`,
+/// signed by `issuer`, presenting the chain leaf + `ca`.
+pub fn leaf_server_config(
+    issuer: &Issuer<'static, KeyPair>,
+    ca: &CertificateDer<'static>,
+    leaf: CertificateParams,
+) -> Result<Arc<rustls::ServerConfig>> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let cert = leaf.signed_by(&key, issuer)?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone(), ca.clone()], der)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
 }
 
 /// Reads every certificate from the PEM files given.

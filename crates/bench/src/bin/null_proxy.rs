@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
@@ -30,8 +30,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rcgen::{CertificateParams, DnType, Issuer, KeyPair};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -72,24 +71,11 @@ struct Ca {
 }
 
 impl Ca {
-    fn new(ca_out: &PathBuf) -> Result<Self> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "SudoMode bench null-proxy CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key)?;
-        std::fs::write(ca_out, cert.pem())
-            .with_context(|| format!("writing {}", ca_out.display()))?;
+    fn new(ca_out: &Path) -> Result<Self> {
+        let (issuer, ca_der) = sudomode_bench::make_ca("SudoMode bench null-proxy CA", ca_out)?;
         Ok(Self {
-            issuer: Issuer::new(params, key),
-            ca_der: cert.der().clone(),
+            issuer,
+            ca_der,
             leaves: Mutex::new(HashMap::new()),
         })
     }
@@ -98,17 +84,9 @@ impl Ca {
         if let Some(c) = self.leaves.lock().ok().and_then(|m| m.get(host).cloned()) {
             return Ok(c);
         }
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::new(vec![host.to_string()])?;
-        params.distinguished_name.push(DnType::CommonName, host);
-        let cert = params.signed_by(&key, &self.issuer)?;
-        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let mut cfg = rustls::ServerConfig::builder_with_provider(sudomode_bench::provider())
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone(), self.ca_der.clone()], der)?;
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let cfg = Arc::new(cfg);
+        let mut leaf = CertificateParams::new(vec![host.to_string()])?;
+        leaf.distinguished_name.push(DnType::CommonName, host);
+        let cfg = sudomode_bench::leaf_server_config(&self.issuer, &self.ca_der, leaf)?;
         let mut map = self
             .leaves
             .lock()

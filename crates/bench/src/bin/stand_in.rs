@@ -9,11 +9,11 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
@@ -22,10 +22,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rcgen::{CertificateParams, DnType, SanType};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -57,24 +54,8 @@ fn main() -> Result<()> {
     rt.block_on(serve(cli))
 }
 
-fn make_tls(ca_out: &PathBuf) -> Result<Arc<rustls::ServerConfig>> {
-    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "SudoMode bench stand-in CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    std::fs::write(ca_out, ca_cert.pem())
-        .with_context(|| format!("writing {}", ca_out.display()))?;
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+fn make_tls(ca_out: &Path) -> Result<Arc<rustls::ServerConfig>> {
+    let (issuer, ca) = sudomode_bench::make_ca("SudoMode bench stand-in CA", ca_out)?;
     let mut leaf = CertificateParams::new(vec![
         "bench.local".to_string(),
         "*.bench.local".to_string(),
@@ -84,15 +65,7 @@ fn make_tls(ca_out: &PathBuf) -> Result<Arc<rustls::ServerConfig>> {
         .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
     leaf.distinguished_name
         .push(DnType::CommonName, "bench.local");
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
-
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let mut cfg = rustls::ServerConfig::builder_with_provider(sudomode_bench::provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf_cert.der().clone(), ca_cert.der().clone()], key)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    sudomode_bench::leaf_server_config(&issuer, &ca, leaf)
 }
 
 async fn serve(cli: Cli) -> Result<()> {
