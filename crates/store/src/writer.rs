@@ -409,9 +409,25 @@ impl Writer {
         }
         let txn = self.slot.get()?.begin_write()?;
         txn.commit()?;
-        self.stats.committed(0, 0, 0, true);
-        self.dirty_since = None;
+        self.count_commit((0, 0, 0), true, Instant::now());
         Ok(())
+    }
+
+    /// Counts a commit of (batches, events, upserts) and keeps `dirty_since`: a durable
+    /// commit makes every earlier one durable; a non-durable one wants a flush within
+    /// `flush_interval` of `since`, or of the oldest one still waiting.
+    fn count_commit(
+        &mut self,
+        (batches, events, upserts): (u64, u64, u64),
+        durable: bool,
+        since: Instant,
+    ) {
+        self.stats.committed(batches, events, upserts, durable);
+        if durable {
+            self.dirty_since = None;
+        } else {
+            self.dirty_since.get_or_insert(since);
+        }
     }
 
     /// Writes `group` in one transaction and answers its waiters. `force_durable` for barriers.
@@ -456,13 +472,7 @@ impl Writer {
         }
         match self.write(&batches, durable, split) {
             Ok((results, journal)) => {
-                self.stats
-                    .committed(n_batches, n_events, n_upserts, durable);
-                if durable {
-                    self.dirty_since = None;
-                } else if self.dirty_since.is_none() {
-                    self.dirty_since = Some(started);
-                }
+                self.count_commit((n_batches, n_events, n_upserts), durable, started);
                 match journal {
                     // Readers get the rows by id before anyone hears of them.
                     Some((key, work)) => self.defer(key, work),
@@ -550,10 +560,7 @@ impl Writer {
         }
         match self.in_txn(false, |w, txn| w.apply_rows_in(txn, None)) {
             Ok(()) => {
-                self.stats.committed(0, 0, 0, false);
-                if self.dirty_since.is_none() {
-                    self.dirty_since = Some(Instant::now());
-                }
+                self.count_commit((0, 0, 0), false, Instant::now());
                 self.applied();
             }
             Err(e) => {
@@ -661,8 +668,7 @@ impl Writer {
         });
         match result {
             Ok(()) => {
-                self.dirty_since = None;
-                self.stats.committed(0, 0, 0, true);
+                self.count_commit((0, 0, 0), true, Instant::now());
                 Ok(())
             }
             Err(e) => {
