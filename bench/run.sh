@@ -156,11 +156,11 @@ shapes() { # prefix args...
   shift
   lg "$p.h1_c1" run --http 1 --connections 1 --duration "$SECS" --warmup "$WARMUP" --label "$p h1 c1" "$@"
   local t0 w0
-  t0=$(cpu_ticks "${SHAPE_PID:-0}")
-  w0=$(date +%s.%N)
+  [ -n "${SHAPE_PID:-}" ] && t0=$(cpu_ticks "$SHAPE_PID") && w0=$(date +%s.%N)
   lg "$p.h1_c64" run --http 1 --connections 64 --duration "$SECS" --warmup "$WARMUP" --label "$p h1 c64" "$@"
   if [ -n "${SHAPE_PID:-}" ]; then
-    echo "{\"cpu_s\": $(awk -v a="$t0" -v b="$(cpu_ticks "$SHAPE_PID")" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / hz}'), \"wall_s\": $(awk -v a="$w0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')}" >"$RES/$p.h1_c64.cpu.json"
+    awk -v a="$t0" -v b="$(cpu_ticks "$SHAPE_PID")" -v hz="$(getconf CLK_TCK)" -v w0="$w0" -v w1="$(date +%s.%N)" \
+      'BEGIN {printf "{\"cpu_s\": %.2f, \"wall_s\": %.2f}\n", (b - a) / hz, w1 - w0}' >"$RES/$p.h1_c64.cpu.json"
   fi
   lg "$p.h2_c1s64" run --http 2 --connections 1 --streams 64 --duration "$SECS" --warmup "$WARMUP" --label "$p h2 1x64" "$@"
 }

@@ -1,6 +1,7 @@
 //! Shared pieces of SudoMode's benchmark tools (`loadgen`, `stand-in`,
 //! `null-proxy`): rustls (ring) client and server configuration, a throwaway CA,
-//! CONNECT tunnelling, and histogram summaries. Everything here is loopback
+//! the servers' common options and accept loop, CONNECT tunnelling, and histogram
+//! summaries. Everything here is loopback
 //! tooling, not product code.
 
 use std::net::SocketAddr;
@@ -16,13 +17,69 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// The ring crypto provider (the project's choice; see STACK.md).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Options every bench server takes.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Listen address (port 0 picks one; the address is printed once listening).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Where to write this tool's CA certificate (PEM), for clients to trust.
+    #[arg(long)]
+    pub ca_out: PathBuf,
+    /// Exit after this many seconds whatever happens (a benchmark must stop by itself).
+    #[arg(long, default_value_t = 3600)]
+    pub max_seconds: u64,
+}
+
+/// Hands each accepted connection (Nagle off) to `serve` until SIGTERM, Ctrl-C or
+/// `max_seconds`. A failing accept (EMFILE and friends) backs off instead of spinning.
+pub async fn accept_loop(
+    tool: &str,
+    listener: TcpListener,
+    max_seconds: u64,
+    mut serve: impl FnMut(TcpStream),
+) {
+    let stop = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                return;
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let limit = tokio::time::sleep(Duration::from_secs(max_seconds));
+    tokio::pin!(stop, limit);
+    loop {
+        let tcp = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    eprintln!("{tool}: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+            _ = &mut limit => { eprintln!("{tool}: --max-seconds reached"); break }
+        };
+        let _ = tcp.set_nodelay(true);
+        serve(tcp);
+    }
 }
 
 /// A bench tool's own CA: its certificate goes to `out` (PEM) for clients to trust.

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -43,21 +43,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Do-nothing intercepting HTTPS proxy, the ceiling for benchmarks"
 )]
 struct Cli {
-    /// Listen address (port 0 picks one; printed as `proxy: http://ADDR`).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    listen: SocketAddr,
-    /// Where to write the proxy's CA certificate (PEM).
-    #[arg(long)]
-    ca_out: PathBuf,
+    #[command(flatten)]
+    serve: sudomode_bench::ServeArgs,
     /// PEM bundle trusted for upstream TLS.
     #[arg(long)]
     upstream_ca: PathBuf,
     /// `HOST:PORT=IP:PORT`: dial IP:PORT for HOST:PORT (SNI and Host stay HOST). Repeatable.
     #[arg(long)]
     resolve: Vec<String>,
-    /// Exit after this many seconds whatever happens (a benchmark must stop by itself).
-    #[arg(long, default_value_t = 3600)]
-    max_seconds: u64,
 }
 
 type Body = Either<Incoming, Full<Bytes>>;
@@ -81,17 +74,17 @@ impl Ca {
     }
 
     fn server_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>> {
-        if let Some(c) = self.leaves.lock().ok().and_then(|m| m.get(host).cloned()) {
-            return Ok(c);
+        if let Some(c) = self.leaves().get(host) {
+            return Ok(c.clone());
         }
         let mut leaf = CertificateParams::new(vec![host.to_string()])?;
         leaf.distinguished_name.push(DnType::CommonName, host);
         let cfg = sudomode_bench::leaf_server_config(&self.issuer, &self.ca_der, leaf)?;
-        let mut map = self
-            .leaves
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?;
-        Ok(map.entry(host.to_string()).or_insert(cfg).clone())
+        Ok(self.leaves().entry(host.to_string()).or_insert(cfg).clone())
+    }
+
+    fn leaves(&self) -> MutexGuard<'_, HashMap<String, Arc<rustls::ServerConfig>>> {
+        self.leaves.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -173,28 +166,14 @@ fn main() -> Result<()> {
 }
 
 async fn serve(cli: Cli) -> Result<()> {
-    let ca = Arc::new(Ca::new(&cli.ca_out)?);
+    let ca = Arc::new(Ca::new(&cli.serve.ca_out)?);
     let client = upstream(&cli)?;
-    let listener = TcpListener::bind(cli.listen).await?;
+    let listener = TcpListener::bind(cli.serve.listen).await?;
     println!("proxy: http://{}", listener.local_addr()?);
     use std::io::Write;
     std::io::stdout().flush()?;
 
-    let limit = tokio::time::sleep(Duration::from_secs(cli.max_seconds));
-    tokio::pin!(limit);
-    loop {
-        let (tcp, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    eprintln!("null-proxy: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut limit => { eprintln!("null-proxy: --max-seconds reached"); break }
-        };
-        let _ = tcp.set_nodelay(true);
+    sudomode_bench::accept_loop("null-proxy", listener, cli.serve.max_seconds, |tcp| {
         let (ca, client) = (ca.clone(), client.clone());
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
@@ -207,7 +186,8 @@ async fn serve(cli: Cli) -> Result<()> {
                 .with_upgrades()
                 .await;
         });
-    }
+    })
+    .await;
     Ok(())
 }
 
@@ -270,9 +250,7 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
     for name in &HOP_BY_HOP {
-        if h.contains_key(name) {
-            h.remove(name);
-        }
+        h.remove(name);
     }
 }
 

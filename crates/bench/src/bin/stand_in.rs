@@ -8,10 +8,8 @@
 //! `--max-seconds`.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -32,18 +30,11 @@ use tokio_rustls::TlsAcceptor;
     about = "HTTPS upstream answering fixed-size bodies, for benchmarks"
 )]
 struct Cli {
-    /// Listen address (port 0 picks one; printed as `port: N`).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    listen: SocketAddr,
-    /// Where to write the stand-in's CA certificate (PEM).
-    #[arg(long)]
-    ca_out: PathBuf,
+    #[command(flatten)]
+    serve: sudomode_bench::ServeArgs,
     /// Response body size in bytes.
     #[arg(long, default_value_t = 1024)]
     body_bytes: usize,
-    /// Exit after this many seconds whatever happens (a benchmark must stop by itself).
-    #[arg(long, default_value_t = 3600)]
-    max_seconds: u64,
 }
 
 fn main() -> Result<()> {
@@ -69,8 +60,8 @@ fn make_tls(ca_out: &Path) -> Result<Arc<rustls::ServerConfig>> {
 }
 
 async fn serve(cli: Cli) -> Result<()> {
-    let tls = make_tls(&cli.ca_out)?;
-    let listener = TcpListener::bind(cli.listen).await?;
+    let tls = make_tls(&cli.serve.ca_out)?;
+    let listener = TcpListener::bind(cli.serve.listen).await?;
     let port = listener.local_addr()?.port();
     println!("port: {port}");
     use std::io::Write;
@@ -82,38 +73,7 @@ async fn serve(cli: Cli) -> Result<()> {
     builder.http2().max_concurrent_streams(1024);
     let builder = Arc::new(builder);
 
-    let stop = async {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-                return;
-            }
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let limit = tokio::time::sleep(Duration::from_secs(cli.max_seconds));
-    tokio::pin!(stop, limit);
-
-    loop {
-        let (tcp, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    eprintln!("stand-in: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut stop => break,
-            _ = &mut limit => { eprintln!("stand-in: --max-seconds reached"); break }
-        };
-        let _ = tcp.set_nodelay(true);
+    sudomode_bench::accept_loop("stand-in", listener, cli.serve.max_seconds, |tcp| {
         let acceptor = acceptor.clone();
         let builder = builder.clone();
         let body = body.clone();
@@ -136,6 +96,7 @@ async fn serve(cli: Cli) -> Result<()> {
             });
             let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
         });
-    }
+    })
+    .await;
     Ok(())
 }
