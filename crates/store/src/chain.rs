@@ -24,6 +24,8 @@
 //! rest of the string kept (an agent must not be able to blank its own URL by putting its
 //! token in it).
 
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -392,22 +394,23 @@ impl PreparedEvent {
         }
     }
 
-    /// The stored body of this event: time, subjects, hash, fields.
+    /// The stored body of this event (time, subjects, hash, fields) into `out`,
+    /// cleared first: a writer keeps one buffer for all its events.
     pub(crate) fn body(
         &self,
+        out: &mut Vec<u8>,
         micros: i64,
         hash: &[u8; 32],
         interner: &mut codec::Interner,
-    ) -> Result<Vec<u8>, codec::CodecError> {
-        let mut out = Vec::with_capacity(self.pre.len() + 48);
-        codec::put_zigzag(&mut out, micros);
+    ) -> Result<(), codec::CodecError> {
+        out.clear();
+        codec::put_zigzag(out, micros);
         let mut r = codec::Reader::new(&self.pre);
         for _ in 0..4 {
-            interner.finish(&mut r, &mut out)?;
+            interner.finish(&mut r, out)?;
         }
         out.extend_from_slice(hash);
-        interner.finish(&mut r, &mut out)?;
-        Ok(out)
+        interner.finish(&mut r, out)
     }
 
     /// The request this event concerns.
@@ -418,7 +421,8 @@ impl PreparedEvent {
     /// Hash and canonical line (hash included) of this event at `seq` (the
     /// PostgreSQL backend stores this line).
     pub(crate) fn seal(&self, seq: u64, time: &str, prev_hash: &str) -> (String, String) {
-        let (text, hash_at) = self.text(seq, time, prev_hash);
+        let mut text = String::new();
+        let hash_at = self.text(&mut text, seq, time, prev_hash);
         let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         let hash = hex::encode(digest);
         let mut line = String::with_capacity(text.len() + 76);
@@ -430,9 +434,11 @@ impl PreparedEvent {
         (hash, line)
     }
 
-    /// The canonical text without `hash`, and the offset where `,"hash":…` belongs.
-    fn text(&self, seq: u64, time: &str, prev_hash: &str) -> (String, usize) {
-        let mut text = String::with_capacity(self.fixed_len + 256);
+    /// The canonical text without `hash` into `text` (cleared first); returns the
+    /// offset where `,"hash":…` belongs.
+    fn text(&self, text: &mut String, seq: u64, time: &str, prev_hash: &str) -> usize {
+        text.clear();
+        text.reserve(self.fixed_len + 256);
         // Byte offset where `,"hash":"…"` goes: "agent" sorts before it and "operator" after,
         // so it is never the first or last entry.
         let mut hash_at = 0;
@@ -458,43 +464,51 @@ impl PreparedEvent {
             match slot {
                 Slot::Agent => {
                     text.push_str("\"agent\":");
-                    push_json_opt(&mut text, self.agent.as_deref());
+                    push_json_opt(text, self.agent.as_deref());
                 }
                 Slot::Operator => {
                     text.push_str("\"operator\":");
-                    push_json_opt(&mut text, self.operator.as_deref());
+                    push_json_opt(text, self.operator.as_deref());
                 }
                 Slot::PrevHash => {
                     text.push_str("\"prev_hash\":");
-                    push_json_str(&mut text, prev_hash);
+                    push_json_str(text, prev_hash);
                 }
                 Slot::RequestId => {
                     text.push_str("\"request_id\":");
-                    push_json_opt(&mut text, self.request_id.as_deref());
+                    push_json_opt(text, self.request_id.as_deref());
                 }
                 Slot::Seq => {
                     text.push_str("\"seq\":");
-                    text.push_str(&seq.to_string());
+                    // Writing into a String cannot fail.
+                    let _ = write!(text, "{seq}");
                 }
                 Slot::Time => {
                     text.push_str("\"time\":");
-                    push_json_str(&mut text, time);
+                    push_json_str(text, time);
                 }
                 Slot::Type => {
                     text.push_str("\"type\":");
-                    push_json_str(&mut text, &self.kind);
+                    push_json_str(text, &self.kind);
                 }
                 Slot::Hash => {}
             }
         }
         text.push('}');
-        (text, hash_at)
+        hash_at
     }
 
-    /// Hash of this event at `seq` (what [`PreparedEvent::seal`] computes), as bytes.
-    pub(crate) fn seal_hash(&self, seq: u64, time: &str, prev_hash: &str) -> [u8; 32] {
-        let (text, _) = self.text(seq, time, prev_hash);
-        Sha256::digest(text.as_bytes()).into()
+    /// Hash of this event at `seq` (what [`PreparedEvent::seal`] computes), as
+    /// bytes; the text is built in `scratch`, which a writer keeps between events.
+    pub(crate) fn seal_hash(
+        &self,
+        scratch: &mut String,
+        seq: u64,
+        time: &str,
+        prev_hash: &str,
+    ) -> [u8; 32] {
+        self.text(scratch, seq, time, prev_hash);
+        Sha256::digest(scratch.as_bytes()).into()
     }
 
     /// The stored event, once sealed.

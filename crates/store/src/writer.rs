@@ -691,15 +691,16 @@ impl Writer {
             let mut log = txn.open_table(LOG)?;
             let mut chunk = ChunkBuf::resume(&log, self.head_seq)?
                 .unwrap_or_else(|| ChunkBuf::new(self.head_seq + 1, &self.head_hash));
+            // One text and one body buffer for the group's events.
+            let (mut text, mut body) = (String::new(), Vec::new());
             for (batch, wanted) in batches {
                 let wanted = *wanted;
                 let mut committed = Committed::default();
                 for ev in &batch.events {
                     let seq = self.head_seq + 1;
                     let (micros, time) = self.next_time();
-                    let digest = ev.seal_hash(seq, &time, &self.head_hash);
-                    let body = ev
-                        .body(micros, &digest, &mut self.interner)
+                    let digest = ev.seal_hash(&mut text, seq, &time, &self.head_hash);
+                    ev.body(&mut body, micros, &digest, &mut self.interner)
                         .map_err(|e| StoreError::Invalid(e.to_string()))?;
                     if chunk.events == MAX_CHUNK_EVENTS
                         || (chunk.events > 0 && chunk.bytes.len() + body.len() > MAX_CHUNK_BYTES)
@@ -712,14 +713,23 @@ impl Writer {
                     if let Some(rid) = ev.request_id() {
                         seqs_by_id.entry(rid).or_default().push(seq);
                     }
-                    let hash = hex::encode(digest);
-                    let prev = std::mem::replace(&mut self.head_hash, hash.clone());
+                    let mut hex = [0u8; 64];
+                    // 32 bytes always fit 64 digits; hex digits are ASCII.
+                    let _ = hex::encode_to_slice(digest, &mut hex);
+                    let hash = std::str::from_utf8(&hex).unwrap_or_default();
                     self.head_seq = seq;
                     committed.seqs.push(seq);
                     if wanted {
-                        committed
-                            .events
-                            .push(ev.clone().into_event(seq, time, prev, hash));
+                        let prev = std::mem::replace(&mut self.head_hash, hash.to_string());
+                        committed.events.push(ev.clone().into_event(
+                            seq,
+                            time,
+                            prev,
+                            hash.to_string(),
+                        ));
+                    } else {
+                        self.head_hash.clear();
+                        self.head_hash.push_str(hash);
                     }
                 }
                 out.push(committed);
