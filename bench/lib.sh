@@ -1,4 +1,4 @@
-# Shell helpers shared by bench/run.sh and bench/postgres.sh (sourced).
+# Shell helpers shared by bench/run.sh, bench/ab.sh and bench/postgres.sh (sourced).
 
 # wait_line FILE REGEX SECONDS: prints the first line of FILE matching REGEX
 # once it appears; fails after SECONDS.
@@ -9,4 +9,60 @@ wait_line() {
     sleep 0.1
   done
   return 1
+}
+
+# A SudoMode on the stand-in (`SM_BINARY`; store, CA and policy under
+# $TMP/sm-NAME; `HOSTS` more names resolved to it), one rule for every call.
+# Needs TMP, UP_CA, UP_PORT, HOSTS and a `log` function.
+# start_sudomode NAME DURABILITY DECISION [extra yaml lines for hold:]
+start_sudomode() {
+  local name=$1 durability=$2 decision=$3 hold_extra=${4:-}
+  SM_DIR=$TMP/sm-$name
+  mkdir -p "$SM_DIR/policies"
+  {
+    echo "store:"
+    echo "  path: $SM_DIR/data/sudomode.redb"
+    echo "ca:"
+    echo "  dir: $SM_DIR/certs"
+    echo "audit:"
+    echo "  durability: $durability"
+    echo "policies: [$SM_DIR/policies/]"
+    if [ -n "$hold_extra" ]; then
+      echo "hold:"
+      echo "$hold_extra"
+    fi
+    echo "upstream:"
+    echo "  ca_files: [$UP_CA]"
+    echo "  resolve:"
+    echo "    \"bench.local:443\": \"127.0.0.1:$UP_PORT\""
+    local i
+    for ((i = 0; i < HOSTS; i++)); do
+      echo "    \"h$i.bench.local:443\": \"127.0.0.1:$UP_PORT\""
+    done
+  } >"$SM_DIR/sudomode.yaml"
+  printf 'rules:\n  - name: bench_%s\n    resource: "*"\n    decision: %s\n' "$decision" "$decision" >"$SM_DIR/policies/bench.yaml"
+  SUDOMODE_LOG=${SUDOMODE_LOG:-warn} "$SM_BINARY" run -c "$SM_DIR/sudomode.yaml" \
+    --proxy-listen 127.0.0.1:0 --dashboard-listen 127.0.0.1:0 >"$SM_DIR/stdout" 2>"$SM_DIR/stderr" &
+  SM_PID=$!
+  SM_PROXY=$(wait_line "$SM_DIR/stdout" '^ *proxy: ' 30 | awk '{print $2}') || {
+    log "SudoMode ($name) did not start:"
+    tail -n 20 "$SM_DIR/stderr" >&2
+    stop_sudomode
+    return 1
+  }
+  SM_DASH=$(wait_line "$SM_DIR/stdout" '^ *dashboard: ' 5 | awk '{print $2}')
+  log "SudoMode $name: proxy $SM_PROXY dashboard $SM_DASH (pid $SM_PID)"
+}
+
+stop_sudomode() {
+  [ -n "$SM_PID" ] || return 0
+  kill -TERM "$SM_PID" 2>/dev/null || true
+  local i
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$SM_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$SM_PID" 2>/dev/null || true
+  wait "$SM_PID" 2>/dev/null || true
+  SM_PID=
 }

@@ -236,6 +236,59 @@ if n64:
     w("included, ÷ (measured rate × the run's wall time).")
     w("")
 
+# ------------------------------------------------------------- in rotation
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+rot = load("rotation")
+if rot and rot.get("rounds"):
+    rounds = range(1, rot["rounds"] + 1)
+    subjects = rot.get("subjects", [])
+    gens = (("loadgen", lambda r, s: get(load(f"rot{r}.{s}"), "rps")),
+            ("oha", lambda r, s: oha_rate(f"rot{r}.{s}")))
+    rate = {(g, r, s): f(r, s) for g, f in gens for r in rounds for s in subjects}
+    names = {"direct": "direct", "null": "null-proxy", "sudomode_strict": "SudoMode strict",
+             "sudomode_batched": "SudoMode batched", "baseline_strict": "baseline strict",
+             "baseline_batched": "baseline batched", "mitmdump": "mitmdump"}
+    w(f"## 64 connections in rotation (median of {rot['rounds']} rounds)")
+    w("")
+    w("The same 64-connection load once more, with every proxy up at once: each round runs every subject for")
+    w(f"{rot.get('seconds')} s with loadgen, then with oha, each round starting one subject later. A single run per")
+    w("subject, minutes apart, moves with the VM's speed; the median of the rounds, and of each round's ratios, does not.")
+    w("")
+    w("| subject | loadgen req/s: median (each round) | oha req/s: median (each round) |")
+    w("|---|---|---|")
+    for s_ in subjects:
+        cells = []
+        for g, _ in gens:
+            each = [rate[(g, r, s_)] for r in rounds]
+            cells.append(f"{fnum(median(each))} ({', '.join(fnum(v) for v in each)})")
+        w(f"| {names.get(s_, s_)} | {cells[0]} | {cells[1]} |")
+    w("")
+    pairs = [("sudomode_strict", "direct", 0.5), ("sudomode_batched", "direct", 0.5),
+             ("sudomode_strict", "mitmdump", 20), ("sudomode_batched", "mitmdump", 20),
+             ("null", "direct", None), ("sudomode_strict", "null", None), ("sudomode_batched", "null", None),
+             ("sudomode_strict", "baseline_strict", None), ("sudomode_batched", "baseline_batched", None)]
+    w("| ratio (SPEC §14 target) | loadgen: median of the rounds' ratios (each) | oha: median (each) |")
+    w("|---|---|---|")
+    for a, b, target in pairs:
+        if a not in subjects or b not in subjects:
+            continue
+        cells = []
+        for g, _ in gens:
+            each = [ratio(rate[(g, r, a)], rate[(g, r, b)]) for r in rounds]
+            med = median(each)
+            met = "" if target is None or med is None else f" — {'meets' if med >= target else 'misses'}"
+            cells.append(f"{fratio(med)} ({', '.join(fratio(v) for v in each)}){met}")
+        goal = "" if target is None else f" (≥ {target:g}×)"
+        w(f"| {names[a]} ÷ {names[b]}{goal} | {cells[0]} | {cells[1]} |")
+    w("")
+
 # ------------------------------------------------- against the baseline binary
 def oha_rate_safe(r):
     try:
@@ -404,6 +457,8 @@ w("- **Held requests** (`loadgen hold`): a fresh SudoMode (strict, policy `REQUI
 w("  connection and one distinct `GET /hold/<run>/<i>` each; waits until the operator API lists all N as pending, samples")
 w("  VmRSS/VmHWM from `/proc/<pid>/status`, approves them 64 at a time (`POST /api/v1/requests/{id}/approve`, admin token),")
 w("  and times from the first approval to the last agent's response.")
+w("- **Rotation**: the 64-connection runs again, shorter, every subject in turn per round (all proxies running, fresh")
+w("  SudoMode stores); the SPEC table above keeps the single runs, the rotation section gives the medians beside them.")
 w("- **Decision**: `cargo bench -p sudomode-policy --bench decide` (criterion median, 1,000 rules with CEL conditions).")
 w("")
 w("<details><summary>Raw results (JSON)</summary>")

@@ -24,6 +24,8 @@
 #   BENCH_SKIP_NULL [0]     1: no null-proxy runs (the ceiling of any intercepting proxy here)
 #   BENCH_SKIP_HOLD [0]     1: no 10,000-held test
 #   BENCH_SKIP_DECIDE [0]   1: no `cargo bench -p sudomode-policy --bench decide`
+#   BENCH_ROTATION_ROUNDS [3]   rounds of the 64-connection load in rotation (0: none)
+#   BENCH_ROTATION_SECONDS [5]  seconds per subject and generator in each round
 #   BENCH_SKIP_OHA [0]      1: no oha runs (else oha from PATH or ~/.cargo/bin; installed with
 #                           `cargo install oha --locked` when missing)
 #   BENCH_FILL_REQUESTS [1000000]  requests for `storefill`; 0 skips it
@@ -84,9 +86,10 @@ mkdir -p "$RES"
 UP_PID=
 SM_PID=
 MITM_PID=
+ROT_PIDS=()
 cleanup() {
   local p
-  for p in $UP_PID $SM_PID $MITM_PID $NULL_PID; do
+  for p in $UP_PID $SM_PID $MITM_PID $NULL_PID ${ROT_PIDS[@]+"${ROT_PIDS[@]}"}; do
     kill "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
@@ -177,7 +180,7 @@ if [ "${BENCH_SKIP_OHA:-0}" != 1 ]; then
   fi
 fi
 
-# oha, 64 connections, HTTP/1.1, for SECS (after a warm-up run); NAME then oha args.
+# oha, 64 connections, HTTP/1.1, for SECS (RUN_SECS if set) after a warm-up run; NAME then oha args.
 # --no-pre-lookup: oha resolves the URL's host at start even when it goes
 # through a proxy (-x); bench.local resolves only inside SudoMode.
 oha_run() {
@@ -186,7 +189,7 @@ oha_run() {
   [ -n "$OHA" ] || return 0
   log "  $name (oha)"
   timeout "$LOAD_TIMEOUT" "$OHA" --no-tui --no-pre-lookup -z "${WARMUP}s" -c 64 --http-version 1.1 "$@" >/dev/null 2>&1 || true
-  if ! timeout "$LOAD_TIMEOUT" "$OHA" --no-tui --no-pre-lookup --output-format json -z "${SECS}s" -c 64 --http-version 1.1 "$@" \
+  if ! timeout "$LOAD_TIMEOUT" "$OHA" --no-tui --no-pre-lookup --output-format json -z "${RUN_SECS:-$SECS}s" -c 64 --http-version 1.1 "$@" \
     >"$RES/$name.oha.json" 2>"$RES/$name.oha.err"; then
     log "  $name (oha) FAILED: $(tail -n 3 "$RES/$name.oha.err" | tr '\n' ' ')"
     echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/$name.oha.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/$name.oha.json"
@@ -239,59 +242,6 @@ if [ -n "$BASE_BIN" ] && [ ! -x "$BASE_BIN" ]; then
   echo "BENCH_BASELINE_BIN=$BASE_BIN is not an executable" >&2
   exit 2
 fi
-
-# start_sudomode NAME DURABILITY DECISION [extra yaml lines for hold:]
-start_sudomode() {
-  local name=$1 durability=$2 decision=$3 hold_extra=${4:-}
-  SM_DIR=$TMP/sm-$name
-  mkdir -p "$SM_DIR/policies"
-  {
-    echo "store:"
-    echo "  path: $SM_DIR/data/sudomode.redb"
-    echo "ca:"
-    echo "  dir: $SM_DIR/certs"
-    echo "audit:"
-    echo "  durability: $durability"
-    echo "policies: [$SM_DIR/policies/]"
-    if [ -n "$hold_extra" ]; then
-      echo "hold:"
-      echo "$hold_extra"
-    fi
-    echo "upstream:"
-    echo "  ca_files: [$UP_CA]"
-    echo "  resolve:"
-    echo "    \"bench.local:443\": \"127.0.0.1:$UP_PORT\""
-    local i
-    for ((i = 0; i < HOSTS; i++)); do
-      echo "    \"h$i.bench.local:443\": \"127.0.0.1:$UP_PORT\""
-    done
-  } >"$SM_DIR/sudomode.yaml"
-  printf 'rules:\n  - name: bench_%s\n    resource: "*"\n    decision: %s\n' "$decision" "$decision" >"$SM_DIR/policies/bench.yaml"
-  SUDOMODE_LOG=${SUDOMODE_LOG:-warn} "$SM_BINARY" run -c "$SM_DIR/sudomode.yaml" \
-    --proxy-listen 127.0.0.1:0 --dashboard-listen 127.0.0.1:0 >"$SM_DIR/stdout" 2>"$SM_DIR/stderr" &
-  SM_PID=$!
-  SM_PROXY=$(wait_line "$SM_DIR/stdout" '^ *proxy: ' 30 | awk '{print $2}') || {
-    log "SudoMode ($name) did not start:"
-    tail -n 20 "$SM_DIR/stderr" >&2
-    stop_sudomode
-    return 1
-  }
-  SM_DASH=$(wait_line "$SM_DIR/stdout" '^ *dashboard: ' 5 | awk '{print $2}')
-  log "SudoMode $name: proxy $SM_PROXY dashboard $SM_DASH (pid $SM_PID)"
-}
-
-stop_sudomode() {
-  [ -n "$SM_PID" ] || return 0
-  kill -TERM "$SM_PID" 2>/dev/null || true
-  local i
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$SM_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$SM_PID" 2>/dev/null || true
-  wait "$SM_PID" 2>/dev/null || true
-  SM_PID=
-}
 
 # Store size after a load run, per decided request (all of them GETs).
 disk_json() { # store-file metrics-file -> {"bytes":..,"apparent":..,"requests":..}
@@ -406,6 +356,80 @@ if [ "${BENCH_SKIP_MITM:-0}" != 1 ]; then
     wait "$MITM_PID" 2>/dev/null || true
     MITM_PID=
   fi
+fi
+
+# ---------------------------------------------------------------- rotation
+# The 64-connection figure once more, in rotation: every subject runs for a
+# few seconds with loadgen, then with oha, round after round (each round
+# starting one subject later), all proxies up at once. A single run per
+# subject, minutes apart, moves with the VM's speed (±20 % here between
+# consecutive runs); the medians of the rounds and of each round's ratios do not.
+ROT_ROUNDS=${BENCH_ROTATION_ROUNDS:-3}
+ROT_SECS=${BENCH_ROTATION_SECONDS:-5}
+rotation() {
+  local -A args oha_args
+  local subjects=(direct) s
+  args[direct]="--connect 127.0.0.1:$UP_PORT --ca $UP_CA"
+  oha_args[direct]="--insecure https://127.0.0.1:$UP_PORT/"
+  if [ "${BENCH_SKIP_NULL:-0}" != 1 ]; then
+    "$BIN/null-proxy" --ca-out "$TMP/rot-null-ca.pem" --upstream-ca "$UP_CA" \
+      --resolve "bench.local:443=127.0.0.1:$UP_PORT" --max-seconds 3600 >"$TMP/rot-null.out" 2>"$TMP/rot-null.err" &
+    ROT_PIDS+=($!)
+  fi
+  if [ "${BENCH_SKIP_NULL:-0}" != 1 ] && s=$(wait_line "$TMP/rot-null.out" '^proxy: ' 20 | awk '{print $2}'); then
+    subjects+=(null)
+    args[null]="--proxy $s --ca $TMP/rot-null-ca.pem"
+    oha_args[null]="--insecure -x $s https://bench.local/"
+  fi
+  local side bin mode
+  for side in sudomode baseline; do
+    bin=$BIN/sudomode
+    [ $side = baseline ] && bin=$BASE_BIN
+    [ -n "$bin" ] || continue
+    for mode in strict batched; do
+      SM_BINARY=$bin start_sudomode "rot_${side}_$mode" "$mode" ALLOW || continue
+      ROT_PIDS+=("$SM_PID")
+      SM_PID=
+      subjects+=("${side}_$mode")
+      args[${side}_$mode]="--proxy $SM_PROXY --ca $SM_DIR/certs/ca.pem"
+      oha_args[${side}_$mode]="--insecure -x $SM_PROXY https://bench.local/"
+    done
+  done
+  if [ "${BENCH_SKIP_MITM:-0}" != 1 ] && command -v mitmdump >/dev/null 2>&1; then
+    local port ca=$HOME/.mitmproxy/mitmproxy-ca-cert.pem i
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mitmdump --listen-host 127.0.0.1 --listen-port "$port" --ssl-insecure -q >"$TMP/rot-mitm.out" 2>"$TMP/rot-mitm.err" &
+    ROT_PIDS+=($!)
+    for ((i = 0; i < 300; i++)); do
+      if [ -s "$ca" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        subjects+=(mitmdump)
+        args[mitmdump]="--proxy http://127.0.0.1:$port --connect-authority 127.0.0.1:$UP_PORT --ca $ca"
+        oha_args[mitmdump]="--insecure -x http://127.0.0.1:$port https://127.0.0.1:$UP_PORT/"
+        break
+      fi
+      sleep 0.1
+    done
+  fi
+  log "rotation: ${subjects[*]}; $ROT_ROUNDS rounds of ${ROT_SECS}s each"
+  local r k n=${#subjects[@]}
+  for ((r = 1; r <= ROT_ROUNDS; r++)); do
+    for ((k = 0; k < n; k++)); do
+      s=${subjects[$(((k + r - 1) % n))]}
+      # shellcheck disable=SC2086 # the stored arguments are words
+      lg "rot$r.$s" run --http 1 --connections 64 --duration "$ROT_SECS" --warmup "$WARMUP" --url https://bench.local/ ${args[$s]}
+      # shellcheck disable=SC2086
+      RUN_SECS=$ROT_SECS oha_run "rot$r.$s" ${oha_args[$s]}
+    done
+  done
+  for s in "${ROT_PIDS[@]}"; do
+    kill "$s" 2>/dev/null || true
+    wait "$s" 2>/dev/null || true
+  done
+  ROT_PIDS=()
+  echo "{\"rounds\": $ROT_ROUNDS, \"seconds\": $ROT_SECS, \"subjects\": $(printf '%s\n' "${subjects[@]}" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read().split()))')}" >"$RES/rotation.json"
+}
+if [ "$ROT_ROUNDS" -gt 0 ]; then
+  rotation
 fi
 
 # ---------------------------------------------------------- policy decide
