@@ -15,20 +15,18 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// `mi_option_allow_thp` (43; default 1, which the test below checks).
 const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
-/// Memory freed is returned to the OS 100 ms after it was freed (checked when
-/// the thread next allocates or frees), instead of mimalloc's default 1 s (10 s
-/// for arenas). Returning it at once (0, the setting until stop 39) costs a page
-/// fault each time the next request touches those pages again: at 64
-/// connections 100 ms measured 11 % more requests a second and 12 % less CPU
-/// per request than 0 (faults per request 1.3 → 0.3), and 10,000 held calls
-/// about 8 MiB more RSS (229 against 221 MiB; bench/PROFILE.md, stop 39).
-/// `MIMALLOC_PURGE_DELAY` set by the user still wins.
-const PURGE_DELAY_MS: std::ffi::c_long = 100;
-
+/// Memory freed after a burst (handshakes, judging, 10,000 held calls
+/// approved at once) goes back to the OS at once instead of after mimalloc's
+/// default 1 s (10 s for arenas), which an idle worker thread never reaches:
+/// 10,000 held measured about 80 MiB less. Under steady load it costs page
+/// faults: 1.7 per request at stop 33 (about 8 % of CPU against a 100 ms
+/// delay's 0.3), 0.85 since the futures each request boxes shrank (stop 35).
+/// 100 ms was tried and not kept: it added about 10 MiB on average with
+/// 10,000 held (bench/PROFILE.md, stop 33). `MIMALLOC_PURGE_DELAY` set by the user still wins.
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets a plain integer option; mimalloc reads options atomically.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     }
 }
 
@@ -86,7 +84,7 @@ mod tests {
         tune_allocator();
         no_huge_pages();
         if !user_purge {
-            assert_eq!(get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS);
+            assert_eq!(get(MI_OPTION_PURGE_DELAY), 0);
         }
         if !user_thp {
             assert_eq!(get(MI_OPTION_ALLOW_THP), 0);
