@@ -21,8 +21,10 @@ const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 /// 10,000 held measured about 80 MiB less. Under steady load it costs page
 /// faults: 1.7 per request at stop 33 (about 8 % of CPU against a 100 ms
 /// delay's 0.3), 0.85 since the futures each request boxes shrank (stop 35).
-/// 100 ms was tried and not kept: it added about 10 MiB on average with
-/// 10,000 held (bench/PROFILE.md, stop 33). `MIMALLOC_PURGE_DELAY` set by the user still wins.
+/// A delay buys throughput and costs the held figure: 100 ms measured 8-11 %
+/// more requests a second and 245-269 MiB with 10,000 held, against
+/// 220-236 MiB at 0 (bench/PROFILE.md, stops 33 and 39), over the 256 MiB
+/// target. `MIMALLOC_PURGE_DELAY` set by the user still wins.
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets a plain integer option; mimalloc reads options atomically.
