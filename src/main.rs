@@ -15,21 +15,40 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// `mi_option_allow_thp` (43; default 1, which the test below checks).
 const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
-/// Memory freed after a burst (handshakes, judging, 10,000 held calls
-/// approved at once) goes back to the OS at once instead of after mimalloc's
-/// default 1 s (10 s for arenas), which an idle worker thread never reaches:
-/// 10,000 held measured about 80 MiB less. Under steady load it costs page
-/// faults: 1.7 per request at stop 33 (about 8 % of CPU against a 100 ms
-/// delay's 0.3), 0.85 since the futures each request boxes shrank (stop 35).
-/// A delay buys throughput and costs the held figure: 100 ms measured 8-11 %
-/// more requests a second and 245-269 MiB with 10,000 held, against
-/// 220-236 MiB at 0 (bench/PROFILE.md, stops 33 and 39), over the 256 MiB
-/// target. `MIMALLOC_PURGE_DELAY` set by the user still wins.
+/// How long freed memory stays before it goes back to the OS, by how many
+/// calls are held here (`sudomode::hold::memory`). With few held, 100 ms:
+/// the next requests reuse the pages instead of faulting them back in, 8-11 %
+/// more requests a second at 64 connections and 10-12 % less CPU per request
+/// than 0. With many held, 0: a slice handed out again while still resident
+/// stays resident in full under the few objects a held call keeps in it, and
+/// 10,000 held measured 245-269 MiB at 100 ms against 220-236 MiB at 0
+/// (bench/PROFILE.md, stops 33 and 39). mimalloc's default is 1 s (10 s for
+/// arenas). `MIMALLOC_PURGE_DELAY` set by the user wins and stays fixed.
+const PURGE_DELAY_FEW_HELD_MS: std::ffi::c_long = 100;
+const PURGE_DELAY_MANY_HELD_MS: std::ffi::c_long = 0;
+
+fn user_sets_purge_delay() -> bool {
+    std::env::var_os("MIMALLOC_PURGE_DELAY").is_some()
+}
+
 fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets a plain integer option; mimalloc reads options atomically.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    if !user_sets_purge_delay() {
+        set_purge_delay(PURGE_DELAY_FEW_HELD_MS);
     }
+}
+
+/// Called by the hold registry as the calls held here cross its line.
+fn purge_for(many_held: bool) {
+    set_purge_delay(if many_held {
+        PURGE_DELAY_MANY_HELD_MS
+    } else {
+        PURGE_DELAY_FEW_HELD_MS
+    });
+}
+
+fn set_purge_delay(ms: std::ffi::c_long) {
+    // SAFETY: sets a plain integer option; mimalloc reads options atomically.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
 }
 
 /// Transparent huge pages off for the server (`sudomode run` calls this
@@ -55,9 +74,17 @@ fn no_huge_pages() {
     }
 }
 
+/// The process set-up for `sudomode run` (see [`sudomode::cli::main`]).
+fn serving() {
+    no_huge_pages();
+    if !user_sets_purge_delay() {
+        sudomode::hold::memory::on_many_held(purge_for);
+    }
+}
+
 fn main() -> ExitCode {
     tune_allocator();
-    sudomode::cli::main(no_huge_pages)
+    sudomode::cli::main(serving)
 }
 
 #[cfg(test)]
@@ -86,7 +113,11 @@ mod tests {
         tune_allocator();
         no_huge_pages();
         if !user_purge {
-            assert_eq!(get(MI_OPTION_PURGE_DELAY), 0);
+            assert_eq!(get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_FEW_HELD_MS);
+            purge_for(true);
+            assert_eq!(get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MANY_HELD_MS);
+            purge_for(false);
+            assert_eq!(get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_FEW_HELD_MS);
         }
         if !user_thp {
             assert_eq!(get(MI_OPTION_ALLOW_THP), 0);

@@ -4,6 +4,7 @@
 
 mod edit_body;
 pub mod edits;
+pub mod memory;
 pub mod phase;
 pub mod registry;
 

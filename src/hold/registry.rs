@@ -155,6 +155,7 @@ impl Local {
         if joined {
             *self.joined.entry(agent.to_string()).or_default() += 1;
         }
+        let fresh = !self.waiters.contains_key(id);
         let w = self
             .waiters
             .entry(id.to_string())
@@ -165,7 +166,12 @@ impl Local {
                 head,
             });
         w.calls += 1;
-        (w.tx.subscribe(), w.body.clone())
+        let rx = (w.tx.subscribe(), w.body.clone());
+        let after = self.waiters.len();
+        if fresh {
+            super::memory::held_changed(after - 1, after);
+        }
+        rx
     }
 
     fn leave(&mut self, id: &str, agent: &str, joined: bool) {
@@ -179,6 +185,8 @@ impl Local {
             w.calls = w.calls.saturating_sub(1);
             if w.calls == 0 {
                 self.waiters.remove(id);
+                let after = self.waiters.len();
+                super::memory::held_changed(after + 1, after);
             }
         }
     }
