@@ -33,20 +33,18 @@ fn user_sets_purge_delay() -> bool {
 
 fn tune_allocator() {
     if !user_sets_purge_delay() {
-        set_purge_delay(PURGE_DELAY_FEW_HELD_MS);
+        purge_for(false);
     }
 }
 
-/// Called by the hold registry as the calls held here cross its line.
+/// The delay for few or many calls held; the hold registry calls it as the
+/// calls held here cross its line.
 fn purge_for(many_held: bool) {
-    set_purge_delay(if many_held {
+    let ms = if many_held {
         PURGE_DELAY_MANY_HELD_MS
     } else {
         PURGE_DELAY_FEW_HELD_MS
-    });
-}
-
-fn set_purge_delay(ms: std::ffi::c_long) {
+    };
     // SAFETY: sets a plain integer option; mimalloc reads options atomically.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
 }

@@ -17,7 +17,7 @@ pub fn on_many_held(f: fn(bool)) {
     let _ = HOOK.set(f);
 }
 
-/// The count of parked calls went from `before` to `after` (one step).
+/// The count of parked calls went from `before` to `after` (by one, or not at all).
 pub(crate) fn held_changed(before: usize, after: usize) {
     if let Some(f) = HOOK.get()
         && let Some(many) = crossing(before, after)

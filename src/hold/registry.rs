@@ -155,7 +155,7 @@ impl Local {
         if joined {
             *self.joined.entry(agent.to_string()).or_default() += 1;
         }
-        let fresh = !self.waiters.contains_key(id);
+        let before = self.waiters.len();
         let w = self
             .waiters
             .entry(id.to_string())
@@ -167,10 +167,7 @@ impl Local {
             });
         w.calls += 1;
         let rx = (w.tx.subscribe(), w.body.clone());
-        let after = self.waiters.len();
-        if fresh {
-            super::memory::held_changed(after - 1, after);
-        }
+        super::memory::held_changed(before, self.waiters.len());
         rx
     }
 
@@ -185,8 +182,7 @@ impl Local {
             w.calls = w.calls.saturating_sub(1);
             if w.calls == 0 {
                 self.waiters.remove(id);
-                let after = self.waiters.len();
-                super::memory::held_changed(after + 1, after);
+                super::memory::held_changed(self.waiters.len() + 1, self.waiters.len());
             }
         }
     }
