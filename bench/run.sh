@@ -179,6 +179,9 @@ if [ "${BENCH_SKIP_OHA:-0}" != 1 ]; then
     [ -x "$HOME/.cargo/bin/oha" ] && OHA=$HOME/.cargo/bin/oha
   fi
 fi
+# The peers' versions go in the report: the mitmdump ratio moves with mitmproxy's own speed.
+version_json() { python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().strip()))'; }
+[ -n "$OHA" ] && "$OHA" --version 2>/dev/null | head -n1 | version_json >"$RES/oha_version.json" || true
 
 # oha, 64 connections, HTTP/1.1, for SECS (RUN_SECS if set) after a warm-up run; NAME then oha args.
 # --no-pre-lookup: oha resolves the URL's host at start even when it goes
@@ -343,6 +346,8 @@ if [ "${BENCH_SKIP_MITM:-0}" != 1 ]; then
     done
     if [ $ok = 1 ]; then
       log "through mitmdump $(mitmdump --version 2>/dev/null | head -n1) on 127.0.0.1:$MITM_PORT"
+      mitmdump --version 2>/dev/null | awk -F': *' '/^(Mitmproxy|Python):/ {printf "%s%s %s", sep, $1, $2; sep = ", "}' |
+        version_json >"$RES/mitmdump_version.json" || true
       # mitmdump resolves the CONNECT target itself: send it the stand-in's address
       # (the TLS name stays bench.local).
       shapes mitmdump --url https://bench.local/ --proxy "http://127.0.0.1:$MITM_PORT" \
