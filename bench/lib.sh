@@ -11,6 +11,12 @@ wait_line() {
   return 1
 }
 
+# json_string: standard input as one JSON string.
+json_string() { python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))'; }
+
+# failed_json ERR OUT: OUT records a failed run, with the last lines of ERR.
+failed_json() { echo "{\"failed\": true, \"error\": $(tail -n 3 "$1" | json_string)}" >"$2"; }
+
 # A SudoMode on the stand-in (`SM_BINARY`; store, CA and policy under
 # $TMP/sm-NAME; `HOSTS` more names resolved to it), one rule for every call.
 # Needs TMP, UP_CA, UP_PORT, HOSTS and a `log` function.

@@ -144,7 +144,7 @@ lg() {
   log "  $name"
   if ! timeout "$LOAD_TIMEOUT" "$BIN/loadgen" "$@" >"$RES/$name.json" 2>"$RES/$name.err"; then
     log "  $name FAILED: $(tail -n 3 "$RES/$name.err" | tr '\n' ' ')"
-    echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/$name.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/$name.json"
+    failed_json "$RES/$name.err" "$RES/$name.json"
   fi
 }
 
@@ -180,8 +180,7 @@ if [ "${BENCH_SKIP_OHA:-0}" != 1 ]; then
   fi
 fi
 # The peers' versions go in the report: the mitmdump ratio moves with mitmproxy's own speed.
-version_json() { python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().strip()))'; }
-[ -n "$OHA" ] && "$OHA" --version 2>/dev/null | head -n1 | version_json >"$RES/oha_version.json" || true
+[ -n "$OHA" ] && "$OHA" --version 2>/dev/null | head -n1 | tr -d '\n' | json_string >"$RES/oha_version.json" || true
 
 # oha, 64 connections, HTTP/1.1, for SECS (RUN_SECS if set) after a warm-up run; NAME then oha args.
 # --no-pre-lookup: oha resolves the URL's host at start even when it goes
@@ -195,7 +194,7 @@ oha_run() {
   if ! timeout "$LOAD_TIMEOUT" "$OHA" --no-tui --no-pre-lookup --output-format json -z "${RUN_SECS:-$SECS}s" -c 64 --http-version 1.1 "$@" \
     >"$RES/$name.oha.json" 2>"$RES/$name.oha.err"; then
     log "  $name (oha) FAILED: $(tail -n 3 "$RES/$name.oha.err" | tr '\n' ' ')"
-    echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/$name.oha.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/$name.oha.json"
+    failed_json "$RES/$name.oha.err" "$RES/$name.oha.json"
   fi
 }
 
@@ -309,7 +308,7 @@ hold_run() {
       --ca "$SM_DIR/certs/ca.pem" --dashboard "$SM_DASH" --count "$HOLD_COUNT" --approve-concurrency 64 \
       --pid "$SM_PID" --timeout "$hold_timeout" >"$RES/$out.json" 2>"$RES/$out.err"; then
       log "  hold FAILED: $(tail -n 3 "$RES/$out.err" | tr '\n' ' ')"
-      echo "{\"failed\": true, \"error\": $(tail -n 3 "$RES/$out.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" >"$RES/$out.json"
+      failed_json "$RES/$out.err" "$RES/$out.json"
     fi
     stop_sudomode
   fi
@@ -345,9 +344,10 @@ if [ "${BENCH_SKIP_MITM:-0}" != 1 ]; then
       sleep 0.1
     done
     if [ $ok = 1 ]; then
-      log "through mitmdump $(mitmdump --version 2>/dev/null | head -n1) on 127.0.0.1:$MITM_PORT"
-      mitmdump --version 2>/dev/null | awk -F': *' '/^(Mitmproxy|Python):/ {printf "%s%s %s", sep, $1, $2; sep = ", "}' |
-        version_json >"$RES/mitmdump_version.json" || true
+      mitm_version=$(mitmdump --version 2>/dev/null |
+        awk -F': *' '/^(Mitmproxy|Python):/ {printf "%s%s %s", sep, $1, $2; sep = ", "}' || true)
+      log "through mitmdump ($mitm_version) on 127.0.0.1:$MITM_PORT"
+      printf '%s' "$mitm_version" | json_string >"$RES/mitmdump_version.json"
       # mitmdump resolves the CONNECT target itself: send it the stand-in's address
       # (the TLS name stays bench.local).
       shapes mitmdump --url https://bench.local/ --proxy "http://127.0.0.1:$MITM_PORT" \

@@ -41,28 +41,30 @@ fn crossing(before: usize, after: usize) -> Option<bool> {
 mod tests {
     use super::*;
 
+    /// Moves the count from `n` to `to` one call at a time, as the registry
+    /// does, keeping the last crossing in `many`.
+    fn walk(n: &mut usize, to: usize, many: &mut bool) {
+        while *n != to {
+            let next = if to > *n { *n + 1 } else { *n - 1 };
+            if let Some(m) = crossing(*n, next) {
+                *many = m;
+            }
+            *n = next;
+        }
+    }
+
     #[test]
     fn many_from_the_line_until_below_half_of_it() {
-        let mut many = false;
-        let mut n = 0usize;
-        let mut go = |to: usize, many: &mut bool| {
-            while n != to {
-                let next = if to > n { n + 1 } else { n - 1 };
-                if let Some(m) = crossing(n, next) {
-                    *many = m;
-                }
-                n = next;
-            }
-        };
-        go(MANY_HELD - 1, &mut many);
+        let (mut n, mut many) = (0, false);
+        walk(&mut n, MANY_HELD - 1, &mut many);
         assert!(!many);
-        go(MANY_HELD, &mut many);
+        walk(&mut n, MANY_HELD, &mut many);
         assert!(many);
-        go(MANY_HELD / 2, &mut many);
+        walk(&mut n, MANY_HELD / 2, &mut many);
         assert!(many, "still many at half the line");
-        go(MANY_HELD / 2 - 1, &mut many);
+        walk(&mut n, MANY_HELD / 2 - 1, &mut many);
         assert!(!many);
-        go(MANY_HELD - 1, &mut many);
+        walk(&mut n, MANY_HELD - 1, &mut many);
         assert!(!many, "few again until the line");
     }
 }

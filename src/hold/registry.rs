@@ -181,8 +181,9 @@ impl Local {
         if let Some(w) = self.waiters.get_mut(id) {
             w.calls = w.calls.saturating_sub(1);
             if w.calls == 0 {
+                let before = self.waiters.len();
                 self.waiters.remove(id);
-                super::memory::held_changed(self.waiters.len() + 1, self.waiters.len());
+                super::memory::held_changed(before, self.waiters.len());
             }
         }
     }
