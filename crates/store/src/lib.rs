@@ -36,7 +36,7 @@ pub mod testing;
 mod writer;
 
 use std::path::Path;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
@@ -64,7 +64,7 @@ pub use query::{DEFAULT_LIMIT, MAX_LIMIT, verify_lines, verify_lines_partial};
 pub use storage::{Parked, RETENTION_ON_POSTGRES, Sent, Storage, Update, Wait};
 
 use stats::Counters;
-use writer::{Msg, Prepared, Writer};
+use writer::{Msg, Prepared, Writer, WriterTx};
 
 /// id → (): requests that are pending, or approved with the retry grant unused.
 pub(crate) const OPEN_REQUESTS: TableDefinition<&str, ()> = TableDefinition::new("open_requests");
@@ -108,7 +108,7 @@ pub(crate) struct Inner {
     pub(crate) slot: Arc<DbSlot>,
     /// The codec's dictionary (id → text), for readers.
     pub(crate) words: layout::SharedWords,
-    tx: Sender<Msg>,
+    tx: WriterTx,
     permits: Arc<Semaphore>,
     redactor: RwLock<Arc<Redactor>>,
     pub(crate) stats: Arc<Counters>,
@@ -156,6 +156,7 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
+        let tx = WriterTx::new(tx, thread.thread().clone());
         Ok(Store {
             inner: Arc::new(Inner {
                 slot,
@@ -267,14 +268,11 @@ impl Store {
             .acquire_owned()
             .await
             .map_err(|_| StoreError::Closed)?;
-        self.inner
-            .tx
-            .send(Msg::Commit {
-                batch,
-                reply,
-                _permit: Some(permit),
-            })
-            .map_err(|_| StoreError::Closed)
+        self.inner.tx.send(Msg::Commit {
+            batch,
+            reply,
+            _permit: Some(permit),
+        })
     }
 
     /// Appends the batch's events and upserts its records atomically; resolves once they are
@@ -353,14 +351,11 @@ impl Store {
             return Err(StoreError::Closed);
         }
         let batch = self.prepare_on(batch, false, base)?;
-        self.inner
-            .tx
-            .send(Msg::Commit {
-                batch,
-                reply: None,
-                _permit: None,
-            })
-            .map_err(|_| StoreError::Closed)
+        self.inner.tx.send(Msg::Commit {
+            batch,
+            reply: None,
+            _permit: None,
+        })
     }
 
     /// Removes what an archive run moved and appends its checkpoint, durably.
@@ -376,17 +371,14 @@ impl Store {
             },
             tx,
         );
-        self.inner.tx.send(msg).map_err(|_| StoreError::Closed)?;
+        self.inner.tx.send(msg)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Resolves once everything queued before it is committed and durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(Msg::Flush(tx))
-            .map_err(|_| StoreError::Closed)?;
+        self.inner.tx.send(Msg::Flush(tx))?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -79,6 +79,42 @@ pub(crate) enum Msg {
     Shutdown(Option<oneshot::Sender<Result<(), StoreError>>>),
 }
 
+impl Msg {
+    /// Whether someone waits for the writer to act on it: everything but a
+    /// `commit_batched`-style batch or a request's ending.
+    fn is_waited(&self) -> bool {
+        !matches!(self, Msg::Commit { reply: None, .. })
+    }
+}
+
+/// The sending side of the writer's queue. A message someone waits for also
+/// unparks the writer, which sleeps parked while it gathers work nobody waits for
+/// ([`Writer::gather`]); the rest only queue: waking the writer for every
+/// request's ending and `Batched` decision cost each sender a futex wake and the
+/// writer a context switch (bench/PROFILE.md, stop 41).
+pub(crate) struct WriterTx {
+    tx: std::sync::mpsc::Sender<Msg>,
+    writer: std::thread::Thread,
+}
+
+impl WriterTx {
+    pub(crate) fn new(tx: std::sync::mpsc::Sender<Msg>, writer: std::thread::Thread) -> Self {
+        WriterTx { tx, writer }
+    }
+
+    /// Queues `msg`; [`StoreError::Closed`] once the writer has stopped.
+    pub(crate) fn send(&self, msg: Msg) -> Result<(), StoreError> {
+        let waited = msg.is_waited();
+        self.tx.send(msg).map_err(|_| StoreError::Closed)?;
+        if waited {
+            // After the send: the writer drains its queue after every park, so a
+            // message queued before this unpark is never missed.
+            self.writer.unpark();
+        }
+        Ok(())
+    }
+}
+
 /// Writer configuration and state; lives on the writer thread.
 pub(crate) struct Writer {
     pub(crate) slot: Arc<DbSlot>,
@@ -259,27 +295,27 @@ impl Writer {
     /// after-the-fact records ride along with the next strict commit's fsync instead of
     /// costing one of their own ahead of it. The window counts towards `flush_interval`
     /// (the flush timer starts at `started`). Anything with a waiter (strict commit, flush,
-    /// shutdown) ends the window at once.
+    /// shutdown) ends the window at once: its sender unparks this thread ([`WriterTx`]),
+    /// which sleeps parked meanwhile, so the work nobody waits for queues without waking it.
     fn gather(&mut self, group: &mut Vec<Msg>, started: Instant) {
-        let unwaited = |m: &Msg| matches!(m, Msg::Commit { reply: None, .. });
-        if !group.iter().all(unwaited) {
+        if group.iter().any(Msg::is_waited) {
             return;
         }
         let deadline = started + (self.flush_interval / 4).min(Duration::from_millis(5));
-        while group.len() < self.max_group {
+        loop {
             let now = Instant::now();
-            if now >= deadline {
-                break;
+            if now >= deadline || group.len() >= self.max_group {
+                return;
             }
-            match self.rx.recv_timeout(deadline - now) {
-                Ok(m) => {
-                    let more = unwaited(&m);
-                    group.push(m);
-                    if !more {
-                        break;
-                    }
+            // Returns early on an unpark, or spuriously: either way the queue is looked at.
+            std::thread::park_timeout(deadline - now);
+            while group.len() < self.max_group {
+                let Ok(m) = self.rx.try_recv() else { break };
+                let waited = m.is_waited();
+                group.push(m);
+                if waited {
+                    return;
                 }
-                Err(_) => break,
             }
         }
     }
