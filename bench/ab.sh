@@ -9,7 +9,10 @@
 # reports each pair and the medians, so a drift in the machine's speed falls
 # on both sides. Per run: req/s, the proxy's CPU per request (utime + stime
 # from /proc/PID/stat), the whole machine's busy CPU per request (/proc/stat:
-# the generator and the stand-in included), minor page faults per request.
+# the generator and the stand-in included), minor page faults per request, and
+# the proxy's context switches per request (all its threads, voluntary and
+# involuntary, /proc/PID/task/*/status): a thread woken for every message shows
+# there first (bench/PROFILE.md, stop 41).
 #
 # Settings (environment):
 #   AB_ROUNDS [6]            pairs
@@ -23,7 +26,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-[ $# -eq 2 ] || { sed -n '2,19p' "$0" >&2; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,22p' "$0" >&2; exit 2; }
 ROUNDS=${AB_ROUNDS:-6}
 SECS=${AB_SECONDS:-8}
 CONNS=${AB_CONNECTIONS:-64}
@@ -71,15 +74,17 @@ start_side() {
 }
 
 busy_ticks() { awk 'NR == 1 {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+switches() { cat "/proc/$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
 
 # run_side LABEL BINARY ROUND: one measured run, one JSON line on stdout.
 run_side() {
   start_side "$1-$3" "$2"
   local lg=("$BIN/loadgen" run --http 1 --url https://bench.local/ --proxy "$SM_PROXY" --ca "$SM_CA" --connections "$CONNS")
   "${lg[@]}" --duration 2 --warmup 0 >/dev/null 2>&1
-  local s0 m0 s1 m1
+  local s0 m0 s1 m1 x0 x1
   s0=$(awk '{print $10, $14 + $15}' "/proc/$SM_PID/stat")
   m0=$(busy_ticks)
+  x0=$(switches "$SM_PID")
   "${lg[@]}" --duration "$SECS" --warmup 0 >"$TMP/run.json" 2>"$TMP/run.err" || {
     log "$1 round $3 failed: $(tail -n 3 "$TMP/run.err" | tr '\n' ' ')"
     stop_sudomode
@@ -87,16 +92,18 @@ run_side() {
   }
   s1=$(awk '{print $10, $14 + $15}' "/proc/$SM_PID/stat")
   m1=$(busy_ticks)
+  x1=$(switches "$SM_PID")
   stop_sudomode
-  python3 - "$1" "$3" "$TMP/run.json" "$s0" "$s1" "$m0" "$m1" "$(getconf CLK_TCK)" <<'PY'
+  python3 - "$1" "$3" "$TMP/run.json" "$s0" "$s1" "$m0" "$m1" "$(getconf CLK_TCK)" "$x0" "$x1" <<'PY'
 import json, sys
-side, rnd, path, s0, s1, m0, m1, hz = sys.argv[1:]
+side, rnd, path, s0, s1, m0, m1, hz, x0, x1 = sys.argv[1:]
 d = json.load(open(path))
 n = d["requests"]
 (f0, c0), (f1, c1) = (map(int, s0.split()), map(int, s1.split()))
 us = lambda ticks: round(ticks / int(hz) / n * 1e6, 1)
 print(json.dumps({"side": side, "round": int(rnd), "rps": round(d["rps"]), "proxy_cpu_us": us(c1 - c0),
-                  "machine_cpu_us": us(int(m1) - int(m0)), "faults": round((f1 - f0) / n, 2)}))
+                  "machine_cpu_us": us(int(m1) - int(m0)), "faults": round((f1 - f0) / n, 2),
+                  "switches": round((int(x1) - int(x0)) / n, 2)}))
 PY
 }
 
@@ -116,7 +123,7 @@ done
 python3 - "$TMP/runs.jsonl" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-keys = ["rps", "proxy_cpu_us", "machine_cpu_us", "faults"]
+keys = ["rps", "proxy_cpu_us", "machine_cpu_us", "faults", "switches"]
 print("median   " + "  ".join(f"{k:>15}" for k in keys))
 for side in "AB":
     mine = [r for r in runs if r["side"] == side]
