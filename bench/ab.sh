@@ -26,7 +26,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-[ $# -eq 2 ] || { sed -n '2,22p' "$0" >&2; exit 2; }
+# Usage: the comment block above, up to `set`.
+[ $# -eq 2 ] || { sed -n '2,/^set -euo pipefail$/{/^#/p}' "$0" >&2; exit 2; }
 ROUNDS=${AB_ROUNDS:-6}
 SECS=${AB_SECONDS:-8}
 CONNS=${AB_CONNECTIONS:-64}

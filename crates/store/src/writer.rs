@@ -19,7 +19,8 @@
 //! and becomes durable with the next fsync'd commit, or the flush within `flush_interval`.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use redb::{ReadableTable, Table};
@@ -93,12 +94,12 @@ impl Msg {
 /// request's ending and `Batched` decision cost each sender a futex wake and the
 /// writer a context switch (bench/PROFILE.md, stop 41).
 pub(crate) struct WriterTx {
-    tx: std::sync::mpsc::Sender<Msg>,
-    writer: std::thread::Thread,
+    tx: Sender<Msg>,
+    writer: Thread,
 }
 
 impl WriterTx {
-    pub(crate) fn new(tx: std::sync::mpsc::Sender<Msg>, writer: std::thread::Thread) -> Self {
+    pub(crate) fn new(tx: Sender<Msg>, writer: Thread) -> Self {
         WriterTx { tx, writer }
     }
 
