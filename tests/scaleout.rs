@@ -671,3 +671,89 @@ async fn the_agent_started_by_exec_never_inherits_the_database_url() {
     assert!(!env.contains("SUDOMODE_DATABASE_URL"), "{env}");
     assert!(!env.contains(DB_PASSWORD), "{env}");
 }
+
+/// Approvals on B, rejections on A and A's own traffic race over the same
+/// held requests: every transaction takes the chain head before any request
+/// row, so none of them waits for another in a circle, and each request is
+/// decided once. A deadlock shows as an operator answer other than 200/409
+/// (PostgreSQL aborts one of the two) or a call refused for a failed commit.
+#[tokio::test]
+async fn approvals_rejections_and_endings_racing_across_replicas_never_deadlock() {
+    const N: usize = 24;
+    let pg = Pg::database();
+    let w = world(&pg).await;
+    let agent = bot(&w.a, Duration::from_secs(60));
+    let calls: Vec<_> = (0..N)
+        .map(|i| {
+            post(
+                &agent,
+                "/v1/charges",
+                &format!("amount={}&currency=usd", 100 + i),
+            )
+        })
+        .collect();
+    let pending = w.b.wait_pending(ALICE, N).await;
+    let ids: Vec<String> = pending
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    // A keeps writing rows of its own while the operators race.
+    let reads: Vec<_> = (0..N)
+        .map(|_| {
+            let agent = agent.clone();
+            tokio::spawn(async move {
+                agent
+                    .get("https://api.stripe.com/v1/charges/ch_1")
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    // Each request rejected on A and approved on B at once, all at once.
+    let (a, b) = (&w.a, &w.b);
+    let races = ids.iter().map(|id| async move {
+        let path = format!("/api/v1/requests/{id}/reject");
+        let reject = a.api_post(&path, ALICE, json!({"reason": "race"}));
+        tokio::join!(reject, approve(b, id))
+    });
+    let races = futures_util::future::join_all(races).await;
+    let mut approved = 0;
+    for ((rs, rv), (as_, av)) in races {
+        assert!(rs == 200 || rs == 409, "reject on A: {rs} {rv}");
+        assert!(as_ == 200 || as_ == 409, "approve on B: {as_} {av}");
+        assert!(rs == 200 || as_ == 200, "neither decided it: {rv} {av}");
+        assert!(!(rs == 200 && as_ == 200), "both decided it: {rv} {av}");
+        approved += usize::from(as_ == 200);
+    }
+    for read in reads {
+        assert_eq!(read.await.unwrap().unwrap(), 200, "an allowed read failed");
+    }
+    let mut forwarded = 0;
+    for call in calls {
+        let status = call.await.unwrap().unwrap().status().as_u16();
+        assert!(status == 200 || status == 403, "a held call ended {status}");
+        forwarded += usize::from(status == 200);
+    }
+    assert_eq!(forwarded, approved, "each approval forwarded its call once");
+    let charges =
+        w.up.requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count();
+    assert_eq!(
+        charges, approved,
+        "the upstream got each approved charge once"
+    );
+    for id in &ids {
+        eventually("every raced request ends", || async {
+            let s = request(&w.b, id).await["status"].clone();
+            s == "completed" || s == "rejected"
+        })
+        .await;
+    }
+    for sm in [&w.a, &w.b] {
+        let logs = sm.logs();
+        assert!(!logs.contains("deadlock"), "a deadlock:\n{logs}");
+    }
+}
