@@ -97,6 +97,11 @@ async fn approve(sm: &SudoMode, id: &str) -> (u16, Value) {
         .await
 }
 
+async fn reject(sm: &SudoMode, id: &str) -> (u16, Value) {
+    sm.api_post(&format!("/api/v1/requests/{id}/reject"), ALICE, json!({}))
+        .await
+}
+
 async fn request(sm: &SudoMode, id: &str) -> Value {
     sm.api_get(&format!("/api/v1/requests/{id}"), ALICE).await.1
 }
@@ -613,10 +618,7 @@ async fn a_grant_made_on_b_is_used_on_a_and_its_last_use_is_spent_once() {
     let pending = w.a.wait_pending(ALICE, 1).await;
     assert_eq!(pending.len(), 1, "{pending:?}");
     let id = pending[0]["id"].as_str().unwrap();
-    let (s, _) =
-        w.b.api_post(&format!("/api/v1/requests/{id}/reject"), ALICE, json!({}))
-            .await;
-    assert_eq!(s, 200);
+    assert_eq!(reject(&w.b, id).await.0, 200);
     let mut statuses = vec![
         on_a.await.unwrap().unwrap().status().as_u16(),
         on_b.await.unwrap().unwrap().status().as_u16(),
@@ -712,11 +714,9 @@ async fn approvals_rejections_and_endings_racing_across_replicas_never_deadlock(
         .collect();
     // Each request rejected on A and approved on B at once, all at once.
     let (a, b) = (&w.a, &w.b);
-    let races = ids.iter().map(|id| async move {
-        let path = format!("/api/v1/requests/{id}/reject");
-        let reject = a.api_post(&path, ALICE, json!({"reason": "race"}));
-        tokio::join!(reject, approve(b, id))
-    });
+    let races = ids
+        .iter()
+        .map(|id| async move { tokio::join!(reject(a, id), approve(b, id)) });
     let races = futures_util::future::join_all(races).await;
     let mut approved = 0;
     for ((rs, rv), (as_, av)) in races {
