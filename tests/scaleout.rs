@@ -382,7 +382,7 @@ async fn replicas_starting_together_on_a_fresh_database_share_one_schema() {
         })
         .collect();
     let replicas: Vec<SudoMode> = starts.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(pg.sql("SELECT version FROM sudomode_schema"), "2");
+    assert_eq!(pg.sql("SELECT version FROM sudomode_schema"), "3");
     for r in &replicas {
         let (_, v) = r.api_get("/api/v1/audit/verify", ALICE).await;
         assert_eq!(v["ok"], true, "{v}");
@@ -399,6 +399,47 @@ async fn a_schema_newer_than_the_binary_is_a_clear_startup_error() {
     let out = start_fails(&with_password(&pg.url));
     assert!(out.contains("version 99"), "{out}");
     assert!(out.contains("newer than this SudoMode"), "{out}");
+}
+
+#[tokio::test]
+async fn a_strict_answer_survives_the_database_crashing_right_after_it() {
+    let pg = Pg::own_cluster();
+    // WAL nobody flushed then stays in the server's memory for seconds
+    // (fsync is off here, but a flush still writes the WAL out to the OS,
+    // which a crash of the server keeps).
+    pg.cluster().halt();
+    pg.cluster()
+        .resume_with("-c wal_writer_delay=10s -c autovacuum=off");
+    let w = world(&pg).await;
+    let client = bot(&w.a, Duration::from_secs(30));
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let resp = client
+            .get(format!("https://api.stripe.com/v1/charges/ch_{n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let id = resp.headers()["x-sudomode-request-id"].to_str().unwrap();
+        ids.push(id.to_string());
+    }
+    pg.cluster().crash();
+    pg.cluster().resume();
+    for id in &ids {
+        let decided = pg.sql(&format!(
+            "SELECT count(*) FROM sudomode_audit WHERE request_id = '{id}' \
+             AND line LIKE '%\"type\":\"request.decided\"%'"
+        ));
+        assert_eq!(
+            decided, "1",
+            "the decision of {id}, answered under strict, was lost"
+        );
+    }
+    eventually("the chain verifies after the crash", || async {
+        let (_, v) = w.b.api_get("/api/v1/audit/verify", ALICE).await;
+        v["ok"] == true
+    })
+    .await;
 }
 
 #[tokio::test]

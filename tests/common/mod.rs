@@ -825,8 +825,14 @@ impl PgCluster {
 
     /// Starts the server again on the same port.
     pub fn resume(&self) {
+        self.resume_with("");
+    }
+
+    /// Starts the server again on the same port, with `extra` server
+    /// options (`-c name=value …`).
+    pub fn resume_with(&self, extra: &str) {
         let mut opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {extra}",
             self.port,
             self.dir.path().display()
         );
@@ -846,6 +852,13 @@ impl PgCluster {
     /// Stops the server (fast: open connections are cut).
     pub fn halt(&self) {
         let out = self.ctl(&["-w", "-m", "fast", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop: {out:?}");
+    }
+
+    /// Kills the server as a crash would (`-m immediate`): what its
+    /// processes kept in memory is lost, what they wrote out is not.
+    pub fn crash(&self) {
+        let out = self.ctl(&["-w", "-m", "immediate", "stop"]);
         assert!(out.status.success(), "pg_ctl stop: {out:?}");
     }
 

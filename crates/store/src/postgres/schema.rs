@@ -9,7 +9,7 @@ use crate::chain::GENESIS_HASH;
 use crate::error::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const VERSION: i32 = 2;
+pub(super) const VERSION: i32 = 3;
 
 /// Key of the advisory lock that serialises migrations ("sudomode" in ASCII).
 const LOCK_KEY: i64 = 0x7375_646f_6d6f_6465;
@@ -69,6 +69,16 @@ CREATE TABLE sudomode_grants (
 );
 CREATE INDEX sudomode_grants_target ON sudomode_grants (agent, resource, action);
 "#,
+    r#"
+-- One row per running replica. A strict group commits without waiting for
+-- the WAL flush, so the chain head is not locked over it; the synchronous
+-- update of this row right after flushes the WAL past that commit before
+-- the group's callers are answered.
+CREATE TABLE sudomode_replicas (
+    replica text PRIMARY KEY,
+    flushed_at timestamptz NOT NULL
+);
+"#,
 ];
 
 /// Creates or migrates the schema; refuses one newer than [`VERSION`].
@@ -98,6 +108,13 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
             .map_err(Failure::from)?;
         tracing::info!(version = v + 1, "PostgreSQL schema migrated");
     }
+    // Rows of replicas gone for a week (each start is a new replica).
+    tx.execute(
+        "DELETE FROM sudomode_replicas WHERE flushed_at < now() - interval '7 days'",
+        &[],
+    )
+    .await
+    .map_err(Failure::from)?;
     if found < VERSION {
         tx.execute("DELETE FROM sudomode_schema", &[])
             .await

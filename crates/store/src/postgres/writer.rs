@@ -1,8 +1,11 @@
 //! This replica's group commit into PostgreSQL: one task drains the queue
 //! into one transaction per group (one chain-head lock and one commit for
-//! many requests), then answers every waiter. Strict groups wait for the
-//! commit's WAL flush; groups nobody waits on commit with
-//! `synchronous_commit = off` (durable within PostgreSQL's WAL writer delay).
+//! many requests), then answers every waiter. Every group commits with
+//! `synchronous_commit = off`, so the chain head, which all replicas queue
+//! on, is not locked while the WAL is flushed; a strict group is answered
+//! only after a synchronous commit right behind it (this replica's row in
+//! `sudomode_replicas`) has flushed the WAL past it. Groups nobody waits on
+//! are durable within PostgreSQL's WAL writer delay.
 //!
 //! While the database is away, waited work fails at once (its caller refuses
 //! the request) and unwaited batches are kept; the task probes with backoff
@@ -15,7 +18,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::Shared;
-use super::append::{Appender, CHANNEL, HEAD_SQL, INSERT_SQL, LOCK_SQL, NOTIFY_SQL, payloads};
+use super::append::{
+    Appender, CHANNEL, FLUSH_SQL, HEAD_SQL, INSERT_SQL, LOCK_SQL, NOTIFY_SQL, payloads,
+};
 use super::connect::Failure;
 use super::rows::{RequestColumns, RequestRow, UPSERT_MANY_SQL};
 use crate::chain::PreparedEvent;
@@ -184,7 +189,8 @@ impl Writer {
     /// One transaction: lock the head, append every event, upsert every
     /// record (the last state of each), notify, commit. The head stays
     /// locked for two round trips, as every replica's appends wait on it:
-    /// BEGIN with the lock, then the writes with COMMIT, each pipelined.
+    /// BEGIN with the lock, then the writes with COMMIT, each pipelined;
+    /// a durable group's flush follows the COMMIT in the same round trip.
     async fn write(&self, group: &[Pending], durable: bool) -> Result<Vec<Vec<u64>>, Failure> {
         let client = self.shared.pool.get().await?;
         let written = self.pipelined(&client, group, durable).await;
@@ -206,11 +212,8 @@ impl Writer {
         let move_head = client.prepare_cached(HEAD_SQL).await?;
         let upsert = client.prepare_cached(&UPSERT_MANY_SQL).await?;
         let notify = client.prepare_cached(NOTIFY_SQL).await?;
-        let begin = if durable {
-            "BEGIN"
-        } else {
-            "BEGIN; SET LOCAL synchronous_commit = off"
-        };
+        let flush = client.prepare_cached(FLUSH_SQL).await?;
+        let begin = "BEGIN; SET LOCAL synchronous_commit = off";
         // Futures polled in order send in order: one round trip for both.
         let c: &tokio_postgres::Client = client;
         let ((), row) = futures_util::try_join!(c.batch_execute(begin), c.query_one(&lock, &[]))?;
@@ -250,6 +253,14 @@ impl Writer {
                 }
             },
             c.batch_execute("COMMIT"),
+            async {
+                // WAL is flushed in order: this commit's flush covers the
+                // group's. Run even when the group failed; then harmless.
+                match durable {
+                    true => c.execute(&flush, &[&self.shared.replica]).await,
+                    false => Ok(0),
+                }
+            },
         )?;
         Ok(seqs)
     }
