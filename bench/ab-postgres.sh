@@ -125,31 +125,5 @@ PY
 }
 
 log "A = $1, B = $2; $ROUNDS pairs of ${SECS}s, two replicas × 32 connections, strict"
-: >"$TMP/runs.jsonl"
-for ((r = 1; r <= ROUNDS; r++)); do
-  order=(A B)
-  [ $((r % 2)) -eq 0 ] && order=(B A)
-  for s in "${order[@]}"; do
-    bin=$1
-    [ "$s" = B ] && bin=$2
-    # Not in a pipeline: the replicas must be this shell's children, so the exit trap stops them.
-    run_side "$s" "$bin" "$r" >>"$TMP/runs.jsonl" && tail -n 1 "$TMP/runs.jsonl"
-  done
-done
-
-python3 - "$TMP/runs.jsonl" <<'PY'
-import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-for side in "AB":
-    mine = [r["rps"] for r in runs if r["side"] == side]
-    if mine:
-        print(f"median {side}: {statistics.median(mine):.0f} req/s (the pair)")
-pairs = {}
-for r in runs:
-    pairs.setdefault(r["round"], {})[r["side"]] = r
-both = [p for p in pairs.values() if len(p) == 2]
-if both:
-    ratios = [p["B"]["rps"] / p["A"]["rps"] for p in both if p["A"]["rps"]]
-    higher = sum(1 for p in both if p["B"]["rps"] > p["A"]["rps"])
-    print(f"B/A rps: median {statistics.median(ratios):.3f} (B higher in {higher} of {len(both)} pairs)")
-PY
+alternate "$1" "$2" "$ROUNDS" "$TMP/runs.jsonl"
+python3 "$ROOT/bench/ab_summary.py" "$TMP/runs.jsonl" --keys rps a b --ratios rps

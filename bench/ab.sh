@@ -109,34 +109,6 @@ PY
 }
 
 log "A = $1, B = $2; $ROUNDS pairs of ${SECS}s, $CONNS connections, $DURABILITY"
-: >"$TMP/runs.jsonl"
-for ((r = 1; r <= ROUNDS; r++)); do
-  order=(A B)
-  [ $((r % 2)) -eq 0 ] && order=(B A)
-  for s in "${order[@]}"; do
-    bin=$1
-    [ "$s" = B ] && bin=$2
-    # Not in a pipeline: the proxy must be this shell's child, so the exit trap stops it.
-    run_side "$s" "$bin" "$r" >>"$TMP/runs.jsonl" && tail -n 1 "$TMP/runs.jsonl"
-  done
-done
-
-python3 - "$TMP/runs.jsonl" <<'PY'
-import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-keys = ["rps", "proxy_cpu_us", "machine_cpu_us", "faults", "switches"]
-print("median   " + "  ".join(f"{k:>15}" for k in keys))
-for side in "AB":
-    mine = [r for r in runs if r["side"] == side]
-    if mine:
-        print(f"{side:<8} " + "  ".join(f"{statistics.median(r[k] for r in mine):>15}" for k in keys))
-pairs = {}
-for r in runs:
-    pairs.setdefault(r["round"], {})[r["side"]] = r
-both = [p for p in pairs.values() if len(p) == 2]
-if both:
-    for k in ["rps", "proxy_cpu_us"]:
-        ratios = [p["B"][k] / p["A"][k] for p in both if p["A"][k]]
-        higher = sum(1 for p in both if p["B"][k] > p["A"][k])
-        print(f"B/A {k}: median {statistics.median(ratios):.3f} (B higher in {higher} of {len(both)} pairs)")
-PY
+alternate "$1" "$2" "$ROUNDS" "$TMP/runs.jsonl"
+python3 "$ROOT/bench/ab_summary.py" "$TMP/runs.jsonl" --keys rps proxy_cpu_us machine_cpu_us faults switches \
+  --ratios rps proxy_cpu_us

@@ -72,3 +72,22 @@ stop_sudomode() {
   wait "$SM_PID" 2>/dev/null || true
   SM_PID=
 }
+
+# alternate BIN_A BIN_B ROUNDS RUNS: calls the caller's `run_side SIDE BINARY
+# ROUND` (one JSON line on stdout) for A and B in turns, A B then B A, ..., so
+# a drift in the machine's speed falls on both; each line is appended to RUNS
+# and shown. Not in a pipeline: what run_side starts stays this shell's child,
+# so the caller's exit trap stops it.
+alternate() {
+  local r s bin order
+  : >"$4"
+  for ((r = 1; r <= $3; r++)); do
+    order=(A B)
+    [ $((r % 2)) -eq 0 ] && order=(B A)
+    for s in "${order[@]}"; do
+      bin=$1
+      [ "$s" = B ] && bin=$2
+      run_side "$s" "$bin" "$r" >>"$4" && tail -n 1 "$4"
+    done
+  done
+}
