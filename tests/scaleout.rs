@@ -129,6 +129,97 @@ fn no_password(sm: &SudoMode) {
     assert!(!logs.contains(DB_PASSWORD), "the password is in the logs");
 }
 
+/// The statuses of a listing's rows, in order.
+fn statuses(list: &Value) -> Vec<String> {
+    list["requests"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r["status"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn b_lists_and_counts_a_call_in_flight_on_a_beside_the_finished_ones() {
+    let pg = Pg::database();
+    let w = world(&pg).await;
+    let client = bot(&w.a, Duration::from_secs(30));
+    for n in 0..3 {
+        let resp = client
+            .get(format!("https://api.stripe.com/v1/charges/ch_{n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // Answered by the upstream after 4 s: in flight on A meanwhile.
+    let slow = tokio::spawn(
+        client
+            .get("https://api.stripe.com/v1/charges/ch_slow")
+            .header("x-stand-in-delay-ms", "4000")
+            .send(),
+    );
+    eventually("B lists the call in flight on A", || async {
+        let (_, v) = w.b.api_get("/api/v1/requests?status=allowed", ALICE).await;
+        statuses(&v) == ["allowed"]
+    })
+    .await;
+    let done = ["completed"; 3];
+    for filter in [
+        "agent=bot",
+        "resource=stripe.charges",
+        "decision=ALLOW",
+        "action=retrieve",
+    ] {
+        let (_, v) =
+            w.b.api_get(&format!("/api/v1/requests?{filter}"), ALICE)
+                .await;
+        assert_eq!(
+            statuses(&v),
+            ["allowed", "completed", "completed", "completed"],
+            "{filter}: {v}"
+        );
+    }
+    let (_, v) =
+        w.b.api_get("/api/v1/requests?status=completed", ALICE)
+            .await;
+    assert_eq!(statuses(&v), done, "{v}");
+    // Pages across both parts: the call in flight is the newest.
+    let (_, first) =
+        w.b.api_get("/api/v1/requests?agent=bot&limit=2", ALICE)
+            .await;
+    assert_eq!(statuses(&first), ["allowed", "completed"], "{first}");
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let (_, rest) =
+        w.b.api_get(
+            &format!("/api/v1/requests?agent=bot&limit=2&cursor={cursor}"),
+            ALICE,
+        )
+        .await;
+    assert_eq!(statuses(&rest), ["completed", "completed"], "{rest}");
+    let (_, stats) = w.b.api_get("/api/v1/stats", ALICE).await;
+    assert_eq!(stats["by_decision"]["ALLOW"], 4, "{stats}");
+
+    let resp = slow.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    eventually("the call has ended in B's listing", || async {
+        let (_, v) =
+            w.b.api_get("/api/v1/requests?status=completed", ALICE)
+                .await;
+        statuses(&v).len() == 4
+    })
+    .await;
+    let (_, v) = w.b.api_get("/api/v1/requests?status=allowed", ALICE).await;
+    assert_eq!(statuses(&v), Vec::<String>::new(), "{v}");
+    let (_, stats) = w.b.api_get("/api/v1/stats", ALICE).await;
+    assert_eq!(stats["by_decision"]["ALLOW"], 4, "{stats}");
+}
+
 #[tokio::test]
 async fn an_approval_on_b_releases_the_call_held_on_a() {
     let pg = Pg::database();
@@ -382,7 +473,7 @@ async fn replicas_starting_together_on_a_fresh_database_share_one_schema() {
         })
         .collect();
     let replicas: Vec<SudoMode> = starts.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(pg.sql("SELECT version FROM sudomode_schema"), "3");
+    assert_eq!(pg.sql("SELECT version FROM sudomode_schema"), "4");
     for r in &replicas {
         let (_, v) = r.api_get("/api/v1/audit/verify", ALICE).await;
         assert_eq!(v["ok"], true, "{v}");

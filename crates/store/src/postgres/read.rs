@@ -103,15 +103,7 @@ impl Postgres {
         }
         let take = as_i64(limit as u64 + 1);
         params.push(&take);
-        let sql = format!(
-            "SELECT record FROM sudomode_requests {} ORDER BY id DESC LIMIT ${}",
-            if conds.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conds.join(" AND "))
-            },
-            params.len()
-        );
+        let sql = listing_sql(&conds, params.len());
         let mut out = self.records(&sql, &params).await?;
         let next = if out.len() > limit {
             out.truncate(limit);
@@ -275,9 +267,14 @@ impl Postgres {
     }
 
     pub(crate) async fn counts_by_decision(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        // In two parts, each from its own index (see `listing_sql`).
         let rows = self
             .query(
-                "SELECT decision, count(*) FROM sudomode_requests GROUP BY decision",
+                "SELECT decision, sum(n)::bigint FROM ( \
+                 SELECT decision, count(*) AS n FROM sudomode_requests \
+                 WHERE status <> 'allowed' GROUP BY decision \
+                 UNION ALL SELECT decision, count(*) FROM sudomode_requests \
+                 WHERE status = 'allowed' GROUP BY decision) AS parts GROUP BY decision",
                 &[],
             )
             .await?;
@@ -291,4 +288,24 @@ impl Postgres {
         }
         Ok(out)
     }
+}
+
+/// A filtered page, newest first, under `conds` (each with its parameter;
+/// `$limit` is the page size). The filters' indexes hold no row still
+/// 'allowed' (in flight; schema.rs), so the page is read in two parts, each
+/// from its own index, and merged: the rows in flight, and the rest.
+fn listing_sql(conds: &[String], limit: usize) -> String {
+    let part = |status: &str| {
+        let mut all = vec![status.to_string()];
+        all.extend(conds.iter().cloned());
+        format!(
+            "(SELECT id, record FROM sudomode_requests WHERE {} ORDER BY id DESC LIMIT ${limit})",
+            all.join(" AND ")
+        )
+    };
+    format!(
+        "SELECT record FROM ({} UNION ALL {}) AS page ORDER BY id DESC LIMIT ${limit}",
+        part("status <> 'allowed'"),
+        part("status = 'allowed'")
+    )
 }

@@ -9,7 +9,7 @@ use crate::chain::GENESIS_HASH;
 use crate::error::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const VERSION: i32 = 3;
+pub(super) const VERSION: i32 = 4;
 
 /// Key of the advisory lock that serialises migrations ("sudomode" in ASCII).
 const LOCK_KEY: i64 = 0x7375_646f_6d6f_6465;
@@ -78,6 +78,24 @@ CREATE TABLE sudomode_replicas (
     replica text PRIMARY KEY,
     flushed_at timestamptz NOT NULL
 );
+"#,
+    r#"
+-- An allowed request's row is written twice: with its decision and with its
+-- ending. The history filters' indexes leave out the rows still 'allowed'
+-- (in flight), so the first write does not touch them; those rows have an
+-- index of their own, and a filtered list reads both (read.rs).
+DROP INDEX sudomode_requests_status, sudomode_requests_agent,
+    sudomode_requests_resource, sudomode_requests_decision;
+CREATE INDEX sudomode_requests_status ON sudomode_requests (status, id)
+    WHERE status <> 'allowed';
+CREATE INDEX sudomode_requests_agent ON sudomode_requests (agent, id)
+    WHERE status <> 'allowed';
+CREATE INDEX sudomode_requests_resource ON sudomode_requests (resource, id)
+    WHERE status <> 'allowed';
+CREATE INDEX sudomode_requests_decision ON sudomode_requests (decision, id)
+    WHERE status <> 'allowed';
+CREATE INDEX sudomode_requests_allowed ON sudomode_requests (id)
+    WHERE status = 'allowed';
 "#,
 ];
 
