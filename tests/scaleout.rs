@@ -129,6 +129,20 @@ fn no_password(sm: &SudoMode) {
     assert!(!logs.contains(DB_PASSWORD), "the password is in the logs");
 }
 
+/// An allowed read of charge `ch_N`; its request id.
+async fn read_charge(client: &reqwest::Client, n: usize) -> String {
+    let resp = client
+        .get(format!("https://api.stripe.com/v1/charges/ch_{n}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.headers()["x-sudomode-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
 /// The statuses of a listing's rows, in order.
 fn statuses(list: &Value) -> Vec<String> {
     list["requests"]
@@ -147,12 +161,7 @@ async fn b_lists_and_counts_a_call_in_flight_on_a_beside_the_finished_ones() {
     let w = world(&pg).await;
     let client = bot(&w.a, Duration::from_secs(30));
     for n in 0..3 {
-        let resp = client
-            .get(format!("https://api.stripe.com/v1/charges/ch_{n}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        read_charge(&client, n).await;
     }
     // Answered by the upstream after 4 s: in flight on A meanwhile.
     let slow = tokio::spawn(
@@ -505,14 +514,7 @@ async fn a_strict_answer_survives_the_database_crashing_right_after_it() {
     let client = bot(&w.a, Duration::from_secs(30));
     let mut ids = Vec::new();
     for n in 0..5 {
-        let resp = client
-            .get(format!("https://api.stripe.com/v1/charges/ch_{n}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let id = resp.headers()["x-sudomode-request-id"].to_str().unwrap();
-        ids.push(id.to_string());
+        ids.push(read_charge(&client, n).await);
     }
     pg.cluster().crash();
     pg.cluster().resume();
