@@ -7,8 +7,9 @@
 #
 # Each run gets a fresh database on one throwaway cluster (Debian's
 # postgresql, as root; fsync on), so neither side inherits the other's
-# tables, and starts right after a CHECKPOINT. Runs go A B, then B A, ...; a drift in the VM's speed falls on both
-# sides. Prints the pair's req/s per run, the medians, and B/A per pair.
+# tables, and starts right after a CHECKPOINT. Runs go A B, then B A, ...;
+# a drift in the VM's speed falls on both sides. Prints the pair's req/s per
+# run, the medians, and B/A per pair.
 #
 # Settings (environment):
 #   AB_ROUNDS [4]     pairs
@@ -29,97 +30,49 @@ done
 for side in "$1" "$2"; do
   [ -x "$side" ] || { echo "$side: not an executable" >&2; exit 2; }
 done
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-[ -n "$PG_BIN" ] || { echo "no PostgreSQL: apt-get install postgresql" >&2; exit 2; }
 
 log() { printf '[ab-pg %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 TMP=$(mktemp -d /tmp/sudomode-ab-pg.XXXXXX)
+RES=$TMP
+WARMUP=1
 PIDS=()
-PG_DATA=$TMP/pg/data
-stop_pids() {
-  local p
-  for p in "$@"; do
-    kill -TERM "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-}
 cleanup() {
   stop_pids "${PIDS[@]}"
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
+  stop_postgres
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 export SUDOMODE_ADMIN_TOKEN="ab-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 
-chmod 711 "$TMP" # the server runs as user postgres and must reach its directory
-mkdir -p "$TMP/pg"
-chown postgres "$TMP/pg"
-PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DATA" -A trust -U postgres >/dev/null
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -l "$TMP/pg/log" \
-  -o "-p $PG_PORT -k $TMP/pg -c listen_addresses=127.0.0.1" start >/dev/null
-SERVER="postgres://postgres@127.0.0.1:$PG_PORT"
-
+start_postgres "$TMP"
 "$BIN/stand-in" --ca-out "$TMP/standin-ca.pem" --max-seconds 7200 >"$TMP/standin.out" 2>"$TMP/standin.err" &
 PIDS+=($!)
 UP_PORT=$(wait_line "$TMP/standin.out" '^port: ' 20 | awk '{print $2}')
-
-# replica DB NAME BINARY: starts it; its pid in REPLICA_PID, its proxy in REPLICA_PROXY.
-replica() {
-  local dir=$TMP/$1-$2
-  mkdir -p "$dir/policies"
-  cat >"$dir/sudomode.yaml" <<YAML
-store:
-  postgres: "$SERVER/$1"
-ca:
-  dir: $TMP/ca
-audit:
-  durability: strict
-policies: [$dir/policies/]
-upstream:
-  ca_files: [$TMP/standin-ca.pem]
-  resolve:
-    "bench.local:443": "127.0.0.1:$UP_PORT"
-YAML
-  printf 'rules:\n  - name: allow\n    resource: "*"\n    decision: ALLOW\n' >"$dir/policies/bench.yaml"
-  SUDOMODE_LOG=warn "$3" run -c "$dir/sudomode.yaml" \
-    --proxy-listen 127.0.0.1:0 --dashboard-listen 127.0.0.1:0 >"$dir/stdout" 2>"$dir/stderr" &
-  REPLICA_PID=$!
-  PIDS+=("$REPLICA_PID")
-  REPLICA_PROXY=$(wait_line "$dir/stdout" '^ *proxy: ' 60 | awk '{print $2}') || {
-    tail -n 20 "$dir/stderr" >&2
-    return 1
-  }
-}
+UP_CA=$TMP/standin-ca.pem
+PG_STORE='store:
+  postgres: "${env:SUDOMODE_DATABASE_URL}"'
 
 # run_side LABEL BINARY ROUND: one measured run of the pair, one JSON line on stdout.
 run_side() {
-  local db pids=() proxies=() loads=() r failed=0
+  local db
   db=$(echo "ab_${3}_$1" | tr 'A-Z' 'a-z') # PostgreSQL folds unquoted names
-  psql -X -q -d "$SERVER/postgres" -c "CREATE DATABASE $db"
+  psql -X -q -d "$PG_SERVER/postgres" -c "CREATE DATABASE $db"
   # Every run starts right after a checkpoint: one falling inside every
   # other run (max_wal_size) would favour the second of each pair.
-  psql -X -q -d "$SERVER/postgres" -c CHECKPOINT
-  for r in a b; do
-    replica "$db" "$r" "$2" || failed=1
-    pids+=("$REPLICA_PID")
-    proxies+=("$REPLICA_PROXY")
-  done
-  [ "$failed" = 0 ] || { stop_pids "${pids[@]}"; log "$1 round $3: a replica did not start"; return 1; }
-  for r in 0 1; do
-    "$BIN/loadgen" run --http 1 --connections 32 --duration "$SECS" --warmup 1 \
-      --url https://bench.local/ --proxy "${proxies[$r]}" --ca "$TMP/ca/ca.pem" \
-      >"$TMP/$db-$r.json" 2>"$TMP/$db-$r.err" &
-    loads+=($!)
-  done
-  for r in "${loads[@]}"; do wait "$r" || failed=1; done
-  stop_pids "${pids[@]}"
-  [ "$failed" = 0 ] || { log "$1 round $3 failed: $(cat "$TMP/$db-0.err" "$TMP/$db-1.err" | tail -n 3 | tr '\n' ' ')"; return 1; }
-  python3 - "$1" "$3" "$TMP/$db-0.json" "$TMP/$db-1.json" <<'PY'
+  psql -X -q -d "$PG_SERVER/postgres" -c CHECKPOINT
+  DB_URL=$PG_SERVER/$db
+  SM_BINARY=$2 start_replica a "$PG_STORE"
+  SM_BINARY=$2 start_replica b "$PG_STORE"
+  run_load "$db-a" "$PROXY_a" 32 &
+  local load_a=$!
+  run_load "$db-b" "$PROXY_b" 32
+  wait "$load_a"
+  stop_all_replicas
+  python3 - "$1" "$3" "$RES/$db-a.json" "$RES/$db-b.json" <<'PY'
 import json, sys
 side, rnd, a, b = sys.argv[1:]
-ra, rb = (json.load(open(p))["rps"] for p in (a, b))
+ra, rb = (json.load(open(p)).get("rps", 0) for p in (a, b))
 print(json.dumps({"side": side, "round": int(rnd), "rps": round(ra + rb), "a": round(ra), "b": round(rb)}))
 PY
 }

@@ -91,3 +91,86 @@ alternate() {
     done
   done
 }
+
+# ------------------------------------------- PostgreSQL replicas (postgres.sh, ab-postgres.sh)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# stop_pids PID...: stops each process and reaps it.
+stop_pids() {
+  local p
+  for p in "$@"; do
+    kill -TERM "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+}
+
+# start_postgres DIR: a throwaway cluster of Debian's postgresql in DIR/pg (as
+# root), with its default durability (fsync on), on a free loopback port. Sets
+# PG_BIN, PG_DATA, PG_PORT and PG_SERVER (its URL without a database);
+# stop_postgres stops it.
+start_postgres() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$PG_BIN" ] || { echo "no PostgreSQL: apt-get install postgresql (bench/postgres.sh: or set BENCH_POSTGRES)" >&2; return 2; }
+  chmod 711 "$1" # the server runs as user postgres and must reach its directory
+  mkdir -p "$1/pg"
+  chown postgres "$1/pg"
+  PG_DATA=$1/pg/data
+  PG_PORT=$(free_port)
+  runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DATA" -A trust -U postgres >/dev/null
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -l "$1/pg/log" \
+    -o "-p $PG_PORT -k $1/pg -c listen_addresses=127.0.0.1" start >/dev/null
+  PG_SERVER="postgres://postgres@127.0.0.1:$PG_PORT"
+}
+
+stop_postgres() {
+  [ -n "${PG_DATA:-}" ] || return 0
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
+}
+
+# start_replica NAME STORE_YAML: a SudoMode (`SM_BINARY`, else $BIN/sudomode)
+# in $TMP/sm-NAME on the stand-in, strict, with `$DB_URL` as
+# SUDOMODE_DATABASE_URL; its pid added to PIDS; sets PROXY_<NAME>, DASH_<NAME>.
+# Needs BIN, TMP, UP_CA, UP_PORT, PIDS and a `log` function.
+start_replica() {
+  local name=$1 store=$2 dir=$TMP/sm-$1
+  mkdir -p "$dir/policies"
+  cat >"$dir/sudomode.yaml" <<YAML
+$store
+ca:
+  dir: $TMP/ca
+audit:
+  durability: strict
+policies: [$dir/policies/]
+hold:
+  max_pending_per_agent: 100000
+upstream:
+  ca_files: [$UP_CA]
+  resolve:
+    "bench.local:443": "127.0.0.1:$UP_PORT"
+YAML
+  printf 'rules:\n  - name: release\n    resource: "*"\n    action: post\n    decision: REQUIRE_APPROVAL\n  - name: allow\n    resource: "*"\n    decision: ALLOW\n' >"$dir/policies/bench.yaml"
+  SUDOMODE_DATABASE_URL=${DB_URL:-} SUDOMODE_LOG=warn "${SM_BINARY:-$BIN/sudomode}" run -c "$dir/sudomode.yaml" \
+    --proxy-listen 127.0.0.1:0 --dashboard-listen 127.0.0.1:0 >"$dir/stdout" 2>"$dir/stderr" &
+  PIDS+=($!)
+  local proxy dash
+  proxy=$(wait_line "$dir/stdout" '^ *proxy: ' 60 | awk '{print $2}') || { tail -n 20 "$dir/stderr" >&2; exit 1; }
+  dash=$(wait_line "$dir/stdout" '^ *dashboard: ' 5 | awk '{print $2}')
+  printf -v "PROXY_$name" '%s' "$proxy"
+  printf -v "DASH_$name" '%s' "$dash"
+  log "replica $name: proxy $proxy dashboard $dash"
+}
+
+# stop_all_replicas: stops every process in PIDS but the first (the stand-in).
+stop_all_replicas() {
+  stop_pids "${PIDS[@]:1}"
+  PIDS=("${PIDS[0]}")
+}
+
+# run_load NAME PROXY CONNECTIONS: the allowed load through PROXY for $SECS s
+# (after $WARMUP s), its JSON in $RES/NAME.json (`{"failed": true}` if it failed).
+run_load() {
+  timeout $((SECS + WARMUP + 60)) "$BIN/loadgen" run --http 1 --connections "$3" --duration "$SECS" \
+    --warmup "$WARMUP" --label "$1" --url https://bench.local/ --proxy "$2" --ca "$TMP/ca/ca.pem" \
+    >"$RES/$1.json" 2>"$RES/$1.err" || echo '{"failed": true}' >"$RES/$1.json"
+}

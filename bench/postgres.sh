@@ -34,23 +34,13 @@ TMP=$(mktemp -d /tmp/sudomode-bench-pg.XXXXXX)
 RES=$TMP/results
 mkdir -p "$RES"
 PIDS=()
-PG_BIN=
-PG_DATA=
 cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do
-    kill -TERM "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  if [ -n "$PG_DATA" ]; then
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
-  fi
+  stop_pids "${PIDS[@]}"
+  stop_postgres
   if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   log "building release binaries"
@@ -61,18 +51,8 @@ fi
 if [ -n "${BENCH_POSTGRES:-}" ]; then
   DB_URL=$BENCH_POSTGRES
 else
-  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  [ -n "$PG_BIN" ] || { echo "no PostgreSQL: apt-get install postgresql, or set BENCH_POSTGRES" >&2; exit 2; }
-  chmod 711 "$TMP" # the server runs as user postgres and must reach its directory
-  mkdir -p "$TMP/pg"
-  chown postgres "$TMP/pg"
-  PG_DATA=$TMP/pg/data
-  PG_PORT=$(free_port)
-  runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DATA" -A trust -U postgres >/dev/null
-  # Durable commits (fsync on, the default): strict means committed in PostgreSQL.
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -l "$TMP/pg/log" \
-    -o "-p $PG_PORT -k $TMP/pg -c listen_addresses=127.0.0.1" start >/dev/null
-  DB_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  start_postgres "$TMP"
+  DB_URL="$PG_SERVER/postgres"
   log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
 fi
 
@@ -82,51 +62,6 @@ PIDS+=($!)
 UP_PORT=$(wait_line "$TMP/standin.out" '^port: ' 20 | awk '{print $2}')
 UP_CA=$TMP/standin-ca.pem
 export SUDOMODE_ADMIN_TOKEN="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-
-# start_replica NAME STORE_YAML -> sets PROXY_<NAME>, DASH_<NAME>
-start_replica() {
-  local name=$1 store=$2 dir=$TMP/sm-$1
-  mkdir -p "$dir/policies"
-  cat >"$dir/sudomode.yaml" <<YAML
-$store
-ca:
-  dir: $TMP/ca
-audit:
-  durability: strict
-policies: [$dir/policies/]
-hold:
-  max_pending_per_agent: 100000
-upstream:
-  ca_files: [$UP_CA]
-  resolve:
-    "bench.local:443": "127.0.0.1:$UP_PORT"
-YAML
-  printf 'rules:\n  - name: release\n    resource: "*"\n    action: post\n    decision: REQUIRE_APPROVAL\n  - name: allow\n    resource: "*"\n    decision: ALLOW\n' >"$dir/policies/bench.yaml"
-  SUDOMODE_DATABASE_URL=$DB_URL SUDOMODE_LOG=warn "$BIN/sudomode" run -c "$dir/sudomode.yaml" \
-    --proxy-listen 127.0.0.1:0 --dashboard-listen 127.0.0.1:0 >"$dir/stdout" 2>"$dir/stderr" &
-  PIDS+=($!)
-  local proxy dash
-  proxy=$(wait_line "$dir/stdout" '^ *proxy: ' 60 | awk '{print $2}') || { tail -n 20 "$dir/stderr" >&2; exit 1; }
-  dash=$(wait_line "$dir/stdout" '^ *dashboard: ' 5 | awk '{print $2}')
-  printf -v "PROXY_$name" '%s' "$proxy"
-  printf -v "DASH_$name" '%s' "$dash"
-  log "replica $name: proxy $proxy dashboard $dash"
-}
-
-stop_all_replicas() {
-  local keep=("${PIDS[0]}") p
-  for p in "${PIDS[@]:1}"; do
-    kill -TERM "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  PIDS=("${keep[@]}")
-}
-
-run_load() { # name proxy connections
-  timeout $((SECS + WARMUP + 60)) "$BIN/loadgen" run --http 1 --connections "$3" --duration "$SECS" \
-    --warmup "$WARMUP" --label "$1" --url https://bench.local/ --proxy "$2" --ca "$TMP/ca/ca.pem" \
-    >"$RES/$1.json" 2>"$RES/$1.err" || echo '{"failed": true}' >"$RES/$1.json"
-}
 
 # ------------------------------------------------------- one redb replica
 log "one replica on redb, 64 connections"

@@ -851,15 +851,18 @@ impl PgCluster {
 
     /// Stops the server (fast: open connections are cut).
     pub fn halt(&self) {
-        let out = self.ctl(&["-w", "-m", "fast", "stop"]);
-        assert!(out.status.success(), "pg_ctl stop: {out:?}");
+        self.stop("fast");
     }
 
     /// Kills the server as a crash would (`-m immediate`): what its
     /// processes kept in memory is lost, what they wrote out is not.
     pub fn crash(&self) {
-        let out = self.ctl(&["-w", "-m", "immediate", "stop"]);
-        assert!(out.status.success(), "pg_ctl stop: {out:?}");
+        self.stop("immediate");
+    }
+
+    fn stop(&self, mode: &str) {
+        let out = self.ctl(&["-w", "-m", mode, "stop"]);
+        assert!(out.status.success(), "pg_ctl stop -m {mode}: {out:?}");
     }
 
     pub fn url(&self, db: &str) -> String {

@@ -29,7 +29,8 @@ pub(super) const HEAD_SQL: &str =
     "UPDATE sudomode_chain_head SET seq = $1, hash = $2, at = $3 WHERE id = 1";
 /// Flushes the WAL past the commit before it: this replica's row, updated
 /// in a transaction of its own that commits synchronously (a transaction
-/// that writes nothing would not wait for the flush).
+/// that writes nothing would not wait for the flush; a row per replica, so
+/// replicas never wait on each other's row).
 pub(super) const FLUSH_SQL: &str = "INSERT INTO sudomode_replicas (replica, flushed_at) \
      VALUES ($1, now()) ON CONFLICT (replica) DO UPDATE SET flushed_at = EXCLUDED.flushed_at";
 /// Sends NOTIFY payloads.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -267,17 +268,7 @@ impl Postgres {
     }
 
     pub(crate) async fn counts_by_decision(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        // In two parts, each from its own index (see `listing_sql`).
-        let rows = self
-            .query(
-                "SELECT decision, sum(n)::bigint FROM ( \
-                 SELECT decision, count(*) AS n FROM sudomode_requests \
-                 WHERE status <> 'allowed' GROUP BY decision \
-                 UNION ALL SELECT decision, count(*) FROM sudomode_requests \
-                 WHERE status = 'allowed' GROUP BY decision) AS parts GROUP BY decision",
-                &[],
-            )
-            .await?;
+        let rows = self.query(&COUNTS_SQL, &[]).await?;
         let mut out: BTreeMap<String, u64> = ["ALLOW", "DENY", "REQUIRE_APPROVAL"]
             .into_iter()
             .map(|d| (d.to_string(), 0))
@@ -290,22 +281,38 @@ impl Postgres {
     }
 }
 
+/// The two parts of `sudomode_requests` the history filters' indexes split
+/// it into (schema.rs: they leave out the rows still 'allowed', in flight,
+/// which have an index of their own). A listing or a count reads each part
+/// from its own indexes and merges them.
+const PARTS: [&str; 2] = ["status <> 'allowed'", "status = 'allowed'"];
+
+/// Requests by decision, counted part by part (see [`PARTS`]).
+static COUNTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    let [settled, in_flight] = PARTS.map(|part| {
+        format!(
+            "SELECT decision, count(*) AS n FROM sudomode_requests WHERE {part} GROUP BY decision"
+        )
+    });
+    format!(
+        "SELECT decision, sum(n)::bigint FROM ({settled} UNION ALL {in_flight}) AS parts \
+         GROUP BY decision"
+    )
+});
+
 /// A filtered page, newest first, under `conds` (each with its parameter;
-/// `$limit` is the page size). The filters' indexes hold no row still
-/// 'allowed' (in flight; schema.rs), so the page is read in two parts, each
-/// from its own index, and merged: the rows in flight, and the rest.
+/// `$limit` is the page size): the newest of each part (see [`PARTS`]), merged.
 fn listing_sql(conds: &[String], limit: usize) -> String {
-    let part = |status: &str| {
-        let mut all = vec![status.to_string()];
-        all.extend(conds.iter().cloned());
+    let [settled, in_flight] = PARTS.map(|part| {
+        let wheres: Vec<&str> = std::iter::once(part)
+            .chain(conds.iter().map(String::as_str))
+            .collect();
         format!(
             "(SELECT id, record FROM sudomode_requests WHERE {} ORDER BY id DESC LIMIT ${limit})",
-            all.join(" AND ")
+            wheres.join(" AND ")
         )
-    };
+    });
     format!(
-        "SELECT record FROM ({} UNION ALL {}) AS page ORDER BY id DESC LIMIT ${limit}",
-        part("status <> 'allowed'"),
-        part("status = 'allowed'")
+        "SELECT record FROM ({settled} UNION ALL {in_flight}) AS page ORDER BY id DESC LIMIT ${limit}"
     )
 }

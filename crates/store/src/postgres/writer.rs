@@ -256,9 +256,10 @@ impl Writer {
             async {
                 // WAL is flushed in order: this commit's flush covers the
                 // group's. Run even when the group failed; then harmless.
-                match durable {
-                    true => c.execute(&flush, &[&self.shared.replica]).await,
-                    false => Ok(0),
+                if durable {
+                    c.execute(&flush, &[&self.shared.replica]).await
+                } else {
+                    Ok(0)
                 }
             },
         )?;
