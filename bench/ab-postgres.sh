@@ -8,8 +8,9 @@
 # Each run gets a fresh database on one throwaway cluster (Debian's
 # postgresql, as root; fsync on), so neither side inherits the other's
 # tables, and starts right after a CHECKPOINT. Runs go A B, then B A, ...;
-# a drift in the VM's speed falls on both sides. Prints the pair's req/s per
-# run, the medians, and B/A per pair.
+# a drift in the VM's speed falls on both sides. Prints per run the pair's
+# req/s and the CPU per request of PostgreSQL (all its processes) and of the
+# two replicas over the measured seconds, the medians, and B/A per pair.
 #
 # Settings (environment):
 #   AB_ROUNDS [4]     pairs
@@ -66,17 +67,30 @@ run_side() {
   SM_BINARY=$2 start_replica b "$PG_STORE"
   run_load "$db-a" "$PROXY_a" 32 &
   local load_a=$!
-  run_load "$db-b" "$PROXY_b" 32
-  wait "$load_a"
+  run_load "$db-b" "$PROXY_b" 32 &
+  local load_b=$!
+  # CPU over the measured seconds: PostgreSQL's (every server process) and
+  # the two replicas'.
+  sleep "$WARMUP"
+  local pg0 sm0 pg1 sm1
+  pg0=$(cpu_ticks $(postgres_pids))
+  sm0=$(cpu_ticks "${PIDS[@]:1}")
+  wait "$load_a" "$load_b"
+  pg1=$(cpu_ticks $(postgres_pids))
+  sm1=$(cpu_ticks "${PIDS[@]:1}")
   stop_all_replicas
-  python3 - "$1" "$3" "$RES/$db-a.json" "$RES/$db-b.json" <<'PY'
+  python3 - "$1" "$3" "$RES/$db-a.json" "$RES/$db-b.json" $((pg1 - pg0)) $((sm1 - sm0)) "$(getconf CLK_TCK)" <<'PY'
 import json, sys
-side, rnd, a, b = sys.argv[1:]
-ra, rb = (json.load(open(p)).get("rps", 0) for p in (a, b))
-print(json.dumps({"side": side, "round": int(rnd), "rps": round(ra + rb), "a": round(ra), "b": round(rb)}))
+side, rnd, a, b, pg, sm, hz = sys.argv[1:]
+da, db = (json.load(open(p)) for p in (a, b))
+ra, rb = da.get("rps", 0), db.get("rps", 0)
+n = da.get("requests", 0) + db.get("requests", 0)
+us = lambda ticks: round(int(ticks) / int(hz) / n * 1e6, 1) if n else 0
+print(json.dumps({"side": side, "round": int(rnd), "rps": round(ra + rb), "a": round(ra), "b": round(rb),
+                  "pg_cpu_us": us(pg), "replicas_cpu_us": us(sm)}))
 PY
 }
 
 log "A = $1, B = $2; $ROUNDS pairs of ${SECS}s, two replicas × 32 connections, strict"
 alternate "$1" "$2" "$ROUNDS" "$TMP/runs.jsonl"
-python3 "$ROOT/bench/ab_summary.py" "$TMP/runs.jsonl" --keys rps a b --ratios rps
+python3 "$ROOT/bench/ab_summary.py" "$TMP/runs.jsonl" --keys rps a b pg_cpu_us replicas_cpu_us --ratios rps pg_cpu_us replicas_cpu_us

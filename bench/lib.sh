@@ -11,6 +11,17 @@ wait_line() {
   return 1
 }
 
+# cpu_ticks PID...: the processes' utime + stime together, in clock ticks
+# (one that has gone counts 0).
+cpu_ticks() {
+  local p t=0 f
+  for p in "$@"; do
+    f=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || f=0
+    t=$((t + ${f:-0}))
+  done
+  echo "$t"
+}
+
 # json_string: standard input as one JSON string.
 json_string() { python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))'; }
 
@@ -95,6 +106,15 @@ alternate() {
 # ------------------------------------------- PostgreSQL replicas (postgres.sh, ab-postgres.sh)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# postgres_pids: the processes of the cluster start_postgres made (its
+# postmaster and the postmaster's children: backends, WAL writer, ...).
+postgres_pids() {
+  local pm
+  pm=$(head -n 1 "$PG_DATA/postmaster.pid" 2>/dev/null) || return 0
+  echo "$pm"
+  pgrep -P "$pm" || true
+}
 
 # stop_pids PID...: stops each process and reaps it.
 stop_pids() {

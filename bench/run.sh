@@ -148,9 +148,6 @@ lg() {
   fi
 }
 
-# utime + stime of a process, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-
 # The three load shapes, against one route (extra loadgen args in "$@"). With
 # SHAPE_PID set, the CPU that process spends in the 64-connection run (warm-up
 # included) goes to PREFIX.h1_c64.cpu.json.
