@@ -72,14 +72,14 @@ run_side() {
   # CPU over the measured seconds: PostgreSQL's (every server process) and
   # the two replicas'.
   sleep "$WARMUP"
-  local pg0 sm0 pg1 sm1
-  pg0=$(cpu_ticks $(postgres_pids))
-  sm0=$(cpu_ticks "${PIDS[@]:1}")
+  local pg sm
+  cpu_snapshot $(postgres_pids) >"$TMP/pg.cpu"
+  cpu_snapshot "${PIDS[@]:1}" >"$TMP/sm.cpu"
   wait "$load_a" "$load_b"
-  pg1=$(cpu_ticks $(postgres_pids))
-  sm1=$(cpu_ticks "${PIDS[@]:1}")
+  pg=$(cpu_since "$TMP/pg.cpu" $(postgres_pids))
+  sm=$(cpu_since "$TMP/sm.cpu" "${PIDS[@]:1}")
   stop_all_replicas
-  python3 - "$1" "$3" "$RES/$db-a.json" "$RES/$db-b.json" $((pg1 - pg0)) $((sm1 - sm0)) "$(getconf CLK_TCK)" <<'PY'
+  python3 - "$1" "$3" "$RES/$db-a.json" "$RES/$db-b.json" "$pg" "$sm" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 side, rnd, a, b, pg, sm, hz = sys.argv[1:]
 da, db = (json.load(open(p)) for p in (a, b))

@@ -24,7 +24,7 @@ def main() -> None:
     for side in "AB":
         mine = [r for r in runs if r["side"] == side]
         if mine:
-            print(f"{side:<8} " + "  ".join(f"{statistics.median(r[k] for r in mine):>15}" for k in args.keys))
+            print(f"{side:<8} " + "  ".join(f"{round(statistics.median(r[k] for r in mine), 1):>15}" for k in args.keys))
     pairs: dict[int, dict[str, dict]] = {}
     for r in runs:
         pairs.setdefault(r["round"], {})[r["side"]] = r

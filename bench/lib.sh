@@ -22,6 +22,21 @@ cpu_ticks() {
   echo "$t"
 }
 
+# cpu_snapshot PID...: a `pid ticks` line per process, for cpu_since.
+cpu_snapshot() {
+  local p
+  for p in "$@"; do echo "$p $(cpu_ticks "$p")"; done
+}
+
+# cpu_since SNAPSHOT PID...: the ticks the processes used since SNAPSHOT (a
+# file of cpu_snapshot), each counted from 0 if it started since; one that
+# has ended since counts nothing (a total would subtract its whole life).
+cpu_since() {
+  local snap=$1
+  shift
+  cpu_snapshot "$@" | awk 'FILENAME == ARGV[1] {t0[$1] = $2; next} $2 > t0[$1] {n += $2 - t0[$1]} END {print n + 0}' "$snap" -
+}
+
 # json_string: standard input as one JSON string.
 json_string() { python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))'; }
 
