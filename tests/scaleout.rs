@@ -490,7 +490,7 @@ async fn replicas_starting_together_on_a_fresh_database_share_one_schema() {
         })
         .collect();
     let replicas: Vec<SudoMode> = starts.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(pg.sql("SELECT version FROM sudomode_schema"), "4");
+    assert_eq!(pg.sql("SELECT version FROM sudomode_schema"), "5");
     for r in &replicas {
         let (_, v) = r.api_get("/api/v1/audit/verify", ALICE).await;
         assert_eq!(v["ok"], true, "{v}");
@@ -897,5 +897,76 @@ async fn approvals_rejections_and_endings_racing_across_replicas_never_deadlock(
     for sm in [&w.a, &w.b] {
         let logs = sm.logs();
         assert!(!logs.contains("deadlock"), "a deadlock:\n{logs}");
+    }
+}
+
+/// `non-C all`: how many text columns of SudoMode's indexes (one count per
+/// index and column) compare in a collation other than "C", and how many
+/// there are.
+fn key_collations(pg: &Pg) -> String {
+    pg.sql(
+        "SELECT count(*) FILTER (WHERE co.collname <> 'C') || ' ' || count(*) \
+         FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid \
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(i.indkey::int2[]) \
+         JOIN pg_collation co ON co.oid = a.attcollation \
+         WHERE t.relname LIKE 'sudomode\\_%' AND a.atttypid = 'text'::regtype",
+    )
+}
+
+#[tokio::test]
+async fn keys_compare_as_bytes_and_a_schema_4_database_is_migrated_with_its_rows() {
+    let pg = Pg::database();
+    let World { _ca: ca, up, a, b } = world(&pg).await;
+    let client = bot(&a, Duration::from_secs(30));
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(read_charge(&client, n).await);
+    }
+    assert_eq!(
+        key_collations(&pg),
+        "0 20",
+        "every indexed text column in \"C\""
+    );
+    // The shape of a schema 4 database: its columns in the database's own
+    // collation. The next start migrates it and keeps what it holds.
+    drop((a, b));
+    pg.sql(
+        r#"ALTER TABLE sudomode_requests ALTER COLUMN id TYPE text COLLATE "default",
+             ALTER COLUMN agent TYPE text COLLATE "default",
+             ALTER COLUMN status TYPE text COLLATE "default",
+             ALTER COLUMN decision TYPE text COLLATE "default",
+             ALTER COLUMN resource TYPE text COLLATE "default",
+             ALTER COLUMN action TYPE text COLLATE "default",
+             ALTER COLUMN retry_key TYPE text COLLATE "default";
+           ALTER TABLE sudomode_audit ALTER COLUMN request_id TYPE text COLLATE "default";
+           ALTER TABLE sudomode_grants ALTER COLUMN id TYPE text COLLATE "default",
+             ALTER COLUMN agent TYPE text COLLATE "default",
+             ALTER COLUMN resource TYPE text COLLATE "default",
+             ALTER COLUMN action TYPE text COLLATE "default";
+           ALTER TABLE sudomode_replicas ALTER COLUMN replica TYPE text COLLATE "default";
+           UPDATE sudomode_schema SET version = 4"#,
+    );
+    assert_eq!(key_collations(&pg), "20 20");
+    let c = SudoMode::replica(&with_password(&pg.url), None, opts(&up, &ca), OPS);
+    assert_eq!(pg.sql("SELECT version FROM sudomode_schema"), "5");
+    assert_eq!(key_collations(&pg), "0 20");
+    let (_, v) = c.api_get("/api/v1/audit/verify", ALICE).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let more = read_charge(&bot(&c, Duration::from_secs(30)), 3).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, list) = c.api_get("/api/v1/requests?status=completed", ALICE).await;
+        let listed: Vec<&str> = list["requests"]
+            .as_array()
+            .map(|rows| rows.iter().filter_map(|r| r["id"].as_str()).collect())
+            .unwrap_or_default();
+        let want: Vec<&str> = std::iter::once(more.as_str())
+            .chain(ids.iter().rev().map(String::as_str))
+            .collect();
+        if listed == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listed:?} != {want:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
