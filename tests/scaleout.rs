@@ -931,19 +931,16 @@ async fn keys_compare_as_bytes_and_a_schema_4_database_is_migrated_with_its_rows
     // collation. The next start migrates it and keeps what it holds.
     drop((a, b));
     pg.sql(
-        r#"ALTER TABLE sudomode_requests ALTER COLUMN id TYPE text COLLATE "default",
-             ALTER COLUMN agent TYPE text COLLATE "default",
-             ALTER COLUMN status TYPE text COLLATE "default",
-             ALTER COLUMN decision TYPE text COLLATE "default",
-             ALTER COLUMN resource TYPE text COLLATE "default",
-             ALTER COLUMN action TYPE text COLLATE "default",
-             ALTER COLUMN retry_key TYPE text COLLATE "default";
-           ALTER TABLE sudomode_audit ALTER COLUMN request_id TYPE text COLLATE "default";
-           ALTER TABLE sudomode_grants ALTER COLUMN id TYPE text COLLATE "default",
-             ALTER COLUMN agent TYPE text COLLATE "default",
-             ALTER COLUMN resource TYPE text COLLATE "default",
-             ALTER COLUMN action TYPE text COLLATE "default";
-           ALTER TABLE sudomode_replicas ALTER COLUMN replica TYPE text COLLATE "default";
+        r#"DO $$ DECLARE c record; BEGIN
+             FOR c IN SELECT t.relname, a.attname FROM pg_attribute a
+                 JOIN pg_class t ON t.oid = a.attrelid
+                 WHERE t.relname LIKE 'sudomode\_%' AND t.relkind = 'r' AND a.attnum > 0
+                   AND a.attcollation = (SELECT oid FROM pg_collation WHERE collname = 'C')
+             LOOP
+                 EXECUTE format('ALTER TABLE %I ALTER COLUMN %I TYPE text COLLATE "default"',
+                     c.relname, c.attname);
+             END LOOP;
+           END $$;
            UPDATE sudomode_schema SET version = 4"#,
     );
     assert_eq!(key_collations(&pg), "20 20");
