@@ -230,6 +230,12 @@ pub async fn start(config: Config) -> Result<Running> {
         state.core.holds.clone(),
         rx.clone(),
     )));
+    if state.core.recorder.storage().is_shared() {
+        tasks.push(tokio::spawn(crate::hold::edit_peers::answer_edits(
+            state.clone(),
+            rx.clone(),
+        )));
+    }
     if let Some(retention) = state.config.retention {
         tasks.push(tokio::spawn(crate::audit::retention::run(
             state.core.recorder.storage().clone(),

@@ -14,6 +14,12 @@ use serde_json::{Value, json};
 
 const POLICY: &str = r#"
 rules:
+  - name: no_huge_charges
+    resource: stripe.charges
+    action: create
+    condition: args.amount > 100000
+    decision: DENY
+    reason: far too much
   - name: charges_need_a_human
     resource: stripe.charges
     action: create
@@ -268,6 +274,82 @@ async fn an_approval_on_b_releases_the_call_held_on_a() {
     })
     .await;
     no_password(&w.a);
+    no_password(&w.b);
+}
+
+/// A charge posted through A, once B lists it pending: the call and its id.
+async fn charge_held_on_a(
+    w: &World,
+    body: &str,
+) -> (
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+    String,
+) {
+    let call = post(&bot(&w.a, Duration::from_secs(60)), "/v1/charges", body);
+    let pending = w.b.wait_pending(ALICE, 1).await;
+    (call, pending[0]["id"].as_str().unwrap().to_string())
+}
+
+/// Approves request `id` on `sm` with `edits`.
+async fn edit(sm: &SudoMode, id: &str, edits: Value) -> (u16, Value) {
+    let body = json!({ "edits": edits, "reason": "half is enough" });
+    sm.api_post(&format!("/api/v1/requests/{id}/approve"), ALICE, body)
+        .await
+}
+
+#[tokio::test]
+async fn an_edit_approved_on_b_is_prepared_by_a_where_the_call_waits() {
+    let pg = Pg::database();
+    let mut w = world(&pg).await;
+    let (call, id) = charge_held_on_a(&w, "amount=5000&currency=usd").await;
+    // A judges the edited call with its policy: denied, and still pending.
+    let (s, e) = edit(&w.b, &id, json!({"amount": 250000})).await;
+    assert_eq!(s, 409, "{e}");
+    assert!(e.to_string().contains("no_huge_charges"), "{e}");
+    assert_eq!(request(&w.b, &id).await["status"], "pending");
+    // An edit the form cannot carry: A's answer, with its type and reason.
+    let (s, e) = edit(&w.b, &id, json!({"amount": 2500, "tags": [1, null]})).await;
+    assert_eq!(
+        (s, &e["error"]["type"]),
+        (409, &json!("not_editable")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("cannot carry null"), "{e}");
+    assert!(
+        w.up.requests().is_empty(),
+        "nothing goes upstream before approval"
+    );
+
+    let (s, rec) = edit(&w.b, &id, json!({"amount": 2500})).await;
+    assert_eq!(s, 200, "{rec}");
+    assert_eq!(rec["edited"], true, "{rec}");
+    assert_eq!(rec["args"]["amount"], 5000, "the proposed args are kept");
+    assert_eq!(rec["approved_args"]["amount"], 2500);
+    let resp = call.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-sudomode-edited"], "true");
+    let got = w.up.requests();
+    assert_eq!(got.len(), 1, "forwarded exactly once");
+    assert_eq!(got[0].body, b"amount=2500&currency=usd");
+    eventually("the edited request completes", || async {
+        request(&w.a, &id).await["status"] == "completed"
+    })
+    .await;
+
+    // The replica holding a call stops: no one has its bytes, so an edit is
+    // refused with the reason, and approving it as it is still works.
+    let (held, id) = charge_held_on_a(&w, "amount=7000&currency=usd").await;
+    w.a.kill9();
+    let _ = held.await;
+    let (s, e) = edit(&w.b, &id, json!({"amount": 10})).await;
+    assert_eq!(
+        (s, &e["error"]["type"]),
+        (409, &json!("not_editable")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("no longer has its bytes"), "{e}");
+    assert_eq!(request(&w.b, &id).await["status"], "pending");
+    assert_eq!(approve(&w.b, &id).await.0, 200);
     no_password(&w.b);
 }
 

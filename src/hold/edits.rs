@@ -99,6 +99,7 @@ fn not_editable(why: impl Into<String>) -> EditError {
 
 /// Checks that request `id` may be edited with `patch`, and judges the
 /// edited call. Nothing is changed: the caller approves with the result.
+/// A call held on another replica is prepared there ([`super::edit_peers`]).
 pub async fn prepare(state: &State, id: &str, patch: Value) -> Result<ApprovedEdit, EditError> {
     if !patch.is_object() {
         return Err(EditError::Invalid(
@@ -109,7 +110,30 @@ pub async fn prepare(state: &State, id: &str, patch: Value) -> Result<ApprovedEd
     let Some(call) = holds.held_call(id).await else {
         return Err(holds.explain_not_held(id).await.into());
     };
-    let head = editable(state, &call)?;
+    editable_kind(&call.record)?;
+    if call.head.is_none() && state.core.recorder.storage().is_shared() {
+        return super::edit_peers::prepare_elsewhere(state, id, &patch)
+            .await?
+            .ok_or_else(|| not_editable(NO_BYTES));
+    }
+    prepare_call(state, &call, patch)
+}
+
+/// Another replica's ask ([`super::edit_peers`]): `None` when the call does
+/// not wait here, so its bytes are not here either.
+pub(super) async fn prepare_here(
+    state: &State,
+    id: &str,
+    patch: Value,
+) -> Option<Result<ApprovedEdit, EditError>> {
+    let call = state.core.holds.held_call(id).await?;
+    call.head.as_ref()?;
+    Some(editable_kind(&call.record).and_then(|()| prepare_call(state, &call, patch)))
+}
+
+/// The edit of `call`, whose head and body are here.
+fn prepare_call(state: &State, call: &HeldCall, patch: Value) -> Result<ApprovedEdit, EditError> {
+    let head = editable_head(state, call)?;
     let rewritten = rewrite(&head.headers, &call.body, &patch, &call.record.resource)?;
     let judge = |headers: &HeaderMap, body: &[u8]| {
         state.core.engine.judge(
@@ -164,9 +188,11 @@ pub async fn prepare(state: &State, id: &str, patch: Value) -> Result<ApprovedEd
     })
 }
 
-/// The kinds of request SPEC §6.2 lets an operator edit.
-fn editable<'c>(state: &State, call: &'c HeldCall) -> Result<&'c RequestHead, EditError> {
-    let r = &call.record;
+/// Why no replica could prepare an edit: nowhere are the call's bytes.
+const NO_BYTES: &str = "SudoMode restarted since this request was held (or the replica it is held on stopped) and no longer has its bytes: approve it as it is, or reject it and let the agent retry";
+
+/// The kinds of request SPEC §6.2 lets an operator edit, by their record.
+fn editable_kind(r: &RequestRecord) -> Result<(), EditError> {
     if r.is_explicit() {
         return Err(not_editable(
             "an explicit intent (/v1/govern) has no request to edit: the agent acts itself",
@@ -184,10 +210,14 @@ fn editable<'c>(state: &State, call: &'c HeldCall) -> Result<&'c RequestHead, Ed
             "SQL and database calls cannot be edited: approve or reject the statement as written",
         ));
     }
+    Ok(())
+}
+
+/// The held call's head, when an edit of it can be forwarded as approved.
+fn editable_head<'c>(state: &State, call: &'c HeldCall) -> Result<&'c RequestHead, EditError> {
+    let r = &call.record;
     let Some(head) = call.head.as_deref() else {
-        return Err(not_editable(
-            "SudoMode restarted since this request was held (or it is held on another replica) and no longer has its bytes here: approve it as it is, or reject it and let the agent retry",
-        ));
+        return Err(not_editable(NO_BYTES));
     };
     if r.resource.starts_with("aws.") && !state.credentials.resigns(&head.host) {
         return Err(not_editable(

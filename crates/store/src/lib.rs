@@ -60,6 +60,7 @@ pub use model::{
     RequestRecord, Stats, Status, StoreOptions, VerifyReport,
 };
 pub use open::{approved_at, is_due};
+pub use postgres::PeerAsk;
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT, verify_lines, verify_lines_partial};
 pub use storage::{Parked, RETENTION_ON_POSTGRES, Sent, Storage, Update, Wait};
 

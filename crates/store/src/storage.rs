@@ -26,7 +26,7 @@ use crate::model::{
     AuditEvent, Batch, Filter, NewEvent, RequestRecord, Stats, Status, StoreOptions, VerifyReport,
 };
 use crate::open::RedbBackend;
-use crate::postgres::Postgres;
+use crate::postgres::{PeerAsk, Postgres};
 use crate::{RowBase, Store, Submitted};
 
 /// How long a commit's caller waits.
@@ -105,7 +105,13 @@ pub(crate) struct Feeds {
     changes: broadcast::Sender<Arc<RequestRecord>>,
     own: broadcast::Sender<Arc<RequestRecord>>,
     held_elsewhere: broadcast::Sender<Arc<RequestRecord>>,
+    /// Other replicas' questions (`postgres::peers`).
+    peer_asks: broadcast::Sender<Arc<PeerAsk>>,
 }
+
+/// Other replicas' questions a slow answerer may fall behind by: an ask
+/// missed only makes its asker wait out its deadline.
+const PEER_ASK_CAPACITY: usize = 64;
 
 /// Announcements a slow subscriber may fall behind by before it misses some.
 const CHANGE_FEED_CAPACITY: usize = 4_096;
@@ -116,6 +122,14 @@ impl Feeds {
             changes: broadcast::channel(CHANGE_FEED_CAPACITY).0,
             own: broadcast::channel(CHANGE_FEED_CAPACITY).0,
             held_elsewhere: broadcast::channel(CHANGE_FEED_CAPACITY).0,
+            peer_asks: broadcast::channel(PEER_ASK_CAPACITY).0,
+        }
+    }
+
+    /// Another replica's question, to whoever here answers them.
+    pub(crate) fn peer_ask(&self, ask: PeerAsk) {
+        if self.peer_asks.receiver_count() > 0 {
+            let _ = self.peer_asks.send(Arc::new(ask));
         }
     }
 
@@ -233,6 +247,40 @@ impl Storage {
     /// Held requests changed by another replica (never, with redb).
     pub fn held_elsewhere(&self) -> broadcast::Receiver<Arc<RequestRecord>> {
         self.inner.feeds.held_elsewhere.subscribe()
+    }
+
+    /// Other replicas' questions (never, with redb): answer the ones this
+    /// replica can with [`Storage::answer_peer`], ignore the rest.
+    pub fn peer_asks(&self) -> broadcast::Receiver<Arc<PeerAsk>> {
+        self.inner.feeds.peer_asks.subscribe()
+    }
+
+    /// Asks the other replicas (`body`: JSON, under 8,000 bytes with its
+    /// envelope, else `Invalid`);
+    /// the first answer within `within`, or `None` (also with redb, which has
+    /// no other replicas).
+    pub async fn ask_peers(
+        &self,
+        body: serde_json::Value,
+        within: Duration,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        match &self.inner.backend {
+            Backend::Redb(_) => Ok(None),
+            Backend::Postgres(pg) => pg.ask_peers(body, within).await,
+        }
+    }
+
+    /// Answers another replica's `ask`.
+    pub async fn answer_peer(
+        &self,
+        ask: &PeerAsk,
+        body: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            // An ask only ever comes from PostgreSQL.
+            Backend::Redb(_) => Ok(()),
+            Backend::Postgres(pg) => pg.answer_peer(ask, body).await,
+        }
     }
 
     /// Appends the batch's events and upserts its records atomically, waiting as

@@ -1,5 +1,5 @@
 //! Other replicas' changes: a dedicated connection LISTENs on the change
-//! channel; each notification names the requests another replica changed,
+//! channel (and on the replicas' own, `peers`); each notification names the requests another replica changed,
 //! which are read back and announced on the change feeds (SSE, and the hold
 //! registry for held requests). The connection is re-made with backoff when
 //! lost; notifications missed meanwhile only delay the registry, which also
@@ -14,6 +14,7 @@ use tokio_postgres::AsyncMessage;
 
 use super::append::{CHANNEL, parse_payload};
 use super::connect::Failure;
+use super::peers::PEER_CHANNEL;
 use super::{Postgres, Shared};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -63,7 +64,9 @@ async fn listen(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) -> Result
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {PEER_CHANNEL}"))
+        .await?;
     tracing::debug!("PostgreSQL change listener connected");
     let pg = Postgres { shared };
     let ended = loop {
@@ -72,6 +75,9 @@ async fn listen(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) -> Result
             _ = stop.changed() => break Ended::Stopped,
         };
         match message {
+            Some(Ok(AsyncMessage::Notification(n))) if n.channel() == PEER_CHANNEL => {
+                pg.peer_message(n.payload())
+            }
             Some(Ok(AsyncMessage::Notification(n))) => pg.announce(n.payload()).await,
             Some(Ok(_)) => {}
             Some(Err(e)) => break Err(Failure::from(e))?,

@@ -3,13 +3,15 @@
 //! chain. Writes go through this replica's group commit (`writer`) or, for
 //! the conditional updates of held requests, one transaction each (`ops`);
 //! both append to the chain under its head lock (`append`). Other replicas'
-//! changes arrive by LISTEN/NOTIFY (`listen`). Faults: see `writer`.
+//! changes arrive by LISTEN/NOTIFY (`listen`), and so do the questions only
+//! the replica where a call waits can answer (`peers`). Faults: see `writer`.
 
 mod append;
 mod connect;
 mod grants;
 mod listen;
 mod ops;
+mod peers;
 mod read;
 mod rows;
 mod schema;
@@ -31,6 +33,8 @@ use crate::{Submitted, prepare_events, prepare_records, stored_view};
 use connect::Failure;
 use rows::RequestRow;
 use writer::{Msg, PgBatch, Writer};
+
+pub use peers::PeerAsk;
 
 /// Handle to the PostgreSQL store; cheap to clone.
 #[derive(Clone)]
@@ -54,6 +58,8 @@ pub(crate) struct Shared {
     /// This process, in NOTIFY payloads (so it skips its own).
     replica: String,
     feeds: Arc<Feeds>,
+    /// This replica's asks to the others, waiting for an answer.
+    waiting: peers::Waiting,
     tx: mpsc::UnboundedSender<Msg>,
     permits: Arc<Semaphore>,
     stop: watch::Sender<bool>,
@@ -158,6 +164,7 @@ impl Postgres {
             pending_total: AtomicUsize::new(0),
             replica: crate::new_request_id(),
             feeds,
+            waiting: Default::default(),
             tx,
             permits: Arc::new(Semaphore::new(
                 opts.queue_capacity.clamp(1, Semaphore::MAX_PERMITS),
