@@ -121,6 +121,18 @@ async fn authentication_and_roles() {
     let id = held["request_id"].as_str().unwrap();
     let metrics = get(&sm, "/metrics", None).await.text().await.unwrap();
     assert!(metrics.contains("sudomode_pending_requests 1"), "{metrics}");
+    // The held call's record reached the store: a durable commit carried its event.
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let commits = counter("sudomode_store_commits_total");
+    let durable = counter("sudomode_store_durable_commits_total");
+    assert!(durable >= 1 && durable <= commits, "{metrics}");
+    assert!(counter("sudomode_store_events_total") >= 1, "{metrics}");
 
     // Viewers read but cannot decide; agents cannot approve (SPEC §13.3).
     let (status, body) = error_body(

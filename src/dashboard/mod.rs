@@ -148,10 +148,15 @@ async fn metrics(AxState(dash): AxState<Arc<Dash>>) -> impl IntoResponse {
         .pending
         .store(state.core.holds.pending_count() as u64, Ordering::Relaxed);
     let store = state.core.recorder.storage().stats();
+    // Commits against events tell how well the writer groups: the events per durable
+    // commit is what one fsync (or one PostgreSQL commit) carries.
     let extra = format!(
         "# TYPE sudomode_store_errors_total counter\nsudomode_store_errors_total {}\n\
-         # TYPE sudomode_store_recoveries_total counter\nsudomode_store_recoveries_total {}\n",
-        store.failed_commits, store.recoveries
+         # TYPE sudomode_store_recoveries_total counter\nsudomode_store_recoveries_total {}\n\
+         # TYPE sudomode_store_commits_total counter\nsudomode_store_commits_total {}\n\
+         # TYPE sudomode_store_durable_commits_total counter\nsudomode_store_durable_commits_total {}\n\
+         # TYPE sudomode_store_events_total counter\nsudomode_store_events_total {}\n",
+        store.failed_commits, store.recoveries, store.commits, store.fsyncs, store.events
     );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
