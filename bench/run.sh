@@ -20,7 +20,8 @@
 #   BENCH_OUT [BENCHMARKS.md at the repo root]  where the report goes
 #   BENCH_NOTE []           a line of text put at the top of the report
 #   BENCH_SKIP_BUILD [0]    1: reuse target/release binaries as they are
-#   BENCH_SKIP_MITM [0]     1: no mitmdump comparison
+#   BENCH_SKIP_MITM [0]     1: no mitmdump comparison (else mitmdump from PATH, or mitmproxy
+#                           11.0.2 installed into target/bench-venv when missing)
 #   BENCH_SKIP_NULL [0]     1: no null-proxy runs (the ceiling of any intercepting proxy here)
 #   BENCH_SKIP_HOLD [0]     1: no 10,000-held test
 #   BENCH_SKIP_DECIDE [0]   1: no `cargo bench -p sudomode-policy --bench decide`
@@ -45,6 +46,8 @@ HOSTS=${BENCH_HOSTS:-50}
 HOLD_COUNT=${BENCH_HOLD_COUNT:-10000}
 OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# The mitmproxy installed when mitmdump is missing: the one earlier runs compared against.
+MITMPROXY_VERSION=11.0.2
 BIN=$TARGET_DIR/release
 # The command as given (BENCH_* settings except the free-text note), for the report.
 CMDLINE=
@@ -325,9 +328,17 @@ fi
 
 # ---------------------------------------------------------------- mitmdump
 if [ "${BENCH_SKIP_MITM:-0}" != 1 ]; then
+  # A mitmdump on PATH is used as it is; else mitmproxy, pinned, goes into the
+  # bench's own virtualenv (never the system Python), reused by later runs.
+  MITM_VENV=$TARGET_DIR/bench-venv
   if ! command -v mitmdump >/dev/null 2>&1; then
-    log "mitmdump missing: pip install mitmproxy"
-    pip install --quiet mitmproxy >&2 || log "pip install mitmproxy failed"
+    if [ ! -x "$MITM_VENV/bin/mitmdump" ]; then
+      log "mitmdump missing: mitmproxy==$MITMPROXY_VERSION into $MITM_VENV"
+      { python3 -m venv "$MITM_VENV" &&
+        "$MITM_VENV/bin/python3" -m pip install --quiet --disable-pip-version-check \
+          "mitmproxy==$MITMPROXY_VERSION"; } >&2 || log "installing mitmproxy failed"
+    fi
+    [ -x "$MITM_VENV/bin/mitmdump" ] && PATH=$MITM_VENV/bin:$PATH
     hash -r
   fi
   if command -v mitmdump >/dev/null 2>&1; then
