@@ -46,8 +46,6 @@ HOSTS=${BENCH_HOSTS:-50}
 HOLD_COUNT=${BENCH_HOLD_COUNT:-10000}
 OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-# The mitmproxy installed when mitmdump is missing: the one earlier runs compared against.
-MITMPROXY_VERSION=11.0.2
 BIN=$TARGET_DIR/release
 # The command as given (BENCH_* settings except the free-text note), for the report.
 CMDLINE=
@@ -328,21 +326,22 @@ fi
 
 # ---------------------------------------------------------------- mitmdump
 if [ "${BENCH_SKIP_MITM:-0}" != 1 ]; then
-  # A mitmdump on PATH is used as it is; else mitmproxy, pinned, goes into the
-  # bench's own virtualenv (never the system Python), reused by later runs.
+  # A mitmdump on PATH is used as it is; else mitmproxy, pinned to the version
+  # earlier runs compared against, goes into the bench's own virtualenv (never
+  # the system Python), reused by later runs.
   MITM_VENV=$TARGET_DIR/bench-venv
   if ! command -v mitmdump >/dev/null 2>&1; then
     if [ ! -x "$MITM_VENV/bin/mitmdump" ]; then
-      log "mitmdump missing: mitmproxy==$MITMPROXY_VERSION into $MITM_VENV"
+      log "mitmdump missing: mitmproxy 11.0.2 into $MITM_VENV"
       { python3 -m venv "$MITM_VENV" &&
         "$MITM_VENV/bin/python3" -m pip install --quiet --disable-pip-version-check \
-          "mitmproxy==$MITMPROXY_VERSION"; } >&2 || log "installing mitmproxy failed"
+          mitmproxy==11.0.2; } >&2 || log "installing mitmproxy failed"
     fi
+    # Setting PATH also clears bash's command hash.
     [ -x "$MITM_VENV/bin/mitmdump" ] && PATH=$MITM_VENV/bin:$PATH
-    hash -r
   fi
   if command -v mitmdump >/dev/null 2>&1; then
-    MITM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    MITM_PORT=$(free_port)
     mitmdump --listen-host 127.0.0.1 --listen-port "$MITM_PORT" --ssl-insecure -q >"$TMP/mitm.out" 2>"$TMP/mitm.err" &
     MITM_PID=$!
     MITM_CA=$HOME/.mitmproxy/mitmproxy-ca-cert.pem
@@ -410,7 +409,7 @@ rotation() {
   done
   if [ "${BENCH_SKIP_MITM:-0}" != 1 ] && command -v mitmdump >/dev/null 2>&1; then
     local port ca=$HOME/.mitmproxy/mitmproxy-ca-cert.pem i
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     mitmdump --listen-host 127.0.0.1 --listen-port "$port" --ssl-insecure -q >"$TMP/rot-mitm.out" 2>"$TMP/rot-mitm.err" &
     ROT_PIDS+=($!)
     for ((i = 0; i < 300; i++)); do
