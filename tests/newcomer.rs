@@ -711,8 +711,15 @@ async fn joined_calls_are_logged_under_the_id_the_api_knows() {
         assert!(std::time::Instant::now() < deadline, "never joined: {v}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let ids = logged_ids(&sm.logs(), " decided");
-    assert_eq!(ids.len(), 2, "one line per call: {}", sm.logs());
+    // The joined call's line follows its join event; wait for it, then
+    // check nothing more was logged.
+    let logs = sm
+        .wait_logs("a decided line per call", |l| {
+            logged_ids(l, " decided").len() >= 2
+        })
+        .await;
+    let ids = logged_ids(&logs, " decided");
+    assert_eq!(ids.len(), 2, "one line per call: {logs}");
     for logged in &ids {
         let (status, _) = sm
             .api_get(&format!("/api/v1/requests/{logged}"), "alice-token-1")

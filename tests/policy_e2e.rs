@@ -175,15 +175,8 @@ async fn hot_reload_applies_valid_changes_and_keeps_the_last_good_policy() {
         "rules:\n  - {name: broken, resource: \"*\", decision: MAYBE}\n",
     )
     .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !sm.logs().contains("policy change refused") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "reload error never logged: {}",
-            sm.logs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    sm.wait_logs("the reload error", |l| l.contains("policy change refused"))
+        .await;
     let resp = client.get(url).send().await.unwrap();
     let (status, body) = error_body(resp).await;
     assert_eq!(status, 403);

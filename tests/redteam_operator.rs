@@ -617,12 +617,9 @@ async fn agent_text_cannot_forge_log_lines() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !sm.logs().contains("FORGED") {
-        assert!(std::time::Instant::now() < deadline, "{}", sm.logs());
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let logs = sm.logs();
+    let logs = sm
+        .wait_logs("the forged call", |l| l.contains("FORGED"))
+        .await;
     for line in logs.lines().filter(|l| l.contains("FORGED")) {
         assert!(
             line.contains("decided") && line.contains("resource=shell\\n2030"),

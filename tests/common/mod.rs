@@ -616,6 +616,23 @@ impl SudoMode {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Polls the log until `ok` holds for it; returns it. A log line may
+    /// follow the store event or response that a test waited for.
+    pub async fn wait_logs(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = self.logs();
+            if ok(&logs) {
+                return logs;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never logged: {what}\n{logs}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// A response read off a raw socket.
